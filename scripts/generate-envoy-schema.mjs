@@ -60,13 +60,6 @@ root.resolveAll();
 const SCALARS = new Set(['double', 'float', 'int32', 'int64', 'uint32', 'uint64', 'sint32', 'sint64',
   'fixed32', 'fixed64', 'sfixed32', 'sfixed64', 'bool', 'string', 'bytes']);
 
-function durationMs(options, prefix) {
-  const seconds = options[`${prefix}.seconds`];
-  const nanos = options[`${prefix}.nanos`];
-  if (seconds === undefined && nanos === undefined) return undefined;
-  return Number(seconds ?? 0) * 1000 + Number(nanos ?? 0) / 1e6;
-}
-
 // Turns the flattened `(validate.rules).<kind>.<rule>` options into the few rules the decoder enforces.
 function rulesOf(field) {
   const options = field.options ?? {};
@@ -85,10 +78,14 @@ function rulesOf(field) {
     else if (kind === 'enum' && rule === 'defined_only' && value) rules.definedOnly = true;
     else if (['gt', 'gte', 'lt', 'lte'].includes(rule) && kind !== 'duration' && kind !== 'timestamp') rules[rule] = Number(value);
   }
+  // Duration bounds: an empty bound (`gt: {}`, meaning > 0) survives only in parsedOptions.
+  const parsed = (field.parsedOptions ?? []).find((o) => o['(validate.rules)'])?.['(validate.rules)'];
   for (const rule of ['gt', 'gte', 'lt', 'lte']) {
-    const ms = durationMs(options, `(validate.rules).duration.${rule}`);
-    if (ms !== undefined) rules[rule] = ms;
+    const bound = parsed?.duration?.[rule];
+    if (bound !== undefined) rules[rule] = Number(bound.seconds ?? 0) * 1000 + Number(bound.nanos ?? 0) / 1e6;
   }
+  // `strict: false` header rules only refuse NUL, CR and LF, like HTTP_HEADER_VALUE.
+  if (rules.wellKnown && options['(validate.rules).string.strict'] === false) rules.wellKnown = 'HTTP_HEADER_VALUE';
   if (options['(validate.rules).duration.required']) rules.required = true;
   return Object.keys(rules).length ? rules : undefined;
 }

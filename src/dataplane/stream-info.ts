@@ -44,6 +44,8 @@ export interface StreamInfo {
   /** Response status sent downstream; 0 until one is. */
   responseCode: number;
   responseCodeDetails: string;
+  /** Body of the local reply being sent, for `%LOCAL_REPLY_BODY%` in `local_reply_config` formats. */
+  localReplyBody: string;
   /** Bit set of `ResponseFlag`s. */
   responseFlags: number;
   responseHeaders: OutgoingHttpHeaders | undefined;
@@ -79,6 +81,7 @@ export function newStreamInfo(request: RequestHead, connectionId: number): Strea
     upstreamTransportFailureReason: '',
     responseCode: 0,
     responseCodeDetails: '',
+    localReplyBody: '',
     responseFlags: 0,
     responseHeaders: undefined,
     responseTrailers: undefined,

@@ -1,0 +1,43 @@
+/**
+ * The Envoy extensions Portico implements, by the config type of their `typed_config` (Envoy identifies an
+ * extension by its `@type`; the `name` beside it is free text). Anything else found in a configuration is
+ * refused with `unsupported extension <canonical name>`.
+ */
+const TYPE_PREFIX = 'type.googleapis.com/';
+
+/** Config type → canonical extension name, for the extensions Portico implements. */
+const SUPPORTED: ReadonlyMap<string, string> = new Map([
+  ['envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', 'envoy.filters.network.http_connection_manager'],
+  ['envoy.extensions.filters.http.router.v3.Router', 'envoy.filters.http.router'],
+  ['envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext', 'envoy.transport_sockets.tls'],
+  ['envoy.extensions.upstreams.http.v3.HttpProtocolOptions', 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'],
+  ['envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig', 'envoy.request_id.uuid'],
+]);
+
+/** Canonical names that do not follow the `envoy.extensions.<x>.v3.<Message>` → `envoy.<x>` rule. */
+const NAME_EXCEPTIONS: ReadonlyMap<string, string> = new Map([
+  ['envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig', 'envoy.filters.udp_listener.udp_proxy'],
+  ['envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', 'envoy.transport_sockets.tls'],
+  ['envoy.config.trace.v3.ZipkinConfig', 'envoy.tracers.zipkin'],
+  ['envoy.config.trace.v3.OpenTelemetryConfig', 'envoy.tracers.opentelemetry'],
+  ['envoy.config.trace.v3.DatadogConfig', 'envoy.tracers.datadog'],
+  ['envoy.config.trace.v3.LightstepConfig', 'envoy.tracers.lightstep'],
+  ['envoy.config.trace.v3.SkyWalkingConfig', 'envoy.tracers.skywalking'],
+  ['envoy.config.trace.v3.XRayConfig', 'envoy.tracers.xray'],
+]);
+
+export function typeNameFromUrl(typeUrl: string): string {
+  return typeUrl.startsWith(TYPE_PREFIX) ? typeUrl.slice(TYPE_PREFIX.length) : typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+}
+
+/** `envoy.extensions.filters.http.lua.v3.Lua` → `envoy.filters.http.lua`, as Envoy's docs name extensions. */
+export function extensionName(typeName: string): string {
+  const known = SUPPORTED.get(typeName) ?? NAME_EXCEPTIONS.get(typeName);
+  if (known) return known;
+  const m = /^envoy\.extensions\.(.+?)\.v\d+(?:alpha\d*)?\.[A-Z]\w*$/.exec(typeName);
+  return m ? `envoy.${m[1]}` : typeName;
+}
+
+export function isSupportedExtension(typeName: string): boolean {
+  return SUPPORTED.has(typeName);
+}

@@ -1,0 +1,341 @@
+import type { AnyMessage } from '../generated/envoy.js';
+import { type ConfigError, childPath } from './errors.js';
+import { extensionName, isSupportedExtension, typeNameFromUrl } from './extensions.js';
+import { getMessageDescriptor } from './proto/schema.js';
+
+/**
+ * The fields Portico implements, per message type. A field that is set but not listed here is refused with
+ * `unsupported_field`, and an `Any` whose type is not a supported extension with `unsupported_extension`:
+ * configuration is never half-applied. `'*'` marks messages whose every field is implemented (or purely
+ * descriptive). Message types missing from this table accept no fields at all.
+ */
+const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>> = {
+  // Bootstrap
+  'envoy.config.bootstrap.v3.Bootstrap': ['node', 'static_resources', 'admin', 'layered_runtime'],
+  'envoy.config.bootstrap.v3.Bootstrap.StaticResources': ['listeners', 'clusters'],
+  'envoy.config.bootstrap.v3.Admin': ['address'],
+  'envoy.config.bootstrap.v3.LayeredRuntime': ['layers'],
+  'envoy.config.bootstrap.v3.RuntimeLayer': ['name', 'static_layer', 'disk_layer', 'admin_layer'],
+  'envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer': ['symlink_root', 'subdirectory', 'append_service_cluster'],
+  'envoy.config.bootstrap.v3.RuntimeLayer.AdminLayer': '*',
+  'envoy.config.core.v3.Node': '*',
+  'envoy.config.core.v3.Locality': '*',
+  'envoy.config.core.v3.Metadata': '*',
+  'envoy.config.core.v3.BuildVersion': '*',
+  'envoy.type.v3.SemanticVersion': '*',
+  'envoy.config.core.v3.Extension': '*',
+  'envoy.config.core.v3.Address': ['socket_address'],
+  'envoy.config.core.v3.SocketAddress': ['protocol', 'address', 'port_value', 'ipv4_compat'],
+  'envoy.config.core.v3.CidrRange': '*',
+  'envoy.config.core.v3.DataSource': ['filename', 'inline_string', 'inline_bytes', 'environment_variable'],
+  'envoy.config.core.v3.TransportSocket': ['name', 'typed_config'],
+  'envoy.config.core.v3.RuntimeFractionalPercent': ['default_value', 'runtime_key'],
+  'envoy.type.v3.FractionalPercent': '*',
+  'envoy.type.v3.Int64Range': '*',
+  'envoy.config.core.v3.HeaderValueOption': ['header', 'append', 'append_action', 'keep_empty_value'],
+  'envoy.config.core.v3.HeaderValue': ['key', 'value', 'raw_value'],
+  'envoy.config.core.v3.HttpProtocolOptions': [
+    'idle_timeout',
+    'max_headers_count',
+    'max_requests_per_connection',
+    'headers_with_underscores_action',
+  ],
+  'envoy.config.core.v3.Http1ProtocolOptions': ['accept_http_10', 'default_host_for_http_10', 'enable_trailers'],
+
+  // Listeners
+  'envoy.config.listener.v3.Listener': [
+    'name',
+    'address',
+    'filter_chains',
+    'default_filter_chain',
+    'stat_prefix',
+    'traffic_direction',
+  ],
+  'envoy.config.listener.v3.FilterChain': ['filter_chain_match', 'filters', 'transport_socket', 'name'],
+  'envoy.config.listener.v3.FilterChainMatch': [
+    'destination_port',
+    'prefix_ranges',
+    'direct_source_prefix_ranges',
+    'source_type',
+    'source_prefix_ranges',
+    'source_ports',
+  ],
+  'envoy.config.listener.v3.Filter': ['name', 'typed_config'],
+
+  // TLS termination
+  'envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext': ['common_tls_context', 'require_client_certificate'],
+  'envoy.extensions.transport_sockets.tls.v3.CommonTlsContext': [
+    'tls_params',
+    'tls_certificates',
+    'validation_context',
+    'alpn_protocols',
+  ],
+  'envoy.extensions.transport_sockets.tls.v3.TlsParameters': [
+    'tls_minimum_protocol_version',
+    'tls_maximum_protocol_version',
+    'cipher_suites',
+    'ecdh_curves',
+  ],
+  'envoy.extensions.transport_sockets.tls.v3.TlsCertificate': ['certificate_chain', 'private_key', 'password'],
+  'envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext': ['trusted_ca'],
+
+  // HTTP connection manager
+  'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager': [
+    'codec_type',
+    'stat_prefix',
+    'route_config',
+    'http_filters',
+    'use_remote_address',
+    'xff_num_trusted_hops',
+    'skip_xff_append',
+    'via',
+    'internal_address_config',
+    'generate_request_id',
+    'preserve_external_request_id',
+    'always_set_request_id_in_response',
+    'server_name',
+    'server_header_transformation',
+    'stream_idle_timeout',
+    'request_timeout',
+    'request_headers_timeout',
+    'drain_timeout',
+    'max_request_headers_kb',
+    'common_http_protocol_options',
+    'http_protocol_options',
+    'normalize_path',
+    'merge_slashes',
+    'path_with_escaped_slashes_action',
+    'strip_matching_host_port',
+    'strip_any_host_port',
+    'local_reply_config',
+    'forward_client_cert_details',
+    'append_x_forwarded_port',
+  ],
+  'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig': [
+    'unix_sockets',
+    'cidr_ranges',
+  ],
+  'envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter': ['name', 'typed_config', 'is_optional', 'disabled'],
+  'envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig': ['mappers', 'body_format'],
+  'envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper': [
+    'filter',
+    'status_code',
+    'body',
+    'body_format_override',
+    'headers_to_add',
+  ],
+  'envoy.config.core.v3.SubstitutionFormatString': [
+    'text_format',
+    'text_format_source',
+    'json_format',
+    'omit_empty_values',
+    'content_type',
+  ],
+  'envoy.config.accesslog.v3.AccessLogFilter': [
+    'status_code_filter',
+    'duration_filter',
+    'not_health_check_filter',
+    'and_filter',
+    'or_filter',
+    'header_filter',
+    'response_flag_filter',
+  ],
+  'envoy.config.accesslog.v3.StatusCodeFilter': '*',
+  'envoy.config.accesslog.v3.DurationFilter': '*',
+  'envoy.config.accesslog.v3.ComparisonFilter': '*',
+  'envoy.config.accesslog.v3.NotHealthCheckFilter': '*',
+  'envoy.config.accesslog.v3.AndFilter': '*',
+  'envoy.config.accesslog.v3.OrFilter': '*',
+  'envoy.config.accesslog.v3.HeaderFilter': '*',
+  'envoy.config.accesslog.v3.ResponseFlagFilter': '*',
+  'envoy.extensions.filters.http.router.v3.Router': [
+    'dynamic_stats',
+    'start_child_span',
+    'suppress_envoy_headers',
+    'respect_expected_rq_timeout',
+  ],
+  'envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig': [],
+
+  // Routing
+  'envoy.config.route.v3.RouteConfiguration': [
+    'name',
+    'virtual_hosts',
+    'internal_only_headers',
+    'request_headers_to_add',
+    'request_headers_to_remove',
+    'response_headers_to_add',
+    'response_headers_to_remove',
+    'most_specific_header_mutations_wins',
+    'validate_clusters',
+    'max_direct_response_body_size_bytes',
+    'ignore_port_in_host_matching',
+  ],
+  'envoy.config.route.v3.VirtualHost': [
+    'name',
+    'domains',
+    'routes',
+    'require_tls',
+    'request_headers_to_add',
+    'request_headers_to_remove',
+    'response_headers_to_add',
+    'response_headers_to_remove',
+    'include_request_attempt_count',
+    'include_attempt_count_in_response',
+  ],
+  'envoy.config.route.v3.Route': [
+    'name',
+    'match',
+    'route',
+    'redirect',
+    'direct_response',
+    'metadata',
+    'request_headers_to_add',
+    'request_headers_to_remove',
+    'response_headers_to_add',
+    'response_headers_to_remove',
+  ],
+  'envoy.config.route.v3.RouteMatch': [
+    'prefix',
+    'path',
+    'safe_regex',
+    'path_separated_prefix',
+    'case_sensitive',
+    'runtime_fraction',
+    'headers',
+    'query_parameters',
+    'grpc',
+  ],
+  'envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions': '*',
+  'envoy.config.route.v3.HeaderMatcher': '*',
+  'envoy.config.route.v3.QueryParameterMatcher': '*',
+  'envoy.type.matcher.v3.StringMatcher': ['exact', 'prefix', 'suffix', 'safe_regex', 'contains', 'ignore_case'],
+  'envoy.type.matcher.v3.RegexMatcher': ['google_re2', 'regex'],
+  'envoy.type.matcher.v3.RegexMatcher.GoogleRE2': '*',
+  'envoy.type.matcher.v3.RegexMatchAndSubstitute': '*',
+  'envoy.config.route.v3.RouteAction': [
+    'cluster',
+    'cluster_header',
+    'weighted_clusters',
+    'cluster_not_found_response_code',
+    'prefix_rewrite',
+    'regex_rewrite',
+    'host_rewrite_literal',
+    'auto_host_rewrite',
+    'host_rewrite_header',
+    'host_rewrite_path_regex',
+    'append_x_forwarded_host',
+    'timeout',
+    'idle_timeout',
+  ],
+  'envoy.config.route.v3.WeightedCluster': ['clusters', 'total_weight', 'runtime_key_prefix', 'header_name'],
+  'envoy.config.route.v3.WeightedCluster.ClusterWeight': [
+    'name',
+    'cluster_header',
+    'weight',
+    'request_headers_to_add',
+    'request_headers_to_remove',
+    'response_headers_to_add',
+    'response_headers_to_remove',
+    'host_rewrite_literal',
+  ],
+  'envoy.config.route.v3.RedirectAction': '*',
+  'envoy.config.route.v3.DirectResponseAction': '*',
+
+  // Clusters
+  'envoy.config.cluster.v3.Cluster': [
+    'name',
+    'alt_stat_name',
+    'type',
+    'connect_timeout',
+    'lb_policy',
+    'load_assignment',
+    'dns_lookup_family',
+    'dns_refresh_rate',
+    'typed_extension_protocol_options',
+    'common_http_protocol_options',
+    'http_protocol_options',
+    'max_requests_per_connection',
+  ],
+  'envoy.config.endpoint.v3.ClusterLoadAssignment': ['cluster_name', 'endpoints', 'policy'],
+  'envoy.config.endpoint.v3.ClusterLoadAssignment.Policy': ['overprovisioning_factor'],
+  'envoy.config.endpoint.v3.LocalityLbEndpoints': ['locality', 'lb_endpoints', 'load_balancing_weight', 'priority'],
+  'envoy.config.endpoint.v3.LbEndpoint': ['endpoint', 'health_status', 'metadata', 'load_balancing_weight'],
+  'envoy.config.endpoint.v3.Endpoint': ['address', 'hostname'],
+  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': ['common_http_protocol_options', 'explicit_http_config'],
+  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig': ['http_protocol_options'],
+};
+
+/** True for message types whose contents are free-form data rather than configuration fields. */
+const OPAQUE_TYPES = new Set([
+  'google.protobuf.Struct',
+  'google.protobuf.Value',
+  'google.protobuf.ListValue',
+  'google.protobuf.Duration',
+  'google.protobuf.Timestamp',
+  'google.protobuf.Empty',
+  'google.protobuf.DoubleValue',
+  'google.protobuf.FloatValue',
+  'google.protobuf.Int64Value',
+  'google.protobuf.UInt64Value',
+  'google.protobuf.Int32Value',
+  'google.protobuf.UInt32Value',
+  'google.protobuf.BoolValue',
+  'google.protobuf.StringValue',
+  'google.protobuf.BytesValue',
+]);
+
+/**
+ * Walks a decoded message and reports every field Portico does not implement and every extension it does
+ * not support, with paths. Runs once per configuration, never per request.
+ */
+export function checkSupport(typeName: string, value: unknown, path: string, errors: ConfigError[]): void {
+  if (value === undefined || value === null || OPAQUE_TYPES.has(typeName)) return;
+  if (typeName === 'google.protobuf.Any') {
+    checkExtension(value as AnyMessage, path, errors);
+    return;
+  }
+  const schema = getMessageDescriptor(typeName);
+  if (!schema) return;
+  const supported = SUPPORTED_FIELDS[typeName];
+  for (const [field, fieldValue] of Object.entries(value as Record<string, unknown>)) {
+    if (fieldValue === undefined) continue;
+    const descriptor = schema.fields[field];
+    if (!descriptor) continue;
+    const fieldPath = childPath(path, field);
+    if (supported !== '*' && !supported?.includes(field)) {
+      errors.push({
+        code: 'unsupported_field',
+        path: fieldPath,
+        message: `field ${field} of ${typeName} is not supported`,
+      });
+      continue;
+    }
+    if (descriptor.kind !== 'message') continue;
+    // `typed_config` names the extension at the element that holds it, as Envoy's own messages do.
+    const reportPath = field === 'typed_config' ? path : fieldPath;
+    if (descriptor.mapKey !== undefined) {
+      for (const [key, item] of Object.entries(fieldValue as Record<string, unknown>)) {
+        checkSupport(descriptor.type, item, `${fieldPath}[${JSON.stringify(key)}]`, errors);
+      }
+    } else if (descriptor.repeated) {
+      (fieldValue as unknown[]).forEach((item, i) => checkSupport(descriptor.type, item, childPath(fieldPath, i), errors));
+    } else if (descriptor.type === 'google.protobuf.Any') {
+      checkExtension(fieldValue as AnyMessage, reportPath, errors, fieldPath);
+    } else {
+      checkSupport(descriptor.type, fieldValue, fieldPath, errors);
+    }
+  }
+}
+
+function checkExtension(any: AnyMessage, reportPath: string, errors: ConfigError[], valuePath = reportPath): void {
+  const typeName = typeNameFromUrl(any.type_url);
+  if (!isSupportedExtension(typeName)) {
+    errors.push({
+      code: 'unsupported_extension',
+      path: reportPath,
+      message: `unsupported extension ${extensionName(typeName)} (${typeName})`,
+    });
+    return;
+  }
+  checkSupport(typeName, any.value, valuePath, errors);
+}

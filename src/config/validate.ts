@@ -1,0 +1,218 @@
+import { isIP } from 'node:net';
+import type { envoy } from '../generated/envoy.js';
+import { type ConfigError, childPath } from './errors.js';
+import { typeNameFromUrl } from './extensions.js';
+
+type Bootstrap = envoy.config.bootstrap.v3.Bootstrap;
+type HttpConnectionManager = envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager;
+type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
+
+export const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+export const ROUTER_TYPE = 'envoy.extensions.filters.http.router.v3.Router';
+
+/**
+ * Cross-reference and value checks that the schema cannot express: names that must be unique, clusters that
+ * routes name, filter order, and values of supported fields that Portico does not implement yet.
+ */
+export function validateBootstrap(bootstrap: Bootstrap, errors: ConfigError[]): void {
+  const resources = bootstrap.static_resources ?? {};
+  const clusterNames = new Set<string>();
+  (resources.clusters ?? []).forEach((cluster, i) => {
+    const path = `static_resources.clusters[${i}]`;
+    const name = cluster.name ?? '';
+    if (clusterNames.has(name)) {
+      errors.push({ code: 'duplicate_name', path: `${path}.name`, message: `duplicate cluster name "${name}"` });
+    }
+    clusterNames.add(name);
+    validateCluster(cluster, path, errors);
+  });
+
+  const listenerNames = new Set<string>();
+  const listenerAddresses = new Set<string>();
+  (resources.listeners ?? []).forEach((listener, i) => {
+    const path = `static_resources.listeners[${i}]`;
+    const address = socketAddressKey(listener.address, childPath(path, 'address'), errors);
+    if (listener.name !== undefined && listener.name !== '') {
+      if (listenerNames.has(listener.name)) {
+        errors.push({ code: 'duplicate_name', path: `${path}.name`, message: `duplicate listener name "${listener.name}"` });
+      }
+      listenerNames.add(listener.name);
+    }
+    if (address !== undefined) {
+      if (listenerAddresses.has(address)) {
+        errors.push({ code: 'duplicate_name', path: `${path}.address`, message: `another listener is bound to ${address}` });
+      }
+      listenerAddresses.add(address);
+    }
+    const chains = [...(listener.filter_chains ?? [])];
+    if (chains.length === 0 && !listener.default_filter_chain) {
+      errors.push({ code: 'missing_required', path: `${path}.filter_chains`, message: 'a listener needs at least one filter chain' });
+    }
+    const allChains = listener.default_filter_chain
+      ? [...chains.map((c, j) => [c, `${path}.filter_chains[${j}]`] as const), [listener.default_filter_chain, `${path}.default_filter_chain`] as const]
+      : chains.map((c, j) => [c, `${path}.filter_chains[${j}]`] as const);
+    for (const [chain, chainPath] of allChains) {
+      const filters = chain.filters ?? [];
+      if (filters.length === 0) {
+        errors.push({ code: 'missing_required', path: `${chainPath}.filters`, message: 'a filter chain needs a terminal network filter' });
+      }
+      filters.forEach((filter, k) => {
+        const filterPath = `${chainPath}.filters[${k}]`;
+        if (!filter.typed_config) {
+          errors.push({ code: 'missing_required', path: filterPath, message: `network filter ${filter.name ?? ''} has no typed_config` });
+          return;
+        }
+        if (typeNameFromUrl(filter.typed_config.type_url) !== HCM_TYPE) return;
+        if (k !== filters.length - 1) {
+          errors.push({ code: 'invalid_value', path: filterPath, message: 'http_connection_manager is a terminal filter and must be last' });
+        }
+        validateHcm(filter.typed_config.value as HttpConnectionManager, `${filterPath}.typed_config`, clusterNames, errors);
+      });
+    }
+  });
+}
+
+function validateHcm(hcm: HttpConnectionManager, path: string, clusters: Set<string>, errors: ConfigError[]): void {
+  if (hcm.codec_type === 'HTTP2' || hcm.codec_type === 'HTTP3') {
+    errors.push({ code: 'unsupported_field', path: `${path}.codec_type`, message: `codec_type ${hcm.codec_type} is not supported yet` });
+  }
+  if (hcm.route_config === undefined) {
+    errors.push({ code: 'missing_required', path, message: 'route_config is required (rds and scoped_routes are not supported yet)' });
+  } else {
+    validateRouteConfiguration(hcm.route_config, `${path}.route_config`, clusters, errors);
+  }
+  const filters = hcm.http_filters ?? [];
+  if (filters.length === 0) {
+    errors.push({ code: 'router_not_last', path: `${path}.http_filters`, message: 'http_filters must end with envoy.filters.http.router' });
+  }
+  filters.forEach((filter, i) => {
+    const isRouter = filter.typed_config
+      ? typeNameFromUrl(filter.typed_config.type_url) === ROUTER_TYPE
+      : filter.name === 'envoy.filters.http.router';
+    const last = i === filters.length - 1;
+    if (isRouter !== last) {
+      errors.push({
+        code: 'router_not_last',
+        path: `${path}.http_filters[${i}]`,
+        message: isRouter ? 'envoy.filters.http.router must be the last HTTP filter' : 'the last HTTP filter must be envoy.filters.http.router',
+      });
+    }
+    if (!filter.typed_config && !isRouter) {
+      errors.push({ code: 'missing_required', path: `${path}.http_filters[${i}]`, message: `HTTP filter ${filter.name ?? ''} has no typed_config` });
+    }
+  });
+  const fcc = hcm.forward_client_cert_details;
+  if (fcc !== undefined && fcc !== 'SANITIZE') {
+    errors.push({ code: 'unsupported_field', path: `${path}.forward_client_cert_details`, message: `forward_client_cert_details ${fcc} is not supported yet` });
+  }
+}
+
+/** Checks one route configuration; also used for route configurations that arrive on their own. */
+export function validateRouteConfiguration(
+  config: RouteConfiguration,
+  path: string,
+  clusters: Set<string> | undefined,
+  errors: ConfigError[],
+): void {
+  const checkClusters = clusters !== undefined && config.validate_clusters !== false;
+  const vhostNames = new Set<string>();
+  const domains = new Map<string, string>();
+  (config.virtual_hosts ?? []).forEach((vhost, i) => {
+    const vhostPath = `${path}.virtual_hosts[${i}]`;
+    const name = vhost.name ?? '';
+    if (vhostNames.has(name)) {
+      errors.push({ code: 'duplicate_name', path: `${vhostPath}.name`, message: `duplicate virtual host name "${name}"` });
+    }
+    vhostNames.add(name);
+    if ((vhost.domains ?? []).length === 0) {
+      errors.push({ code: 'missing_required', path: `${vhostPath}.domains`, message: 'a virtual host needs at least one domain' });
+    }
+    (vhost.domains ?? []).forEach((domain, j) => {
+      const key = domain.toLowerCase();
+      const owner = domains.get(key);
+      if (owner !== undefined) {
+        errors.push({
+          code: 'duplicate_domain',
+          path: `${vhostPath}.domains[${j}]`,
+          message: `domain "${domain}" is already claimed by virtual host "${owner}"`,
+        });
+      } else {
+        domains.set(key, name);
+      }
+      if (domain !== '*' && domain.length > 1 && domain.slice(1, -1).includes('*')) {
+        errors.push({ code: 'invalid_value', path: `${vhostPath}.domains[${j}]`, message: `domain "${domain}" may hold a wildcard only at its start or end` });
+      }
+    });
+    if (!checkClusters) return;
+    (vhost.routes ?? []).forEach((route, k) => {
+      const action = route.route;
+      if (!action) return;
+      const actionPath = `${vhostPath}.routes[${k}].route`;
+      if (action.cluster !== undefined && !clusters.has(action.cluster)) {
+        errors.push({ code: 'unknown_cluster', path: `${actionPath}.cluster`, message: `route names unknown cluster "${action.cluster}"` });
+      }
+      (action.weighted_clusters?.clusters ?? []).forEach((weighted, w) => {
+        if (weighted.name !== undefined && !clusters.has(weighted.name)) {
+          errors.push({
+            code: 'unknown_cluster',
+            path: `${actionPath}.weighted_clusters.clusters[${w}].name`,
+            message: `route names unknown cluster "${weighted.name}"`,
+          });
+        }
+      });
+    });
+  });
+}
+
+function validateCluster(cluster: envoy.config.cluster.v3.Cluster, path: string, errors: ConfigError[]): void {
+  const type = cluster.type ?? 'STATIC';
+  if (cluster.cluster_type !== undefined) {
+    errors.push({ code: 'unsupported_field', path: `${path}.cluster_type`, message: 'custom cluster types are not supported yet' });
+  } else if (type !== 'STATIC' && type !== 'STRICT_DNS' && type !== 'LOGICAL_DNS') {
+    errors.push({ code: 'unsupported_field', path: `${path}.type`, message: `cluster type ${type} is not supported yet` });
+  }
+  const lbPolicy = cluster.lb_policy ?? 'ROUND_ROBIN';
+  if (lbPolicy !== 'ROUND_ROBIN') {
+    errors.push({ code: 'unsupported_field', path: `${path}.lb_policy`, message: `lb_policy ${lbPolicy} is not supported yet` });
+  }
+  const endpoints = cluster.load_assignment?.endpoints ?? [];
+  let count = 0;
+  endpoints.forEach((locality, i) => {
+    (locality.lb_endpoints ?? []).forEach((lbEndpoint, j) => {
+      const endpointPath = `${path}.load_assignment.endpoints[${i}].lb_endpoints[${j}]`;
+      count++;
+      const address = lbEndpoint.endpoint?.address?.socket_address;
+      if (!address) {
+        errors.push({ code: 'missing_required', path: `${endpointPath}.endpoint.address`, message: 'an endpoint needs a socket address' });
+        return;
+      }
+      socketAddressKey(lbEndpoint.endpoint?.address, `${endpointPath}.endpoint.address`, errors);
+      if (type === 'STATIC' && isIP(address.address ?? '') === 0) {
+        errors.push({
+          code: 'invalid_value',
+          path: `${endpointPath}.endpoint.address.socket_address.address`,
+          message: `STATIC cluster endpoints must be IP addresses, not "${address.address}" (use STRICT_DNS)`,
+        });
+      }
+    });
+  });
+  if (type === 'LOGICAL_DNS' && count !== 1) {
+    errors.push({ code: 'invalid_value', path: `${path}.load_assignment`, message: 'a LOGICAL_DNS cluster must have exactly one endpoint' });
+  }
+}
+
+/** `ip:port` of a listener or endpoint address, reporting what is unsupported about it. */
+function socketAddressKey(address: envoy.config.core.v3.Address | undefined, path: string, errors: ConfigError[]): string | undefined {
+  const socket = address?.socket_address;
+  if (!socket) {
+    errors.push({ code: 'missing_required', path, message: 'socket_address is required' });
+    return undefined;
+  }
+  if (socket.protocol === 'UDP') {
+    errors.push({ code: 'unsupported_field', path: `${path}.socket_address.protocol`, message: 'UDP listeners and endpoints are not supported' });
+  }
+  if (socket.port_value === undefined) {
+    errors.push({ code: 'missing_required', path: `${path}.socket_address.port_value`, message: 'port_value is required' });
+  }
+  return `${socket.address ?? ''}:${socket.port_value ?? 0}`;
+}

@@ -1,0 +1,760 @@
+import { randomUUID } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { BlockList } from 'node:net';
+import type { Dispatcher } from 'undici';
+import type { envoy } from '../../generated/envoy.js';
+import type { ConfigError } from '../../config/errors.js';
+import type { Logger } from '../../util/logger.js';
+import { ResponseFlag } from '../response-flags.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { applyHeaderMutation, type HeaderMap, type HeaderMutation } from '../router/header-mutation.js';
+import { ActionKind, type ForwardAction, type RedirectActionCompiled, type WeightedClusterEntry } from '../router/route-action.js';
+import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripPort, type VirtualHost } from '../router/route-table.js';
+import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
+import type { ClusterManager } from '../upstream/cluster-manager.js';
+import type { Host } from '../upstream/host.js';
+import { clientAddressFromXff, compileInternalAddresses, isInternal, plainAddress } from './forwarded.js';
+import { LocalReplyRenderer } from './local-reply.js';
+import { compilePathNormalizer } from './path-normalization.js';
+
+type HcmConfig = envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager;
+type RouterConfig = envoy.extensions.filters.http.router.v3.Router;
+
+/** Services a connection manager uses, owned by the data plane. */
+export interface ConnectionManagerContext {
+  clusters: ClusterManager;
+  runtime: Runtime;
+  log: Logger;
+  /** Port of the listener this manager serves, for `strip_matching_host_port`. */
+  listenerPort: number;
+  /** `https` when the filter chain terminates TLS. */
+  scheme: 'http' | 'https';
+}
+
+/** Request headers that are hop-by-hop or that the proxy sets itself; never forwarded as received. */
+const SKIPPED_REQUEST_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'expect',
+  'http2-settings',
+]);
+
+/** Response headers that are hop-by-hop. */
+const HOP_BY_HOP_RESPONSE_HEADERS = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'];
+
+const UPSTREAM_FAILURE_PREFIX = 'upstream connect error or disconnect/reset before headers. reset reason: ';
+
+const kStream = Symbol('portico.stream');
+type TrackedResponse = ServerResponse & { [kStream]?: ActiveStream };
+type TrackedRequest = IncomingMessage & { [kStream]?: ActiveStream };
+
+/**
+ * Envoy's HTTP connection manager for HTTP/1.1: owns a Node HTTP server that is fed connections by its
+ * listener, normalises and sanitises requests, selects routes and runs the router. Everything configurable is
+ * resolved here once; per request only an ActiveStream is allocated.
+ */
+export class HttpConnectionManager {
+  readonly server: http.Server;
+  readonly statPrefix: string;
+  readonly routeTable: RouteTable;
+  readonly localReply: LocalReplyRenderer;
+  readonly suppressEnvoyHeaders: boolean;
+  readonly useRemoteAddress: boolean;
+  readonly xffTrustedHops: number;
+  readonly skipXffAppend: boolean;
+  readonly via: string | undefined;
+  readonly internalAddresses: BlockList;
+  readonly generateRequestId: boolean;
+  readonly preserveExternalRequestId: boolean;
+  readonly alwaysSetRequestIdInResponse: boolean;
+  readonly serverName: string;
+  readonly serverHeaderTransformation: string;
+  readonly streamIdleTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly maxHeadersCount: number;
+  readonly headersWithUnderscoresAction: string;
+  readonly acceptHttp10: boolean;
+  readonly defaultHostForHttp10: string | undefined;
+  readonly enableTrailers: boolean;
+  readonly normalizePath: ReturnType<typeof compilePathNormalizer>;
+  readonly stripMatchingHostPort: boolean;
+  readonly stripAnyHostPort: boolean;
+  readonly appendXForwardedPort: boolean;
+
+  constructor(
+    config: HcmConfig,
+    path: string,
+    errors: ConfigError[],
+    readonly context: ConnectionManagerContext,
+  ) {
+    const common = config.common_http_protocol_options ?? {};
+    const http1 = config.http_protocol_options ?? {};
+    const router = config.http_filters?.at(-1)?.typed_config?.value as RouterConfig | undefined;
+    this.statPrefix = config.stat_prefix ?? '';
+    this.routeTable = new RouteTable(config.route_config ?? {}, `${path}.route_config`, errors, context.runtime);
+    this.localReply = new LocalReplyRenderer(config.local_reply_config, `${path}.local_reply_config`, errors, context.runtime);
+    this.suppressEnvoyHeaders = router?.suppress_envoy_headers ?? false;
+    this.useRemoteAddress = config.use_remote_address ?? false;
+    this.xffTrustedHops = config.xff_num_trusted_hops ?? 0;
+    this.skipXffAppend = config.skip_xff_append ?? false;
+    this.via = config.via || undefined;
+    this.internalAddresses = compileInternalAddresses(config.internal_address_config);
+    this.generateRequestId = config.generate_request_id ?? true;
+    this.preserveExternalRequestId = config.preserve_external_request_id ?? false;
+    this.alwaysSetRequestIdInResponse = config.always_set_request_id_in_response ?? false;
+    this.serverName = config.server_name ?? 'envoy';
+    this.serverHeaderTransformation = config.server_header_transformation ?? 'OVERWRITE';
+    this.streamIdleTimeoutMs = config.stream_idle_timeout ?? 300_000;
+    this.requestTimeoutMs = config.request_timeout ?? 0;
+    this.maxHeadersCount = common.max_headers_count ?? 100;
+    this.headersWithUnderscoresAction = common.headers_with_underscores_action ?? 'ALLOW';
+    this.acceptHttp10 = http1.accept_http_10 ?? false;
+    this.defaultHostForHttp10 = http1.default_host_for_http_10 || undefined;
+    this.enableTrailers = http1.enable_trailers ?? false;
+    this.normalizePath = compilePathNormalizer(config);
+    this.stripMatchingHostPort = config.strip_matching_host_port ?? false;
+    this.stripAnyHostPort = config.strip_any_host_port ?? false;
+    this.appendXForwardedPort = config.append_x_forwarded_port ?? false;
+
+    const headersTimeout = config.request_headers_timeout ?? 0;
+    this.server = http.createServer({
+      maxHeaderSize: (config.max_request_headers_kb ?? 60) * 1024,
+      requestTimeout: 0,
+      headersTimeout,
+      connectionsCheckingInterval: headersTimeout > 0 ? Math.max(10, Math.min(1000, headersTimeout / 4)) : 30_000,
+      keepAliveTimeout: common.idle_timeout ?? 3_600_000,
+      requireHostHeader: false,
+      insecureHTTPParser: false,
+    });
+    // One more than the limit, so that a request over the limit can be told apart and refused with 431.
+    this.server.maxHeadersCount = this.maxHeadersCount + 1;
+    if (common.max_requests_per_connection) this.server.maxRequestsPerSocket = common.max_requests_per_connection;
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => new ActiveStream(this, req, res).decodeHeaders());
+    this.server.on('clientError', onClientError);
+  }
+
+  /** Hands an accepted (and, with TLS, handshaken) connection to the HTTP server. */
+  handleConnection(socket: Socket): void {
+    this.server.emit('connection', socket);
+  }
+
+  /** Closes keep-alive connections that have no request in flight. */
+  closeIdleConnections(): void {
+    this.server.closeIdleConnections();
+  }
+
+  /** Destroys every connection. */
+  close(): void {
+    this.server.closeAllConnections();
+  }
+}
+
+/**
+ * Malformed requests (smuggling attempts, bad framing, oversized headers, garbage) never reach a stream: the
+ * parser fails and the connection gets a 400 or 431 and is closed, without touching other connections.
+ */
+function onClientError(err: Error & { code?: string }, socket: Socket): void {
+  if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+    socket.destroy();
+    return;
+  }
+  const code = err.code ?? '';
+  if (code === 'ECONNRESET' || code === 'HPE_INVALID_EOF_STATE') {
+    socket.destroy();
+    return;
+  }
+  const timeout = code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const tooLarge = code === 'HPE_HEADER_OVERFLOW';
+  const status = timeout ? 408 : tooLarge ? 431 : 400;
+  const body = timeout ? '' : tooLarge ? 'Request Header Fields Too Large' : 'Bad Request';
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: ${body.length}\r\n` +
+      `${body ? 'content-type: text/plain\r\n' : ''}connection: close\r\n\r\n${body}`,
+  );
+}
+
+function onResponseClose(this: TrackedResponse): void {
+  this[kStream]?.onDownstreamClose();
+}
+
+function onResponseDrain(this: TrackedResponse): void {
+  this[kStream]?.onDownstreamDrain();
+}
+
+function onStreamIdleTimeout(this: TrackedResponse): void {
+  this[kStream]?.onIdleTimeout();
+}
+
+function onRequestEnd(this: TrackedRequest): void {
+  this[kStream]?.onRequestComplete();
+}
+
+function onRouteTimeoutTimer(stream: ActiveStream): void {
+  stream.onRouteTimeout();
+}
+
+function onRequestTimeoutTimer(stream: ActiveStream): void {
+  stream.onRequestTimeout();
+}
+
+/**
+ * One request/response exchange. It is also the undici dispatch handler of its upstream request, so proxying a
+ * request allocates this object and the header objects, and no closures.
+ */
+class ActiveStream implements Dispatcher.DispatchHandler {
+  readonly info: StreamInfo;
+  readonly head: RequestHead;
+  private route: RouteEntry | undefined;
+  private vhost: VirtualHost | undefined;
+  private weighted: WeightedClusterEntry | undefined;
+  private controller: Dispatcher.DispatchController | undefined;
+  private upstreamStart = 0;
+  private routeTimer: NodeJS.Timeout | undefined;
+  private requestTimer: NodeJS.Timeout | undefined;
+  private timeoutMs = 0;
+  private external = false;
+  private ended = false;
+
+  constructor(
+    private readonly hcm: HttpConnectionManager,
+    private readonly req: TrackedRequest,
+    private readonly res: TrackedResponse,
+  ) {
+    const socket = req.socket;
+    this.head = { method: req.method ?? 'GET', path: req.url ?? '/', authority: '', scheme: hcm.context.scheme, headers: req.headers };
+    const info = newStreamInfo(this.head, 0);
+    info.protocol = req.httpVersionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1';
+    info.downstreamDirectRemoteAddress = plainAddress(socket.remoteAddress);
+    info.downstreamDirectRemotePort = socket.remotePort ?? 0;
+    info.downstreamRemoteAddress = info.downstreamDirectRemoteAddress;
+    info.downstreamRemotePort = info.downstreamDirectRemotePort;
+    info.downstreamLocalAddress = plainAddress(socket.localAddress);
+    info.downstreamLocalPort = socket.localPort ?? 0;
+    this.info = info;
+    req[kStream] = this;
+    res[kStream] = this;
+    res.on('close', onResponseClose);
+  }
+
+  /** Runs when the request head has arrived: validation, sanitising, routing and dispatch. */
+  decodeHeaders(): void {
+    const hcm = this.hcm;
+    const req = this.req;
+    const headers = this.head.headers;
+    if (this.info.protocol === 'HTTP/1.0' && !hcm.acceptHttp10) {
+      this.sendLocalReply(426, '', 0, 'low_version', true);
+      return;
+    }
+    if (req.rawHeaders.length > 2 * hcm.maxHeadersCount) {
+      this.sendLocalReply(431, '', 0, 'too_many_headers', true);
+      return;
+    }
+    if (hcm.streamIdleTimeoutMs > 0) {
+      this.res.setTimeout(hcm.streamIdleTimeoutMs);
+      this.res.on('timeout', onStreamIdleTimeout);
+    }
+    if (hcm.requestTimeoutMs > 0) {
+      this.requestTimer = setTimeout(onRequestTimeoutTimer, hcm.requestTimeoutMs, this);
+    }
+    let authority = headers.host;
+    if (authority === undefined && this.info.protocol === 'HTTP/1.0') authority = hcm.defaultHostForHttp10;
+    if (authority === undefined) {
+      this.sendLocalReply(400, 'missing host header', 0, 'missing_host_header', true);
+      return;
+    }
+    let path = this.head.path;
+    if (path.charCodeAt(0) !== 47 /* / */) {
+      const absolute = /^https?:\/\/([^/?#]*)([^#]*)/i.exec(path);
+      if (absolute === null) {
+        this.sendLocalReply(404, '', ResponseFlag.NR, 'absolute_path_rejected');
+        return;
+      }
+      authority = absolute[1]!;
+      path = absolute[2] || '/';
+    }
+    if (hcm.normalizePath !== undefined) {
+      const q = path.indexOf('?');
+      const normalized = hcm.normalizePath(q < 0 ? path : path.slice(0, q));
+      const fullPath = q < 0 ? normalized.path : normalized.path + path.slice(q);
+      if (normalized.action === 'reject') {
+        this.sendLocalReply(400, '', 0, 'path_normalization_failed');
+        return;
+      }
+      if (normalized.action === 'redirect') {
+        this.sendLocalReply(307, '', 0, 'path_normalization_redirect', false, fullPath);
+        return;
+      }
+      path = fullPath;
+    }
+    this.head.path = path;
+    if (hcm.headersWithUnderscoresAction !== 'ALLOW' && !this.dropOrRejectUnderscores()) return;
+    if (headers.upgrade !== undefined && /\bupgrade\b/i.test(String(headers.connection ?? ''))) {
+      this.sendLocalReply(403, '', 0, 'upgrade_failed');
+      return;
+    }
+    if (hcm.stripAnyHostPort || (hcm.stripMatchingHostPort && authority.endsWith(`:${hcm.context.listenerPort}`))) {
+      authority = stripPort(authority);
+    }
+    this.head.authority = authority;
+    headers.host = authority;
+    this.mutateRequestHeaders();
+
+    const vhost = hcm.routeTable.selectVirtualHost(authority.toLowerCase());
+    const ctx: MatchContext | undefined = vhost ? newMatchContext(this.head) : undefined;
+    const route = vhost && ctx ? vhost.routes.find((r) => r.matches(ctx)) : undefined;
+    if (vhost === undefined || route === undefined || ctx === undefined) {
+      this.sendLocalReply(404, '', ResponseFlag.NR, 'route_not_found');
+      return;
+    }
+    this.vhost = vhost;
+    this.route = route;
+    this.info.routeName = route.name;
+    if (vhost.requireTls !== 'NONE' && this.head.scheme !== 'https' && (vhost.requireTls === 'ALL' || this.external)) {
+      this.sendLocalReply(301, '', 0, 'via_upstream', false, `https://${authority}${path}`);
+      return;
+    }
+    const action = route.action;
+    switch (action.kind) {
+      case ActionKind.DirectResponse:
+        this.sendLocalReply(action.status, action.body?.toString() ?? '', 0, 'direct_response');
+        return;
+      case ActionKind.Redirect:
+        this.sendLocalReply(action.status, '', 0, 'redirect', false, this.redirectLocation(action));
+        return;
+      case ActionKind.Forward:
+        if (action.idleTimeoutMs !== undefined) this.res.setTimeout(action.idleTimeoutMs);
+        this.forward(action, ctx);
+    }
+  }
+
+  /** Applies `headers_with_underscores_action`; false when the request was refused. */
+  private dropOrRejectUnderscores(): boolean {
+    const headers = this.head.headers;
+    for (const name of Object.keys(headers)) {
+      if (!name.includes('_')) continue;
+      if (this.hcm.headersWithUnderscoresAction === 'REJECT_REQUEST') {
+        this.sendLocalReply(400, '', 0, 'unexpected_underscore', true);
+        return false;
+      }
+      delete headers[name];
+    }
+    return true;
+  }
+
+  /** x-forwarded-for / -proto / -port, x-request-id, x-envoy-internal and friends, as Envoy sets them. */
+  private mutateRequestHeaders(): void {
+    const hcm = this.hcm;
+    const headers = this.head.headers;
+    const info = this.info;
+    const peer = info.downstreamDirectRemoteAddress;
+    const xffHeader = headers['x-forwarded-for'];
+    const xff = Array.isArray(xffHeader) ? xffHeader.join(',') : xffHeader;
+    let internal: boolean;
+    if (hcm.useRemoteAddress) {
+      const client = hcm.xffTrustedHops > 0 ? clientAddressFromXff(xff, hcm.xffTrustedHops - 1) ?? peer : peer;
+      info.downstreamRemoteAddress = client;
+      if (!hcm.skipXffAppend) headers['x-forwarded-for'] = xff ? `${xff},${peer}` : peer;
+      internal = isInternal(hcm.internalAddresses, client);
+      this.external = !internal;
+      headers['x-forwarded-proto'] = this.head.scheme;
+      if (this.external) headers['x-envoy-external-address'] = client;
+    } else {
+      const client = clientAddressFromXff(xff, hcm.xffTrustedHops) ?? peer;
+      info.downstreamRemoteAddress = client;
+      internal = xff === undefined ? isInternal(hcm.internalAddresses, peer) : isInternal(hcm.internalAddresses, client);
+      headers['x-forwarded-proto'] ??= this.head.scheme;
+    }
+    if (internal) headers['x-envoy-internal'] = 'true';
+    else delete headers['x-envoy-internal'];
+    if (hcm.appendXForwardedPort && headers['x-forwarded-port'] === undefined) {
+      headers['x-forwarded-port'] = String(info.downstreamLocalPort);
+    }
+    const edge = hcm.useRemoteAddress && this.external;
+    let requestId = headers['x-request-id'];
+    if (hcm.generateRequestId && (requestId === undefined || (edge && !hcm.preserveExternalRequestId))) {
+      requestId = randomUUID();
+      headers['x-request-id'] = requestId;
+    }
+    info.requestId = typeof requestId === 'string' ? requestId : '';
+    if (hcm.via) headers.via = headers.via ? `${headers.via}, ${hcm.via}` : hcm.via;
+    if (this.external) for (const name of hcm.routeTable.internalOnlyHeaders) delete headers[name];
+  }
+
+  private forward(action: ForwardAction, ctx: MatchContext): void {
+    const hcm = this.hcm;
+    const headers = this.head.headers;
+    const clusterName = this.chooseCluster(action, ctx);
+    const cluster = clusterName === undefined ? undefined : hcm.context.clusters.get(clusterName);
+    this.info.upstreamCluster = clusterName ?? '';
+    if (cluster === undefined) {
+      this.sendLocalReply(action.clusterNotFoundStatus, '', ResponseFlag.NC, 'cluster_not_found');
+      return;
+    }
+    const host = cluster.chooseHost();
+    if (host === undefined) {
+      this.sendLocalReply(503, 'no healthy upstream', ResponseFlag.UH, 'no_healthy_upstream');
+      return;
+    }
+    this.info.upstreamHost = host.key;
+    this.info.upstreamRequestAttemptCount = 1;
+
+    const originalPath = this.head.path;
+    const rewritten = this.rewritePath(action, ctx);
+    if (rewritten !== originalPath) {
+      this.head.path = rewritten;
+      if (!hcm.suppressEnvoyHeaders) headers['x-envoy-original-path'] = originalPath;
+    }
+    this.rewriteHost(action, host);
+    this.applyRequestMutations();
+    if (this.vhost!.includeAttemptCount) headers['x-envoy-attempt-count'] = '1';
+    this.timeoutMs = action.timeoutMs;
+    if (action.timeoutMs > 0 && !hcm.suppressEnvoyHeaders) headers['x-envoy-expected-rq-timeout-ms'] = String(action.timeoutMs);
+
+    const req = this.req;
+    const hasBody = headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+    this.upstreamStart = performance.now();
+    host.dispatcher().dispatch(
+      {
+        path: this.head.path,
+        method: this.head.method as Dispatcher.HttpMethod,
+        headers: upstreamHeaders(headers),
+        body: hasBody ? req : null,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      },
+      this,
+    );
+    if (!hasBody || req.complete) this.onRequestComplete();
+    else req.on('end', onRequestEnd);
+  }
+
+  private chooseCluster(action: ForwardAction, ctx: MatchContext): string | undefined {
+    const headers = this.head.headers;
+    if (action.cluster !== undefined) return action.cluster;
+    if (action.clusterHeader !== undefined) {
+      const value = headers[action.clusterHeader];
+      return typeof value === 'string' && value !== '' ? value : undefined;
+    }
+    const entries = action.weightedClusters!;
+    let pick: number;
+    const fromHeader = action.weightHeader !== undefined ? Number(headers[action.weightHeader]) : NaN;
+    if (Number.isInteger(fromHeader) && fromHeader >= 0) pick = fromHeader % action.totalWeight;
+    else pick = Math.floor(ctx.random * action.totalWeight);
+    const entry = entries.find((e) => pick < e.cumulativeWeight) ?? entries[entries.length - 1]!;
+    this.weighted = entry;
+    if (entry.clusterHeader !== undefined) {
+      const value = headers[entry.clusterHeader];
+      return typeof value === 'string' && value !== '' ? value : undefined;
+    }
+    return entry.name;
+  }
+
+  private rewritePath(action: ForwardAction, ctx: MatchContext): string {
+    const path = this.head.path;
+    const route = this.route!;
+    const query = path.length > ctx.pathOnly.length ? path.slice(ctx.pathOnly.length) : '';
+    if (action.prefixRewrite !== undefined) {
+      if (route.isPrefixMatch) return action.prefixRewrite + path.slice(route.matchedPrefixLength());
+      return action.prefixRewrite + query;
+    }
+    if (action.regexRewrite !== undefined) return action.regexRewrite(ctx.pathOnly) + query;
+    return path;
+  }
+
+  private rewriteHost(action: ForwardAction, host: Host): void {
+    const headers = this.head.headers;
+    const original = this.head.authority;
+    let authority: string | undefined;
+    if (this.weighted?.hostRewriteLiteral !== undefined) authority = this.weighted.hostRewriteLiteral;
+    else if (action.hostRewriteLiteral !== undefined) authority = action.hostRewriteLiteral;
+    else if (action.autoHostRewrite) authority = host.hostname;
+    else if (action.hostRewriteHeader !== undefined) {
+      const value = headers[action.hostRewriteHeader];
+      if (typeof value === 'string' && value !== '') authority = value;
+    } else if (action.hostRewritePathRegex !== undefined) {
+      const q = this.head.path.indexOf('?');
+      authority = action.hostRewritePathRegex(q < 0 ? this.head.path : this.head.path.slice(0, q));
+    }
+    if (authority === undefined || authority === original) return;
+    this.head.authority = authority;
+    headers.host = authority;
+    if (action.appendXForwardedHost) {
+      const xfh = headers['x-forwarded-host'];
+      headers['x-forwarded-host'] = xfh ? `${xfh},${original}` : original;
+    }
+  }
+
+  /** The route's, virtual host's and route configuration's request header mutations, in Envoy's order. */
+  private applyRequestMutations(): void {
+    const levels = [this.weighted?.requestMutation, this.route!.requestMutation, this.vhost!.requestMutation, this.hcm.routeTable.requestMutation];
+    this.applyLevels(levels, this.head.headers);
+  }
+
+  private applyResponseMutations(headers: HeaderMap): void {
+    if (this.route === undefined) return;
+    const levels = [this.weighted?.responseMutation, this.route.responseMutation, this.vhost!.responseMutation, this.hcm.routeTable.responseMutation];
+    this.applyLevels(levels, headers);
+  }
+
+  private applyLevels(levels: (HeaderMutation | undefined)[], headers: HeaderMap): void {
+    if (this.hcm.routeTable.mostSpecificHeaderMutationsWins) levels.reverse();
+    for (const level of levels) if (level !== undefined) applyHeaderMutation(level, headers, this.info);
+  }
+
+  private redirectLocation(action: RedirectActionCompiled): string {
+    const original = this.head.scheme;
+    const scheme = action.scheme ?? original;
+    let host = action.host ?? this.head.authority;
+    if (action.port !== undefined) {
+      host = stripPort(host);
+      if (!((scheme === 'http' && action.port === 80) || (scheme === 'https' && action.port === 443))) host += `:${action.port}`;
+    } else if (scheme !== original) {
+      const bare = stripPort(host);
+      if (host.endsWith(':80') || host.endsWith(':443')) host = bare;
+    }
+    const fullPath = this.head.path;
+    const q = fullPath.indexOf('?');
+    const pathOnly = q < 0 ? fullPath : fullPath.slice(0, q);
+    let query = q < 0 || action.stripQuery ? '' : fullPath.slice(q);
+    let path = pathOnly;
+    if (action.path !== undefined) {
+      path = action.path;
+      const pq = path.indexOf('?');
+      if (pq >= 0) {
+        query = path.slice(pq);
+        path = path.slice(0, pq);
+      }
+    } else if (action.prefixRewrite !== undefined && this.route!.isPrefixMatch) {
+      path = action.prefixRewrite + pathOnly.slice(this.route!.matchedPrefixLength());
+    } else if (action.prefixRewrite !== undefined) {
+      path = action.prefixRewrite;
+    } else if (action.regexRewrite !== undefined) {
+      path = action.regexRewrite(pathOnly);
+    }
+    return `${scheme}://${host}${path}${query}`;
+  }
+
+  // ---- undici dispatch handler ---------------------------------------------------------------------------
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    if (this.ended) controller.abort(new Error('downstream request ended'));
+    else this.controller = controller;
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    this.controller = controller;
+    if (statusCode < 200 || this.ended) return;
+    const hcm = this.hcm;
+    const res = this.res;
+    for (const name of HOP_BY_HOP_RESPONSE_HEADERS) if (headers[name] !== undefined) delete headers[name];
+    if (!hcm.enableTrailers && headers.trailer !== undefined) delete headers.trailer;
+    if (!hcm.suppressEnvoyHeaders) {
+      headers['x-envoy-upstream-service-time'] = String(Math.round(performance.now() - this.upstreamStart));
+    }
+    this.finalizeResponseHeaders(headers);
+    this.info.responseCode = statusCode;
+    this.info.responseHeaders = headers;
+    this.info.firstResponseByteMonotonic = performance.now();
+    res.writeHead(statusCode, headers);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.info.bytesSent += chunk.length;
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      if (this.res.listenerCount('drain') === 0) this.res.on('drain', onResponseDrain);
+    }
+  }
+
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    this.clearTimers();
+    if (this.ended) return;
+    if (this.hcm.enableTrailers) {
+      if (Object.keys(trailers).length > 0) this.res.addTrailers(trailers as Record<string, string>);
+    }
+    this.info.lastResponseByteMonotonic = performance.now();
+    this.ended = true;
+    this.res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error & { code?: string }): void {
+    this.clearTimers();
+    if (this.ended) return;
+    if (this.res.headersSent) {
+      // The response has started: Envoy resets the stream, which on HTTP/1.1 closes the connection.
+      this.info.responseFlags |= ResponseFlag.UR;
+      this.ended = true;
+      this.res.destroy();
+      return;
+    }
+    const code = error.code ?? '';
+    if (CONNECT_FAILURES.has(code)) {
+      this.info.upstreamTransportFailureReason = error.message;
+      this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection failure', ResponseFlag.UF, 'upstream_reset_before_response_started{connection_failure}');
+    } else if (error.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO') {
+      this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'protocol error', ResponseFlag.UPE, 'upstream_reset_before_response_started{protocol_error}');
+    } else {
+      this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection termination', ResponseFlag.UC, 'upstream_reset_before_response_started{connection_termination}');
+    }
+  }
+
+  // ---- timers and downstream events ------------------------------------------------------------------------
+
+  onRequestComplete(): void {
+    clearTimeout(this.requestTimer);
+    this.requestTimer = undefined;
+    this.info.lastRequestByteMonotonic = performance.now();
+    if (this.timeoutMs > 0 && !this.ended) this.routeTimer = setTimeout(onRouteTimeoutTimer, this.timeoutMs, this);
+  }
+
+  onRouteTimeout(): void {
+    this.routeTimer = undefined;
+    this.abortUpstream('route timeout');
+    if (this.res.headersSent) {
+      this.info.responseFlags |= ResponseFlag.UT;
+      this.ended = true;
+      this.res.destroy();
+    } else {
+      this.sendLocalReply(504, 'upstream request timeout', ResponseFlag.UT, 'upstream_response_timeout');
+    }
+  }
+
+  onRequestTimeout(): void {
+    this.requestTimer = undefined;
+    if (this.ended) return;
+    this.abortUpstream('request timeout');
+    if (this.res.headersSent) {
+      this.ended = true;
+      this.res.destroy();
+    } else {
+      this.sendLocalReply(this.req.complete ? 504 : 408, 'request timeout', 0, 'request_overall_timeout', !this.req.complete);
+    }
+  }
+
+  onIdleTimeout(): void {
+    if (this.ended) {
+      this.res.destroy();
+      return;
+    }
+    this.abortUpstream('stream idle timeout');
+    if (this.res.headersSent) {
+      this.info.responseFlags |= ResponseFlag.SI;
+      this.ended = true;
+      this.res.destroy();
+    } else {
+      this.sendLocalReply(this.req.complete ? 504 : 408, 'stream timeout', ResponseFlag.SI, 'stream_idle_timeout', !this.req.complete);
+    }
+  }
+
+  onDownstreamDrain(): void {
+    this.controller?.resume();
+  }
+
+  onDownstreamClose(): void {
+    if (this.res.writableFinished) return;
+    this.info.responseFlags |= ResponseFlag.DC;
+    this.ended = true;
+    this.clearTimers();
+    this.abortUpstream('downstream connection closed');
+  }
+
+  private abortUpstream(reason: string): void {
+    const controller = this.controller;
+    if (controller !== undefined && !controller.aborted) controller.abort(new Error(reason));
+  }
+
+  private clearTimers(): void {
+    if (this.routeTimer !== undefined) clearTimeout(this.routeTimer);
+    if (this.requestTimer !== undefined) clearTimeout(this.requestTimer);
+    this.routeTimer = this.requestTimer = undefined;
+  }
+
+  // ---- responses ---------------------------------------------------------------------------------------
+
+  /** `server`, response header mutations and `x-request-id`, on proxied and local responses alike. */
+  private finalizeResponseHeaders(headers: HeaderMap): void {
+    const hcm = this.hcm;
+    const transformation = hcm.serverHeaderTransformation;
+    if (transformation === 'OVERWRITE' || (transformation === 'APPEND_IF_ABSENT' && headers.server === undefined)) {
+      headers.server = hcm.serverName;
+    }
+    this.applyResponseMutations(headers);
+    if (hcm.alwaysSetRequestIdInResponse && this.info.requestId) headers['x-request-id'] = this.info.requestId;
+    if (this.vhost?.includeAttemptCountInResponse && this.info.upstreamRequestAttemptCount > 0) {
+      headers['x-envoy-attempt-count'] = String(this.info.upstreamRequestAttemptCount);
+    }
+    if (hcm.via) headers.via = headers.via ? `${headers.via}, ${hcm.via}` : hcm.via;
+  }
+
+  /**
+   * Envoy's sendLocalReply: a response generated by the proxy (404 NR, 503 UH, redirects, direct responses...),
+   * passed through `local_reply_config`. Once the response has started, the stream is reset instead.
+   */
+  sendLocalReply(status: number, body: string, flags: number, details: string, closeConnection = false, location?: string): void {
+    this.clearTimers();
+    this.info.responseFlags |= flags;
+    this.info.responseCodeDetails = details;
+    const res = this.res;
+    if (res.headersSent || this.ended) {
+      this.ended = true;
+      res.destroy();
+      return;
+    }
+    this.ended = true;
+    const reply = this.hcm.localReply.render(this.info, status, body);
+    const headers: HeaderMap = {};
+    if (location !== undefined) headers.location = location;
+    const length = Buffer.byteLength(reply.body);
+    if (length > 0) headers['content-type'] = reply.contentType;
+    headers['content-length'] = length;
+    this.finalizeResponseHeaders(headers);
+    if (reply.headers) applyHeaderMutation(reply.headers, headers, this.info);
+    if (closeConnection) headers.connection = 'close';
+    this.info.responseCode = reply.status;
+    this.info.responseHeaders = headers;
+    this.info.bytesSent = length;
+    res.writeHead(reply.status, headers);
+    res.end(this.head.method === 'HEAD' ? undefined : reply.body);
+  }
+}
+
+const CONNECT_FAILURES = new Set([
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** Request headers for the upstream: everything received except hop-by-hop headers, as a flat list. */
+function upstreamHeaders(headers: HeaderMap): string[] {
+  const out: string[] = [];
+  const nominated = connectionNominatedHeaders(headers.connection);
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || SKIPPED_REQUEST_HEADERS.has(name)) continue;
+    if (nominated !== undefined && nominated.includes(name)) continue;
+    if (Array.isArray(value)) for (const v of value) out.push(name, v);
+    else out.push(name, String(value));
+  }
+  const te = headers.te;
+  if (typeof te === 'string' && te.toLowerCase().includes('trailers')) out.push('te', 'trailers');
+  return out;
+}
+
+/** Header names a `Connection` header marks as hop-by-hop, beyond the usual `close` / `keep-alive`. */
+function connectionNominatedHeaders(connection: HeaderMap[string]): string[] | undefined {
+  if (typeof connection !== 'string') return undefined;
+  const lower = connection.toLowerCase();
+  if (lower === 'keep-alive' || lower === 'close') return undefined;
+  const names = lower.split(',').map((t) => t.trim()).filter((t) => t !== '' && t !== 'close' && t !== 'keep-alive');
+  return names.length > 0 ? names : undefined;
+}

@@ -1,0 +1,259 @@
+import net, { BlockList, isIP, type Socket } from 'node:net';
+import tls from 'node:tls';
+import type { envoy } from '../../generated/envoy.js';
+import { type ConfigError } from '../../config/errors.js';
+import { typeNameFromUrl } from '../../config/extensions.js';
+import { HCM_TYPE } from '../../config/validate.js';
+import type { Logger } from '../../util/logger.js';
+import { HttpConnectionManager } from '../http/connection-manager.js';
+import { isInternal, plainAddress } from '../http/forwarded.js';
+import type { Runtime } from '../runtime/runtime.js';
+import type { ClusterManager } from '../upstream/cluster-manager.js';
+import { compileDownstreamTls, type TlsTermination } from './tls.js';
+
+type ListenerConfig = envoy.config.listener.v3.Listener;
+type FilterChainConfig = envoy.config.listener.v3.FilterChain;
+type FilterChainMatch = envoy.config.listener.v3.FilterChainMatch;
+type DownstreamTlsContext = envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext;
+
+export interface ListenerContext {
+  clusters: ClusterManager;
+  runtime: Runtime;
+  log: Logger;
+}
+
+/** A compiled filter chain: match criteria, optional TLS termination and the HTTP connection manager. */
+class FilterChain {
+  readonly tls: TlsTermination | undefined;
+  readonly hcm: HttpConnectionManager | undefined;
+  readonly match: CompiledChainMatch;
+
+  constructor(config: FilterChainConfig, path: string, errors: ConfigError[], context: ListenerContext, port: number) {
+    this.match = compileChainMatch(config.filter_chain_match ?? {});
+    const transport = config.transport_socket?.typed_config;
+    this.tls = transport
+      ? compileDownstreamTls(transport.value as DownstreamTlsContext, `${path}.transport_socket.typed_config`, errors)
+      : undefined;
+    const filters = config.filters ?? [];
+    const terminal = filters.at(-1);
+    if (terminal?.typed_config && typeNameFromUrl(terminal.typed_config.type_url) === HCM_TYPE) {
+      this.hcm = new HttpConnectionManager(
+        terminal.typed_config.value as envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager,
+        `${path}.filters[${filters.length - 1}].typed_config`,
+        errors,
+        { ...context, listenerPort: port, scheme: transport ? 'https' : 'http' },
+      );
+    }
+  }
+
+  /** Wraps the socket in TLS when the chain terminates it, then hands it to the connection manager. */
+  accept(socket: Socket, log: Logger): void {
+    const hcm = this.hcm;
+    if (hcm === undefined) {
+      socket.destroy();
+      return;
+    }
+    if (this.tls === undefined) {
+      hcm.handleConnection(socket);
+      return;
+    }
+    const secure = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext: this.tls.secureContext,
+      ALPNProtocols: this.tls.alpnProtocols,
+      requestCert: this.tls.requestCert,
+      rejectUnauthorized: this.tls.requestCert,
+    });
+    secure.once('secure', () => hcm.handleConnection(secure));
+    secure.on('error', (err) => {
+      log.debug(`TLS handshake with ${socket.remoteAddress} failed: ${err.message}`);
+      secure.destroy();
+    });
+  }
+}
+
+interface CompiledChainMatch {
+  destinationPort: number | undefined;
+  destinationRanges: BlockList | undefined;
+  directSourceRanges: BlockList | undefined;
+  sourceType: string;
+  sourceRanges: BlockList | undefined;
+  sourcePorts: readonly number[] | undefined;
+}
+
+function compileChainMatch(match: FilterChainMatch): CompiledChainMatch {
+  return {
+    destinationPort: match.destination_port,
+    destinationRanges: blockList(match.prefix_ranges),
+    directSourceRanges: blockList(match.direct_source_prefix_ranges),
+    sourceType: match.source_type ?? 'ANY',
+    sourceRanges: blockList(match.source_prefix_ranges),
+    sourcePorts: match.source_ports?.length ? match.source_ports : undefined,
+  };
+}
+
+function blockList(ranges: envoy.config.core.v3.CidrRange[] | undefined): BlockList | undefined {
+  if (!ranges?.length) return undefined;
+  const list = new BlockList();
+  for (const range of ranges) {
+    const prefix = range.address_prefix ?? '';
+    const type = isIP(prefix) === 6 ? 'ipv6' : 'ipv4';
+    list.addSubnet(prefix, range.prefix_len ?? (type === 'ipv6' ? 128 : 32), type);
+  }
+  return list;
+}
+
+function inList(list: BlockList, address: string): boolean {
+  const family = isIP(address);
+  return family !== 0 && list.check(address, family === 6 ? 'ipv6' : 'ipv4');
+}
+
+/**
+ * A listener: one bound TCP socket, its filter chains, and the chain selection Envoy does (criteria in order,
+ * the most specific candidate winning at each step, then `default_filter_chain`).
+ */
+export class Listener {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  private readonly chains: FilterChain[];
+  private readonly defaultChain: FilterChain | undefined;
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    readonly config: ListenerConfig,
+    path: string,
+    errors: ConfigError[],
+    private readonly context: ListenerContext,
+  ) {
+    const socket = config.address?.socket_address ?? {};
+    this.host = socket.address ?? '0.0.0.0';
+    this.port = socket.port_value ?? 0;
+    this.name = config.name || `${this.host}_${this.port}`;
+    this.chains = (config.filter_chains ?? []).map((c, i) => new FilterChain(c, `${path}.filter_chains[${i}]`, errors, context, this.port));
+    this.defaultChain = config.default_filter_chain
+      ? new FilterChain(config.default_filter_chain, `${path}.default_filter_chain`, errors, context, this.port)
+      : undefined;
+  }
+
+  /** Binds the listener; resolves with the bound address (useful with port 0). */
+  async start(): Promise<{ address: string; port: number }> {
+    const server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.host, port: this.port, backlog: 1024 }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.context.log.error(`listener ${this.name}: ${err.message}`));
+    const bound = server.address() as net.AddressInfo;
+    return { address: bound.address, port: bound.port };
+  }
+
+  boundAddress(): { address: string; port: number } | undefined {
+    const bound = this.server?.address();
+    return bound && typeof bound === 'object' ? { address: bound.address, port: bound.port } : undefined;
+  }
+
+  /** Stops accepting connections; open ones stay until they are drained or closed. */
+  stopAccepting(): Promise<void> {
+    const server = this.server;
+    if (!server?.listening) return Promise.resolve();
+    return new Promise((resolve) => server.close(() => resolve()));
+  }
+
+  /** Closes keep-alive connections that have no request in flight. */
+  closeIdleConnections(): void {
+    for (const chain of this.allChains()) chain.hcm?.closeIdleConnections();
+  }
+
+  /** Number of open downstream connections. */
+  get connectionCount(): number {
+    return this.sockets.size;
+  }
+
+  /** Destroys every remaining connection. */
+  closeConnections(): void {
+    for (const chain of this.allChains()) chain.hcm?.close();
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  private allChains(): FilterChain[] {
+    return this.defaultChain ? [...this.chains, this.defaultChain] : this.chains;
+  }
+
+  private onConnection(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    const chain = this.selectChain(socket);
+    if (chain === undefined) {
+      this.context.log.debug(`listener ${this.name}: no filter chain matches ${socket.remoteAddress}`);
+      socket.destroy();
+      return;
+    }
+    chain.accept(socket, this.context.log);
+  }
+
+  private selectChain(socket: Socket): FilterChain | undefined {
+    if (this.chains.length === 1 && isCatchAll(this.chains[0]!.match)) return this.chains[0];
+    const local = plainAddress(socket.localAddress);
+    const remote = plainAddress(socket.remoteAddress);
+    const localPort = socket.localPort ?? 0;
+    const remotePort = socket.remotePort ?? 0;
+    let candidates = this.chains;
+    candidates = narrow(candidates, (m) => (m.destinationPort === undefined ? 0 : m.destinationPort === localPort ? 1 : -1));
+    candidates = narrow(candidates, (m) => rangeScore(m.destinationRanges, local));
+    candidates = narrow(candidates, (m) => rangeScore(m.directSourceRanges, remote));
+    candidates = narrow(candidates, (m) => {
+      if (m.sourceType === 'ANY') return 0;
+      const sameOrLoopback = remote === local || isInternal(LOOPBACK, remote);
+      return (m.sourceType === 'SAME_IP_OR_LOOPBACK') === sameOrLoopback ? 1 : -1;
+    });
+    candidates = narrow(candidates, (m) => rangeScore(m.sourceRanges, remote));
+    candidates = narrow(candidates, (m) => (m.sourcePorts === undefined ? 0 : m.sourcePorts.includes(remotePort) ? 1 : -1));
+    return candidates[0] ?? this.defaultChain;
+  }
+}
+
+const LOOPBACK = (() => {
+  const list = new BlockList();
+  list.addSubnet('127.0.0.0', 8, 'ipv4');
+  list.addAddress('::1', 'ipv6');
+  return list;
+})();
+
+function isCatchAll(m: CompiledChainMatch): boolean {
+  return (
+    m.destinationPort === undefined &&
+    !m.destinationRanges &&
+    !m.directSourceRanges &&
+    m.sourceType === 'ANY' &&
+    !m.sourceRanges &&
+    !m.sourcePorts
+  );
+}
+
+function rangeScore(list: BlockList | undefined, address: string): number {
+  if (list === undefined) return 0;
+  return inList(list, address) ? 1 : -1;
+}
+
+/** Keeps the chains with the best non-negative score for one criterion (-1 = excluded, 0 = unset, 1 = matched). */
+function narrow(chains: FilterChain[], score: (m: CompiledChainMatch) => number): FilterChain[] {
+  let best = -1;
+  let kept: FilterChain[] = [];
+  for (const chain of chains) {
+    const s = score(chain.match);
+    if (s > best) {
+      best = s;
+      kept = [chain];
+    } else if (s === best && s >= 0) {
+      kept.push(chain);
+    }
+  }
+  return best < 0 ? [] : kept;
+}

@@ -1,0 +1,270 @@
+import type { envoy } from '../../generated/envoy.js';
+import type { ConfigError } from '../../config/errors.js';
+import { compileHeaderMatchers } from '../matching/header-matcher.js';
+import { compileQueryParameterMatchers, parseQuery, type QueryParams } from '../matching/query-matcher.js';
+import { compileRe2, fullMatch } from '../matching/regex.js';
+import type { Runtime } from '../runtime/runtime.js';
+import type { RequestHead } from '../stream-info.js';
+import { compileHeaderMutation, type HeaderMutation } from './header-mutation.js';
+import { compileRouteAction, type CompiledAction } from './route-action.js';
+
+type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
+type VirtualHostConfig = envoy.config.route.v3.VirtualHost;
+type RouteConfig = envoy.config.route.v3.Route;
+
+const enum PathKind {
+  Prefix,
+  Exact,
+  Regex,
+  SeparatedPrefix,
+}
+
+/** What a route match needs from the request beyond its head, computed at most once per request. */
+export interface MatchContext {
+  head: RequestHead;
+  /** Path without the query string. */
+  pathOnly: string;
+  /** Parsed query, filled on first use. */
+  query: QueryParams | undefined;
+  /** Uniform random value in [0, 1) drawn once per request, for runtime fractions and weighted clusters. */
+  random: number;
+}
+
+export function newMatchContext(head: RequestHead): MatchContext {
+  const q = head.path.indexOf('?');
+  return { head, pathOnly: q < 0 ? head.path : head.path.slice(0, q), query: undefined, random: Math.random() };
+}
+
+/** One compiled route: its match conditions, action, and header mutations. */
+export class RouteEntry {
+  readonly name: string;
+  readonly pathKind: PathKind;
+  /** Prefix or exact path; lower-cased when the match is case-insensitive. */
+  readonly pathValue: string;
+  readonly regex: RegExp | undefined;
+  readonly caseSensitive: boolean;
+  readonly headers: ((head: RequestHead) => boolean) | undefined;
+  readonly query: ((query: QueryParams) => boolean) | undefined;
+  readonly runtimeKey: string | undefined;
+  readonly runtimeDefault: envoy.type.v3.FractionalPercent | undefined;
+  readonly grpcOnly: boolean;
+  readonly action: CompiledAction;
+  readonly requestMutation: HeaderMutation | undefined;
+  readonly responseMutation: HeaderMutation | undefined;
+
+  constructor(config: RouteConfig, path: string, errors: ConfigError[], private readonly runtime: Runtime) {
+    const match = config.match ?? {};
+    this.name = config.name ?? '';
+    this.caseSensitive = match.case_sensitive ?? true;
+    const fold = (s: string) => (this.caseSensitive ? s : s.toLowerCase());
+    if (match.path !== undefined) {
+      this.pathKind = PathKind.Exact;
+      this.pathValue = fold(match.path);
+    } else if (match.safe_regex !== undefined) {
+      this.pathKind = PathKind.Regex;
+      this.pathValue = '';
+      const re = compileRe2(match.safe_regex.regex ?? '', `${path}.match.safe_regex.regex`, errors, this.caseSensitive ? '' : 'i');
+      this.regex = re && fullMatch(re);
+    } else if (match.path_separated_prefix !== undefined) {
+      this.pathKind = PathKind.SeparatedPrefix;
+      this.pathValue = fold(match.path_separated_prefix);
+      if (/[?#]/.test(match.path_separated_prefix) || match.path_separated_prefix.endsWith('/')) {
+        errors.push({
+          code: 'invalid_value',
+          path: `${path}.match.path_separated_prefix`,
+          message: 'path_separated_prefix must not end with "/" or contain "?" or "#"',
+        });
+      }
+    } else {
+      this.pathKind = PathKind.Prefix;
+      this.pathValue = fold(match.prefix ?? '');
+    }
+    this.headers = match.headers?.length ? compileHeaderMatchers(match.headers, `${path}.match.headers`, errors) : undefined;
+    this.query = match.query_parameters?.length
+      ? compileQueryParameterMatchers(match.query_parameters, `${path}.match.query_parameters`, errors)
+      : undefined;
+    this.runtimeKey = match.runtime_fraction?.runtime_key;
+    this.runtimeDefault = match.runtime_fraction?.default_value;
+    this.grpcOnly = match.grpc !== undefined;
+    this.action = compileRouteAction(config, path, errors);
+    this.requestMutation = compileHeaderMutation(
+      config.request_headers_to_add,
+      config.request_headers_to_remove,
+      path,
+      'request_headers_to_add',
+      'request_headers_to_remove',
+      errors,
+    );
+    this.responseMutation = compileHeaderMutation(
+      config.response_headers_to_add,
+      config.response_headers_to_remove,
+      path,
+      'response_headers_to_add',
+      'response_headers_to_remove',
+      errors,
+    );
+  }
+
+  matches(ctx: MatchContext): boolean {
+    if (!this.pathMatches(ctx)) return false;
+    if (this.headers !== undefined && !this.headers(ctx.head)) return false;
+    if (this.query !== undefined) {
+      const query = (ctx.query ??= parseQuery(ctx.head.path));
+      if (!this.query(query)) return false;
+    }
+    if (this.grpcOnly && !String(ctx.head.headers['content-type'] ?? '').startsWith('application/grpc')) return false;
+    if (this.runtimeDefault !== undefined && !this.runtime.fractionEnabled(this.runtimeKey, this.runtimeDefault, ctx.random)) {
+      return false;
+    }
+    return true;
+  }
+
+  /** Length of the path prefix this route matched, for `prefix_rewrite`. */
+  matchedPrefixLength(): number {
+    return this.pathKind === PathKind.Prefix || this.pathKind === PathKind.SeparatedPrefix ? this.pathValue.length : -1;
+  }
+
+  get isPrefixMatch(): boolean {
+    return this.pathKind === PathKind.Prefix || this.pathKind === PathKind.SeparatedPrefix;
+  }
+
+  private pathMatches(ctx: MatchContext): boolean {
+    const value = this.pathValue;
+    switch (this.pathKind) {
+      case PathKind.Prefix: {
+        const path = ctx.head.path;
+        if (this.caseSensitive) return path.startsWith(value);
+        return path.length >= value.length && path.slice(0, value.length).toLowerCase() === value;
+      }
+      case PathKind.Exact:
+        return this.caseSensitive ? ctx.pathOnly === value : ctx.pathOnly.toLowerCase() === value;
+      case PathKind.Regex:
+        return this.regex !== undefined && this.regex.test(ctx.pathOnly);
+      case PathKind.SeparatedPrefix: {
+        const path = this.caseSensitive ? ctx.pathOnly : ctx.pathOnly.toLowerCase();
+        return path.startsWith(value) && (path.length === value.length || path.charCodeAt(value.length) === 47 /* / */);
+      }
+    }
+  }
+}
+
+export interface VirtualHost {
+  readonly name: string;
+  readonly routes: readonly RouteEntry[];
+  readonly requireTls: 'NONE' | 'EXTERNAL_ONLY' | 'ALL';
+  readonly requestMutation: HeaderMutation | undefined;
+  readonly responseMutation: HeaderMutation | undefined;
+  readonly includeAttemptCount: boolean;
+  readonly includeAttemptCountInResponse: boolean;
+}
+
+/**
+ * A compiled RouteConfiguration: virtual host selection by `:authority` (exact, then `*.suffix` and `prefix.*`
+ * wildcards longest first, then `*`) and first-match routes within the host.
+ */
+export class RouteTable {
+  readonly name: string;
+  readonly requestMutation: HeaderMutation | undefined;
+  readonly responseMutation: HeaderMutation | undefined;
+  readonly mostSpecificHeaderMutationsWins: boolean;
+  readonly internalOnlyHeaders: readonly string[];
+  readonly ignorePortInHostMatching: boolean;
+  private readonly exact = new Map<string, VirtualHost>();
+  private readonly suffixes: [string, VirtualHost][] = [];
+  private readonly prefixes: [string, VirtualHost][] = [];
+  private readonly fallback: VirtualHost | undefined;
+  private readonly hasPortDomains: boolean;
+
+  constructor(config: RouteConfiguration, path: string, errors: ConfigError[], runtime: Runtime) {
+    this.name = config.name ?? '';
+    this.mostSpecificHeaderMutationsWins = config.most_specific_header_mutations_wins ?? false;
+    this.internalOnlyHeaders = (config.internal_only_headers ?? []).map((h) => h.toLowerCase());
+    this.ignorePortInHostMatching = config.ignore_port_in_host_matching ?? false;
+    this.requestMutation = compileHeaderMutation(
+      config.request_headers_to_add,
+      config.request_headers_to_remove,
+      path,
+      'request_headers_to_add',
+      'request_headers_to_remove',
+      errors,
+    );
+    this.responseMutation = compileHeaderMutation(
+      config.response_headers_to_add,
+      config.response_headers_to_remove,
+      path,
+      'response_headers_to_add',
+      'response_headers_to_remove',
+      errors,
+    );
+    let fallback: VirtualHost | undefined;
+    let hasPortDomains = false;
+    (config.virtual_hosts ?? []).forEach((vhostConfig, i) => {
+      const vhostPath = `${path}.virtual_hosts[${i}]`;
+      const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime);
+      for (const rawDomain of vhostConfig.domains ?? []) {
+        const domain = rawDomain.toLowerCase();
+        if (domain.includes(':')) hasPortDomains = true;
+        if (domain === '*') fallback = vhost;
+        else if (domain.startsWith('*')) this.suffixes.push([domain.slice(1), vhost]);
+        else if (domain.endsWith('*')) this.prefixes.push([domain.slice(0, -1), vhost]);
+        else this.exact.set(domain, vhost);
+      }
+    });
+    this.suffixes.sort((a, b) => b[0].length - a[0].length);
+    this.prefixes.sort((a, b) => b[0].length - a[0].length);
+    this.fallback = fallback;
+    this.hasPortDomains = hasPortDomains;
+  }
+
+  /** The virtual host for an authority that is already lower-case and port-stripped as configured. */
+  selectVirtualHost(authority: string): VirtualHost | undefined {
+    let host = authority;
+    if (this.ignorePortInHostMatching || !this.hasPortDomains) host = stripPort(host);
+    const exact = this.exact.get(host);
+    if (exact !== undefined) return exact;
+    for (const [suffix, vhost] of this.suffixes) {
+      if (host.length > suffix.length && host.endsWith(suffix)) return vhost;
+    }
+    for (const [prefix, vhost] of this.prefixes) {
+      if (host.length > prefix.length && host.startsWith(prefix)) return vhost;
+    }
+    return this.fallback;
+  }
+}
+
+/** `host:port` → `host`, leaving IPv6 literals (`[::1]:80` → `[::1]`) intact. */
+export function stripPort(authority: string): string {
+  const colon = authority.lastIndexOf(':');
+  if (colon < 0) return authority;
+  if (authority.charCodeAt(0) === 91 /* [ */) {
+    const close = authority.indexOf(']');
+    return close > 0 && close < colon ? authority.slice(0, close + 1) : authority;
+  }
+  return authority.indexOf(':') === colon ? authority.slice(0, colon) : authority;
+}
+
+function compileVirtualHost(config: VirtualHostConfig, path: string, errors: ConfigError[], runtime: Runtime): VirtualHost {
+  return {
+    name: config.name ?? '',
+    routes: (config.routes ?? []).map((route, i) => new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime)),
+    requireTls: config.require_tls ?? 'NONE',
+    requestMutation: compileHeaderMutation(
+      config.request_headers_to_add,
+      config.request_headers_to_remove,
+      path,
+      'request_headers_to_add',
+      'request_headers_to_remove',
+      errors,
+    ),
+    responseMutation: compileHeaderMutation(
+      config.response_headers_to_add,
+      config.response_headers_to_remove,
+      path,
+      'response_headers_to_add',
+      'response_headers_to_remove',
+      errors,
+    ),
+    includeAttemptCount: config.include_request_attempt_count ?? false,
+    includeAttemptCountInResponse: config.include_attempt_count_in_response ?? false,
+  };
+}

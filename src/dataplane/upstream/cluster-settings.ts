@@ -1,0 +1,34 @@
+import type { envoy } from '../../generated/envoy.js';
+
+type Cluster = envoy.config.cluster.v3.Cluster;
+type UpstreamHttpProtocolOptions = envoy.extensions.upstreams.http.v3.HttpProtocolOptions;
+
+/** Per-cluster connection settings, resolved from the cluster's fields and Envoy's defaults. */
+export interface ClusterSettings {
+  connectTimeoutMs: number;
+  /** Upstream connection idle timeout (`common_http_protocol_options.idle_timeout`, 1 h by default; 0 = none). */
+  idleTimeoutMs: number;
+  /** 0 = unlimited. */
+  maxRequestsPerConnection: number;
+  maxConnections: number;
+  dnsRefreshRateMs: number;
+  dnsLookupFamily: string;
+  enableTrailers: boolean;
+}
+
+const HTTP_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+
+export function clusterSettings(cluster: Cluster): ClusterSettings {
+  const options = cluster.typed_extension_protocol_options?.[HTTP_OPTIONS_KEY]?.value as UpstreamHttpProtocolOptions | undefined;
+  const common = options?.common_http_protocol_options ?? cluster.common_http_protocol_options;
+  const http1 = options?.explicit_http_config?.http_protocol_options ?? cluster.http_protocol_options;
+  return {
+    connectTimeoutMs: cluster.connect_timeout ?? 5000,
+    idleTimeoutMs: common?.idle_timeout ?? 3_600_000,
+    maxRequestsPerConnection: common?.max_requests_per_connection ?? cluster.max_requests_per_connection ?? 0,
+    maxConnections: 1024,
+    dnsRefreshRateMs: cluster.dns_refresh_rate ?? 5000,
+    dnsLookupFamily: cluster.dns_lookup_family ?? 'AUTO',
+    enableTrailers: http1?.enable_trailers ?? false,
+  };
+}

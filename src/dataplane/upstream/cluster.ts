@@ -1,0 +1,156 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { envoy } from '../../generated/envoy.js';
+import type { Logger } from '../../util/logger.js';
+import { type ClusterSettings, clusterSettings } from './cluster-settings.js';
+import { Host } from './host.js';
+import { PriorityLoadBalancer } from './load-balancer.js';
+
+type ClusterConfig = envoy.config.cluster.v3.Cluster;
+type LbEndpoint = envoy.config.endpoint.v3.LbEndpoint;
+type LocalityLbEndpoints = envoy.config.endpoint.v3.LocalityLbEndpoints;
+
+/** An endpoint as configured, before DNS. */
+interface EndpointSpec {
+  address: string;
+  port: number;
+  hostname: string;
+  weight: number;
+  priority: number;
+  locality: LocalityLbEndpoints['locality'];
+}
+
+/**
+ * A cluster: its hosts (resolved for STRICT_DNS and LOGICAL_DNS, refreshed every `dns_refresh_rate`), its
+ * settings and its load balancer. `chooseHost()` is on the request path; everything else is not.
+ */
+export class Cluster {
+  readonly name: string;
+  readonly type: string;
+  readonly settings: ClusterSettings;
+  private readonly endpoints: EndpointSpec[];
+  private hosts: Host[] = [];
+  private balancer = new PriorityLoadBalancer([]);
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    readonly config: ClusterConfig,
+    private readonly log: Logger,
+  ) {
+    this.name = config.name ?? '';
+    this.type = config.type ?? 'STATIC';
+    this.settings = clusterSettings(config);
+    this.endpoints = (config.load_assignment?.endpoints ?? []).flatMap((locality) =>
+      (locality.lb_endpoints ?? []).filter(isServing).map((lbEndpoint) => endpointSpec(locality, lbEndpoint)),
+    );
+  }
+
+  /** Resolves DNS names once; the returned promise settles when the cluster has its first host set. */
+  async initialize(): Promise<void> {
+    await this.resolve();
+    if (this.type !== 'STATIC' && this.endpoints.some((e) => isIP(e.address) === 0)) this.scheduleRefresh();
+  }
+
+  /** The host for the next request, or undefined when the cluster has none. */
+  chooseHost(): Host | undefined {
+    return this.balancer.choose();
+  }
+
+  /** Every current host, for admin output and tests. */
+  allHosts(): readonly Host[] {
+    return this.hosts;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.refreshTimer);
+    await Promise.all(this.hosts.map((h) => h.close()));
+  }
+
+  private scheduleRefresh(): void {
+    this.refreshTimer = setTimeout(() => {
+      this.resolve()
+        .catch((err: Error) => this.log.warn(`cluster ${this.name}: DNS refresh failed: ${err.message}`))
+        .finally(() => {
+          if (!this.closed) this.scheduleRefresh();
+        });
+    }, this.settings.dnsRefreshRateMs);
+    this.refreshTimer.unref();
+  }
+
+  private async resolve(): Promise<void> {
+    const resolved = await Promise.all(this.endpoints.map((e) => this.resolveEndpoint(e)));
+    if (this.closed) return;
+    const previous = new Map(this.hosts.map((h) => [`${h.key}/${h.hostname}`, h]));
+    const next: Host[] = [];
+    resolved.forEach((addresses, i) => {
+      const spec = this.endpoints[i]!;
+      // LOGICAL_DNS keeps one host and moves its address; STRICT_DNS has a host per address.
+      const chosen = this.type === 'LOGICAL_DNS' ? addresses.slice(0, 1) : addresses;
+      for (const address of chosen) {
+        if (this.type === 'LOGICAL_DNS') {
+          const existing = this.hosts[0];
+          if (existing) {
+            existing.address = address;
+            next.push(existing);
+            continue;
+          }
+        }
+        const keyHost = new Host(address, spec.port, spec.hostname, spec.weight, spec.priority, spec.locality, this.settings);
+        next.push(previous.get(`${keyHost.key}/${keyHost.hostname}`) ?? keyHost);
+      }
+    });
+    const kept = new Set(next);
+    for (const host of this.hosts) if (!kept.has(host)) void host.close();
+    this.hosts = next;
+    this.rebuildBalancer();
+  }
+
+  private async resolveEndpoint(spec: EndpointSpec): Promise<string[]> {
+    if (isIP(spec.address) !== 0) return [spec.address];
+    try {
+      const family = this.settings.dnsLookupFamily;
+      const results = await lookup(spec.address, { all: true, family: family === 'V4_ONLY' ? 4 : family === 'V6_ONLY' ? 6 : 0 });
+      return orderByFamily(results, family);
+    } catch (err) {
+      this.log.warn(`cluster ${this.name}: cannot resolve ${spec.address}: ${(err as Error).message}`);
+      // Keep serving the previous addresses of this name rather than dropping them on a transient failure.
+      return this.hosts.filter((h) => h.hostname === spec.hostname && h.port === spec.port).map((h) => h.address);
+    }
+  }
+
+  private rebuildBalancer(): void {
+    this.balancer = new PriorityLoadBalancer(this.hosts);
+  }
+}
+
+function isServing(lbEndpoint: LbEndpoint): boolean {
+  const status = lbEndpoint.health_status ?? 'UNKNOWN';
+  return status === 'UNKNOWN' || status === 'HEALTHY' || status === 'DEGRADED';
+}
+
+function endpointSpec(locality: LocalityLbEndpoints, lbEndpoint: LbEndpoint): EndpointSpec {
+  const socket = lbEndpoint.endpoint?.address?.socket_address ?? {};
+  const address = socket.address ?? '';
+  return {
+    address,
+    port: socket.port_value ?? 0,
+    hostname: lbEndpoint.endpoint?.hostname || address,
+    weight: lbEndpoint.load_balancing_weight ?? 1,
+    priority: locality.priority ?? 0,
+    locality: locality.locality,
+  };
+}
+
+/** Envoy's lookup families: AUTO prefers IPv6, V4_PREFERRED prefers IPv4, ALL keeps both. */
+function orderByFamily(results: { address: string; family: number }[], family: string): string[] {
+  if (family === 'ALL' || results.length <= 1) return results.map((r) => r.address);
+  const v4 = results.filter((r) => r.family === 4).map((r) => r.address);
+  const v6 = results.filter((r) => r.family === 6).map((r) => r.address);
+  if (family === 'AUTO') return v6.length ? v6 : v4;
+  if (family === 'V4_PREFERRED') return v4.length ? v4 : v6;
+  return [...v4, ...v6];
+}
+
+export type { ClusterConfig };

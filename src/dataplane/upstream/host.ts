@@ -1,0 +1,62 @@
+import { isIP } from 'node:net';
+import { Pool, buildConnector } from 'undici';
+import type { ClusterSettings } from './cluster-settings.js';
+
+/**
+ * One upstream endpoint: an address to connect to, its load-balancing weight and priority, and a keep-alive
+ * connection pool created on first use. A host outlives configuration changes that keep its address, so its
+ * pooled connections survive them too.
+ */
+export class Host {
+  /** `ip:port`, as Envoy prints upstream hosts (`%UPSTREAM_HOST%`, `/clusters`). */
+  readonly key: string;
+  private pool: Pool | undefined;
+
+  constructor(
+    /** The IP address new connections go to; LOGICAL_DNS clusters change it on re-resolution. */
+    public address: string,
+    readonly port: number,
+    /** The endpoint's host name (`hostname`, or the DNS name it was resolved from); `auto_host_rewrite` uses it. */
+    readonly hostname: string,
+    readonly weight: number,
+    readonly priority: number,
+    readonly locality: { region?: string; zone?: string; sub_zone?: string } | undefined,
+    private readonly settings: ClusterSettings,
+  ) {
+    this.key = isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+  }
+
+  /** The pool requests to this host are dispatched on. */
+  dispatcher(): Pool {
+    if (this.pool === undefined) this.pool = this.createPool();
+    return this.pool;
+  }
+
+  /** Closes pooled connections once their requests finish. */
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    if (pool) await pool.close().catch(() => undefined);
+  }
+
+  private createPool(): Pool {
+    const settings = this.settings;
+    const connector = buildConnector({ timeout: settings.connectTimeoutMs });
+    // Connect to whatever address the host has now: LOGICAL_DNS re-resolution moves new connections only.
+    const connect: buildConnector.connector = (options, callback) =>
+      connector({ ...options, hostname: this.address, port: String(this.port) }, callback);
+    return new Pool(`http://${this.key}`, {
+      connections: settings.maxConnections,
+      pipelining: 1,
+      connect,
+      keepAliveTimeout: settings.idleTimeoutMs || 2_147_483_647,
+      keepAliveMaxTimeout: settings.idleTimeoutMs || 2_147_483_647,
+      // Timeouts are the router's (route timeout, idle timeout), as in Envoy.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      maxHeaderSize: 60 * 1024,
+      maxRequestsPerClient: settings.maxRequestsPerConnection || undefined,
+      strictContentLength: true,
+    });
+  }
+}

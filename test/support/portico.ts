@@ -1,0 +1,99 @@
+/**
+ * Starts Portico's data plane in the test process from a bootstrap written as YAML, with listeners on
+ * ephemeral ports, and offers the URL of each listener.
+ */
+import { checkBootstrap, parseDocument } from '../../src/config/load.js';
+import { type ConfigError, formatConfigErrors } from '../../src/config/errors.js';
+import { DataPlane } from '../../src/dataplane/data-plane.js';
+import { createLogger } from '../../src/util/logger.js';
+
+export interface RunningPortico {
+  plane: DataPlane;
+  /** Port of the listener at that index of static_resources.listeners. */
+  port(index?: number): number;
+  /** `http://127.0.0.1:<port>` of a listener. */
+  url(index?: number): string;
+  close(): Promise<void>;
+}
+
+/** Decodes and checks a bootstrap given as YAML; returns every error instead of throwing. */
+export function checkYaml(yaml: string): ConfigError[] {
+  const errors: ConfigError[] = [];
+  const json = parseDocument(yaml, 'test.yaml', errors);
+  if (errors.length) return errors;
+  return checkBootstrap(json).errors;
+}
+
+export async function startPortico(yaml: string): Promise<RunningPortico> {
+  const errors: ConfigError[] = [];
+  const json = parseDocument(yaml, 'test.yaml', errors);
+  const checked = checkBootstrap(json);
+  errors.push(...checked.errors);
+  if (errors.length) throw new Error(`invalid test configuration:\n${formatConfigErrors(errors)}`);
+  const plane = await DataPlane.start(checked.bootstrap, createLogger('error'));
+  const port = (index = 0): number => {
+    const bound = plane.listeners[index]?.boundAddress();
+    if (!bound) throw new Error(`no listener ${index}`);
+    return bound.port;
+  };
+  return { plane, port, url: (index = 0) => `http://127.0.0.1:${port(index)}`, close: () => plane.close(0) };
+}
+
+/** A one-listener bootstrap routing everything under `routes` to clusters, for compact tests. */
+export function simpleBootstrap(options: {
+  routes: string;
+  clusters: string;
+  hcmExtra?: string;
+  routeConfigExtra?: string;
+  domains?: string;
+}): string {
+  return `
+static_resources:
+  listeners:
+  - address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+${indent(options.hcmExtra ?? '', 10)}
+          route_config:
+            name: local_route
+${indent(options.routeConfigExtra ?? '', 12)}
+            virtual_hosts:
+            - name: backend
+              domains: ${options.domains ?? '["*"]'}
+              routes:
+${indent(options.routes, 14)}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+${indent(options.clusters, 2)}
+`;
+}
+
+/** A STATIC cluster on loopback ports. */
+export function staticCluster(name: string, ...ports: number[]): string {
+  const endpoints = ports
+    .map((port) => `      - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${port} } } }`)
+    .join('\n');
+  return `- name: ${name}
+  connect_timeout: 1s
+  load_assignment:
+    cluster_name: ${name}
+    endpoints:
+    - lb_endpoints:
+${endpoints || '      []'}
+`;
+}
+
+function indent(text: string, spaces: number): string {
+  const pad = ' '.repeat(spaces);
+  return text
+    .split('\n')
+    .map((line) => (line.trim() === '' ? '' : pad + line))
+    .join('\n');
+}
