@@ -26,10 +26,10 @@ export function parseDocument(text: string, path: string, errors: ConfigError[])
 export function checkBootstrap(json: unknown): { bootstrap: Bootstrap; errors: ConfigError[] } {
   const errors: ConfigError[] = [];
   const bootstrap = decodeMessage<Bootstrap>('envoy.config.bootstrap.v3.Bootstrap', json ?? {}, '', errors);
-  if (errors.length === 0) {
-    checkSupport('envoy.config.bootstrap.v3.Bootstrap', bootstrap, '', errors);
-    validateBootstrap(bootstrap, errors);
-  }
+  // The decoder drops values it cannot decode, so the later passes see a well-typed tree and can report
+  // their problems in the same run.
+  checkSupport('envoy.config.bootstrap.v3.Bootstrap', bootstrap, '', errors);
+  validateBootstrap(bootstrap, errors);
   return { bootstrap, errors };
 }
 

@@ -9,14 +9,14 @@ import { getMessageDescriptor } from './proto/schema.js';
  * configuration is never half-applied. `'*'` marks messages whose every field is implemented (or purely
  * descriptive). Message types missing from this table accept no fields at all.
  */
-const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>> = {
+export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>> = {
   // Bootstrap
   'envoy.config.bootstrap.v3.Bootstrap': ['node', 'static_resources', 'admin', 'layered_runtime'],
   'envoy.config.bootstrap.v3.Bootstrap.StaticResources': ['listeners', 'clusters'],
   'envoy.config.bootstrap.v3.Admin': ['address'],
   'envoy.config.bootstrap.v3.LayeredRuntime': ['layers'],
   'envoy.config.bootstrap.v3.RuntimeLayer': ['name', 'static_layer', 'disk_layer', 'admin_layer'],
-  'envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer': ['symlink_root', 'subdirectory', 'append_service_cluster'],
+  'envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer': ['symlink_root', 'subdirectory'],
   'envoy.config.bootstrap.v3.RuntimeLayer.AdminLayer': '*',
   'envoy.config.core.v3.Node': '*',
   'envoy.config.core.v3.Locality': '*',
@@ -115,7 +115,7 @@ const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>> = {
     'unix_sockets',
     'cidr_ranges',
   ],
-  'envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter': ['name', 'typed_config', 'is_optional', 'disabled'],
+  'envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter': ['name', 'typed_config'],
   'envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig': ['mappers', 'body_format'],
   'envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper': [
     'filter',
@@ -148,12 +148,7 @@ const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>> = {
   'envoy.config.accesslog.v3.OrFilter': '*',
   'envoy.config.accesslog.v3.HeaderFilter': '*',
   'envoy.config.accesslog.v3.ResponseFlagFilter': '*',
-  'envoy.extensions.filters.http.router.v3.Router': [
-    'dynamic_stats',
-    'start_child_span',
-    'suppress_envoy_headers',
-    'respect_expected_rq_timeout',
-  ],
+  'envoy.extensions.filters.http.router.v3.Router': ['dynamic_stats', 'start_child_span', 'suppress_envoy_headers'],
   'envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig': [],
 
   // Routing
@@ -227,7 +222,7 @@ const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>> = {
     'timeout',
     'idle_timeout',
   ],
-  'envoy.config.route.v3.WeightedCluster': ['clusters', 'total_weight', 'runtime_key_prefix', 'header_name'],
+  'envoy.config.route.v3.WeightedCluster': ['clusters', 'total_weight', 'header_name'],
   'envoy.config.route.v3.WeightedCluster.ClusterWeight': [
     'name',
     'cluster_header',

@@ -354,6 +354,7 @@ registerFormatOperator(
 );
 registerFormatOperator('REQUESTED_SERVER_NAME', simple((info) => nonEmpty(info.requestedServerName)));
 registerFormatOperator('ROUTE_NAME', simple((info) => nonEmpty(info.routeName)));
+registerFormatOperator('LOCAL_REPLY_BODY', simple((info) => nonEmpty(info.localReplyBody)));
 registerFormatOperator('CONNECTION_ID', simple((info) => integer(info.connectionId)));
 registerFormatOperator('STREAM_ID', simple((info) => nonEmpty(info.requestId)));
 registerFormatOperator('HOSTNAME', {

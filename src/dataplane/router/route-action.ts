@@ -77,12 +77,17 @@ const REDIRECT_CODES: Record<string, number> = {
 const NOT_FOUND_CODES: Record<string, number> = { SERVICE_UNAVAILABLE: 503, NOT_FOUND: 404, INTERNAL_SERVER_ERROR: 500 };
 
 /** Envoy's default limit for direct response bodies read from files. */
-const MAX_DIRECT_RESPONSE_BODY = 4096;
+export const DEFAULT_MAX_DIRECT_RESPONSE_BODY = 4096;
 
-export function compileRouteAction(route: RouteConfig, path: string, errors: ConfigError[]): CompiledAction {
+export function compileRouteAction(
+  route: RouteConfig,
+  path: string,
+  errors: ConfigError[],
+  maxDirectResponseBody: number,
+): CompiledAction {
   if (route.redirect !== undefined) return compileRedirect(route.redirect, `${path}.redirect`, errors);
   if (route.direct_response !== undefined) {
-    return compileDirectResponse(route.direct_response, `${path}.direct_response`, errors);
+    return compileDirectResponse(route.direct_response, `${path}.direct_response`, errors, maxDirectResponseBody);
   }
   if (route.route !== undefined) return compileForward(route.route, `${path}.route`, errors);
   errors.push({ code: 'missing_required', path, message: 'a route needs one of route, redirect or direct_response' });
@@ -162,14 +167,15 @@ function compileDirectResponse(
   direct: envoy.config.route.v3.DirectResponseAction,
   path: string,
   errors: ConfigError[],
+  maxBody: number,
 ): DirectResponseCompiled {
   const status = direct.status ?? 200;
   const body = direct.body ? readDataSource(direct.body, `${path}.body`, errors) : undefined;
-  if (body !== undefined && direct.body?.filename !== undefined && body.length > MAX_DIRECT_RESPONSE_BODY) {
+  if (body !== undefined && direct.body?.filename !== undefined && body.length > maxBody) {
     errors.push({
       code: 'invalid_value',
       path: `${path}.body`,
-      message: `response body from ${direct.body.filename} is ${body.length} bytes, above the ${MAX_DIRECT_RESPONSE_BODY}-byte limit`,
+      message: `response body from ${direct.body.filename} is ${body.length} bytes, above the ${maxBody}-byte limit (max_direct_response_body_size_bytes)`,
     });
   }
   return { kind: ActionKind.DirectResponse, status, body: body?.length ? body : undefined };

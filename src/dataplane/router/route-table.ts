@@ -6,7 +6,7 @@ import { compileRe2, fullMatch } from '../matching/regex.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { RequestHead } from '../stream-info.js';
 import { compileHeaderMutation, type HeaderMutation } from './header-mutation.js';
-import { compileRouteAction, type CompiledAction } from './route-action.js';
+import { type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT_RESPONSE_BODY } from './route-action.js';
 
 type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
 type VirtualHostConfig = envoy.config.route.v3.VirtualHost;
@@ -52,7 +52,13 @@ export class RouteEntry {
   readonly requestMutation: HeaderMutation | undefined;
   readonly responseMutation: HeaderMutation | undefined;
 
-  constructor(config: RouteConfig, path: string, errors: ConfigError[], private readonly runtime: Runtime) {
+  constructor(
+    config: RouteConfig,
+    path: string,
+    errors: ConfigError[],
+    private readonly runtime: Runtime,
+    maxDirectResponseBody: number,
+  ) {
     const match = config.match ?? {};
     this.name = config.name ?? '';
     this.caseSensitive = match.case_sensitive ?? true;
@@ -86,7 +92,7 @@ export class RouteEntry {
     this.runtimeKey = match.runtime_fraction?.runtime_key;
     this.runtimeDefault = match.runtime_fraction?.default_value;
     this.grpcOnly = match.grpc !== undefined;
-    this.action = compileRouteAction(config, path, errors);
+    this.action = compileRouteAction(config, path, errors, maxDirectResponseBody);
     this.requestMutation = compileHeaderMutation(
       config.request_headers_to_add,
       config.request_headers_to_remove,
@@ -196,11 +202,12 @@ export class RouteTable {
       'response_headers_to_remove',
       errors,
     );
+    const maxDirectResponseBody = config.max_direct_response_body_size_bytes ?? DEFAULT_MAX_DIRECT_RESPONSE_BODY;
     let fallback: VirtualHost | undefined;
     let hasPortDomains = false;
     (config.virtual_hosts ?? []).forEach((vhostConfig, i) => {
       const vhostPath = `${path}.virtual_hosts[${i}]`;
-      const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime);
+      const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime, maxDirectResponseBody);
       for (const rawDomain of vhostConfig.domains ?? []) {
         const domain = rawDomain.toLowerCase();
         if (domain.includes(':')) hasPortDomains = true;
@@ -243,10 +250,16 @@ export function stripPort(authority: string): string {
   return authority.indexOf(':') === colon ? authority.slice(0, colon) : authority;
 }
 
-function compileVirtualHost(config: VirtualHostConfig, path: string, errors: ConfigError[], runtime: Runtime): VirtualHost {
+function compileVirtualHost(
+  config: VirtualHostConfig,
+  path: string,
+  errors: ConfigError[],
+  runtime: Runtime,
+  maxDirectResponseBody: number,
+): VirtualHost {
   return {
     name: config.name ?? '',
-    routes: (config.routes ?? []).map((route, i) => new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime)),
+    routes: (config.routes ?? []).map((route, i) => new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime, maxDirectResponseBody)),
     requireTls: config.require_tls ?? 'NONE',
     requestMutation: compileHeaderMutation(
       config.request_headers_to_add,

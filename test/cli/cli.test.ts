@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { PACKAGE_ROOT } from '../../src/util/package-root.js';
+import { startEchoServer, type EchoServer } from '../../src/echo/echo-server.js';
+import { httpRequest } from '../support/upstreams.js';
+import { freePort } from '../support/ports.js';
+
+const BIN = join(PACKAGE_ROOT, 'bin', 'portico.js');
+const dir = mkdtempSync(join(tmpdir(), 'portico-cli-'));
+
+function bootstrap(listenerPort: number, upstreamPort: number, adminPort?: number): string {
+  return `
+${adminPort ? `admin: { address: { socket_address: { address: 127.0.0.1, port_value: ${adminPort} } } }` : ''}
+static_resources:
+  listeners:
+  - address: { socket_address: { address: 127.0.0.1, port_value: ${listenerPort} } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: echo }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: echo
+    load_assignment:
+      cluster_name: echo
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${upstreamPort} } } }
+`;
+}
+
+function write(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('portico CLI', () => {
+  let echo: EchoServer;
+  before(async () => {
+    echo = await startEchoServer({ name: 'cli-echo' });
+  });
+  after(() => echo.close());
+
+  it('validate exits 0 on a valid file and 1 with every problem on an invalid one', () => {
+    const good = write('good.yaml', bootstrap(1, 2));
+    const ok = spawnSync(process.execPath, [BIN, 'validate', '-c', good], { encoding: 'utf8' });
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /OK/);
+
+    const bad = write('bad.yaml', bootstrap(1, 2).replace('cluster: echo', 'cluster: nope').replace('stat_prefix: ingress_http', 'stat_prefix: ingress_http\n          bogus: 1'));
+    const result = spawnSync(process.execPath, [BIN, 'validate', '-c', bad], { encoding: 'utf8' });
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /typed_config\.bogus: unknown field "bogus"/);
+  });
+
+  it('validate reports a missing file and bad flags clearly', () => {
+    const missing = spawnSync(process.execPath, [BIN, 'validate', '-c', join(dir, 'nope.yaml')], { encoding: 'utf8' });
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /ENOENT|no such file/);
+    const flag = spawnSync(process.execPath, [BIN, 'run', '--no-such-flag'], { encoding: 'utf8' });
+    assert.equal(flag.status, 1);
+    assert.match(flag.stderr, /no-such-flag/);
+  });
+
+  it('run refuses to start on an invalid configuration', () => {
+    const bad = write('refused.yaml', bootstrap(1, 2).replace('cluster: echo', 'cluster: nope'));
+    const result = spawnSync(process.execPath, [BIN, 'run', '-c', bad], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /unknown cluster "nope"/);
+  });
+
+  it('run serves traffic, answers the admin endpoint and stops on SIGTERM', async () => {
+    const [listenerPort, adminPort] = [await freePort(), await freePort()];
+    const file = write('serve.yaml', bootstrap(listenerPort, echo.port, adminPort));
+    const child = spawn(process.execPath, [BIN, 'run', '-c', file, '-l', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      await waitFor(async () => (await httpRequest(`http://127.0.0.1:${adminPort}/ready`)).status === 200);
+      const response = await httpRequest(`http://127.0.0.1:${listenerPort}/hello`);
+      assert.equal(response.status, 200);
+      assert.equal(JSON.parse(response.body).name, 'cli-echo');
+      const info = JSON.parse((await httpRequest(`http://127.0.0.1:${adminPort}/server_info`)).body);
+      assert.equal(info.state, 'LIVE');
+      const notAllowed = await httpRequest(`http://127.0.0.1:${adminPort}/quitquitquit`);
+      assert.equal(notAllowed.status, 405);
+      const unknown = await httpRequest(`http://127.0.0.1:${adminPort}/nope`);
+      assert.equal(unknown.status, 404);
+      assert.match(unknown.body, /admin commands are:/);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 0);
+  });
+
+  it('merges --config-yaml over the file', () => {
+    const good = write('merge.yaml', bootstrap(1, 2));
+    const result = spawnSync(process.execPath, [BIN, 'validate', '-c', good, '--config-yaml', 'static_resources: { clusters: [{ name: echo }] }'], {
+      encoding: 'utf8',
+    });
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /duplicate cluster name "echo"/);
+  });
+});
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error('timed out waiting for the gateway');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
