@@ -277,6 +277,11 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       authority = absolute[1]!;
       path = absolute[2] || '/';
     }
+    if (path.includes('#')) {
+      // Envoy refuses fragments in the request target rather than guessing what was meant.
+      this.sendLocalReply(400, '', 0, 'invalid_url');
+      return;
+    }
     if (hcm.normalizePath !== undefined) {
       const q = path.indexOf('?');
       const normalized = hcm.normalizePath(q < 0 ? path : path.slice(0, q));
@@ -593,7 +598,10 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       return;
     }
     const code = error.code ?? '';
-    if (CONNECT_FAILURES.has(code)) {
+    if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+      this.info.upstreamTransportFailureReason = error.message;
+      this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection timeout', ResponseFlag.UF, 'upstream_reset_before_response_started{connection_timeout}');
+    } else if (CONNECT_FAILURES.has(code)) {
       this.info.upstreamTransportFailureReason = error.message;
       this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection failure', ResponseFlag.UF, 'upstream_reset_before_response_started{connection_failure}');
     } else if (error.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO') {
@@ -731,7 +739,6 @@ const CONNECT_FAILURES = new Set([
   'EADDRNOTAVAIL',
   'ENOTFOUND',
   'EAI_AGAIN',
-  'UND_ERR_CONNECT_TIMEOUT',
 ]);
 
 /** Request headers for the upstream: everything received except hop-by-hop headers, as a flat list. */

@@ -1,0 +1,231 @@
+/**
+ * The conformance table: which corpus examples run, how their files are wired together, and what they must do
+ * (numbers follow /work/shared/conformance/README.md). To add an example, add an `ExampleSpec` to `EXAMPLES`;
+ * to pin down how a file must load or be refused, add it to `FILE_EXPECTATIONS`.
+ */
+import assert from 'node:assert/strict';
+import { type EchoResponseBody, startEchoServer } from '../../src/echo/echo-server.js';
+import { type HelloService, helloBody, startHelloService } from '../support/upstreams.js';
+import { type ExampleSpec, fetchText } from './harness.js';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tiers (README "Priority tiers"), by the example's top-level directory
+
+const TIERS: Record<string, 1 | 2 | 3> = {
+  'front-proxy': 1, cors: 1, local_ratelimit: 1, rbac: 1, 'route-mirror': 1, 'fault-injection': 1, ext_authz: 1,
+  tls: 1, 'tls-sni': 1, 'tls-inspector': 1, websocket: 1, gzip: 1, brotli: 1, zstd: 1, 'dynamic-config-fs': 1,
+  zipkin: 2, 'jaeger-tracing': 2, opentelemetry: 2, 'grpc-bridge': 2, 'double-proxy': 2, 'dynamic-config-cp': 2,
+  csrf: 2, 'locality-load-balancing': 2,
+  lua: 3, 'wasm-cc': 3, udp: 3, redis: 3, cache: 3,
+};
+
+export function tierOf(file: string): 1 | 2 | 3 | undefined {
+  return TIERS[file.split('/')[0]!];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// How individual files must load
+
+export interface RejectionExpectation {
+  /** Canonical extension name expected in an `unsupported extension <name>` message. */
+  extension: string;
+  /** The offending field's path (an error's path must start with it). */
+  path?: string;
+  todo?: string;
+}
+
+export interface FileExpectation {
+  /** The file must load cleanly (checkBootstrap and compileBootstrap give no error). */
+  mustLoad?: boolean;
+  /** Refusals that must be reported, each its own test. */
+  rejects?: RejectionExpectation[];
+  /** A known Portico bug that breaks the generic "loads or is refused cleanly" check for this file. */
+  todo?: string;
+}
+
+const HTTP_FILTER_0 = 'static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0]';
+const HTTP_FILTER_1 = 'static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1]';
+
+export const FILE_EXPECTATIONS: Record<string, FileExpectation> = {
+  'front-proxy/envoy.yaml': { mustLoad: true },
+  'front-proxy/service-envoy.yaml': { mustLoad: true },
+  'front-proxy/service-envoy-2.yaml': { mustLoad: true },
+  'double-proxy/envoy.yaml': { mustLoad: true },
+  'lua/envoy.yaml': {
+    rejects: [
+      { extension: 'envoy.filters.http.lua', path: HTTP_FILTER_0 },
+      { extension: 'envoy.filters.http.lua', path: HTTP_FILTER_1 },
+      {
+        extension: 'envoy.filters.http.lua',
+        path: 'static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].typed_per_filter_config',
+        todo: 'the LuaPerRoute typed_per_filter_config is refused as "field typed_per_filter_config ... is not supported" [unsupported_field] instead of naming envoy.filters.http.lua',
+      },
+    ],
+  },
+  'wasm-cc/envoy.yaml': {
+    rejects: [
+      { extension: 'envoy.filters.http.wasm', path: HTTP_FILTER_0 },
+      {
+        extension: 'envoy.filters.http.wasm',
+        path: 'static_resources.clusters[1].typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].http_filters[0]',
+        todo: 'the upstream Wasm filter in HttpProtocolOptions.http_filters is refused as "field http_filters ... is not supported" [unsupported_field] instead of naming envoy.filters.http.wasm',
+      },
+    ],
+  },
+  'udp/envoy.yaml': {
+    todo: 'UDP listener refused with missing_required "a listener needs at least one filter chain" (UDP listeners have none in Envoy); the protocol message does not name the field',
+    rejects: [
+      {
+        extension: 'envoy.filters.udp_listener.udp_proxy',
+        path: 'static_resources.listeners[0].listener_filters[0]',
+        todo: 'listener_filters is refused as an unsupported field; the udp_proxy extension is never named',
+      },
+    ],
+  },
+  'redis/envoy.yaml': {
+    rejects: [{ extension: 'envoy.filters.network.redis_proxy', path: 'static_resources.listeners[0].filter_chains[0].filters[0]' }],
+  },
+  'cache/envoy.yaml': { rejects: [{ extension: 'envoy.filters.http.cache', path: HTTP_FILTER_0 }] },
+};
+
+/** Tier-3 files also checked through `portico validate -c` and `portico run -c`. */
+export const CLI_REFUSALS: { file: string; extension: string; path: string }[] = [
+  { file: 'lua/envoy.yaml', extension: 'envoy.filters.http.lua', path: HTTP_FILTER_0 },
+];
+
+// ---------------------------------------------------------------------------------------------------------------
+// Examples run end to end
+
+const SERVICE1_REPLICAS = ['service1-a', 'service1-b', 'service1-c'];
+
+function helloReplicaName(body: string): string | undefined {
+  return /hostname (\S+) resolved/.exec(body)?.[1];
+}
+
+export const FRONT_PROXY: ExampleSpec = {
+  name: 'front-proxy',
+  tier: 1,
+  upstreams: {
+    ...Object.fromEntries(SERVICE1_REPLICAS.map((name) => [name, () => startHelloService(1, { name })])),
+    service2: () => startHelloService(2, { name: 'service2' }),
+  },
+  instances: [
+    {
+      id: 'service-envoy-1',
+      file: 'front-proxy/service-envoy.yaml',
+      run: 'plane',
+      clusters: { service1: SERVICE1_REPLICAS.map((upstream) => ({ upstream })) },
+    },
+    {
+      id: 'service-envoy-2',
+      file: 'front-proxy/service-envoy-2.yaml',
+      run: 'plane',
+      clusters: { service2: [{ upstream: 'service2' }] },
+    },
+    {
+      id: 'front-envoy',
+      file: 'front-proxy/envoy.yaml',
+      run: 'cli',
+      clusters: {
+        'service1-envoy': [{ instance: 'service-envoy-1' }],
+        'service2-envoy': [{ instance: 'service-envoy-2' }],
+      },
+    },
+  ],
+  expectations: [
+    {
+      name: '1. GET http://edge/service/1 → 200 with the service 1 body',
+      run: async (env) => {
+        const res = await fetchText(`${env.instance('front-envoy').url(0)}/service/1`);
+        assert.equal(res.status, 200);
+        assert.match(res.body, /Hello from behind Envoy \(service 1\)!/);
+      },
+    },
+    {
+      name: '2. GET http://edge/service/2 → the service 2 body',
+      run: async (env) => {
+        const res = await fetchText(`${env.instance('front-envoy').url(0)}/service/2`);
+        assert.equal(res.status, 200);
+        assert.equal(res.body, helloBody(2, 'service2'));
+      },
+    },
+    {
+      name: '3. GET https://edge:8443/service/1 (certificate not verified) → the service 1 body',
+      run: async (env) => {
+        const res = await fetchText(`${env.instance('front-envoy').url(1, 'https')}/service/1`);
+        assert.equal(res.status, 200);
+        assert.match(res.body, /Hello from behind Envoy \(service 1\)!/);
+      },
+    },
+    {
+      name: '4. three service-1 replicas: three consecutive requests are answered by each replica once (round robin)',
+      run: async (env) => {
+        const before = SERVICE1_REPLICAS.map((id) => env.upstream<HelloService>(id).requests.length);
+        const names: string[] = [];
+        for (let i = 0; i < 3; i++) {
+          const res = await fetchText(`${env.instance('front-envoy').url(0)}/service/1`);
+          assert.equal(res.status, 200);
+          assert.match(res.body, /Hello from behind Envoy \(service 1\)!/);
+          names.push(helloReplicaName(res.body) ?? '(no hostname)');
+        }
+        assert.deepEqual([...names].sort(), [...SERVICE1_REPLICAS].sort(), `replicas answering: ${names.join(', ')}`);
+        const delta = SERVICE1_REPLICAS.map((id, i) => env.upstream<HelloService>(id).requests.length - before[i]!);
+        assert.deepEqual(delta, [1, 1, 1]);
+      },
+    },
+    {
+      name: '5. edge admin GET /server_info returns JSON',
+      run: async (env) => {
+        const res = await fetchText(`${env.instance('front-envoy').adminUrl()}/server_info`);
+        assert.equal(res.status, 200);
+        const info = JSON.parse(res.body) as Record<string, unknown>;
+        assert.equal(typeof info, 'object');
+        for (const key of ['version', 'state', 'command_line_options']) assert.ok(key in info, `server_info lacks ${key}`);
+      },
+    },
+    {
+      name: '6. edge admin GET /stats returns name: value lines',
+      todo: 'admin stats land with the admin issue',
+      run: async (env) => {
+        const res = await fetchText(`${env.instance('front-envoy').adminUrl()}/stats`);
+        assert.equal(res.status, 200);
+        const lines = res.body.split('\n').filter((l) => l.trim() !== '');
+        assert.ok(lines.length > 0, 'no stats');
+        for (const line of lines) assert.match(line, /^[^\s:]+: \S.*$/);
+      },
+    },
+    {
+      name: '7. GET /service/3 (no route) → 404 local reply, no upstream reached',
+      run: async (env) => {
+        const counts = (): number =>
+          [...SERVICE1_REPLICAS, 'service2'].reduce((n, id) => n + env.upstream<HelloService>(id).requests.length, 0);
+        const before = counts();
+        const res = await fetchText(`${env.instance('front-envoy').url(0)}/service/3`);
+        assert.equal(res.status, 404);
+        assert.equal(counts(), before);
+      },
+    },
+  ],
+};
+
+export const DOUBLE_PROXY_EDGE: ExampleSpec = {
+  name: 'double-proxy (envoy.yaml alone)',
+  tier: 1,
+  upstreams: { app: () => startEchoServer({ name: 'app' }) },
+  instances: [{ id: 'proxy', file: 'double-proxy/envoy.yaml', run: 'plane', clusters: { service1: [{ upstream: 'app' }] } }],
+  expectations: [
+    {
+      name: '3. GET / is routed to service1 (the app) and returns its body',
+      run: async (env) => {
+        const res = await fetchText(`${env.instance('proxy').url(0)}/`);
+        assert.equal(res.status, 200);
+        const echo = JSON.parse(res.body) as EchoResponseBody;
+        assert.equal(echo.name, 'app');
+        assert.equal(echo.method, 'GET');
+        assert.equal(echo.path, '/');
+      },
+    },
+  ],
+};
+
+export const EXAMPLES: ExampleSpec[] = [FRONT_PROXY, DOUBLE_PROXY_EDGE];
