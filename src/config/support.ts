@@ -1,7 +1,7 @@
 import type { AnyMessage } from '../generated/envoy.js';
 import { type ConfigError, childPath } from './errors.js';
 import { extensionName, isSupportedExtension, typeNameFromUrl } from './extensions.js';
-import { getMessageDescriptor } from './proto/schema.js';
+import { type FieldDescriptor, getMessageDescriptor } from './proto/schema.js';
 
 /**
  * The fields Portico implements, per message type. A field that is set but not listed here is refused with
@@ -298,11 +298,17 @@ export function checkSupport(typeName: string, value: unknown, path: string, err
     if (!descriptor) continue;
     const fieldPath = childPath(path, field);
     if (supported !== '*' && !supported?.includes(field)) {
-      errors.push({
-        code: 'unsupported_field',
-        path: fieldPath,
-        message: `field ${field} of ${typeName} is not supported`,
-      });
+      // Name the extensions inside an unsupported field (per-route configs, upstream filters, listener
+      // filters): "unsupported extension envoy.filters.http.lua" says more than "field ... is not supported".
+      const before = errors.length;
+      reportExtensionsWithin(descriptor, fieldValue, fieldPath, field === 'typed_config' ? path : fieldPath, errors);
+      if (errors.length === before) {
+        errors.push({
+          code: 'unsupported_field',
+          path: fieldPath,
+          message: `field ${field} of ${typeName} is not supported`,
+        });
+      }
       continue;
     }
     if (descriptor.kind !== 'message') continue;
@@ -319,6 +325,51 @@ export function checkSupport(typeName: string, value: unknown, path: string, err
     } else {
       checkSupport(descriptor.type, fieldValue, fieldPath, errors);
     }
+  }
+}
+
+/** Reports every unsupported extension found anywhere under a field, without checking field support. */
+function reportExtensionsWithin(
+  descriptor: FieldDescriptor,
+  value: unknown,
+  fieldPath: string,
+  reportPath: string,
+  errors: ConfigError[],
+): void {
+  if (descriptor.kind !== 'message' || OPAQUE_TYPES.has(descriptor.type)) return;
+  const visit = (item: unknown, itemPath: string, itemReportPath: string): void => {
+    if (item === undefined || item === null) return;
+    if (descriptor.type === 'google.protobuf.Any') {
+      const any = item as AnyMessage;
+      const typeName = typeNameFromUrl(any.type_url);
+      if (!isSupportedExtension(typeName)) {
+        errors.push({ code: 'unsupported_extension', path: itemReportPath, message: `unsupported extension ${extensionName(typeName)} (${typeName})` });
+        return;
+      }
+      walkMessage(typeName, any.value, itemPath);
+      return;
+    }
+    walkMessage(descriptor.type, item, itemPath);
+  };
+  const walkMessage = (typeName: string, message: unknown, messagePath: string): void => {
+    const schema = getMessageDescriptor(typeName);
+    if (!schema || message === null || typeof message !== 'object') return;
+    for (const [field, fieldValue] of Object.entries(message as Record<string, unknown>)) {
+      const child = schema.fields[field];
+      if (child === undefined || fieldValue === undefined) continue;
+      const fieldPathInMessage = childPath(messagePath, field);
+      reportExtensionsWithin(child, fieldValue, fieldPathInMessage, field === 'typed_config' ? messagePath : fieldPathInMessage, errors);
+    }
+  };
+  if (descriptor.mapKey !== undefined) {
+    for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
+      const itemPath = `${fieldPath}[${JSON.stringify(key)}]`;
+      visit(item, itemPath, itemPath);
+    }
+  } else if (descriptor.repeated) {
+    (value as unknown[]).forEach((item, i) => visit(item, childPath(fieldPath, i), childPath(fieldPath, i)));
+  } else {
+    visit(value, fieldPath, reportPath);
   }
 }
 

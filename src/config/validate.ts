@@ -45,7 +45,8 @@ export function validateBootstrap(bootstrap: Bootstrap, errors: ConfigError[]): 
       listenerAddresses.add(address);
     }
     const chains = [...(listener.filter_chains ?? [])];
-    if (chains.length === 0 && !listener.default_filter_chain) {
+    const udp = listener.address?.socket_address?.protocol === 'UDP';
+    if (chains.length === 0 && !listener.default_filter_chain && !udp) {
       errors.push({ code: 'missing_required', path: `${path}.filter_chains`, message: 'a listener needs at least one filter chain' });
     }
     const allChains = listener.default_filter_chain
@@ -209,7 +210,7 @@ function socketAddressKey(address: envoy.config.core.v3.Address | undefined, pat
     return undefined;
   }
   if (socket.protocol === 'UDP') {
-    errors.push({ code: 'unsupported_field', path: `${path}.socket_address.protocol`, message: 'UDP listeners and endpoints are not supported' });
+    errors.push({ code: 'unsupported_field', path: `${path}.socket_address.protocol`, message: 'protocol UDP is not supported (UDP listeners and endpoints)' });
   }
   if (socket.port_value === undefined) {
     errors.push({ code: 'missing_required', path: `${path}.socket_address.port_value`, message: 'port_value is required' });

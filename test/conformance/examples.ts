@@ -57,8 +57,7 @@ export const FILE_EXPECTATIONS: Record<string, FileExpectation> = {
       { extension: 'envoy.filters.http.lua', path: HTTP_FILTER_1 },
       {
         extension: 'envoy.filters.http.lua',
-        path: 'static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].typed_per_filter_config',
-        todo: 'the LuaPerRoute typed_per_filter_config is refused as "field typed_per_filter_config ... is not supported" [unsupported_field] instead of naming envoy.filters.http.lua',
+        path: 'static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].typed_per_filter_config["lua_filter_with_custom_name_1"]',
       },
     ],
   },
@@ -68,17 +67,14 @@ export const FILE_EXPECTATIONS: Record<string, FileExpectation> = {
       {
         extension: 'envoy.filters.http.wasm',
         path: 'static_resources.clusters[1].typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].http_filters[0]',
-        todo: 'the upstream Wasm filter in HttpProtocolOptions.http_filters is refused as "field http_filters ... is not supported" [unsupported_field] instead of naming envoy.filters.http.wasm',
       },
     ],
   },
   'udp/envoy.yaml': {
-    todo: 'UDP listener refused with missing_required "a listener needs at least one filter chain" (UDP listeners have none in Envoy); the protocol message does not name the field',
     rejects: [
       {
         extension: 'envoy.filters.udp_listener.udp_proxy',
         path: 'static_resources.listeners[0].listener_filters[0]',
-        todo: 'listener_filters is refused as an unsupported field; the udp_proxy extension is never named',
       },
     ],
   },

@@ -204,9 +204,15 @@ describe('x-request-id', () => {
       const res = await echoed(gw.url());
       assert.match(String(res.headers['x-request-id']), UUID_V4);
       assert.equal(res.headers['x-request-id'], res.echo.headers['x-request-id']);
-      const local = await httpRequest(`${gw.url()}/`, { headers: { host: 'x' } });
-      assert.equal(local.status, 200);
     });
+    await withGateway(
+      { hcmExtra: 'always_set_request_id_in_response: true', routes: '- match: { prefix: "/only" }\n  route: { cluster: echo }' },
+      async (gw) => {
+        const local = await httpRequest(`${gw.url()}/elsewhere`, { headers: { 'x-request-id': 'client-chosen-id' } });
+        assert.equal(local.status, 404);
+        assert.equal(local.headers['x-request-id'], 'client-chosen-id');
+      },
+    );
   });
 
   it('is not generated with generate_request_id false', async () => {

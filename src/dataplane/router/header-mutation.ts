@@ -51,6 +51,14 @@ export function compileHeaderMutation(
     const value = option.header?.value ?? (raw ? Buffer.from(raw).toString('latin1') : '');
     let action = ACTIONS[option.append_action ?? 'APPEND_IF_EXISTS_OR_ADD'] ?? AppendAction.AppendIfExistsOrAdd;
     if (option.append !== undefined) {
+      // Envoy (HeadersToAddEntry) refuses the deprecated `append` next to a non-default `append_action`.
+      if (action !== AppendAction.AppendIfExistsOrAdd) {
+        errors.push({
+          code: 'invalid_value',
+          path: `${optionPath}.append`,
+          message: "both append and append_action are set and it's not allowed",
+        });
+      }
       action = option.append ? AppendAction.AppendIfExistsOrAdd : AppendAction.OverwriteIfExistsOrAdd;
     }
     return {
@@ -75,28 +83,45 @@ function checkMutable(name: string, path: string, errors: ConfigError[]): void {
   }
 }
 
-/** Applies removals, then additions, to a header object. */
+/**
+ * Applies one level's removals, then its additions, as Envoy's HeaderParser::evaluateHeaders does: every value
+ * is formatted, and every ADD_IF_ABSENT / OVERWRITE_IF_EXISTS condition checked, against the headers as they
+ * were before this level's additions; then all overwrites are applied, then all appends. So within one level
+ * `[x: a (append), x: b (overwrite)]` gives `x: b, x: a`, and two ADD_IF_ABSENT entries for an absent header
+ * both add.
+ */
 export function applyHeaderMutation(mutation: HeaderMutation, headers: HeaderMap, info: StreamInfo): void {
   for (const name of mutation.remove) delete headers[name];
-  for (const addition of mutation.add) {
+  const additions = mutation.add;
+  if (additions.length === 0) return;
+  let overwrites: [string, string][] | undefined;
+  let appends: [string, string][] | undefined;
+  for (const addition of additions) {
     const value = addition.format(info);
     if (value === '' && !addition.keepEmpty) continue;
-    const existing = headers[addition.name];
+    const name = addition.name;
     switch (addition.action) {
       case AppendAction.AppendIfExistsOrAdd:
-        if (existing === undefined) headers[addition.name] = value;
-        else if (Array.isArray(existing)) existing.push(value);
-        else headers[addition.name] = [String(existing), value];
+        (appends ??= []).push([name, value]);
         break;
       case AppendAction.AddIfAbsent:
-        if (existing === undefined) headers[addition.name] = value;
-        break;
-      case AppendAction.OverwriteIfExistsOrAdd:
-        headers[addition.name] = value;
+        if (headers[name] === undefined) (appends ??= []).push([name, value]);
         break;
       case AppendAction.OverwriteIfExists:
-        if (existing !== undefined) headers[addition.name] = value;
+        if (headers[name] !== undefined) (overwrites ??= []).push([name, value]);
         break;
+      case AppendAction.OverwriteIfExistsOrAdd:
+        (overwrites ??= []).push([name, value]);
+        break;
+    }
+  }
+  if (overwrites !== undefined) for (const [name, value] of overwrites) headers[name] = value;
+  if (appends !== undefined) {
+    for (const [name, value] of appends) {
+      const existing = headers[name];
+      if (existing === undefined) headers[name] = value;
+      else if (Array.isArray(existing)) existing.push(value);
+      else headers[name] = [String(existing), value];
     }
   }
 }

@@ -118,7 +118,7 @@ export class RouteEntry {
       const query = (ctx.query ??= parseQuery(ctx.head.path));
       if (!this.query(query)) return false;
     }
-    if (this.grpcOnly && !String(ctx.head.headers['content-type'] ?? '').startsWith('application/grpc')) return false;
+    if (this.grpcOnly && !isGrpcContentType(ctx.head.headers['content-type'])) return false;
     if (this.runtimeDefault !== undefined && !this.runtime.fractionEnabled(this.runtimeKey, this.runtimeDefault, ctx.random)) {
       return false;
     }
@@ -138,7 +138,8 @@ export class RouteEntry {
     const value = this.pathValue;
     switch (this.pathKind) {
       case PathKind.Prefix: {
-        const path = ctx.head.path;
+        // Envoy's PathMatcher drops the query before matching, for prefixes as for exact paths.
+        const path = ctx.pathOnly;
         if (this.caseSensitive) return path.startsWith(value);
         return path.length >= value.length && path.slice(0, value.length).toLowerCase() === value;
       }
@@ -152,6 +153,15 @@ export class RouteEntry {
       }
     }
   }
+}
+
+/**
+ * Envoy's Grpc::Common::hasGrpcContentType: exactly `application/grpc` or `application/grpc+...`; in particular
+ * `application/grpc-web` is not gRPC.
+ */
+function isGrpcContentType(value: string | string[] | undefined): boolean {
+  if (typeof value !== 'string' || !value.startsWith('application/grpc')) return false;
+  return value.length === 16 || value.charCodeAt(16) === 43 /* + */;
 }
 
 export interface VirtualHost {
@@ -179,7 +189,6 @@ export class RouteTable {
   private readonly suffixes: [string, VirtualHost][] = [];
   private readonly prefixes: [string, VirtualHost][] = [];
   private readonly fallback: VirtualHost | undefined;
-  private readonly hasPortDomains: boolean;
 
   constructor(config: RouteConfiguration, path: string, errors: ConfigError[], runtime: Runtime) {
     this.name = config.name ?? '';
@@ -204,13 +213,11 @@ export class RouteTable {
     );
     const maxDirectResponseBody = config.max_direct_response_body_size_bytes ?? DEFAULT_MAX_DIRECT_RESPONSE_BODY;
     let fallback: VirtualHost | undefined;
-    let hasPortDomains = false;
     (config.virtual_hosts ?? []).forEach((vhostConfig, i) => {
       const vhostPath = `${path}.virtual_hosts[${i}]`;
       const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime, maxDirectResponseBody);
       for (const rawDomain of vhostConfig.domains ?? []) {
         const domain = rawDomain.toLowerCase();
-        if (domain.includes(':')) hasPortDomains = true;
         if (domain === '*') fallback = vhost;
         else if (domain.startsWith('*')) this.suffixes.push([domain.slice(1), vhost]);
         else if (domain.endsWith('*')) this.prefixes.push([domain.slice(0, -1), vhost]);
@@ -220,13 +227,17 @@ export class RouteTable {
     this.suffixes.sort((a, b) => b[0].length - a[0].length);
     this.prefixes.sort((a, b) => b[0].length - a[0].length);
     this.fallback = fallback;
-    this.hasPortDomains = hasPortDomains;
   }
 
-  /** The virtual host for an authority that is already lower-case and port-stripped as configured. */
+  /**
+   * The virtual host for an authority that is already lower-case and port-stripped as the connection manager is
+   * configured to (`strip_matching_host_port`, `strip_any_host_port`). As in Envoy's
+   * RouteMatcher::findVirtualHost, the port is otherwise part of the lookup (`example.com:8080` does not select
+   * `example.com`) unless `ignore_port_in_host_matching` is set.
+   */
   selectVirtualHost(authority: string): VirtualHost | undefined {
     let host = authority;
-    if (this.ignorePortInHostMatching || !this.hasPortDomains) host = stripPort(host);
+    if (this.ignorePortInHostMatching) host = stripPort(host);
     const exact = this.exact.get(host);
     if (exact !== undefined) return exact;
     for (const [suffix, vhost] of this.suffixes) {
