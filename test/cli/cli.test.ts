@@ -8,41 +8,18 @@ import { PACKAGE_ROOT } from '../../src/util/package-root.js';
 import { startEchoServer, type EchoServer } from '../../src/echo/echo-server.js';
 import { httpRequest } from '../support/upstreams.js';
 import { freePort } from '../support/ports.js';
+import { simpleBootstrap, staticCluster } from '../support/portico.js';
 
 const BIN = join(PACKAGE_ROOT, 'bin', 'portico.js');
 const dir = mkdtempSync(join(tmpdir(), 'portico-cli-'));
 
 function bootstrap(listenerPort: number, upstreamPort: number, adminPort?: number): string {
-  return `
-${adminPort ? `admin: { address: { socket_address: { address: 127.0.0.1, port_value: ${adminPort} } } }` : ''}
-static_resources:
-  listeners:
-  - address: { socket_address: { address: 127.0.0.1, port_value: ${listenerPort} } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: echo }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: echo
-    load_assignment:
-      cluster_name: echo
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${upstreamPort} } } }
-`;
+  return simpleBootstrap({
+    routes: '- match: { prefix: "/" }\n  route: { cluster: echo }',
+    clusters: staticCluster('echo', upstreamPort),
+    listenerPort,
+    adminPort,
+  });
 }
 
 function write(name: string, text: string): string {

@@ -46,11 +46,16 @@ export function simpleBootstrap(options: {
   hcmExtra?: string;
   routeConfigExtra?: string;
   domains?: string;
+  /** Listener port; 0 (the default) picks a free one. */
+  listenerPort?: number;
+  /** Adds an admin endpoint on this port. */
+  adminPort?: number;
 }): string {
-  return `
+  const admin = options.adminPort === undefined ? '' : `admin: { address: { socket_address: { address: 127.0.0.1, port_value: ${options.adminPort} } } }`;
+  return `${admin}
 static_resources:
   listeners:
-  - address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+  - address: { socket_address: { address: 127.0.0.1, port_value: ${options.listenerPort ?? 0} } }
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
