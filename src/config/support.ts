@@ -143,6 +143,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   'envoy.config.accesslog.v3.StatusCodeFilter': '*',
   'envoy.config.accesslog.v3.DurationFilter': '*',
   'envoy.config.accesslog.v3.ComparisonFilter': '*',
+  'envoy.config.core.v3.RuntimeUInt32': '*',
   'envoy.config.accesslog.v3.NotHealthCheckFilter': '*',
   'envoy.config.accesslog.v3.AndFilter': '*',
   'envoy.config.accesslog.v3.OrFilter': '*',

@@ -525,10 +525,11 @@ describe('structure', () => {
       { type: 'envoy.config.route.v3.VirtualHost', field: 'name', input: '', error: 'invalid_value' },
     ]);
     const HV = 'envoy.config.core.v3.HeaderValue';
-    for (const key of ['x-ok', ':authority', 'X_Custom.1']) {
+    // HeaderValue.key is HTTP_HEADER_NAME with `strict: false`: Envoy then refuses only NUL, CR and LF.
+    for (const key of ['x-ok', ':authority', 'X_Custom.1', 'bad header', 'a:b']) {
       assert.deepEqual(decode(HV, { key, value: 'v' }).errors, [], key);
     }
-    for (const key of ['bad header', 'a:b', 'x\r\ny', '', ':']) {
+    for (const key of ['x\r\ny', 'nul\0', '']) {
       const errors = decode(HV, { key, value: 'v' }).errors;
       assert.ok(errors.length >= 1 && errors.every((e) => e.code === 'invalid_value' && e.path === 'key'), JSON.stringify([key, errors]));
     }
@@ -607,6 +608,7 @@ describe('structure', () => {
       ['unknown_type', `${hcm}.http_filters[0].typed_config`],
       ['invalid_value', 'static_resources.clusters[1].lb_policy'],
       ['unknown_field', 'static_resources.clusters[1].colour'],
+      ['missing_required', 'static_resources.clusters[1].load_assignment.cluster_name'],
       ['invalid_value', 'static_resources.clusters[1].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value'],
     ].sort());
   });

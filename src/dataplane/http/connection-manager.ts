@@ -85,6 +85,7 @@ export class HttpConnectionManager {
   readonly stripMatchingHostPort: boolean;
   readonly stripAnyHostPort: boolean;
   readonly appendXForwardedPort: boolean;
+  readonly idleTimeoutMs: number;
 
   constructor(
     config: HcmConfig,
@@ -136,10 +137,17 @@ export class HttpConnectionManager {
     if (common.max_requests_per_connection) this.server.maxRequestsPerSocket = common.max_requests_per_connection;
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => new ActiveStream(this, req, res).decodeHeaders());
     this.server.on('clientError', onClientError);
+    // The server never listens (the listener feeds it sockets), but Node only tracks connections (for
+    // headersTimeout, closeIdleConnections and closeAllConnections) once 'listening' was emitted.
+    this.server.emit('listening');
+    this.idleTimeoutMs = common.idle_timeout ?? 3_600_000;
   }
 
   /** Hands an accepted (and, with TLS, handshaken) connection to the HTTP server. */
   handleConnection(socket: Socket): void {
+    // Envoy's idle_timeout also closes a connection on which no request ever starts; Node's keepAliveTimeout
+    // only covers the time after a response. Each stream replaces this with the stream idle timeout.
+    if (this.idleTimeoutMs > 0) socket.setTimeout(this.idleTimeoutMs);
     this.server.emit('connection', socket);
   }
 
@@ -151,6 +159,8 @@ export class HttpConnectionManager {
   /** Destroys every connection. */
   close(): void {
     this.server.closeAllConnections();
+    // Stops Node's connection-checking interval (the server itself never listened).
+    this.server.close();
   }
 }
 
@@ -219,6 +229,8 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   private timeoutMs = 0;
   private external = false;
   private ended = false;
+  /** Response trailers are forwarded only when both codecs enable them, as in Envoy. */
+  private forwardTrailers = false;
 
   constructor(
     private readonly hcm: HttpConnectionManager,
@@ -254,10 +266,16 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       this.sendLocalReply(431, '', 0, 'too_many_headers', true);
       return;
     }
-    if (hcm.streamIdleTimeoutMs > 0) {
-      this.res.setTimeout(hcm.streamIdleTimeoutMs);
-      this.res.on('timeout', onStreamIdleTimeout);
+    const te = headers['transfer-encoding'];
+    if (te !== undefined && te.toLowerCase() !== 'chunked') {
+      // Node's parser hands over the head of `Transfer-Encoding: xchunked` and only fails on the body; Envoy's
+      // codec refuses transfer-codings it does not understand (400) before anything goes upstream.
+      this.sendLocalReply(400, 'Bad Request', 0, 'invalid_transfer_encoding', true);
+      return;
     }
+    // Always set (0 disables): it replaces the connection idle timeout set when the connection was accepted.
+    this.res.setTimeout(hcm.streamIdleTimeoutMs);
+    if (hcm.streamIdleTimeoutMs > 0) this.res.on('timeout', onStreamIdleTimeout);
     if (hcm.requestTimeoutMs > 0) {
       this.requestTimer = setTimeout(onRequestTimeoutTimer, hcm.requestTimeoutMs, this);
     }
@@ -359,24 +377,31 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     const peer = info.downstreamDirectRemoteAddress;
     const xffHeader = headers['x-forwarded-for'];
     const xff = Array.isArray(xffHeader) ? xffHeader.join(',') : xffHeader;
+    // As Envoy's mutateRequestHeaders: a request is internal only when, after appending, XFF holds a single
+    // internal address. Without use_remote_address and without XFF it is external, even from loopback.
     let internal: boolean;
     if (hcm.useRemoteAddress) {
       const client = hcm.xffTrustedHops > 0 ? clientAddressFromXff(xff, hcm.xffTrustedHops - 1) ?? peer : peer;
       info.downstreamRemoteAddress = client;
       if (!hcm.skipXffAppend) headers['x-forwarded-for'] = xff ? `${xff},${peer}` : peer;
-      internal = isInternal(hcm.internalAddresses, client);
-      this.external = !internal;
-      headers['x-forwarded-proto'] = this.head.scheme;
-      if (this.external) headers['x-envoy-external-address'] = client;
+      internal = xff === undefined && isInternal(hcm.internalAddresses, client);
+      // A trusted hop's x-forwarded-proto is kept; an untrusted one is overwritten.
+      if (hcm.xffTrustedHops === 0 || headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = this.head.scheme;
+      if (!internal) headers['x-envoy-external-address'] = client;
     } else {
-      const client = clientAddressFromXff(xff, hcm.xffTrustedHops) ?? peer;
-      info.downstreamRemoteAddress = client;
-      internal = xff === undefined ? isInternal(hcm.internalAddresses, peer) : isInternal(hcm.internalAddresses, client);
+      const fromXff = clientAddressFromXff(xff, hcm.xffTrustedHops);
+      info.downstreamRemoteAddress = fromXff ?? peer;
+      const single = fromXff !== undefined && hcm.xffTrustedHops === 0 && !xff!.includes(',');
+      internal = single && isInternal(hcm.internalAddresses, fromXff);
       headers['x-forwarded-proto'] ??= this.head.scheme;
     }
+    // Like Envoy, every non-internal request loses internal-only headers and counts as external for
+    // require_tls EXTERNAL_ONLY, whether or not use_remote_address is set.
+    this.external = !internal;
     if (internal) headers['x-envoy-internal'] = 'true';
     else delete headers['x-envoy-internal'];
-    if (hcm.appendXForwardedPort && headers['x-forwarded-port'] === undefined) {
+    const untrustedPort = hcm.useRemoteAddress && hcm.xffTrustedHops === 0;
+    if (hcm.appendXForwardedPort && (untrustedPort || headers['x-forwarded-port'] === undefined)) {
       headers['x-forwarded-port'] = String(info.downstreamLocalPort);
     }
     const edge = hcm.useRemoteAddress && this.external;
@@ -406,6 +431,8 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       return;
     }
     this.info.upstreamHost = host.key;
+    // Envoy's upstream HTTP/1 codec ignores trailers unless the cluster enables them too.
+    this.forwardTrailers = hcm.enableTrailers && cluster.settings.enableTrailers;
     this.info.upstreamRequestAttemptCount = 1;
 
     const originalPath = this.head.path;
@@ -431,6 +458,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
         body: hasBody ? req : null,
         headersTimeout: 0,
         bodyTimeout: 0,
+        reset: host.closeAfterEachRequest,
       },
       this,
     );
@@ -557,7 +585,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     const hcm = this.hcm;
     const res = this.res;
     for (const name of HOP_BY_HOP_RESPONSE_HEADERS) if (headers[name] !== undefined) delete headers[name];
-    if (!hcm.enableTrailers && headers.trailer !== undefined) delete headers.trailer;
+    if (!this.forwardTrailers && headers.trailer !== undefined) delete headers.trailer;
     if (!hcm.suppressEnvoyHeaders) {
       headers['x-envoy-upstream-service-time'] = String(Math.round(performance.now() - this.upstreamStart));
     }
@@ -579,7 +607,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
     this.clearTimers();
     if (this.ended) return;
-    if (this.hcm.enableTrailers) {
+    if (this.forwardTrailers) {
       if (Object.keys(trailers).length > 0) this.res.addTrailers(trailers as Record<string, string>);
     }
     this.info.lastResponseByteMonotonic = performance.now();
@@ -620,9 +648,10 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     if (this.timeoutMs > 0 && !this.ended) this.routeTimer = setTimeout(onRouteTimeoutTimer, this.timeoutMs, this);
   }
 
+  // The timeouts answer (or reset) before aborting the upstream request: the abort reports back through
+  // onResponseError synchronously, which would otherwise answer first with a 503 reset.
   onRouteTimeout(): void {
     this.routeTimer = undefined;
-    this.abortUpstream('route timeout');
     if (this.res.headersSent) {
       this.info.responseFlags |= ResponseFlag.UT;
       this.ended = true;
@@ -630,18 +659,19 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     } else {
       this.sendLocalReply(504, 'upstream request timeout', ResponseFlag.UT, 'upstream_response_timeout');
     }
+    this.abortUpstream('route timeout');
   }
 
   onRequestTimeout(): void {
     this.requestTimer = undefined;
     if (this.ended) return;
-    this.abortUpstream('request timeout');
     if (this.res.headersSent) {
       this.ended = true;
       this.res.destroy();
     } else {
       this.sendLocalReply(this.req.complete ? 504 : 408, 'request timeout', 0, 'request_overall_timeout', !this.req.complete);
     }
+    this.abortUpstream('request timeout');
   }
 
   onIdleTimeout(): void {
@@ -649,7 +679,6 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       this.res.destroy();
       return;
     }
-    this.abortUpstream('stream idle timeout');
     if (this.res.headersSent) {
       this.info.responseFlags |= ResponseFlag.SI;
       this.ended = true;
@@ -657,6 +686,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     } else {
       this.sendLocalReply(this.req.complete ? 504 : 408, 'stream timeout', ResponseFlag.SI, 'stream_idle_timeout', !this.req.complete);
     }
+    this.abortUpstream('stream idle timeout');
   }
 
   onDownstreamDrain(): void {

@@ -357,7 +357,6 @@ registerFormatOperator('ROUTE_NAME', simple((info) => nonEmpty(info.routeName)))
 // The body of the local reply being rendered (`local_reply_config` formats). Envoy's LocalReplyBodyFormatter
 // always yields a value: an empty body is `""`, never the missing-value text.
 registerFormatOperator('LOCAL_REPLY_BODY', simple((info) => info.localReplyBody));
-registerFormatOperator('LOCAL_REPLY_BODY', simple((info) => nonEmpty(info.localReplyBody)));
 registerFormatOperator('CONNECTION_ID', simple((info) => integer(info.connectionId)));
 registerFormatOperator('STREAM_ID', simple((info) => nonEmpty(info.requestId)));
 registerFormatOperator('HOSTNAME', {

@@ -81,7 +81,15 @@ function compileBodyFormat(format: SubstitutionFormatString, path: string, error
   return { render: formatter, contentType: format.content_type ?? 'text/plain' };
 }
 
-/** `json_format`: string values are format strings; nested objects recurse; other values stay as written. */
+/** A format string that is exactly one `%COMMAND(...):N%` operator. */
+const SINGLE_OPERATOR = /^%[A-Z0-9_]+(?:\([^)]*\))?(?::[0-9]+)?%$/;
+
+/**
+ * `json_format`: string values are format strings; nested objects recurse; other values stay as written. As in
+ * Envoy's structured formatter (types preserved): a value that is a single operator becomes JSON null when the
+ * operator has no value (an empty string stays `""`, e.g. `%LOCAL_REPLY_BODY%` of an empty body), while a
+ * missing operator inside a longer string prints `-` (nothing with `omit_empty_values`).
+ */
 export function compileJsonFormat(
   template: Record<string, unknown>,
   path: string,
@@ -91,11 +99,17 @@ export function compileJsonFormat(
   const fields = Object.entries(template).map(([key, value]): [string, (info: StreamInfo) => unknown] => {
     const fieldPath = `${path}.${key}`;
     if (typeof value === 'string') {
+      if (!SINGLE_OPERATOR.test(value)) {
+        const formatter: Formatter = compileFormat(value, fieldPath, errors, { missing: omitEmpty ? '' : '-' });
+        return [key, formatter];
+      }
+      // Formatters print a missing value as the given text; printing it two ways tells "missing" from "".
       const formatter: Formatter = compileFormat(value, fieldPath, errors, { missing: '' });
+      const dashed: Formatter = compileFormat(value, fieldPath, [], { missing: '-' });
       const numeric = /^%[A-Z_]*(DURATION|BYTES_\w+|RESPONSE_CODE|UPSTREAM_REQUEST_ATTEMPT_COUNT)%$/.test(value);
       return [key, (info) => {
         const s = formatter(info);
-        if (s === '') return null;
+        if (s === '' && dashed(info) === '-') return null;
         return numeric && /^\d+$/.test(s) ? Number(s) : s;
       }];
     }

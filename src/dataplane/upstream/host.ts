@@ -26,6 +26,14 @@ export class Host {
     this.key = isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
   }
 
+  /**
+   * With `max_requests_per_connection: 1` every request must close its connection (`reset` on dispatch):
+   * undici's `maxRequestsPerClient` cannot express 1.
+   */
+  get closeAfterEachRequest(): boolean {
+    return this.settings.maxRequestsPerConnection === 1;
+  }
+
   /** The pool requests to this host are dispatched on. */
   dispatcher(): Pool {
     if (this.pool === undefined) this.pool = this.createPool();
@@ -55,7 +63,9 @@ export class Host {
       headersTimeout: 0,
       bodyTimeout: 0,
       maxHeaderSize: 60 * 1024,
-      maxRequestsPerClient: settings.maxRequestsPerConnection || undefined,
+      // undici lets one request more than maxRequestsPerClient through a connection (it marks the connection
+      // for closing once its counter already equals the limit), so Envoy's N is undici's N - 1.
+      maxRequestsPerClient: settings.maxRequestsPerConnection > 1 ? settings.maxRequestsPerConnection - 1 : undefined,
       strictContentLength: true,
     });
   }
