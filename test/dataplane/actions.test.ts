@@ -367,12 +367,6 @@ describe('route actions', () => {
 
     it(
       'auto_host_rewrite leaves the host alone for a STATIC endpoint without a hostname',
-      {
-        todo:
-          'Envoy hosts of STATIC clusters have an empty hostname() unless endpoint.hostname is set, and the router ' +
-          'rewrites only when it is non-empty; Portico uses the IP (src/dataplane/upstream/cluster.ts endpointSpec, ' +
-          'hostname: ... || address) so the upstream sees host 127.0.0.1',
-      },
       async () => {
         const { echo } = await echoed('/hr/auto-static', { host: 'original.example' });
         assert.equal(echo.headers.host, 'original.example');
@@ -549,12 +543,6 @@ describe('route actions', () => {
 
     it(
       'port_redirect is always written, even the default port of the scheme',
-      {
-        todo:
-          'Envoy stores port_redirect as ":" + port and always appends it (RedirectConfig / Utility::newUri); ' +
-          'Portico drops :80 for http and :443 for https (src/dataplane/http/connection-manager.ts ' +
-          'redirectLocation, the `if (!((scheme === "http" && action.port === 80) || ...)` branch)',
-      },
       async () => {
         assert.equal(await location('/r/port-80'), 'http://redir.test:80/r/port-80');
         assert.equal(await location('/r/https-443', 'redir.test:8080'), 'https://redir.test:443/r/https-443');
@@ -563,12 +551,6 @@ describe('route actions', () => {
 
     it(
       'a scheme change drops only the default port of the request scheme',
-      {
-        todo:
-          'Envoy (processRequestHost) removes the port on a scheme change only when it is :80 with x-forwarded-proto ' +
-          'http (or :443 with https); Portico drops both :80 and :443 (src/dataplane/http/connection-manager.ts ' +
-          'redirectLocation, `host.endsWith(":80") || host.endsWith(":443")`)',
-      },
       async () => {
         assert.equal(await location('/r/https', 'redir.test:443'), 'https://redir.test:443/r/https');
       },

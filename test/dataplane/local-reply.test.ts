@@ -195,13 +195,6 @@ describe('local replies', () => {
 
     it(
       'every endpoint UNHEALTHY: Envoy is in panic mode and balances across all hosts',
-      {
-        todo:
-          'Envoy (default healthy_panic_threshold 50%) routes to all hosts when fewer than half are healthy, so the ' +
-          'request reaches the UNHEALTHY endpoint; Portico drops UNHEALTHY endpoints at config time ' +
-          '(src/dataplane/upstream/cluster.ts isServing) and answers 503 no healthy upstream. common_lb_config ' +
-          '(healthy_panic_threshold: 0, which would make Envoy answer 503 UH) is not supported either.',
-      },
       async () => {
         const res = await get(plain, '/unhealthy');
         assert.equal(res.status, 200, res.body);

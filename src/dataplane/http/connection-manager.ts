@@ -505,7 +505,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     let authority: string | undefined;
     if (this.weighted?.hostRewriteLiteral !== undefined) authority = this.weighted.hostRewriteLiteral;
     else if (action.hostRewriteLiteral !== undefined) authority = action.hostRewriteLiteral;
-    else if (action.autoHostRewrite) authority = host.hostname;
+    else if (action.autoHostRewrite) authority = host.hostname || undefined;
     else if (action.hostRewriteHeader !== undefined) {
       const value = headers[action.hostRewriteHeader];
       if (typeof value === 'string' && value !== '') authority = value;
@@ -540,15 +540,16 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   }
 
   private redirectLocation(action: RedirectActionCompiled): string {
-    const original = this.head.scheme;
+    const forwardedProto = this.head.headers['x-forwarded-proto'];
+    const original = typeof forwardedProto === 'string' ? forwardedProto : this.head.scheme;
     const scheme = action.scheme ?? original;
     let host = action.host ?? this.head.authority;
     if (action.port !== undefined) {
-      host = stripPort(host);
-      if (!((scheme === 'http' && action.port === 80) || (scheme === 'https' && action.port === 443))) host += `:${action.port}`;
+      // Envoy always writes port_redirect, even the scheme's default port.
+      host = `${stripPort(host)}:${action.port}`;
     } else if (scheme !== original) {
-      const bare = stripPort(host);
-      if (host.endsWith(':80') || host.endsWith(':443')) host = bare;
+      // On a scheme change only the default port of the request's own scheme is dropped.
+      if ((original === 'http' && host.endsWith(':80')) || (original === 'https' && host.endsWith(':443'))) host = stripPort(host);
     }
     const fullPath = this.head.path;
     const q = fullPath.indexOf('?');

@@ -15,6 +15,7 @@ interface EndpointSpec {
   address: string;
   port: number;
   hostname: string;
+  healthy: boolean;
   weight: number;
   priority: number;
   locality: LocalityLbEndpoints['locality'];
@@ -30,7 +31,11 @@ export class Cluster {
   readonly settings: ClusterSettings;
   private readonly endpoints: EndpointSpec[];
   private hosts: Host[] = [];
+  /** The addresses each endpoint resolved to last time, kept when a re-resolution fails. */
+  private lastResolved: string[][] = [];
   private balancer = new PriorityLoadBalancer([]);
+  private readonly overprovisioningFactor: number;
+  private readonly panicThreshold: number;
   private refreshTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -41,8 +46,10 @@ export class Cluster {
     this.name = config.name ?? '';
     this.type = config.type ?? 'STATIC';
     this.settings = clusterSettings(config);
+    this.overprovisioningFactor = config.load_assignment?.policy?.overprovisioning_factor ?? 140;
+    this.panicThreshold = config.common_lb_config?.healthy_panic_threshold?.value ?? 50;
     this.endpoints = (config.load_assignment?.endpoints ?? []).flatMap((locality) =>
-      (locality.lb_endpoints ?? []).filter(isServing).map((lbEndpoint) => endpointSpec(locality, lbEndpoint)),
+      (locality.lb_endpoints ?? []).map((lbEndpoint) => endpointSpec(locality, lbEndpoint)),
     );
   }
 
@@ -80,7 +87,8 @@ export class Cluster {
   }
 
   private async resolve(): Promise<void> {
-    const resolved = await Promise.all(this.endpoints.map((e) => this.resolveEndpoint(e)));
+    const resolved = await Promise.all(this.endpoints.map((e, i) => this.resolveEndpoint(e, this.lastResolved[i] ?? [])));
+    this.lastResolved = resolved;
     if (this.closed) return;
     const previous = new Map(this.hosts.map((h) => [`${h.key}/${h.hostname}`, h]));
     const next: Host[] = [];
@@ -92,12 +100,12 @@ export class Cluster {
         if (this.type === 'LOGICAL_DNS') {
           const existing = this.hosts[0];
           if (existing) {
-            existing.address = address;
+            existing.moveTo(address);
             next.push(existing);
             continue;
           }
         }
-        const keyHost = new Host(address, spec.port, spec.hostname, spec.weight, spec.priority, spec.locality, this.settings);
+        const keyHost = new Host(address, spec.port, spec.hostname, spec.weight, spec.priority, spec.locality, spec.healthy, this.settings);
         next.push(previous.get(`${keyHost.key}/${keyHost.hostname}`) ?? keyHost);
       }
     });
@@ -107,7 +115,7 @@ export class Cluster {
     this.rebuildBalancer();
   }
 
-  private async resolveEndpoint(spec: EndpointSpec): Promise<string[]> {
+  private async resolveEndpoint(spec: EndpointSpec, previous: string[]): Promise<string[]> {
     if (isIP(spec.address) !== 0) return [spec.address];
     try {
       const family = this.settings.dnsLookupFamily;
@@ -116,16 +124,17 @@ export class Cluster {
     } catch (err) {
       this.log.warn(`cluster ${this.name}: cannot resolve ${spec.address}: ${(err as Error).message}`);
       // Keep serving the previous addresses of this name rather than dropping them on a transient failure.
-      return this.hosts.filter((h) => h.hostname === spec.hostname && h.port === spec.port).map((h) => h.address);
+      return previous;
     }
   }
 
   private rebuildBalancer(): void {
-    this.balancer = new PriorityLoadBalancer(this.hosts);
+    this.balancer = new PriorityLoadBalancer(this.hosts, this.overprovisioningFactor, this.panicThreshold);
   }
 }
 
-function isServing(lbEndpoint: LbEndpoint): boolean {
+/** Endpoints configured UNHEALTHY, DRAINING or TIMEOUT count as unhealthy, as EDS health does in Envoy. */
+function isHealthy(lbEndpoint: LbEndpoint): boolean {
   const status = lbEndpoint.health_status ?? 'UNKNOWN';
   return status === 'UNKNOWN' || status === 'HEALTHY' || status === 'DEGRADED';
 }
@@ -136,7 +145,9 @@ function endpointSpec(locality: LocalityLbEndpoints, lbEndpoint: LbEndpoint): En
   return {
     address,
     port: socket.port_value ?? 0,
-    hostname: lbEndpoint.endpoint?.hostname || address,
+    // An IP endpoint has no host name unless it is given one: auto_host_rewrite then leaves Host alone.
+    hostname: lbEndpoint.endpoint?.hostname || (isIP(address) === 0 ? address : ''),
+    healthy: isHealthy(lbEndpoint),
     weight: lbEndpoint.load_balancing_weight ?? 1,
     priority: locality.priority ?? 0,
     locality: locality.locality,

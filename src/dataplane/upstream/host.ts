@@ -7,23 +7,38 @@ import type { ClusterSettings } from './cluster-settings.js';
  * connection pool created on first use. A host outlives configuration changes that keep its address, so its
  * pooled connections survive them too.
  */
+function hostKey(address: string, port: number): string {
+  return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 export class Host {
   /** `ip:port`, as Envoy prints upstream hosts (`%UPSTREAM_HOST%`, `/clusters`). */
-  readonly key: string;
+  key: string;
   private pool: Pool | undefined;
 
   constructor(
     /** The IP address new connections go to; LOGICAL_DNS clusters change it on re-resolution. */
     public address: string,
     readonly port: number,
-    /** The endpoint's host name (`hostname`, or the DNS name it was resolved from); `auto_host_rewrite` uses it. */
+    /**
+     * The endpoint's `hostname`, or the DNS name it was resolved from; empty for an IP endpoint without one.
+     * `auto_host_rewrite` uses it.
+     */
     readonly hostname: string,
     readonly weight: number,
     readonly priority: number,
     readonly locality: { region?: string; zone?: string; sub_zone?: string } | undefined,
+    /** False for endpoints configured `UNHEALTHY`, `DRAINING` or `TIMEOUT`. */
+    readonly healthy: boolean,
     private readonly settings: ClusterSettings,
   ) {
-    this.key = isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+    this.key = hostKey(address, port);
+  }
+
+  /** Points new connections at another address (LOGICAL_DNS re-resolution); pooled ones stay where they are. */
+  moveTo(address: string): void {
+    this.address = address;
+    this.key = hostKey(address, this.port);
   }
 
   /**
