@@ -8,7 +8,7 @@ import type { ConfigError } from '../../config/errors.js';
 import type { Logger } from '../../util/logger.js';
 import { ResponseFlag } from '../response-flags.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { applyHeaderMutation, type HeaderMap, type HeaderMutation } from '../router/header-mutation.js';
+import { applyHeaderMutation, applyHeaderMutations, type HeaderMap, type MutationChains } from '../router/header-mutation.js';
 import { ActionKind, type ForwardAction, type RedirectActionCompiled, type WeightedClusterEntry } from '../router/route-action.js';
 import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripPort, type VirtualHost } from '../router/route-table.js';
 import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
@@ -222,6 +222,8 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   private route: RouteEntry | undefined;
   private vhost: VirtualHost | undefined;
   private weighted: WeightedClusterEntry | undefined;
+  /** Header mutations of the route (or of its chosen weighted cluster), once a route is selected. */
+  private mutations: MutationChains | undefined;
   private controller: Dispatcher.DispatchController | undefined;
   private upstreamStart = 0;
   private routeTimer: NodeJS.Timeout | undefined;
@@ -329,13 +331,14 @@ class ActiveStream implements Dispatcher.DispatchHandler {
 
     const vhost = hcm.routeTable.selectVirtualHost(authority.toLowerCase());
     const ctx: MatchContext | undefined = vhost ? newMatchContext(this.head) : undefined;
-    const route = vhost && ctx ? vhost.routes.find((r) => r.matches(ctx)) : undefined;
+    const route = vhost && ctx ? firstMatch(vhost.routes, ctx) : undefined;
     if (vhost === undefined || route === undefined || ctx === undefined) {
       this.sendLocalReply(404, '', ResponseFlag.NR, 'route_not_found');
       return;
     }
     this.vhost = vhost;
     this.route = route;
+    this.mutations = route.mutations;
     this.info.routeName = route.name;
     if (vhost.requireTls !== 'NONE' && this.head.scheme !== 'https' && (vhost.requireTls === 'ALL' || this.external)) {
       this.sendLocalReply(301, '', 0, 'via_upstream', false, `https://${authority}${path}`);
@@ -442,7 +445,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       if (!hcm.suppressEnvoyHeaders) headers['x-envoy-original-path'] = originalPath;
     }
     this.rewriteHost(action, host);
-    this.applyRequestMutations();
+    applyHeaderMutations(this.mutations!.request, headers, this.info);
     if (this.vhost!.includeAttemptCount) headers['x-envoy-attempt-count'] = '1';
     this.timeoutMs = action.timeoutMs;
     if (action.timeoutMs > 0 && !hcm.suppressEnvoyHeaders) headers['x-envoy-expected-rq-timeout-ms'] = String(action.timeoutMs);
@@ -478,8 +481,11 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     const fromHeader = action.weightHeader !== undefined ? Number(headers[action.weightHeader]) : NaN;
     if (Number.isInteger(fromHeader) && fromHeader >= 0) pick = fromHeader % action.totalWeight;
     else pick = Math.floor(ctx.random * action.totalWeight);
-    const entry = entries.find((e) => pick < e.cumulativeWeight) ?? entries[entries.length - 1]!;
+    let index = 0;
+    while (index < entries.length - 1 && pick >= entries[index]!.cumulativeWeight) index++;
+    const entry = entries[index]!;
     this.weighted = entry;
+    this.mutations = this.route!.weightedMutations![index]!;
     if (entry.clusterHeader !== undefined) {
       const value = headers[entry.clusterHeader];
       return typeof value === 'string' && value !== '' ? value : undefined;
@@ -520,23 +526,6 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       const xfh = headers['x-forwarded-host'];
       headers['x-forwarded-host'] = xfh ? `${xfh},${original}` : original;
     }
-  }
-
-  /** The route's, virtual host's and route configuration's request header mutations, in Envoy's order. */
-  private applyRequestMutations(): void {
-    const levels = [this.weighted?.requestMutation, this.route!.requestMutation, this.vhost!.requestMutation, this.hcm.routeTable.requestMutation];
-    this.applyLevels(levels, this.head.headers);
-  }
-
-  private applyResponseMutations(headers: HeaderMap): void {
-    if (this.route === undefined) return;
-    const levels = [this.weighted?.responseMutation, this.route.responseMutation, this.vhost!.responseMutation, this.hcm.routeTable.responseMutation];
-    this.applyLevels(levels, headers);
-  }
-
-  private applyLevels(levels: (HeaderMutation | undefined)[], headers: HeaderMap): void {
-    if (this.hcm.routeTable.mostSpecificHeaderMutationsWins) levels.reverse();
-    for (const level of levels) if (level !== undefined) applyHeaderMutation(level, headers, this.info);
   }
 
   private redirectLocation(action: RedirectActionCompiled): string {
@@ -585,6 +574,11 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     if (statusCode < 200 || this.ended) return;
     const hcm = this.hcm;
     const res = this.res;
+    // Envoy disarms request_timeout once the response starts.
+    if (this.requestTimer !== undefined) {
+      clearTimeout(this.requestTimer);
+      this.requestTimer = undefined;
+    }
     for (const name of HOP_BY_HOP_RESPONSE_HEADERS) if (headers[name] !== undefined) delete headers[name];
     if (!this.forwardTrailers && headers.trailer !== undefined) delete headers.trailer;
     if (!hcm.suppressEnvoyHeaders) {
@@ -722,7 +716,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     if (transformation === 'OVERWRITE' || (transformation === 'APPEND_IF_ABSENT' && headers.server === undefined)) {
       headers.server = hcm.serverName;
     }
-    this.applyResponseMutations(headers);
+    if (this.mutations !== undefined) applyHeaderMutations(this.mutations.response, headers, this.info);
     if (hcm.alwaysSetRequestIdInResponse && this.info.requestId) headers['x-request-id'] = this.info.requestId;
     if (this.vhost?.includeAttemptCountInResponse && this.info.upstreamRequestAttemptCount > 0) {
       headers['x-envoy-attempt-count'] = String(this.info.upstreamRequestAttemptCount);
@@ -771,6 +765,11 @@ const CONNECT_FAILURES = new Set([
   'ENOTFOUND',
   'EAI_AGAIN',
 ]);
+
+function firstMatch(routes: readonly RouteEntry[], ctx: MatchContext): RouteEntry | undefined {
+  for (let i = 0; i < routes.length; i++) if (routes[i]!.matches(ctx)) return routes[i];
+  return undefined;
+}
 
 /** Request headers for the upstream: everything received except hop-by-hop headers, as a flat list. */
 function upstreamHeaders(headers: HeaderMap): string[] {

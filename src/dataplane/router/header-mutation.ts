@@ -76,6 +76,64 @@ export function compileHeaderMutation(
   return { remove: removals, add: additions };
 }
 
+/** The header-mutation fields that routes, virtual hosts, route configurations and weighted clusters share. */
+export interface HeaderMutationFields {
+  request_headers_to_add?: HeaderValueOption[];
+  request_headers_to_remove?: string[];
+  response_headers_to_add?: HeaderValueOption[];
+  response_headers_to_remove?: string[];
+}
+
+/** One configuration level's request and response mutations. */
+export interface LevelMutations {
+  readonly request: HeaderMutation | undefined;
+  readonly response: HeaderMutation | undefined;
+}
+
+export function compileLevelMutations(config: HeaderMutationFields, path: string, errors: ConfigError[]): LevelMutations {
+  return {
+    request: compileHeaderMutation(
+      config.request_headers_to_add,
+      config.request_headers_to_remove,
+      path,
+      'request_headers_to_add',
+      'request_headers_to_remove',
+      errors,
+    ),
+    response: compileHeaderMutation(
+      config.response_headers_to_add,
+      config.response_headers_to_remove,
+      path,
+      'response_headers_to_add',
+      'response_headers_to_remove',
+      errors,
+    ),
+  };
+}
+
+/** Every level's mutations that apply to one route, in the order they run, resolved at config time. */
+export interface MutationChains {
+  readonly request: readonly HeaderMutation[];
+  readonly response: readonly HeaderMutation[];
+}
+
+/**
+ * Orders levels given from the most specific (weighted cluster, route) to the least (route configuration). Envoy
+ * applies them in that order, so the outer level wins a conflict, or reversed with
+ * `most_specific_header_mutations_wins`.
+ */
+export function chainMutations(levels: readonly LevelMutations[], mostSpecificWins: boolean): MutationChains {
+  const ordered = mostSpecificWins ? [...levels].reverse() : levels;
+  return {
+    request: ordered.flatMap((level) => (level.request ? [level.request] : [])),
+    response: ordered.flatMap((level) => (level.response ? [level.response] : [])),
+  };
+}
+
+export function applyHeaderMutations(chain: readonly HeaderMutation[], headers: HeaderMap, info: StreamInfo): void {
+  for (let i = 0; i < chain.length; i++) applyHeaderMutation(chain[i]!, headers, info);
+}
+
 /** Envoy refuses configuration that would rewrite pseudo-headers or Host through header mutations. */
 function checkMutable(name: string, path: string, errors: ConfigError[]): void {
   if (name.startsWith(':') || name === 'host') {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
 import { compileRegexRewrite } from '../matching/regex.js';
-import { compileHeaderMutation, type HeaderMutation } from './header-mutation.js';
+import { compileLevelMutations, type LevelMutations } from './header-mutation.js';
 
 type RouteConfig = envoy.config.route.v3.Route;
 type RouteActionConfig = envoy.config.route.v3.RouteAction;
@@ -19,8 +19,7 @@ export interface WeightedClusterEntry {
   readonly clusterHeader: string | undefined;
   /** Running total of weights up to and including this entry. */
   readonly cumulativeWeight: number;
-  readonly requestMutation: HeaderMutation | undefined;
-  readonly responseMutation: HeaderMutation | undefined;
+  readonly mutations: LevelMutations;
   readonly hostRewriteLiteral: string | undefined;
 }
 
@@ -106,22 +105,7 @@ function compileForward(action: RouteActionConfig, path: string, errors: ConfigE
       name: entry.name ?? '',
       clusterHeader: entry.cluster_header?.toLowerCase(),
       cumulativeWeight: total,
-      requestMutation: compileHeaderMutation(
-        entry.request_headers_to_add,
-        entry.request_headers_to_remove,
-        entryPath,
-        'request_headers_to_add',
-        'request_headers_to_remove',
-        errors,
-      ),
-      responseMutation: compileHeaderMutation(
-        entry.response_headers_to_add,
-        entry.response_headers_to_remove,
-        entryPath,
-        'response_headers_to_add',
-        'response_headers_to_remove',
-        errors,
-      ),
+      mutations: compileLevelMutations(entry, entryPath, errors),
       hostRewriteLiteral: entry.host_rewrite_literal,
     };
   });

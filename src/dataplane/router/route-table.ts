@@ -5,8 +5,8 @@ import { compileQueryParameterMatchers, parseQuery, type QueryParams } from '../
 import { compileRe2, fullMatch } from '../matching/regex.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { RequestHead } from '../stream-info.js';
-import { compileHeaderMutation, type HeaderMutation } from './header-mutation.js';
-import { type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT_RESPONSE_BODY } from './route-action.js';
+import { chainMutations, compileLevelMutations, type LevelMutations, type MutationChains } from './header-mutation.js';
+import { ActionKind, type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT_RESPONSE_BODY } from './route-action.js';
 
 type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
 type VirtualHostConfig = envoy.config.route.v3.VirtualHost;
@@ -49,8 +49,10 @@ export class RouteEntry {
   readonly runtimeDefault: envoy.type.v3.FractionalPercent | undefined;
   readonly grpcOnly: boolean;
   readonly action: CompiledAction;
-  readonly requestMutation: HeaderMutation | undefined;
-  readonly responseMutation: HeaderMutation | undefined;
+  /** Header mutations of this route and the levels around it, in the order they apply. */
+  readonly mutations: MutationChains;
+  /** The same for each weighted cluster (same indexes), whose own mutations come first. */
+  readonly weightedMutations: readonly MutationChains[] | undefined;
 
   constructor(
     config: RouteConfig,
@@ -58,6 +60,9 @@ export class RouteEntry {
     errors: ConfigError[],
     private readonly runtime: Runtime,
     maxDirectResponseBody: number,
+    /** The virtual host's and route configuration's mutations. */
+    outer: readonly LevelMutations[],
+    mostSpecificMutationsWin: boolean,
   ) {
     const match = config.match ?? {};
     this.name = config.name ?? '';
@@ -93,22 +98,10 @@ export class RouteEntry {
     this.runtimeDefault = match.runtime_fraction?.default_value;
     this.grpcOnly = match.grpc !== undefined;
     this.action = compileRouteAction(config, path, errors, maxDirectResponseBody);
-    this.requestMutation = compileHeaderMutation(
-      config.request_headers_to_add,
-      config.request_headers_to_remove,
-      path,
-      'request_headers_to_add',
-      'request_headers_to_remove',
-      errors,
-    );
-    this.responseMutation = compileHeaderMutation(
-      config.response_headers_to_add,
-      config.response_headers_to_remove,
-      path,
-      'response_headers_to_add',
-      'response_headers_to_remove',
-      errors,
-    );
+    const own = compileLevelMutations(config, path, errors);
+    this.mutations = chainMutations([own, ...outer], mostSpecificMutationsWin);
+    const weighted = this.action.kind === ActionKind.Forward ? this.action.weightedClusters : undefined;
+    this.weightedMutations = weighted?.map((entry) => chainMutations([entry.mutations, own, ...outer], mostSpecificMutationsWin));
   }
 
   matches(ctx: MatchContext): boolean {
@@ -168,8 +161,6 @@ export interface VirtualHost {
   readonly name: string;
   readonly routes: readonly RouteEntry[];
   readonly requireTls: 'NONE' | 'EXTERNAL_ONLY' | 'ALL';
-  readonly requestMutation: HeaderMutation | undefined;
-  readonly responseMutation: HeaderMutation | undefined;
   readonly includeAttemptCount: boolean;
   readonly includeAttemptCountInResponse: boolean;
 }
@@ -180,9 +171,6 @@ export interface VirtualHost {
  */
 export class RouteTable {
   readonly name: string;
-  readonly requestMutation: HeaderMutation | undefined;
-  readonly responseMutation: HeaderMutation | undefined;
-  readonly mostSpecificHeaderMutationsWins: boolean;
   readonly internalOnlyHeaders: readonly string[];
   readonly ignorePortInHostMatching: boolean;
   private readonly exact = new Map<string, VirtualHost>();
@@ -192,30 +180,15 @@ export class RouteTable {
 
   constructor(config: RouteConfiguration, path: string, errors: ConfigError[], runtime: Runtime) {
     this.name = config.name ?? '';
-    this.mostSpecificHeaderMutationsWins = config.most_specific_header_mutations_wins ?? false;
     this.internalOnlyHeaders = (config.internal_only_headers ?? []).map((h) => h.toLowerCase());
     this.ignorePortInHostMatching = config.ignore_port_in_host_matching ?? false;
-    this.requestMutation = compileHeaderMutation(
-      config.request_headers_to_add,
-      config.request_headers_to_remove,
-      path,
-      'request_headers_to_add',
-      'request_headers_to_remove',
-      errors,
-    );
-    this.responseMutation = compileHeaderMutation(
-      config.response_headers_to_add,
-      config.response_headers_to_remove,
-      path,
-      'response_headers_to_add',
-      'response_headers_to_remove',
-      errors,
-    );
+    const tableMutations = compileLevelMutations(config, path, errors);
+    const mostSpecificWins = config.most_specific_header_mutations_wins ?? false;
     const maxDirectResponseBody = config.max_direct_response_body_size_bytes ?? DEFAULT_MAX_DIRECT_RESPONSE_BODY;
     let fallback: VirtualHost | undefined;
     (config.virtual_hosts ?? []).forEach((vhostConfig, i) => {
       const vhostPath = `${path}.virtual_hosts[${i}]`;
-      const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime, maxDirectResponseBody);
+      const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime, maxDirectResponseBody, tableMutations, mostSpecificWins);
       for (const rawDomain of vhostConfig.domains ?? []) {
         const domain = rawDomain.toLowerCase();
         if (domain === '*') fallback = vhost;
@@ -267,27 +240,16 @@ function compileVirtualHost(
   errors: ConfigError[],
   runtime: Runtime,
   maxDirectResponseBody: number,
+  tableMutations: LevelMutations,
+  mostSpecificWins: boolean,
 ): VirtualHost {
+  const outer = [compileLevelMutations(config, path, errors), tableMutations];
   return {
     name: config.name ?? '',
-    routes: (config.routes ?? []).map((route, i) => new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime, maxDirectResponseBody)),
+    routes: (config.routes ?? []).map(
+      (route, i) => new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime, maxDirectResponseBody, outer, mostSpecificWins),
+    ),
     requireTls: config.require_tls ?? 'NONE',
-    requestMutation: compileHeaderMutation(
-      config.request_headers_to_add,
-      config.request_headers_to_remove,
-      path,
-      'request_headers_to_add',
-      'request_headers_to_remove',
-      errors,
-    ),
-    responseMutation: compileHeaderMutation(
-      config.response_headers_to_add,
-      config.response_headers_to_remove,
-      path,
-      'response_headers_to_add',
-      'response_headers_to_remove',
-      errors,
-    ),
     includeAttemptCount: config.include_request_attempt_count ?? false,
     includeAttemptCountInResponse: config.include_attempt_count_in_response ?? false,
   };
