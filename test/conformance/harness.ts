@@ -8,9 +8,10 @@
  * one declaration into a node:test suite. Nothing here edits the corpus: every rewrite is applied to the parsed
  * JSON in memory (or to a copy in a temporary directory for `portico run` subprocesses).
  */
+import { freePort } from '../support/ports.js';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, connect as netConnect, createServer as createNetServer } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -216,17 +217,6 @@ export interface ExampleEnv {
   close(): Promise<void>;
 }
 
-/** A free port on 127.0.0.1 (bound once, then released). */
-export async function pickFreePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolveListen, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolveListen());
-  });
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolveClose) => server.close(() => resolveClose()));
-  return port;
-}
 
 function setSocketAddress(holder: BootstrapJson | undefined, port: number): void {
   if (!holder) return;
@@ -301,7 +291,7 @@ export async function startExample(spec: ExampleSpec): Promise<ExampleEnv> {
   const adminPorts = new Map<string, number>();
   try {
     for (const [id, start] of Object.entries(spec.upstreams)) fakes.set(id, await start());
-    for (const inst of spec.instances) if (inst.run === 'cli') adminPorts.set(inst.id, await pickFreePort());
+    for (const inst of spec.instances) if (inst.run === 'cli') adminPorts.set(inst.id, await freePort());
     const resolveTarget = (target: EndpointTarget): number => {
       if ('upstream' in target) return env.upstream(target.upstream).port;
       if ('instance' in target) return env.instance(target.instance).listenerPort(target.listener ?? 0);
@@ -366,7 +356,7 @@ async function startCliInstance(
   const errors: ConfigError[] = [];
   const listenerCount = ((readCorpusJson(inst.file, errors) as BootstrapJson | undefined)?.['static_resources']?.['listeners'] ?? []).length;
   const ports: number[] = [];
-  for (let i = 0; i < listenerCount; i++) ports.push(await pickFreePort());
+  for (let i = 0; i < listenerCount; i++) ports.push(await freePort());
   const { json } = loadRewritten(inst.file, (j) => {
     rewriteListeners(j, ports, adminPort);
     rewriteClusters(inst.file, j, inst.clusters, resolveTarget);

@@ -9,37 +9,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { startEchoServer, type EchoResponseBody, type EchoServer } from '../../src/echo/echo-server.js';
-import { startPortico, type RunningPortico } from '../support/portico.js';
+import { type Json, type RunningPortico, httpListener, startPortico } from '../support/portico.js';
 import { httpRequest, type HttpResponse } from '../support/upstreams.js';
 
-type Json = Record<string, unknown>;
 
-function listener(routeConfig: Json, hcmExtra: Json = {}): Json {
-  return {
-    address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-              stat_prefix: 'ingress_http',
-              ...hcmExtra,
-              route_config: routeConfig,
-              http_filters: [
-                {
-                  name: 'envoy.filters.http.router',
-                  typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },
-                },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  };
-}
 
 function cluster(name: string, port: number, extra: Json = {}, address = '127.0.0.1'): Json {
   return {
@@ -218,7 +191,7 @@ describe('route actions', () => {
       ],
     });
     const start = (rc: Json, hcmExtra: Json = {}) =>
-      startPortico(JSON.stringify({ static_resources: { listeners: [listener(rc, hcmExtra)], clusters } }));
+      startPortico(JSON.stringify({ static_resources: { listeners: [httpListener(rc, hcmExtra)], clusters } }));
     [main, mostSpecific, named] = await Promise.all([
       start(routeConfig()),
       start(routeConfig({ most_specific_header_mutations_wins: true })),

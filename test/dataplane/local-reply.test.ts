@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startEchoServer, type EchoServer } from '../../src/echo/echo-server.js';
-import { startPortico, type RunningPortico } from '../support/portico.js';
+import { type Json, type RunningPortico, httpListener, startPortico } from '../support/portico.js';
 import {
   httpRequest,
   rawRequest,
@@ -17,36 +17,9 @@ import {
   type MisbehaviorMode,
 } from '../support/upstreams.js';
 
-type Json = Record<string, unknown>;
 
 const UPSTREAM_FAILURE = 'upstream connect error or disconnect/reset before headers. reset reason: ';
 
-function listener(routeConfig: Json, hcmExtra: Json = {}): Json {
-  return {
-    address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-              stat_prefix: 'ingress_http',
-              ...hcmExtra,
-              route_config: routeConfig,
-              http_filters: [
-                {
-                  name: 'envoy.filters.http.router',
-                  typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },
-                },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  };
-}
 
 interface EndpointSpec {
   port: number;
@@ -147,7 +120,7 @@ describe('local replies', () => {
       body_format: { text_format: '%LOCAL_REPLY_BODY% %RESPONSE_CODE%' },
     };
     start = (hcmExtra: Json = {}) =>
-      startPortico(JSON.stringify({ static_resources: { listeners: [listener(routeConfig, hcmExtra)], clusters } }));
+      startPortico(JSON.stringify({ static_resources: { listeners: [httpListener(routeConfig, hcmExtra)], clusters } }));
     [plain, mapped] = await Promise.all([start(), start({ local_reply_config: localReplyConfig })]);
   });
 

@@ -6,40 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startPortico, type RunningPortico } from '../support/portico.js';
+import { type Json, type RunningPortico, httpListener, startPortico } from '../support/portico.js';
 import { httpRequest, startRecordingUpstream, type HttpResponse, type RecordingUpstream } from '../support/upstreams.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Bootstrap builders (JSON is YAML, so the bootstrap is written as objects)
 
-type Json = Record<string, unknown>;
 
-function listener(routeConfig: Json, hcmExtra: Json = {}): Json {
-  return {
-    address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-              stat_prefix: 'ingress_http',
-              ...hcmExtra,
-              route_config: routeConfig,
-              http_filters: [
-                {
-                  name: 'envoy.filters.http.router',
-                  typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },
-                },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  };
-}
 
 function cluster(name: string, port: number): Json {
   return {
@@ -154,7 +127,7 @@ describe('routing: virtual hosts and route matching', () => {
           layered_runtime: {
             layers: [{ name: 'static', static_layer: { 'routing.test.on': 100, 'routing.test.off': 0 } }],
           },
-          static_resources: { listeners: [listener(routeConfig, hcmExtra)], clusters: [cluster('upstream', upstream.port)] },
+          static_resources: { listeners: [httpListener(routeConfig, hcmExtra)], clusters: [cluster('upstream', upstream.port)] },
         }),
       );
     porticos = await Promise.all([start(main), start(noDefault), start(ignorePort), start(noDefault, { strip_any_host_port: true })]);

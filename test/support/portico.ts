@@ -102,3 +102,33 @@ function indent(text: string, spaces: number): string {
     .map((line) => (line.trim() === '' ? '' : pad + line))
     .join('\n');
 }
+
+export type Json = Record<string, unknown>;
+
+/** A plain-HTTP listener on a free port whose connection manager serves `routeConfig` (JSON form). */
+export function httpListener(routeConfig: Json, hcmExtra: Json = {}): Json {
+  return {
+    address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: {
+              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+              stat_prefix: 'ingress_http',
+              ...hcmExtra,
+              route_config: routeConfig,
+              http_filters: [
+                {
+                  name: 'envoy.filters.http.router',
+                  typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },
+                },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  };
+}

@@ -322,36 +322,17 @@ registerFormatOperator(
   simple((info) => nonEmpty(info.upstreamTransportFailureReason.replace(SPACES, '_'))),
 );
 registerFormatOperator('UPSTREAM_REQUEST_ATTEMPT_COUNT', simple((info) => integer(info.upstreamRequestAttemptCount)));
-registerFormatOperator(
-  'DOWNSTREAM_REMOTE_ADDRESS',
-  simple((info) => withPort(info.downstreamRemoteAddress, info.downstreamRemotePort)),
-);
-registerFormatOperator('DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT', simple((info) => nonEmpty(info.downstreamRemoteAddress)));
-registerFormatOperator(
-  'DOWNSTREAM_REMOTE_PORT',
-  simple((info) => (info.downstreamRemoteAddress === '' ? undefined : integer(info.downstreamRemotePort))),
-);
-registerFormatOperator(
-  'DOWNSTREAM_DIRECT_REMOTE_ADDRESS',
-  simple((info) => withPort(info.downstreamDirectRemoteAddress, info.downstreamDirectRemotePort)),
-);
-registerFormatOperator(
-  'DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT',
-  simple((info) => nonEmpty(info.downstreamDirectRemoteAddress)),
-);
-registerFormatOperator(
-  'DOWNSTREAM_DIRECT_REMOTE_PORT',
-  simple((info) => (info.downstreamDirectRemoteAddress === '' ? undefined : integer(info.downstreamDirectRemotePort))),
-);
-registerFormatOperator(
-  'DOWNSTREAM_LOCAL_ADDRESS',
-  simple((info) => withPort(info.downstreamLocalAddress, info.downstreamLocalPort)),
-);
-registerFormatOperator('DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT', simple((info) => nonEmpty(info.downstreamLocalAddress)));
-registerFormatOperator(
-  'DOWNSTREAM_LOCAL_PORT',
-  simple((info) => (info.downstreamLocalAddress === '' ? undefined : integer(info.downstreamLocalPort))),
-);
+// `<NAME>_ADDRESS` (ip:port), `<NAME>_ADDRESS_WITHOUT_PORT` and `<NAME>_PORT` for each downstream address.
+const DOWNSTREAM_ADDRESSES = [
+  ['DOWNSTREAM_REMOTE', 'downstreamRemoteAddress', 'downstreamRemotePort'],
+  ['DOWNSTREAM_DIRECT_REMOTE', 'downstreamDirectRemoteAddress', 'downstreamDirectRemotePort'],
+  ['DOWNSTREAM_LOCAL', 'downstreamLocalAddress', 'downstreamLocalPort'],
+] as const;
+for (const [name, address, port] of DOWNSTREAM_ADDRESSES) {
+  registerFormatOperator(`${name}_ADDRESS`, simple((info) => withPort(info[address], info[port])));
+  registerFormatOperator(`${name}_ADDRESS_WITHOUT_PORT`, simple((info) => nonEmpty(info[address])));
+  registerFormatOperator(`${name}_PORT`, simple((info) => (info[address] === '' ? undefined : integer(info[port]))));
+}
 registerFormatOperator('REQUESTED_SERVER_NAME', simple((info) => nonEmpty(info.requestedServerName)));
 registerFormatOperator('ROUTE_NAME', simple((info) => nonEmpty(info.routeName)));
 // The body of the local reply being rendered (`local_reply_config` formats). Envoy's LocalReplyBodyFormatter
