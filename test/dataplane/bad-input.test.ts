@@ -46,9 +46,15 @@ async function refused(bytes: string | Buffer): Promise<RawRequestResult> {
   return res;
 }
 
-/** A 400 (or 4xx `status`) followed by the connection being closed. */
+/**
+ * A 400 (or 4xx `status`) followed by the connection being closed. Like Envoy's protocol-error reply, the body
+ * is the status text, with `server` and `date`.
+ */
 function assertRejected(res: RawRequestResult, status = 400): void {
   assert.equal(res.status, status, `expected ${status}: ${JSON.stringify(res.raw)}`);
+  assert.equal(res.body, status === 400 ? 'Bad Request' : 'Request Header Fields Too Large');
+  assert.equal(res.headers['server'], 'envoy');
+  assert.ok(res.headers['date'], 'a date header');
   assert.equal(res.responses.filter((r) => r.status !== undefined && r.status < 300 && r.status >= 200).length, 0, 'no 2xx');
   assert.ok(res.closed, 'the connection is closed after a protocol error');
 }

@@ -239,6 +239,17 @@ describe('server header', () => {
     });
   });
 
+  it('adds no Keep-Alive header (Envoy does not) and a lower-case date on local replies', async () => {
+    await withGateway({ routes: '- match: { prefix: "/only" }\n  route: { cluster: echo }' }, async (gw) => {
+      const proxied = await httpRequest(`${gw.url()}/only`);
+      assert.equal(proxied.headers['keep-alive'], undefined);
+      const raw = await rawRequest(gw.port(), 'GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n');
+      assert.equal(raw.status, 404);
+      assert.match(raw.raw, /\r\ndate: /);
+      assert.doesNotMatch(raw.raw, /keep-alive: timeout/i);
+    });
+  });
+
   it('uses server_name', async () => {
     await withGateway({ hcmExtra: 'server_name: portico-test' }, async (gw) => {
       assert.equal((await httpRequest(gw.url() + withUpstreamServer)).headers.server, 'portico-test');

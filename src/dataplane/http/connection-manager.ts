@@ -6,6 +6,7 @@ import type { Dispatcher } from 'undici';
 import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
 import type { Logger } from '../../util/logger.js';
+import { httpDate } from '../../util/http-date.js';
 import { ResponseFlag } from '../response-flags.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { applyHeaderMutation, applyHeaderMutations, type HeaderMap, type MutationChains } from '../router/header-mutation.js';
@@ -128,26 +129,53 @@ export class HttpConnectionManager {
       requestTimeout: 0,
       headersTimeout,
       connectionsCheckingInterval: headersTimeout > 0 ? Math.max(10, Math.min(1000, headersTimeout / 4)) : 30_000,
-      keepAliveTimeout: common.idle_timeout ?? 3_600_000,
+      // The connection idle timeout is the socket timeout set between streams (handleConnection,
+      // onDownstreamClose); Node's own keep-alive timer would also add a `Keep-Alive` header Envoy never sends.
+      keepAliveTimeout: 0,
       requireHostHeader: false,
       insecureHTTPParser: false,
     });
     // One more than the limit, so that a request over the limit can be told apart and refused with 431.
     this.server.maxHeadersCount = this.maxHeadersCount + 1;
     if (common.max_requests_per_connection) this.server.maxRequestsPerSocket = common.max_requests_per_connection;
-    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => new ActiveStream(this, req, res).decodeHeaders());
-    this.server.on('clientError', onClientError);
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => new ActiveStream(this, req, res).start());
+    this.server.on('clientError', (err: Error & { code?: string }, socket: Socket) => this.onClientError(err, socket));
     // The server never listens (the listener feeds it sockets), but Node only tracks connections (for
     // headersTimeout, closeIdleConnections and closeAllConnections) once 'listening' was emitted.
     this.server.emit('listening');
     this.idleTimeoutMs = common.idle_timeout ?? 3_600_000;
   }
 
+  /**
+   * Malformed requests (smuggling attempts, bad framing, oversized headers, garbage) never reach a stream: the
+   * parser fails, and the connection gets Envoy's protocol-error reply (the status text as body) and is closed,
+   * without touching other connections.
+   */
+  private onClientError(err: Error & { code?: string }, socket: Socket): void {
+    if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+      socket.destroy();
+      return;
+    }
+    const code = err.code ?? '';
+    if (code === 'ECONNRESET' || code === 'HPE_INVALID_EOF_STATE') {
+      socket.destroy();
+      return;
+    }
+    const timeout = code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    const status = timeout ? 408 : code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const body = timeout ? '' : http.STATUS_CODES[status]!;
+    socket.end(
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: ${body.length}\r\n` +
+        `${body ? 'content-type: text/plain\r\n' : ''}date: ${httpDate()}\r\nserver: ${this.serverName}\r\n` +
+        `connection: close\r\n\r\n${body}`,
+    );
+  }
+
   /** Hands an accepted (and, with TLS, handshaken) connection to the HTTP server. */
   handleConnection(socket: Socket): void {
-    // Envoy's idle_timeout also closes a connection on which no request ever starts; Node's keepAliveTimeout
-    // only covers the time after a response. Each stream replaces this with the stream idle timeout.
-    if (this.idleTimeoutMs > 0) socket.setTimeout(this.idleTimeoutMs);
+    // Envoy's idle_timeout: a connection with no stream in flight is closed after it. Each stream replaces it
+    // with the stream idle timeout, and puts it back when it ends.
+    socket.setTimeout(this.idleTimeoutMs);
     this.server.emit('connection', socket);
   }
 
@@ -162,30 +190,6 @@ export class HttpConnectionManager {
     // Stops Node's connection-checking interval (the server itself never listened).
     this.server.close();
   }
-}
-
-/**
- * Malformed requests (smuggling attempts, bad framing, oversized headers, garbage) never reach a stream: the
- * parser fails and the connection gets a 400 or 431 and is closed, without touching other connections.
- */
-function onClientError(err: Error & { code?: string }, socket: Socket): void {
-  if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
-    socket.destroy();
-    return;
-  }
-  const code = err.code ?? '';
-  if (code === 'ECONNRESET' || code === 'HPE_INVALID_EOF_STATE') {
-    socket.destroy();
-    return;
-  }
-  const timeout = code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  const tooLarge = code === 'HPE_HEADER_OVERFLOW';
-  const status = timeout ? 408 : tooLarge ? 431 : 400;
-  const body = timeout ? '' : tooLarge ? 'Request Header Fields Too Large' : 'Bad Request';
-  socket.end(
-    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: ${body.length}\r\n` +
-      `${body ? 'content-type: text/plain\r\n' : ''}connection: close\r\n\r\n${body}`,
-  );
 }
 
 function onResponseClose(this: TrackedResponse): void {
@@ -234,12 +238,15 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   /** Response trailers are forwarded only when both codecs enable them, as in Envoy. */
   private forwardTrailers = false;
 
+  private readonly socket: Socket;
+
   constructor(
     private readonly hcm: HttpConnectionManager,
     private readonly req: TrackedRequest,
     private readonly res: TrackedResponse,
   ) {
     const socket = req.socket;
+    this.socket = socket;
     this.head = { method: req.method ?? 'GET', path: req.url ?? '/', authority: '', scheme: hcm.context.scheme, headers: req.headers };
     const info = newStreamInfo(this.head, 0);
     info.protocol = req.httpVersionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1';
@@ -255,8 +262,18 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     res.on('close', onResponseClose);
   }
 
+  /** Handles a request whose head has arrived; a bug becomes a 500 for this request, never a crash. */
+  start(): void {
+    try {
+      this.decodeHeaders();
+    } catch (err) {
+      this.hcm.context.log.error(`bug while handling ${this.head.method} ${this.head.path}: ${(err as Error).stack ?? err}`);
+      this.sendLocalReply(500, '', 0, 'internal_error', true);
+    }
+  }
+
   /** Runs when the request head has arrived: validation, sanitising, routing and dispatch. */
-  decodeHeaders(): void {
+  private decodeHeaders(): void {
     const hcm = this.hcm;
     const req = this.req;
     const headers = this.head.headers;
@@ -689,7 +706,11 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   }
 
   onDownstreamClose(): void {
-    if (this.res.writableFinished) return;
+    if (this.res.writableFinished) {
+      // Back to the connection idle timeout until the next request on this connection.
+      if (!this.socket.destroyed) this.socket.setTimeout(this.hcm.idleTimeoutMs);
+      return;
+    }
     this.info.responseFlags |= ResponseFlag.DC;
     this.ended = true;
     this.clearTimers();
@@ -748,6 +769,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     this.finalizeResponseHeaders(headers);
     if (reply.headers) applyHeaderMutation(reply.headers, headers, this.info);
     if (closeConnection) headers.connection = 'close';
+    headers.date = httpDate();
     this.info.responseCode = reply.status;
     this.info.responseHeaders = headers;
     this.info.bytesSent = length;
