@@ -1,6 +1,8 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Bootstrap } from '../config/load.js';
 import { VERSION } from '../version.js';
+import { CONFIG_DUMP_RESOURCES, configDump } from './config-dump.js';
 
 /** What the admin endpoint reports about and asks of the process it runs in. */
 export interface AdminTarget {
@@ -8,6 +10,9 @@ export interface AdminTarget {
   startTime: number;
   commandLineOptions: Record<string, unknown>;
   node: Record<string, unknown>;
+  /** The configuration being served, and when it was loaded (RFC 3339). */
+  bootstrap: Bootstrap;
+  configLoadedAt: string;
   /** Shuts the process down (`/quitquitquit`). */
   quit(): void;
 }
@@ -47,6 +52,18 @@ const HANDLERS: Record<string, Handler> = {
         uptime_current_epoch: `${uptime}s`,
         uptime_all_epochs: `${uptime}s`,
       });
+    },
+  },
+  '/config_dump': {
+    help: 'dump current Envoy configs; param resource: one of static_clusters, static_listeners, static_route_configs',
+    mutates: false,
+    handle: (req, res, target) => {
+      const resource = new URL(req.url ?? '/', 'http://admin').searchParams.get('resource') ?? undefined;
+      if (resource !== undefined && !CONFIG_DUMP_RESOURCES.includes(resource)) {
+        send(res, 404, `resource ${resource} not found in config dump\n`);
+        return;
+      }
+      sendJson(res, configDump(target.bootstrap, target.configLoadedAt, resource));
     },
   },
   '/quitquitquit': {

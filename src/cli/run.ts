@@ -88,6 +88,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       startTime,
       commandLineOptions: { config_path: options.configPath ?? '', log_level: options.logLevel, drain_time: `${options.drainTimeMs / 1000}s` },
       node: (bootstrap.node ?? {}) as Record<string, unknown>,
+      bootstrap,
+      configLoadedAt: new Date(startTime).toISOString(),
       quit: () => void stop(),
     });
     const bound = await admin.listen(adminAddress.address ?? '127.0.0.1', adminAddress.port_value ?? 0);

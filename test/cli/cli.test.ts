@@ -74,6 +74,20 @@ describe('portico CLI', () => {
       assert.equal(JSON.parse(response.body).name, 'cli-echo');
       const info = JSON.parse((await httpRequest(`http://127.0.0.1:${adminPort}/server_info`)).body);
       assert.equal(info.state, 'LIVE');
+      const dump = JSON.parse((await httpRequest(`http://127.0.0.1:${adminPort}/config_dump`)).body);
+      assert.deepEqual(
+        dump.configs.map((c: { '@type': string }) => c['@type']),
+        ['BootstrapConfigDump', 'ClustersConfigDump', 'ListenersConfigDump', 'RoutesConfigDump'].map((t) => `type.googleapis.com/envoy.admin.v3.${t}`),
+      );
+      const cluster = dump.configs[1].static_clusters[0].cluster;
+      assert.equal(cluster['@type'], 'type.googleapis.com/envoy.config.cluster.v3.Cluster');
+      assert.equal(cluster.name, 'echo');
+      assert.equal(cluster.connect_timeout, '1s');
+      assert.equal(dump.configs[3].static_route_configs[0].route_config.virtual_hosts[0].routes[0].route.cluster, 'echo');
+      const clustersOnly = JSON.parse((await httpRequest(`http://127.0.0.1:${adminPort}/config_dump?resource=static_clusters`)).body);
+      assert.equal(clustersOnly.configs.length, 1);
+      assert.equal(clustersOnly.configs[0]['@type'], 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump.StaticCluster');
+      assert.equal((await httpRequest(`http://127.0.0.1:${adminPort}/config_dump?resource=nope`)).status, 404);
       const notAllowed = await httpRequest(`http://127.0.0.1:${adminPort}/quitquitquit`);
       assert.equal(notAllowed.status, 405);
       const unknown = await httpRequest(`http://127.0.0.1:${adminPort}/nope`);
