@@ -38,7 +38,8 @@ export function validateBootstrap(bootstrap: Bootstrap, errors: ConfigError[]): 
       }
       listenerNames.add(listener.name);
     }
-    if (address !== undefined) {
+    // Port 0 asks the system for a free port, so two such listeners never collide.
+    if (address !== undefined && !address.endsWith(':0')) {
       if (listenerAddresses.has(address)) {
         errors.push({ code: 'duplicate_name', path: `${path}.address`, message: `another listener is bound to ${address}` });
       }

@@ -67,7 +67,7 @@ export class DataPlane {
    * the upstream pools.
    */
   async close(drainTimeoutMs: number): Promise<void> {
-    await Promise.all(this.config.listeners.map((l) => l.stopAccepting()));
+    for (const listener of this.config.listeners) listener.stopAccepting();
     const deadline = Date.now() + drainTimeoutMs;
     while (Date.now() < deadline && this.config.listeners.some((l) => l.connectionCount > 0)) {
       for (const listener of this.config.listeners) listener.closeIdleConnections();

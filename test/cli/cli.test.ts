@@ -100,6 +100,21 @@ describe('portico CLI', () => {
     assert.equal(code, 0);
   });
 
+  it('lets an in-flight request finish on SIGTERM, then exits', async () => {
+    const listenerPort = await freePort();
+    const file = write('drain.yaml', bootstrap(listenerPort, echo.port));
+    const child = spawn(process.execPath, [BIN, 'run', '-c', file, '-l', 'warning', '--drain-time-s', '5'], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    await waitFor(async () => (await httpRequest(`http://127.0.0.1:${listenerPort}/up`)).status === 200);
+    const slow = httpRequest(`http://127.0.0.1:${listenerPort}/delay/700`);
+    await new Promise((r) => setTimeout(r, 200));
+    child.kill('SIGTERM');
+    const response = await slow;
+    assert.equal(response.status, 200);
+    assert.equal(JSON.parse(response.body).path, '/delay/700');
+    assert.equal(await exited, 0);
+  });
+
   it('merges --config-yaml over the file', () => {
     const good = write('merge.yaml', bootstrap(1, 2));
     const result = spawnSync(process.execPath, [BIN, 'validate', '-c', good, '--config-yaml', 'static_resources: { clusters: [{ name: echo }] }'], {

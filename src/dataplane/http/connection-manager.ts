@@ -15,7 +15,8 @@ import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripP
 import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { Host } from '../upstream/host.js';
-import { clientAddressFromXff, compileInternalAddresses, isInternal, plainAddress } from './forwarded.js';
+import { inBlockList } from '../cidr.js';
+import { clientAddressFromXff, compileInternalAddresses, plainAddress } from './forwarded.js';
 import { LocalReplyRenderer } from './local-reply.js';
 import { compilePathNormalizer } from './path-normalization.js';
 
@@ -404,7 +405,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       const client = hcm.xffTrustedHops > 0 ? clientAddressFromXff(xff, hcm.xffTrustedHops - 1) ?? peer : peer;
       info.downstreamRemoteAddress = client;
       if (!hcm.skipXffAppend) headers['x-forwarded-for'] = xff ? `${xff},${peer}` : peer;
-      internal = xff === undefined && isInternal(hcm.internalAddresses, client);
+      internal = xff === undefined && inBlockList(hcm.internalAddresses, client);
       // A trusted hop's x-forwarded-proto is kept; an untrusted one is overwritten.
       if (hcm.xffTrustedHops === 0 || headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = this.head.scheme;
       if (!internal) headers['x-envoy-external-address'] = client;
@@ -412,7 +413,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       const fromXff = clientAddressFromXff(xff, hcm.xffTrustedHops);
       info.downstreamRemoteAddress = fromXff ?? peer;
       const single = fromXff !== undefined && hcm.xffTrustedHops === 0 && !xff!.includes(',');
-      internal = single && isInternal(hcm.internalAddresses, fromXff);
+      internal = single && inBlockList(hcm.internalAddresses, fromXff);
       headers['x-forwarded-proto'] ??= this.head.scheme;
     }
     // Like Envoy, every non-internal request loses internal-only headers and counts as external for

@@ -1,5 +1,6 @@
-import { BlockList, isIP } from 'node:net';
+import { type BlockList, isIP } from 'node:net';
 import type { envoy } from '../../generated/envoy.js';
+import { cidrBlockList } from '../cidr.js';
 
 type InternalAddressConfig =
   envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig;
@@ -9,31 +10,19 @@ type InternalAddressConfig =
  * or by default the RFC 1918, loopback and unique-local ranges.
  */
 export function compileInternalAddresses(config: InternalAddressConfig | undefined): BlockList {
-  const list = new BlockList();
   const ranges = config?.cidr_ranges;
-  if (ranges !== undefined && ranges.length > 0) {
-    for (const range of ranges) {
-      const prefix = range.address_prefix ?? '';
-      const type = isIP(prefix) === 6 ? 'ipv6' : 'ipv4';
-      list.addSubnet(prefix, range.prefix_len ?? (type === 'ipv6' ? 128 : 32), type);
-    }
-    return list;
-  }
-  list.addSubnet('10.0.0.0', 8, 'ipv4');
-  list.addSubnet('172.16.0.0', 12, 'ipv4');
-  list.addSubnet('192.168.0.0', 16, 'ipv4');
-  list.addSubnet('127.0.0.0', 8, 'ipv4');
-  list.addSubnet('fc00::', 7, 'ipv6');
-  list.addAddress('::1', 'ipv6');
-  return list;
+  if (ranges !== undefined && ranges.length > 0) return cidrBlockList(ranges);
+  return cidrBlockList(DEFAULT_INTERNAL_RANGES);
 }
 
-export function isInternal(list: BlockList, address: string): boolean {
-  const family = isIP(address);
-  if (family === 0) return false;
-  if (family === 6 && address.startsWith('::ffff:')) return list.check(address.slice(7), 'ipv4');
-  return list.check(address, family === 6 ? 'ipv6' : 'ipv4');
-}
+const DEFAULT_INTERNAL_RANGES = [
+  { address_prefix: '10.0.0.0', prefix_len: 8 },
+  { address_prefix: '172.16.0.0', prefix_len: 12 },
+  { address_prefix: '192.168.0.0', prefix_len: 16 },
+  { address_prefix: '127.0.0.0', prefix_len: 8 },
+  { address_prefix: 'fc00::', prefix_len: 7 },
+  { address_prefix: '::1', prefix_len: 128 },
+];
 
 /** Strips the `::ffff:` prefix Node gives IPv4 peers on dual-stack sockets. */
 export function plainAddress(address: string | undefined): string {

@@ -1,4 +1,4 @@
-import net, { BlockList, isIP, type Socket } from 'node:net';
+import net, { type BlockList, type Socket } from 'node:net';
 import tls from 'node:tls';
 import type { envoy } from '../../generated/envoy.js';
 import { type ConfigError } from '../../config/errors.js';
@@ -6,7 +6,8 @@ import { typeNameFromUrl } from '../../config/extensions.js';
 import { HCM_TYPE } from '../../config/validate.js';
 import type { Logger } from '../../util/logger.js';
 import { HttpConnectionManager } from '../http/connection-manager.js';
-import { isInternal, plainAddress } from '../http/forwarded.js';
+import { cidrBlockList, inBlockList } from '../cidr.js';
+import { plainAddress } from '../http/forwarded.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { compileDownstreamTls, type TlsTermination } from './tls.js';
@@ -93,19 +94,7 @@ function compileChainMatch(match: FilterChainMatch): CompiledChainMatch {
 }
 
 function blockList(ranges: envoy.config.core.v3.CidrRange[] | undefined): BlockList | undefined {
-  if (!ranges?.length) return undefined;
-  const list = new BlockList();
-  for (const range of ranges) {
-    const prefix = range.address_prefix ?? '';
-    const type = isIP(prefix) === 6 ? 'ipv6' : 'ipv4';
-    list.addSubnet(prefix, range.prefix_len ?? (type === 'ipv6' ? 128 : 32), type);
-  }
-  return list;
-}
-
-function inList(list: BlockList, address: string): boolean {
-  const family = isIP(address);
-  return family !== 0 && list.check(address, family === 6 ? 'ipv6' : 'ipv4');
+  return ranges?.length ? cidrBlockList(ranges) : undefined;
 }
 
 /**
@@ -159,10 +148,9 @@ export class Listener {
   }
 
   /** Stops accepting connections; open ones stay until they are drained or closed. */
-  stopAccepting(): Promise<void> {
-    const server = this.server;
-    if (!server?.listening) return Promise.resolve();
-    return new Promise((resolve) => server.close(() => resolve()));
+  stopAccepting(): void {
+    // close() stops accepting at once; its callback would wait for every open connection to end.
+    if (this.server?.listening) this.server.close();
   }
 
   /** Closes keep-alive connections that have no request in flight. */
@@ -210,7 +198,7 @@ export class Listener {
     candidates = narrow(candidates, (m) => rangeScore(m.directSourceRanges, remote));
     candidates = narrow(candidates, (m) => {
       if (m.sourceType === 'ANY') return 0;
-      const sameOrLoopback = remote === local || isInternal(LOOPBACK, remote);
+      const sameOrLoopback = remote === local || inBlockList(LOOPBACK, remote);
       return (m.sourceType === 'SAME_IP_OR_LOOPBACK') === sameOrLoopback ? 1 : -1;
     });
     candidates = narrow(candidates, (m) => rangeScore(m.sourceRanges, remote));
@@ -219,12 +207,10 @@ export class Listener {
   }
 }
 
-const LOOPBACK = (() => {
-  const list = new BlockList();
-  list.addSubnet('127.0.0.0', 8, 'ipv4');
-  list.addAddress('::1', 'ipv6');
-  return list;
-})();
+const LOOPBACK = cidrBlockList([
+  { address_prefix: '127.0.0.0', prefix_len: 8 },
+  { address_prefix: '::1', prefix_len: 128 },
+]);
 
 function isCatchAll(m: CompiledChainMatch): boolean {
   return (
@@ -239,7 +225,7 @@ function isCatchAll(m: CompiledChainMatch): boolean {
 
 function rangeScore(list: BlockList | undefined, address: string): number {
   if (list === undefined) return 0;
-  return inList(list, address) ? 1 : -1;
+  return inBlockList(list, address) ? 1 : -1;
 }
 
 /** Keeps the chains with the best non-negative score for one criterion (-1 = excluded, 0 = unset, 1 = matched). */
