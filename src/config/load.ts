@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import type { envoy } from '../generated/envoy.js';
-import { type ConfigError, ConfigValidationError } from './errors.js';
+import type { ConfigError } from './errors.js';
 import { decodeMessage } from './proto/decode.js';
 import { checkSupport } from './support.js';
 import { validateBootstrap } from './validate.js';
@@ -81,6 +81,3 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export function assertValid(errors: ConfigError[]): void {
-  if (errors.length) throw new ConfigValidationError(errors);
-}

@@ -120,10 +120,6 @@ export function getEnumDescriptor(typeName: string): Record<string, number> | un
   return Object.prototype.hasOwnProperty.call(enums, typeName) ? enums[typeName] : undefined;
 }
 
-export function hasMessage(typeName: string): boolean {
-  return getMessageDescriptor(typeName) !== undefined;
-}
-
 /** lowerCamelCase JSON name of a proto field name, as protoc derives it. */
 export function jsonNameOf(protoName: string): string {
   let out = '';

@@ -55,10 +55,6 @@ export function registerFormatOperator(command: string, op: FormatOperator): voi
   operators.set(command, op);
 }
 
-export function isConstant(formatter: Formatter): boolean {
-  return formatter.constant !== undefined;
-}
-
 function constantFormatter(text: string): Formatter {
   const f = (() => text) as (info: StreamInfo) => string;
   return Object.assign(f, { constant: text });

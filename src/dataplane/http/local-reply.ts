@@ -4,7 +4,7 @@ import { compileHeaderMatcher } from '../matching/header-matcher.js';
 import { responseFlagByName } from '../response-flags.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { StreamInfo } from '../stream-info.js';
-import { applyHeaderMutation, compileHeaderMutation, type HeaderMap, type HeaderMutation } from '../router/header-mutation.js';
+import { compileHeaderMutation, type HeaderMutation } from '../router/header-mutation.js';
 import { readDataSource } from '../router/route-action.js';
 import { compileFormat, type Formatter } from './header-formatter.js';
 
@@ -190,6 +190,3 @@ export class LocalReplyRenderer {
   }
 }
 
-export function applyLocalReplyHeaders(reply: LocalReply, headers: HeaderMap, info: StreamInfo): void {
-  if (reply.headers) applyHeaderMutation(reply.headers, headers, info);
-}
