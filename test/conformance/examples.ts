@@ -51,6 +51,7 @@ export const FILE_EXPECTATIONS: Record<string, FileExpectation> = {
   'front-proxy/service-envoy.yaml': { mustLoad: true },
   'front-proxy/service-envoy-2.yaml': { mustLoad: true },
   'double-proxy/envoy.yaml': { mustLoad: true },
+  'tls/envoy-https-http.yaml': { mustLoad: true },
   'lua/envoy.yaml': {
     rejects: [
       { extension: 'envoy.filters.http.lua', path: HTTP_FILTER_0 },
@@ -224,4 +225,25 @@ export const DOUBLE_PROXY_EDGE: ExampleSpec = {
   ],
 };
 
-export const EXAMPLES: ExampleSpec[] = [FRONT_PROXY, DOUBLE_PROXY_EDGE];
+export const TLS_HTTPS_HTTP: ExampleSpec = {
+  name: 'tls (envoy-https-http.yaml)',
+  tier: 1,
+  upstreams: { 'service-http': () => startEchoServer({ name: 'service-http' }) },
+  instances: [
+    { id: 'proxy', file: 'tls/envoy-https-http.yaml', run: 'plane', clusters: { 'service-http': [{ upstream: 'service-http' }] } },
+  ],
+  expectations: [
+    {
+      name: '1. https://P/ is answered by service-http, which saw x-forwarded-proto: https',
+      run: async (env) => {
+        const res = await fetchText(`${env.instance('proxy').url(0, 'https')}/`);
+        assert.equal(res.status, 200);
+        const echo = JSON.parse(res.body) as EchoResponseBody;
+        assert.equal(echo.name, 'service-http');
+        assert.equal(echo.headers['x-forwarded-proto'], 'https');
+      },
+    },
+  ],
+};
+
+export const EXAMPLES: ExampleSpec[] = [FRONT_PROXY, DOUBLE_PROXY_EDGE, TLS_HTTPS_HTTP];
