@@ -9,6 +9,7 @@ import { decodeAny, decodeMessage, typeNameOfUrl, type DecodeOptions } from '../
 import { encodeMessage, formatDuration } from '../../src/config/proto/encode.js';
 import { getCompiledMessage, getFieldKeyMap, getMessageDescriptor } from '../../src/config/proto/schema.js';
 import type { envoy } from '../../src/generated/envoy.js';
+import { CORPUS_DIR } from '../conformance/harness.js';
 
 // Decoded values are checked structurally, so the tests read them loosely.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -825,7 +826,7 @@ describe('encode', () => {
   });
 });
 
-const EXAMPLES_DIR = process.env.PORTICO_ENVOY_EXAMPLES ?? '/work/shared/conformance/envoy-examples';
+const EXAMPLES_DIR = CORPUS_DIR;
 
 function yamlFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true })

@@ -1,6 +1,6 @@
 /**
  * The conformance table: which corpus examples run, how their files are wired together, and what they must do
- * (numbers follow /work/shared/conformance/README.md). To add an example, add an `ExampleSpec` to `EXAMPLES`;
+ * (numbers follow ../shared/conformance/README.md). To add an example, add an `ExampleSpec` to `EXAMPLES`;
  * to pin down how a file must load or be refused, add it to `FILE_EXPECTATIONS`.
  */
 import assert from 'node:assert/strict';
