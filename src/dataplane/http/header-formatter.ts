@@ -226,17 +226,20 @@ function parseHeaderArg(ctx: OperatorContext): [string, string | undefined] | un
   return [parts[0]!.toLowerCase(), parts[1]?.toLowerCase()];
 }
 
-registerFormatOperator('REQ', {
-  params: 'required',
-  length: true,
-  create(ctx) {
-    const names = parseHeaderArg(ctx);
-    if (names === undefined) return undefined;
-    const [main, alt] = names;
-    if (alt === undefined) return (info) => headerValue(info.request, main);
-    return (info) => headerValue(info.request, main) ?? headerValue(info.request, alt);
-  },
-});
+/** `%REQ(a?b)%`-style operators: the value of header `a`, else of `b`, read by `get`. */
+function headerOperator(get: (info: StreamInfo, name: string) => string | undefined): FormatOperator {
+  return {
+    params: 'required',
+    length: true,
+    create(ctx) {
+      const names = parseHeaderArg(ctx);
+      if (names === undefined) return undefined;
+      const [main, alt] = names;
+      if (alt === undefined) return (info) => get(info, main);
+      return (info) => get(info, main) ?? get(info, alt);
+    },
+  };
+}
 
 function responseHeader(info: StreamInfo, name: string): string | undefined {
   if (name === ':status') return info.responseCode === 0 ? undefined : String(info.responseCode);
@@ -244,30 +247,9 @@ function responseHeader(info: StreamInfo, name: string): string | undefined {
   return headers === undefined ? undefined : firstValue(headers[name]);
 }
 
-registerFormatOperator('RESP', {
-  params: 'required',
-  length: true,
-  create(ctx) {
-    const names = parseHeaderArg(ctx);
-    if (names === undefined) return undefined;
-    const [main, alt] = names;
-    if (alt === undefined) return (info) => responseHeader(info, main);
-    return (info) => responseHeader(info, main) ?? responseHeader(info, alt);
-  },
-});
-
-registerFormatOperator('TRAILER', {
-  params: 'required',
-  length: true,
-  create(ctx) {
-    const names = parseHeaderArg(ctx);
-    if (names === undefined) return undefined;
-    const [main, alt] = names;
-    const get = (info: StreamInfo, name: string) => info.responseTrailers?.[name];
-    if (alt === undefined) return (info) => get(info, main);
-    return (info) => get(info, main) ?? get(info, alt);
-  },
-});
+registerFormatOperator('REQ', headerOperator((info, name) => headerValue(info.request, name)));
+registerFormatOperator('RESP', headerOperator(responseHeader));
+registerFormatOperator('TRAILER', headerOperator((info, name) => info.responseTrailers?.[name]));
 
 registerFormatOperator('START_TIME', {
   params: 'optional',
