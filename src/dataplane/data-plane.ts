@@ -31,7 +31,6 @@ export function compileBootstrap(bootstrap: Bootstrap, log: Logger, errors: Conf
  */
 export class DataPlane {
   private constructor(
-    readonly bootstrap: Bootstrap,
     readonly config: CompiledConfig,
     private readonly log: Logger,
   ) {}
@@ -40,7 +39,7 @@ export class DataPlane {
     const errors: ConfigError[] = [];
     const config = compileBootstrap(bootstrap, log, errors);
     if (errors.length) throw new ConfigValidationError(errors);
-    const plane = new DataPlane(bootstrap, config, log);
+    const plane = new DataPlane(config, log);
     await config.clusters.initialize();
     try {
       for (const listener of config.listeners) {
@@ -58,9 +57,6 @@ export class DataPlane {
     return this.config.listeners;
   }
 
-  get runtime(): Runtime {
-    return this.config.runtime;
-  }
 
   /**
    * Stops accepting, lets in-flight requests finish for up to `drainTimeoutMs`, then closes what is left and

@@ -111,7 +111,7 @@ export class Listener {
   private readonly sockets = new Set<Socket>();
 
   constructor(
-    readonly config: ListenerConfig,
+    config: ListenerConfig,
     path: string,
     errors: ConfigError[],
     private readonly context: ListenerContext,

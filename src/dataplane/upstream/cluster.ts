@@ -18,7 +18,6 @@ interface EndpointSpec {
   healthy: boolean;
   weight: number;
   priority: number;
-  locality: LocalityLbEndpoints['locality'];
 }
 
 /**
@@ -40,7 +39,7 @@ export class Cluster {
   private closed = false;
 
   constructor(
-    readonly config: ClusterConfig,
+    config: ClusterConfig,
     private readonly log: Logger,
   ) {
     this.name = config.name ?? '';
@@ -105,7 +104,7 @@ export class Cluster {
             continue;
           }
         }
-        const keyHost = new Host(address, spec.port, spec.hostname, spec.weight, spec.priority, spec.locality, spec.healthy, this.settings);
+        const keyHost = new Host(address, spec.port, spec.hostname, spec.weight, spec.priority, spec.healthy, this.settings);
         next.push(previous.get(`${keyHost.key}/${keyHost.hostname}`) ?? keyHost);
       }
     });
@@ -150,7 +149,6 @@ function endpointSpec(locality: LocalityLbEndpoints, lbEndpoint: LbEndpoint): En
     healthy: isHealthy(lbEndpoint),
     weight: lbEndpoint.load_balancing_weight ?? 1,
     priority: locality.priority ?? 0,
-    locality: locality.locality,
   };
 }
 

@@ -27,7 +27,6 @@ export class Host {
     readonly hostname: string,
     readonly weight: number,
     readonly priority: number,
-    readonly locality: { region?: string; zone?: string; sub_zone?: string } | undefined,
     /** False for endpoints configured `UNHEALTHY`, `DRAINING` or `TIMEOUT`. */
     readonly healthy: boolean,
     private readonly settings: ClusterSettings,
