@@ -710,12 +710,19 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     if (this.res.writableFinished) {
       // Back to the connection idle timeout until the next request on this connection.
       if (!this.socket.destroyed) this.socket.setTimeout(this.hcm.idleTimeoutMs);
-      return;
+    } else {
+      this.info.responseFlags |= ResponseFlag.DC;
+      this.ended = true;
+      this.clearTimers();
+      this.abortUpstream('downstream connection closed');
     }
-    this.info.responseFlags |= ResponseFlag.DC;
-    this.ended = true;
-    this.clearTimers();
-    this.abortUpstream('downstream connection closed');
+    this.onStreamComplete();
+  }
+
+  /** Runs once per stream, when its response has been sent or the stream was reset: stats and access logs. */
+  private onStreamComplete(): void {
+    const info = this.info;
+    if (info.lastResponseByteMonotonic === 0) info.lastResponseByteMonotonic = performance.now();
   }
 
   private abortUpstream(reason: string): void {
