@@ -11,7 +11,7 @@ import { type FieldDescriptor, getMessageDescriptor } from './proto/schema.js';
  */
 export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>> = {
   // Bootstrap
-  'envoy.config.bootstrap.v3.Bootstrap': ['node', 'static_resources', 'admin', 'layered_runtime'],
+  'envoy.config.bootstrap.v3.Bootstrap': ['node', 'static_resources', 'admin', 'layered_runtime', 'stats_flush_interval'],
   'envoy.config.bootstrap.v3.Bootstrap.StaticResources': ['listeners', 'clusters'],
   'envoy.config.bootstrap.v3.Admin': ['address'],
   'envoy.config.bootstrap.v3.LayeredRuntime': ['layers'],

@@ -5,6 +5,7 @@ import type { BlockList } from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
+import type { StatScope, StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
 import { httpDate } from '../../util/http-date.js';
 import { ResponseFlag } from '../response-flags.js';
@@ -13,12 +14,25 @@ import { applyHeaderMutation, applyHeaderMutations, type HeaderMap, type Mutatio
 import { ActionKind, type ForwardAction, type RedirectActionCompiled, type WeightedClusterEntry } from '../router/route-action.js';
 import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripPort, type VirtualHost } from '../router/route-table.js';
 import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
+import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { Host } from '../upstream/host.js';
+import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
 import { inBlockList } from '../cidr.js';
 import { clientAddressFromXff, compileInternalAddresses, plainAddress } from './forwarded.js';
 import { LocalReplyRenderer } from './local-reply.js';
 import { compilePathNormalizer } from './path-normalization.js';
+import { HCM_STATS, LISTENER_HTTP_STATS } from './stats.js';
+
+const S = HCM_STATS.c;
+const SG = HCM_STATS.g;
+const SH = HCM_STATS.h;
+const LS = LISTENER_HTTP_STATS.c;
+const CS = CLUSTER_STATS.c;
+const CG = CLUSTER_STATS.g;
+const CH = CLUSTER_STATS.h;
+const HS = HOST_STATS.c;
+const HG = HOST_STATS.g;
 
 type HcmConfig = envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager;
 type RouterConfig = envoy.extensions.filters.http.router.v3.Router;
@@ -32,6 +46,9 @@ export interface ConnectionManagerContext {
   listenerPort: number;
   /** `https` when the filter chain terminates TLS. */
   scheme: 'http' | 'https';
+  stats: StatsStore;
+  /** `listener.<address>.` of the listener this manager serves (known once it is bound). */
+  listenerStatPrefix: () => string;
 }
 
 /** Request headers that are hop-by-hop or that the proxy sets itself; never forwarded as received. */
@@ -54,6 +71,15 @@ const UPSTREAM_FAILURE_PREFIX = 'upstream connect error or disconnect/reset befo
 const kStream = Symbol('portico.stream');
 type TrackedResponse = ServerResponse & { [kStream]?: ActiveStream };
 type TrackedRequest = IncomingMessage & { [kStream]?: ActiveStream };
+
+/** What a connection manager keeps on each downstream socket: its manager, when it opened, streams in flight. */
+const kConnection = Symbol('portico.connection');
+interface ConnectionState {
+  hcm: HttpConnectionManager;
+  openedAt: number;
+  activeStreams: number;
+}
+type TrackedSocket = Socket & { [kConnection]?: ConnectionState };
 
 /**
  * Envoy's HTTP connection manager for HTTP/1.1: owns a Node HTTP server that is fed connections by its
@@ -88,6 +114,10 @@ export class HttpConnectionManager {
   readonly stripAnyHostPort: boolean;
   readonly appendXForwardedPort: boolean;
   readonly idleTimeoutMs: number;
+  /** `http.<stat_prefix>.` */
+  readonly stats: StatScope;
+  /** `listener.<address>.http.<stat_prefix>.` */
+  readonly listenerStats: StatScope;
 
   constructor(
     config: HcmConfig,
@@ -99,6 +129,8 @@ export class HttpConnectionManager {
     const http1 = config.http_protocol_options ?? {};
     const router = config.http_filters?.at(-1)?.typed_config?.value as RouterConfig | undefined;
     this.statPrefix = config.stat_prefix ?? '';
+    this.stats = context.stats.scope(HCM_STATS, `http.${this.statPrefix}.`);
+    this.listenerStats = context.stats.scope(LISTENER_HTTP_STATS, () => `${context.listenerStatPrefix()}http.${this.statPrefix}.`);
     this.routeTable = new RouteTable(config.route_config ?? {}, `${path}.route_config`, errors, context.runtime);
     this.localReply = new LocalReplyRenderer(config.local_reply_config, `${path}.local_reply_config`, errors, context.runtime);
     this.suppressEnvoyHeaders = router?.suppress_envoy_headers ?? false;
@@ -141,6 +173,7 @@ export class HttpConnectionManager {
     if (common.max_requests_per_connection) this.server.maxRequestsPerSocket = common.max_requests_per_connection;
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => new ActiveStream(this, req, res).start());
     this.server.on('clientError', (err: Error & { code?: string }, socket: Socket) => this.onClientError(err, socket));
+    this.server.on('timeout', onSocketTimeout);
     // The server never listens (the listener feeds it sockets), but Node only tracks connections (for
     // headersTimeout, closeIdleConnections and closeAllConnections) once 'listening' was emitted.
     this.server.emit('listening');
@@ -163,6 +196,7 @@ export class HttpConnectionManager {
       return;
     }
     const timeout = code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    this.stats.counters[timeout ? S.downstream_rq_header_timeout : S.downstream_cx_protocol_error]++;
     const status = timeout ? 408 : code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
     const body = timeout ? '' : http.STATUS_CODES[status]!;
     socket.end(
@@ -177,6 +211,18 @@ export class HttpConnectionManager {
     // Envoy's idle_timeout: a connection with no stream in flight is closed after it. Each stream replaces it
     // with the stream idle timeout, and puts it back when it ends.
     socket.setTimeout(this.idleTimeoutMs);
+    const stats = this.stats;
+    stats.counters[S.downstream_cx_total]++;
+    stats.counters[S.downstream_cx_http1_total]++;
+    stats.gauges[SG.downstream_cx_active]++;
+    stats.gauges[SG.downstream_cx_http1_active]++;
+    if (this.context.scheme === 'https') {
+      stats.counters[S.downstream_cx_ssl_total]++;
+      stats.gauges[SG.downstream_cx_ssl_active]++;
+    }
+    (socket as TrackedSocket)[kConnection] = { hcm: this, openedAt: performance.now(), activeStreams: 0 };
+    // Registered before the HTTP server's own listeners, so streams still count as active when it runs.
+    socket.once('close', onConnectionClose);
     this.server.emit('connection', socket);
   }
 
@@ -191,6 +237,37 @@ export class HttpConnectionManager {
     // Stops Node's connection-checking interval (the server itself never listened).
     this.server.close();
   }
+}
+
+/** Connection teardown stats; a peer that sent FIN first closed it (remote), otherwise the proxy did (local). */
+function onConnectionClose(this: TrackedSocket): void {
+  const state = this[kConnection];
+  if (state === undefined) return;
+  const stats = state.hcm.stats;
+  const remote = this.readableEnded;
+  stats.gauges[SG.downstream_cx_active]--;
+  stats.gauges[SG.downstream_cx_http1_active]--;
+  if (state.hcm.context.scheme === 'https') stats.gauges[SG.downstream_cx_ssl_active]--;
+  stats.counters[S.downstream_cx_destroy]++;
+  stats.counters[remote ? S.downstream_cx_destroy_remote : S.downstream_cx_destroy_local]++;
+  if (state.activeStreams > 0) {
+    stats.counters[S.downstream_cx_destroy_active_rq]++;
+    stats.counters[remote ? S.downstream_cx_destroy_remote_active_rq : S.downstream_cx_destroy_local_active_rq]++;
+  }
+  stats.counters[S.downstream_cx_rx_bytes_total] += this.bytesRead;
+  stats.counters[S.downstream_cx_tx_bytes_total] += this.bytesWritten;
+  stats.histograms[SH.downstream_cx_length_ms]!.record(performance.now() - state.openedAt);
+}
+
+/**
+ * The socket timeout: during a stream it is the stream idle timeout (handled by the stream); between streams it
+ * is the connection idle timeout, which closes the connection.
+ */
+function onSocketTimeout(socket: TrackedSocket): void {
+  const state = socket[kConnection];
+  if (state !== undefined && state.activeStreams > 0) return;
+  if (state !== undefined) state.hcm.stats.counters[S.downstream_cx_idle_timeout]++;
+  socket.destroy();
 }
 
 function onResponseClose(this: TrackedResponse): void {
@@ -238,6 +315,13 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   private ended = false;
   /** Response trailers are forwarded only when both codecs enable them, as in Envoy. */
   private forwardTrailers = false;
+  /** The upstream request's cluster and host, for its stats. */
+  private cluster: Cluster | undefined;
+  private host: Host | undefined;
+  /** Dispatched and not yet written to a connection (Envoy's pending request). */
+  private upstreamPending = false;
+  /** Dispatched and not yet finished, one way or another. */
+  private upstreamActive = false;
 
   private readonly socket: Socket;
 
@@ -261,6 +345,12 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     req[kStream] = this;
     res[kStream] = this;
     res.on('close', onResponseClose);
+    const connection = (socket as TrackedSocket)[kConnection];
+    if (connection !== undefined) connection.activeStreams++;
+    const stats = hcm.stats;
+    stats.counters[S.downstream_rq_total]++;
+    stats.counters[S.downstream_rq_http1_total]++;
+    stats.gauges[SG.downstream_rq_active]++;
   }
 
   /** Handles a request whose head has arrived; a bug becomes a 500 for this request, never a crash. */
@@ -308,6 +398,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     let path = this.head.path;
     if (path.charCodeAt(0) !== 47 /* / */) {
       const absolute = /^https?:\/\/([^/?#]*)([^#]*)/i.exec(path);
+      hcm.stats.counters[S.downstream_rq_non_relative_path]++;
       if (absolute === null) {
         this.sendLocalReply(404, '', ResponseFlag.NR, 'absolute_path_rejected');
         return;
@@ -329,6 +420,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
         return;
       }
       if (normalized.action === 'redirect') {
+        hcm.stats.counters[S.downstream_rq_redirected_with_normalized_path]++;
         this.sendLocalReply(307, '', 0, 'path_normalization_redirect', false, fullPath);
         return;
       }
@@ -351,6 +443,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     const ctx: MatchContext | undefined = vhost ? newMatchContext(this.head) : undefined;
     const route = vhost && ctx ? firstMatch(vhost.routes, ctx) : undefined;
     if (vhost === undefined || route === undefined || ctx === undefined) {
+      hcm.stats.counters[S.no_route]++;
       this.sendLocalReply(404, '', ResponseFlag.NR, 'route_not_found');
       return;
     }
@@ -365,9 +458,11 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     const action = route.action;
     switch (action.kind) {
       case ActionKind.DirectResponse:
+        hcm.stats.counters[S.rq_direct_response]++;
         this.sendLocalReply(action.status, action.body?.toString() ?? '', 0, 'direct_response');
         return;
       case ActionKind.Redirect:
+        hcm.stats.counters[S.rq_redirect]++;
         this.sendLocalReply(action.status, '', 0, 'redirect', false, this.redirectLocation(action));
         return;
       case ActionKind.Forward:
@@ -443,11 +538,14 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     const cluster = clusterName === undefined ? undefined : hcm.context.clusters.get(clusterName);
     this.info.upstreamCluster = clusterName ?? '';
     if (cluster === undefined) {
+      hcm.stats.counters[S.no_cluster]++;
       this.sendLocalReply(action.clusterNotFoundStatus, '', ResponseFlag.NC, 'cluster_not_found');
       return;
     }
+    hcm.stats.counters[S.rq_total]++;
     const host = cluster.chooseHost();
     if (host === undefined) {
+      cluster.stats.counters[CS.upstream_cx_none_healthy]++;
       this.sendLocalReply(503, 'no healthy upstream', ResponseFlag.UH, 'no_healthy_upstream');
       return;
     }
@@ -471,6 +569,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     const req = this.req;
     const hasBody = headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
     this.upstreamStart = performance.now();
+    this.startUpstream(cluster, host);
     host.dispatcher().dispatch(
       {
         path: this.head.path,
@@ -580,9 +679,52 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     return `${scheme}://${host}${path}${query}`;
   }
 
+  // ---- upstream request stats ----------------------------------------------------------------------------
+
+  private startUpstream(cluster: Cluster, host: Host): void {
+    this.cluster = cluster;
+    this.host = host;
+    this.upstreamPending = true;
+    this.upstreamActive = true;
+    const stats = cluster.stats;
+    stats.counters[CS.upstream_rq_total]++;
+    stats.counters[CS.upstream_rq_pending_total]++;
+    stats.gauges[CG.upstream_rq_active]++;
+    stats.gauges[CG.upstream_rq_pending_active]++;
+    host.stats.counters[HS.rq_total]++;
+    host.stats.gauges[HG.rq_active]++;
+  }
+
+  /** The request got a connection: no longer pending. */
+  private upstreamAssigned(): void {
+    if (!this.upstreamPending) return;
+    this.upstreamPending = false;
+    this.cluster!.stats.gauges[CG.upstream_rq_pending_active]--;
+  }
+
+  /** `upstream_rq_<code>`, `upstream_rq_<N>xx` and `upstream_rq_completed`, for a response from upstream or generated for it. */
+  private chargeUpstreamCode(status: number): void {
+    const stats = this.cluster!.stats;
+    stats.countCode(0, status);
+    stats.counters[CS.upstream_rq_1xx + Math.floor(status / 100) - 1]++;
+    stats.counters[CS.upstream_rq_completed]++;
+  }
+
+  /** Ends the upstream request's accounting, once, however it ended. */
+  private finishUpstream(success: boolean): void {
+    if (!this.upstreamActive) return;
+    this.upstreamActive = false;
+    this.upstreamAssigned();
+    const host = this.host!;
+    this.cluster!.stats.gauges[CG.upstream_rq_active]--;
+    host.stats.gauges[HG.rq_active]--;
+    host.stats.counters[success ? HS.rq_success : HS.rq_error]++;
+  }
+
   // ---- undici dispatch handler ---------------------------------------------------------------------------
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.upstreamAssigned();
     if (this.ended) controller.abort(new Error('downstream request ended'));
     else this.controller = controller;
   }
@@ -590,6 +732,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     this.controller = controller;
     if (statusCode < 200 || this.ended) return;
+    this.chargeUpstreamCode(statusCode);
     const hcm = this.hcm;
     const res = this.res;
     // Envoy disarms request_timeout once the response starts.
@@ -619,6 +762,8 @@ class ActiveStream implements Dispatcher.DispatchHandler {
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
     this.clearTimers();
+    this.cluster!.stats.histograms[CH.upstream_rq_time]!.record(performance.now() - this.upstreamStart);
+    this.finishUpstream(this.info.responseCode < 500);
     if (this.ended) return;
     if (this.forwardTrailers) {
       if (Object.keys(trailers).length > 0) this.res.addTrailers(trailers as Record<string, string>);
@@ -630,15 +775,21 @@ class ActiveStream implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error & { code?: string }): void {
     this.clearTimers();
+    this.finishUpstream(false);
+    // Ended: the proxy aborted the request itself (timeouts, downstream gone) and counted why.
     if (this.ended) return;
+    const cluster = this.cluster!.stats;
     if (this.res.headersSent) {
       // The response has started: Envoy resets the stream, which on HTTP/1.1 closes the connection.
+      cluster.counters[CS.upstream_rq_rx_reset]++;
+      this.hcm.stats.counters[S.rq_reset_after_downstream_response_started]++;
       this.info.responseFlags |= ResponseFlag.UR;
       this.ended = true;
       this.res.destroy();
       return;
     }
     const code = error.code ?? '';
+    this.chargeUpstreamCode(503);
     if (code === 'UND_ERR_CONNECT_TIMEOUT') {
       this.info.upstreamTransportFailureReason = error.message;
       this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection timeout', ResponseFlag.UF, 'upstream_reset_before_response_started{connection_timeout}');
@@ -646,8 +797,10 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       this.info.upstreamTransportFailureReason = error.message;
       this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection failure', ResponseFlag.UF, 'upstream_reset_before_response_started{connection_failure}');
     } else if (error.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO') {
+      cluster.counters[CS.upstream_cx_protocol_error]++;
       this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'protocol error', ResponseFlag.UPE, 'upstream_reset_before_response_started{protocol_error}');
     } else {
+      cluster.counters[CS.upstream_rq_rx_reset]++;
       this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection termination', ResponseFlag.UC, 'upstream_reset_before_response_started{connection_termination}');
     }
   }
@@ -665,11 +818,14 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   // onResponseError synchronously, which would otherwise answer first with a 503 reset.
   onRouteTimeout(): void {
     this.routeTimer = undefined;
+    this.cluster!.stats.counters[CS.upstream_rq_timeout]++;
+    this.host!.stats.counters[HS.rq_timeout]++;
     if (this.res.headersSent) {
       this.info.responseFlags |= ResponseFlag.UT;
       this.ended = true;
       this.res.destroy();
     } else {
+      this.chargeUpstreamCode(504);
       this.sendLocalReply(504, 'upstream request timeout', ResponseFlag.UT, 'upstream_response_timeout');
     }
     this.abortUpstream('route timeout');
@@ -678,6 +834,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   onRequestTimeout(): void {
     this.requestTimer = undefined;
     if (this.ended) return;
+    this.hcm.stats.counters[S.downstream_rq_timeout]++;
     if (this.res.headersSent) {
       this.ended = true;
       this.res.destroy();
@@ -692,6 +849,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       this.res.destroy();
       return;
     }
+    this.hcm.stats.counters[S.downstream_rq_idle_timeout]++;
     if (this.res.headersSent) {
       this.info.responseFlags |= ResponseFlag.SI;
       this.ended = true;
@@ -710,9 +868,14 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     if (this.res.writableFinished) {
       // Back to the connection idle timeout until the next request on this connection.
       if (!this.socket.destroyed) this.socket.setTimeout(this.hcm.idleTimeoutMs);
+    } else if (this.ended) {
+      // The proxy reset the stream itself (upstream reset or timeout after the response started).
+      this.hcm.stats.counters[S.downstream_rq_tx_reset]++;
     } else {
       this.info.responseFlags |= ResponseFlag.DC;
       this.ended = true;
+      this.hcm.stats.counters[S.downstream_rq_rx_reset]++;
+      if (this.upstreamActive) this.cluster!.stats.counters[CS.upstream_rq_tx_reset]++;
       this.clearTimers();
       this.abortUpstream('downstream connection closed');
     }
@@ -722,7 +885,23 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   /** Runs once per stream, when its response has been sent or the stream was reset: stats and access logs. */
   private onStreamComplete(): void {
     const info = this.info;
-    if (info.lastResponseByteMonotonic === 0) info.lastResponseByteMonotonic = performance.now();
+    const now = performance.now();
+    if (info.lastResponseByteMonotonic === 0) info.lastResponseByteMonotonic = now;
+    const connection = (this.socket as TrackedSocket)[kConnection];
+    if (connection !== undefined) connection.activeStreams--;
+    const hcm = this.hcm;
+    const stats = hcm.stats;
+    stats.gauges[SG.downstream_rq_active]--;
+    stats.histograms[SH.downstream_rq_time]!.record(now - info.startMonotonic);
+    const status = info.responseCode;
+    if (status >= 100 && status < 600) {
+      const codeClass = Math.floor(status / 100) - 1;
+      stats.counters[S.downstream_rq_completed]++;
+      stats.counters[S.downstream_rq_1xx + codeClass]++;
+      const listener = hcm.listenerStats;
+      listener.counters[LS.downstream_rq_completed]++;
+      listener.counters[LS.downstream_rq_1xx + codeClass]++;
+    }
   }
 
   private abortUpstream(reason: string): void {

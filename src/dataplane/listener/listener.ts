@@ -4,7 +4,9 @@ import type { envoy } from '../../generated/envoy.js';
 import { type ConfigError } from '../../config/errors.js';
 import { typeNameFromUrl } from '../../config/extensions.js';
 import { HCM_TYPE } from '../../config/validate.js';
+import type { StatScope, StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
+import { LISTENER_STATS } from './stats.js';
 import { HttpConnectionManager } from '../http/connection-manager.js';
 import { cidrBlockList, inBlockList } from '../cidr.js';
 import { plainAddress } from '../http/forwarded.js';
@@ -21,7 +23,12 @@ export interface ListenerContext {
   clusters: ClusterManager;
   runtime: Runtime;
   log: Logger;
+  stats: StatsStore;
 }
+
+const L = LISTENER_STATS.c;
+const LG = LISTENER_STATS.g;
+const LH = LISTENER_STATS.h;
 
 /** A compiled filter chain: match criteria, optional TLS termination and the HTTP connection manager. */
 class FilterChain {
@@ -29,7 +36,14 @@ class FilterChain {
   readonly hcm: HttpConnectionManager | undefined;
   readonly match: CompiledChainMatch;
 
-  constructor(config: FilterChainConfig, path: string, errors: ConfigError[], context: ListenerContext, port: number) {
+  constructor(
+    config: FilterChainConfig,
+    path: string,
+    errors: ConfigError[],
+    context: ListenerContext,
+    port: number,
+    private readonly listenerStats: StatScope,
+  ) {
     this.match = compileChainMatch(config.filter_chain_match ?? {});
     const transport = config.transport_socket?.typed_config;
     this.tls = transport
@@ -42,7 +56,7 @@ class FilterChain {
         terminal.typed_config.value as envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager,
         `${path}.filters[${filters.length - 1}].typed_config`,
         errors,
-        { ...context, listenerPort: port, scheme: transport ? 'https' : 'http' },
+        { ...context, listenerPort: port, scheme: transport ? 'https' : 'http', listenerStatPrefix: () => listenerStats.prefix },
       );
     }
   }
@@ -65,9 +79,15 @@ class FilterChain {
       requestCert: this.tls.requestCert,
       rejectUnauthorized: this.tls.requestCert,
     });
-    secure.once('secure', () => hcm.handleConnection(secure));
+    let handshaken = false;
+    secure.once('secure', () => {
+      handshaken = true;
+      this.listenerStats.counters[L['ssl.handshake']]++;
+      hcm.handleConnection(secure);
+    });
     secure.on('error', (err) => {
-      log.debug(`TLS handshake with ${socket.remoteAddress} failed: ${err.message}`);
+      if (!handshaken) this.listenerStats.counters[L['ssl.connection_error']]++;
+      log.debug(`TLS connection with ${socket.remoteAddress} failed: ${err.message}`);
       secure.destroy();
     });
   }
@@ -109,6 +129,8 @@ export class Listener {
   private readonly defaultChain: FilterChain | undefined;
   private server: net.Server | undefined;
   private readonly sockets = new Set<Socket>();
+  /** `listener.<address>.`, or `listener.<stat_prefix>.` */
+  readonly stats: StatScope;
 
   constructor(
     config: ListenerConfig,
@@ -120,10 +142,11 @@ export class Listener {
     this.host = socket.address ?? '0.0.0.0';
     this.port = socket.port_value ?? 0;
     this.name = config.name || `${this.host}_${this.port}`;
-    this.chains = (config.filter_chains ?? []).map((c, i) => new FilterChain(c, `${path}.filter_chains[${i}]`, errors, context, this.port));
-    this.defaultChain = config.default_filter_chain
-      ? new FilterChain(config.default_filter_chain, `${path}.default_filter_chain`, errors, context, this.port)
-      : undefined;
+    const statPrefix = config.stat_prefix;
+    this.stats = context.stats.scope(LISTENER_STATS, statPrefix ? `listener.${statPrefix}.` : () => `listener.${this.statAddress()}.`);
+    const chain = (c: FilterChainConfig, at: string) => new FilterChain(c, at, errors, context, this.port, this.stats);
+    this.chains = (config.filter_chains ?? []).map((c, i) => chain(c, `${path}.filter_chains[${i}]`));
+    this.defaultChain = config.default_filter_chain ? chain(config.default_filter_chain, `${path}.default_filter_chain`) : undefined;
   }
 
   /** Binds the listener; resolves with the bound address (useful with port 0). */
@@ -140,6 +163,13 @@ export class Listener {
     server.on('error', (err) => this.context.log.error(`listener ${this.name}: ${err.message}`));
     const bound = server.address() as net.AddressInfo;
     return { address: bound.address, port: bound.port };
+  }
+
+  /** The address as Envoy writes it in stat names: `0.0.0.0_10000`, `[__1]_10000` (the bound port once bound). */
+  private statAddress(): string {
+    const port = this.boundAddress()?.port ?? this.port;
+    const host = this.host.includes(':') ? `[${this.host.replaceAll(':', '_')}]` : this.host;
+    return `${host}_${port}`;
   }
 
   boundAddress(): { address: string; port: number } | undefined {
@@ -174,11 +204,21 @@ export class Listener {
   }
 
   private onConnection(socket: Socket): void {
+    const stats = this.stats;
+    const openedAt = performance.now();
+    stats.counters[L.downstream_cx_total]++;
+    stats.gauges[LG.downstream_cx_active]++;
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      stats.gauges[LG.downstream_cx_active]--;
+      stats.counters[L.downstream_cx_destroy]++;
+      stats.histograms[LH.downstream_cx_length_ms]!.record(performance.now() - openedAt);
+    });
     socket.on('error', () => socket.destroy());
     const chain = this.selectChain(socket);
     if (chain === undefined) {
+      stats.counters[L.no_filter_chain_match]++;
       this.context.log.debug(`listener ${this.name}: no filter chain matches ${socket.remoteAddress}`);
       socket.destroy();
       return;

@@ -1,10 +1,15 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { envoy } from '../../generated/envoy.js';
+import type { StatScope, StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
 import { type ClusterSettings, clusterSettings } from './cluster-settings.js';
 import { Host } from './host.js';
 import { PriorityLoadBalancer } from './load-balancer.js';
+import { CLUSTER_STATS } from './stats.js';
+
+const C = CLUSTER_STATS.c;
+const G = CLUSTER_STATS.g;
 
 type ClusterConfig = envoy.config.cluster.v3.Cluster;
 type LbEndpoint = envoy.config.endpoint.v3.LbEndpoint;
@@ -28,6 +33,8 @@ export class Cluster {
   readonly name: string;
   readonly type: string;
   readonly settings: ClusterSettings;
+  /** `cluster.<name>.` */
+  readonly stats: StatScope;
   private readonly endpoints: EndpointSpec[];
   private hosts: Host[] = [];
   /** The addresses each endpoint resolved to last time, kept when a re-resolution fails. */
@@ -41,8 +48,10 @@ export class Cluster {
   constructor(
     config: ClusterConfig,
     private readonly log: Logger,
+    stats: StatsStore,
   ) {
     this.name = config.name ?? '';
+    this.stats = stats.scope(CLUSTER_STATS, `cluster.${this.name}.`);
     this.type = config.type ?? 'STATIC';
     this.settings = clusterSettings(config);
     this.overprovisioningFactor = config.load_assignment?.policy?.overprovisioning_factor ?? 140;
@@ -86,6 +95,7 @@ export class Cluster {
   }
 
   private async resolve(): Promise<void> {
+    this.stats.counters[C.update_attempt]++;
     const resolved = await Promise.all(this.endpoints.map((e, i) => this.resolveEndpoint(e, this.lastResolved[i] ?? [])));
     this.lastResolved = resolved;
     if (this.closed) return;
@@ -104,14 +114,34 @@ export class Cluster {
             continue;
           }
         }
-        const keyHost = new Host(address, spec.port, spec.hostname, spec.weight, spec.priority, spec.healthy, this.settings);
+        const keyHost = new Host(address, spec.port, spec.hostname, spec.weight, spec.priority, spec.healthy, this.settings, this.stats);
         next.push(previous.get(`${keyHost.key}/${keyHost.hostname}`) ?? keyHost);
       }
     });
     const kept = new Set(next);
     for (const host of this.hosts) if (!kept.has(host)) void host.close();
+    const changed = next.length !== this.hosts.length || next.some((host, i) => host !== this.hosts[i]);
     this.hosts = next;
     this.rebuildBalancer();
+    this.countUpdate(changed);
+  }
+
+  /** The `update_*` and `membership_*` stats of a (re-)resolution. */
+  private countUpdate(changed: boolean): void {
+    const stats = this.stats;
+    stats.counters[C.update_success]++;
+    if (this.hosts.length === 0) stats.counters[C.update_empty]++;
+    if (changed) stats.counters[C.membership_change]++;
+    else stats.counters[C.update_no_rebuild]++;
+    let healthy = 0;
+    let maxWeight = 0;
+    for (const host of this.hosts) {
+      if (host.healthy) healthy++;
+      if (host.weight > maxWeight) maxWeight = host.weight;
+    }
+    stats.setGauge(G.membership_total, this.hosts.length);
+    stats.setGauge(G.membership_healthy, healthy);
+    stats.setGauge(G.max_host_weight, maxWeight);
   }
 
   private async resolveEndpoint(spec: EndpointSpec, previous: string[]): Promise<string[]> {

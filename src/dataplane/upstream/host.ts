@@ -1,6 +1,14 @@
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { Pool, buildConnector } from 'undici';
+import { StatScope } from '../../stats/store.js';
 import type { ClusterSettings } from './cluster-settings.js';
+import { CLUSTER_STATS, HOST_STATS } from './stats.js';
+
+const C = CLUSTER_STATS.c;
+const G = CLUSTER_STATS.g;
+const H = CLUSTER_STATS.h;
+const HC = HOST_STATS.c;
+const HG = HOST_STATS.g;
 
 /**
  * One upstream endpoint: an address to connect to, its load-balancing weight and priority, and a keep-alive
@@ -14,6 +22,8 @@ function hostKey(address: string, port: number): string {
 export class Host {
   /** `ip:port`, as Envoy prints upstream hosts (`%UPSTREAM_HOST%`, `/clusters`). */
   key: string;
+  /** Counters shown per host by `/clusters`. */
+  readonly stats = new StatScope(HOST_STATS, '');
   private pool: Pool | undefined;
 
   constructor(
@@ -30,6 +40,8 @@ export class Host {
     /** False for endpoints configured `UNHEALTHY`, `DRAINING` or `TIMEOUT`. */
     readonly healthy: boolean,
     private readonly settings: ClusterSettings,
+    /** The stats of the cluster this host belongs to. */
+    readonly clusterStats: StatScope,
   ) {
     this.key = hostKey(address, port);
   }
@@ -65,8 +77,18 @@ export class Host {
     const settings = this.settings;
     const connector = buildConnector({ timeout: settings.connectTimeoutMs });
     // Connect to whatever address the host has now: LOGICAL_DNS re-resolution moves new connections only.
-    const connect: buildConnector.connector = (options, callback) =>
-      connector({ ...options, hostname: this.address, port: String(this.port) }, callback);
+    const connect: buildConnector.connector = (options, callback) => {
+      const started = performance.now();
+      connector({ ...options, hostname: this.address, port: String(this.port) }, (err, socket) => {
+        if (err === null) {
+          this.onConnected(socket as Socket, started);
+          callback(null, socket!);
+        } else {
+          this.onConnectFailed(err as Error & { code?: string });
+          callback(err, null);
+        }
+      });
+    };
     return new Pool(`http://${this.key}`, {
       connections: settings.maxConnections,
       pipelining: 1,
@@ -83,4 +105,41 @@ export class Host {
       strictContentLength: true,
     });
   }
+
+  private onConnected(socket: Socket, started: number): void {
+    const cluster = this.clusterStats;
+    const now = performance.now();
+    cluster.counters[C.upstream_cx_total]++;
+    cluster.counters[C.upstream_cx_http1_total]++;
+    cluster.gauges[G.upstream_cx_active]++;
+    cluster.histograms[H.upstream_cx_connect_ms]!.record(now - started);
+    this.stats.counters[HC.cx_total]++;
+    this.stats.gauges[HG.cx_active]++;
+    (socket as UpstreamSocket)[kConnection] = { host: this, openedAt: now };
+    socket.once('close', onUpstreamSocketClose);
+  }
+
+  private onConnectFailed(err: Error & { code?: string }): void {
+    const cluster = this.clusterStats;
+    cluster.counters[C.upstream_cx_connect_fail]++;
+    if (err.code === 'UND_ERR_CONNECT_TIMEOUT') cluster.counters[C.upstream_cx_connect_timeout]++;
+    this.stats.counters[HC.cx_connect_fail]++;
+  }
+}
+
+const kConnection = Symbol('portico.upstreamConnection');
+type UpstreamSocket = Socket & { [kConnection]?: { host: Host; openedAt: number } };
+
+/** Connection teardown stats; a peer that sent FIN first closed it (remote), otherwise the proxy did (local). */
+function onUpstreamSocketClose(this: UpstreamSocket): void {
+  const connection = this[kConnection];
+  if (connection === undefined) return;
+  const cluster = connection.host.clusterStats;
+  cluster.gauges[G.upstream_cx_active]--;
+  cluster.counters[C.upstream_cx_destroy]++;
+  cluster.counters[this.readableEnded ? C.upstream_cx_destroy_remote : C.upstream_cx_destroy_local]++;
+  cluster.counters[C.upstream_cx_rx_bytes_total] += this.bytesRead;
+  cluster.counters[C.upstream_cx_tx_bytes_total] += this.bytesWritten;
+  cluster.histograms[H.upstream_cx_length_ms]!.record(performance.now() - connection.openedAt);
+  connection.host.stats.gauges[HG.cx_active]--;
 }
