@@ -1,18 +1,43 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Bootstrap } from '../config/load.js';
+import type { ConfigError } from '../config/errors.js';
+import type { ClusterStatus, ListenerStatus } from '../dataplane/status.js';
+import { compileRe2 } from '../dataplane/matching/regex.js';
+import type { RuntimeDump } from '../dataplane/runtime/runtime.js';
+import { type HistogramBuckets, renderJson, renderPrometheus, renderText, type StatsQuery, type StatsType } from '../stats/render.js';
+import type { StatsSnapshot } from '../stats/store.js';
+import { isLogLevel, type LogLevel } from '../util/logger.js';
 import { VERSION } from '../version.js';
+import { renderClustersJson, renderClustersText } from './clusters.js';
 import { CONFIG_DUMP_RESOURCES, configDump } from './config-dump.js';
 
-/** What the admin endpoint reports about and asks of the process it runs in. */
+export type ServerState = 'LIVE' | 'DRAINING' | 'PRE_INITIALIZING' | 'INITIALIZING';
+
+/** What the admin endpoint reports about and asks of the server it runs in (the primary process). */
 export interface AdminTarget {
-  state(): 'LIVE' | 'DRAINING' | 'PRE_INITIALIZING' | 'INITIALIZING';
+  state(): ServerState;
   startTime: number;
   commandLineOptions: Record<string, unknown>;
   node: Record<string, unknown>;
   /** The configuration being served, and when it was loaded (RFC 3339). */
   bootstrap: Bootstrap;
   configLoadedAt: string;
+  /** Every process's stats added up. */
+  stats(): Promise<StatsSnapshot>;
+  clusters(): Promise<ClusterStatus[]>;
+  listeners(): ListenerStatus[];
+  runtime(): RuntimeDump;
+  /** False when the runtime has no admin layer. */
+  modifyRuntime(changes: Record<string, string>): Promise<boolean>;
+  logLevel(): LogLevel;
+  setLogLevel(level: LogLevel): Promise<void>;
+  resetCounters(): Promise<void>;
+  /** `/healthcheck/fail` and `/healthcheck/ok`. */
+  setHealthCheckFailed(failed: boolean): void;
+  /** `/drain_listeners`: stop accepting; with `graceful`, give in-flight requests the drain time, then exit unless `skipExit`. */
+  drainListeners(options: { graceful: boolean; skipExit: boolean }): Promise<void>;
+  reopenLogs(): Promise<void>;
   /** Shuts the process down (`/quitquitquit`). */
   quit(): void;
 }
@@ -20,7 +45,7 @@ export interface AdminTarget {
 interface Handler {
   help: string;
   mutates: boolean;
-  handle(req: IncomingMessage, res: ServerResponse, target: AdminTarget): void;
+  handle(req: IncomingMessage, res: ServerResponse, target: AdminTarget, params: URLSearchParams): void | Promise<void>;
 }
 
 /**
@@ -57,13 +82,153 @@ const HANDLERS: Record<string, Handler> = {
   '/config_dump': {
     help: 'dump current Envoy configs; param resource: one of static_clusters, static_listeners, static_route_configs',
     mutates: false,
-    handle: (req, res, target) => {
-      const resource = new URL(req.url ?? '/', 'http://admin').searchParams.get('resource') ?? undefined;
+    handle: (_req, res, target, params) => {
+      const resource = params.get('resource') ?? undefined;
       if (resource !== undefined && !CONFIG_DUMP_RESOURCES.includes(resource)) {
         send(res, 404, `resource ${resource} not found in config dump\n`);
         return;
       }
       sendJson(res, configDump(target.bootstrap, target.configLoadedAt, resource));
+    },
+  },
+  '/stats': {
+    help: 'print server stats; params usedonly, filter (RE2), format (text, json, prometheus), type, histogram_buckets',
+    mutates: false,
+    handle: async (_req, res, target, params) => {
+      const query = statsQuery(params, res);
+      if (query === undefined) return;
+      const format = params.get('format') ?? 'text';
+      const snapshot = await target.stats();
+      if (format === 'json') sendJson(res, renderJson(snapshot, query));
+      else if (format === 'prometheus') send(res, 200, renderPrometheus(snapshot, query), PROMETHEUS_TYPE);
+      else if (format === 'text') send(res, 200, renderText(snapshot, query));
+      else send(res, 400, `usage: /stats?format=(text|json|prometheus)\n`);
+    },
+  },
+  '/stats/prometheus': {
+    help: 'print server stats in prometheus format; params usedonly, filter (RE2)',
+    mutates: false,
+    handle: async (_req, res, target, params) => {
+      const query = statsQuery(params, res);
+      if (query === undefined) return;
+      send(res, 200, renderPrometheus(await target.stats(), query), PROMETHEUS_TYPE);
+    },
+  },
+  '/clusters': {
+    help: 'upstream cluster status; param format: text (default) or json',
+    mutates: false,
+    handle: async (_req, res, target, params) => {
+      const clusters = await target.clusters();
+      if (params.get('format') === 'json') sendJson(res, renderClustersJson(clusters));
+      else send(res, 200, renderClustersText(clusters));
+    },
+  },
+  '/listeners': {
+    help: 'print listener info; param format: text (default) or json',
+    mutates: false,
+    handle: (_req, res, target, params) => {
+      const listeners = target.listeners();
+      if (params.get('format') === 'json') {
+        sendJson(res, {
+          listener_statuses: listeners.map((l) => ({ name: l.name, local_address: { socket_address: { address: l.address, port_value: l.port } } })),
+        });
+      } else {
+        send(res, 200, listeners.map((l) => `${l.name}::${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}\n`).join(''));
+      }
+    },
+  },
+  '/runtime': {
+    help: 'print runtime values',
+    mutates: false,
+    handle: (_req, res, target) => sendJson(res, target.runtime()),
+  },
+  '/runtime_modify': {
+    help: 'Adds or modifies runtime values as passed in query parameters. To delete a previously added key, use an empty string as the value.',
+    mutates: true,
+    handle: async (req, res, target, params) => {
+      // Envoy also takes the parameters as a form-encoded body.
+      const body = await readBody(req);
+      for (const [key, value] of new URLSearchParams(body)) params.append(key, value);
+      const changes = Object.fromEntries(params);
+      if (Object.keys(changes).length === 0) {
+        send(res, 400, 'usage: /runtime_modify?key1=value1&key2=value2&keyN=valueN\n');
+        return;
+      }
+      if (!(await target.modifyRuntime(changes))) {
+        send(res, 503, 'No admin layer specified\n');
+        return;
+      }
+      send(res, 200, 'OK\n');
+    },
+  },
+  '/logging': {
+    help: 'query/change logging levels; param level: trace, debug, info, warning, error, critical, off',
+    mutates: true,
+    handle: async (_req, res, target, params) => {
+      const level = params.get('level');
+      const paths = params.get('paths');
+      if (level !== null && !isLogLevel(level)) {
+        send(res, 400, `error: unknown logger level\n\n${loggersText(target)}`);
+        return;
+      }
+      if (paths !== null) {
+        // One logger, `main`, carries every component's messages.
+        const [name, pathLevel] = paths.split(':');
+        if (name !== 'main' || pathLevel === undefined || !isLogLevel(pathLevel)) {
+          send(res, 400, `error: unknown logger name or level in "${paths}"\n\n${loggersText(target)}`);
+          return;
+        }
+        await target.setLogLevel(pathLevel);
+      } else if (level !== null) {
+        await target.setLogLevel(level);
+      }
+      send(res, 200, loggersText(target));
+    },
+  },
+  '/reset_counters': {
+    help: 'reset all counters to zero',
+    mutates: true,
+    handle: async (_req, res, target) => {
+      await target.resetCounters();
+      send(res, 200, 'OK\n');
+    },
+  },
+  '/healthcheck/fail': {
+    help: 'cause the server to fail health checks',
+    mutates: true,
+    handle: (_req, res, target) => {
+      target.setHealthCheckFailed(true);
+      send(res, 200, 'OK\n');
+    },
+  },
+  '/healthcheck/ok': {
+    help: 'cause the server to pass health checks',
+    mutates: true,
+    handle: (_req, res, target) => {
+      target.setHealthCheckFailed(false);
+      send(res, 200, 'OK\n');
+    },
+  },
+  '/drain_listeners': {
+    help: 'drain listeners; params graceful (drain for the drain time first, then exit unless skip_exit), skip_exit',
+    mutates: true,
+    handle: async (_req, res, target, params) => {
+      const graceful = params.has('graceful');
+      const skipExit = params.has('skip_exit');
+      if (skipExit && !graceful) {
+        send(res, 400, 'skip_exit requires graceful\n');
+        return;
+      }
+      send(res, 200, 'OK\n');
+      await target.drainListeners({ graceful, skipExit });
+    },
+  },
+  '/reopen_logs': {
+    help: 'reopen access logs',
+    mutates: true,
+    handle: async (_req, res, target) => {
+      await target.reopenLogs();
+      send(res, 200, 'OK\n');
     },
   },
   '/quitquitquit': {
@@ -75,6 +240,54 @@ const HANDLERS: Record<string, Handler> = {
     },
   },
 };
+
+const PROMETHEUS_TYPE = 'text/plain; version=0.0.4; charset=UTF-8';
+const STATS_TYPES: readonly StatsType[] = ['All', 'Counters', 'Gauges', 'Histograms', 'TextReadouts'];
+const BUCKET_MODES: readonly HistogramBuckets[] = ['summary', 'cumulative', 'disjoint'];
+
+/** The `/stats` query parameters; answers 400 and returns undefined when one is invalid. */
+function statsQuery(params: URLSearchParams, res: ServerResponse): StatsQuery | undefined {
+  let filter: RegExp | undefined;
+  const pattern = params.get('filter');
+  if (pattern !== null && pattern !== '') {
+    const errors: ConfigError[] = [];
+    filter = compileRe2(pattern, 'filter', errors);
+    if (filter === undefined) {
+      send(res, 400, `Invalid re2 regex: ${errors.map((e) => e.message).join('; ')}\n`);
+      return undefined;
+    }
+  }
+  const type = (params.get('type') ?? 'All') as StatsType;
+  if (!STATS_TYPES.includes(type)) {
+    send(res, 400, `invalid type=${type}; use one of ${STATS_TYPES.join(', ')}\n`);
+    return undefined;
+  }
+  const histogramBuckets = (params.get('histogram_buckets') ?? 'summary') as HistogramBuckets;
+  if (!BUCKET_MODES.includes(histogramBuckets)) {
+    send(res, 400, `invalid histogram_buckets=${histogramBuckets}; use one of ${BUCKET_MODES.join(', ')}\n`);
+    return undefined;
+  }
+  return { usedOnly: params.has('usedonly'), filter, type, histogramBuckets };
+}
+
+function loggersText(target: AdminTarget): string {
+  return `active loggers:\n  main: ${target.logLevel()}\n`;
+}
+
+const MAX_ADMIN_BODY = 64 * 1024;
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      body += chunk;
+      if (body.length > MAX_ADMIN_BODY) req.destroy(new Error('admin request body too large'));
+    });
+    req.on('end', () => resolve(body));
+    req.on('error', reject);
+  });
+}
 
 function helpText(): string {
   const lines = Object.entries(HANDLERS)
@@ -135,6 +348,12 @@ export class AdminServer {
       send(res, 405, `Method ${req.method} not allowed, POST required.`);
       return;
     }
-    handler.handle(req, res, this.target);
+    const params = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    Promise.resolve()
+      .then(() => handler.handle(req, res, this.target, params))
+      .catch((err: Error) => {
+        if (!res.headersSent) send(res, 500, `${err.message}\n`);
+        else res.destroy();
+      });
   }
 }

@@ -17,6 +17,7 @@ Options of run and validate:
       --config-yaml YAML   YAML merged over the file (lists append, objects merge), as in Envoy
   -l, --log-level LEVEL    trace, debug, info (default), warning, error, critical, off
       --drain-time-s N     on SIGTERM/SIGINT, seconds in-flight requests get to finish (default 5)
+      --concurrency N      worker processes serving the listeners (default: the number of CPUs)
       --mode MODE          serve (default) or validate: "portico run --mode validate" equals "portico validate"
 `;
 

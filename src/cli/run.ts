@@ -1,8 +1,10 @@
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { AdminServer } from '../admin/admin-server.js';
 import { formatConfigErrors } from '../config/errors.js';
 import { loadBootstrap } from '../config/load.js';
-import { compileBootstrap, DataPlane } from '../dataplane/data-plane.js';
+import { compileBootstrap } from '../dataplane/data-plane.js';
+import { Primary } from '../server/primary.js';
 import { createLogger, isLogLevel, type LogLevel } from '../util/logger.js';
 
 const OPTIONS = {
@@ -11,6 +13,7 @@ const OPTIONS = {
   'log-level': { type: 'string', short: 'l', default: 'info' },
   'drain-time-s': { type: 'string', default: '5' },
   mode: { type: 'string', default: 'serve' },
+  concurrency: { type: 'string' },
 } as const;
 
 interface RunOptions {
@@ -19,6 +22,7 @@ interface RunOptions {
   logLevel: LogLevel;
   drainTimeMs: number;
   mode: 'serve' | 'validate';
+  concurrency: number;
 }
 
 function parseRunOptions(argv: string[]): RunOptions {
@@ -32,7 +36,9 @@ function parseRunOptions(argv: string[]): RunOptions {
   if (values['config-path'] === undefined && values['config-yaml'] === undefined) {
     throw new Error('a configuration is required: -c FILE or --config-yaml YAML');
   }
-  return { configPath: values['config-path'], configYaml: values['config-yaml'], logLevel, drainTimeMs: drain * 1000, mode };
+  const concurrency = values.concurrency === undefined ? availableParallelism() : Number(values.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`invalid --concurrency "${values.concurrency}" (a whole number, 1 or more)`);
+  return { configPath: values['config-path'], configYaml: values['config-yaml'], logLevel, drainTimeMs: drain * 1000, mode, concurrency };
 }
 
 /** `portico validate`: decode, check and compile without binding anything; print every problem. */
@@ -52,50 +58,50 @@ function validate(options: RunOptions): number {
   return 0;
 }
 
-/** `portico run`: serve a bootstrap until SIGTERM, SIGINT or `/quitquitquit`. */
+/**
+ * `portico run`: serve a bootstrap until SIGTERM, SIGINT or `/quitquitquit`. The configuration is compiled here
+ * first, so that a bad one is refused before any worker starts.
+ */
 export async function runCommand(argv: string[]): Promise<number> {
   const options = parseRunOptions(argv);
   if (options.mode === 'validate') return validate(options);
   const log = createLogger(options.logLevel);
-  const { bootstrap, errors } = loadBootstrap(options);
+  const { bootstrap, errors, document } = loadBootstrap(options);
+  if (errors.length === 0) compileBootstrap(bootstrap, log, errors);
   if (errors.length > 0) {
     process.stderr.write(`configuration rejected, ${errors.length} problem${errors.length > 1 ? 's' : ''}:\n${formatConfigErrors(errors)}\n`);
     return 1;
   }
-  const startTime = Date.now();
-  let state: 'LIVE' | 'DRAINING' | 'INITIALIZING' = 'INITIALIZING';
-  const plane = await DataPlane.start(bootstrap, log);
-  state = 'LIVE';
-
+  const primary = new Primary({
+    bootstrap,
+    document,
+    concurrency: options.concurrency,
+    drainTimeMs: options.drainTimeMs,
+    log,
+    commandLineOptions: {
+      config_path: options.configPath ?? '',
+      log_level: options.logLevel,
+      drain_time: `${options.drainTimeMs / 1000}s`,
+      concurrency: options.concurrency,
+    },
+  });
+  process.once('SIGTERM', () => void primary.stop());
+  process.once('SIGINT', () => void primary.stop());
+  try {
+    await primary.start();
+  } catch (err) {
+    process.stderr.write(`portico: cannot serve: ${(err as Error).message}\n`);
+    return 1;
+  }
   let admin: AdminServer | undefined;
-  let stopping: Promise<void> | undefined;
-  let resolveStopped!: () => void;
-  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
-  const stop = (): Promise<void> =>
-    (stopping ??= (async () => {
-      state = 'DRAINING';
-      log.info('shutting down');
-      await Promise.all([plane.close(options.drainTimeMs), admin?.close()]);
-      resolveStopped();
-    })());
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-
   const adminAddress = bootstrap.admin?.address?.socket_address;
   if (adminAddress) {
-    admin = new AdminServer({
-      state: () => state,
-      startTime,
-      commandLineOptions: { config_path: options.configPath ?? '', log_level: options.logLevel, drain_time: `${options.drainTimeMs / 1000}s` },
-      node: (bootstrap.node ?? {}) as Record<string, unknown>,
-      bootstrap,
-      configLoadedAt: new Date(startTime).toISOString(),
-      quit: () => void stop(),
-    });
+    admin = new AdminServer(primary);
     const bound = await admin.listen(adminAddress.address ?? '127.0.0.1', adminAddress.port_value ?? 0);
     log.info(`admin listening on ${bound.address}:${bound.port}`);
   }
-  log.info('portico is live');
-  await stopped;
+  log.info(`portico is live with ${options.concurrency} worker${options.concurrency > 1 ? 's' : ''}`);
+  await primary.stopped;
+  await admin?.close();
   return 0;
 }

@@ -37,6 +37,8 @@ export function checkBootstrap(json: unknown): { bootstrap: Bootstrap; errors: C
 export function loadBootstrap(options: { configPath?: string; configYaml?: string }): {
   bootstrap: Bootstrap;
   errors: ConfigError[];
+  /** The merged document before decoding: what worker processes are given. */
+  document: unknown;
 } {
   const errors: ConfigError[] = [];
   let json: Record<string, unknown> = {};
@@ -46,7 +48,7 @@ export function loadBootstrap(options: { configPath?: string; configYaml?: strin
       text = readFileSync(options.configPath, 'utf8');
     } catch (err) {
       errors.push({ code: 'io_error', path: options.configPath, message: (err as Error).message });
-      return { bootstrap: {}, errors };
+      return { bootstrap: {}, errors, document: undefined };
     }
     json = asObject(parseDocument(text, options.configPath, errors), options.configPath, errors);
   }
@@ -54,8 +56,8 @@ export function loadBootstrap(options: { configPath?: string; configYaml?: strin
     const overlay = asObject(parseDocument(options.configYaml, '--config-yaml', errors), '--config-yaml', errors);
     json = mergeProtoJson(json, overlay);
   }
-  if (errors.length) return { bootstrap: {}, errors };
-  return checkBootstrap(json);
+  if (errors.length) return { bootstrap: {}, errors, document: json };
+  return { ...checkBootstrap(json), document: json };
 }
 
 function asObject(value: unknown, path: string, errors: ConfigError[]): Record<string, unknown> {

@@ -7,21 +7,69 @@ type FractionalPercent = envoy.type.v3.FractionalPercent;
 
 const DENOMINATORS: Record<string, number> = { HUNDRED: 100, TEN_THOUSAND: 10_000, MILLION: 1_000_000 };
 
+interface Layer {
+  name: string;
+  values: Map<string, string>;
+}
+
+/** What `/runtime` shows: each layer's name, and per key its value in every layer and the final one. */
+export interface RuntimeDump {
+  layers: string[];
+  entries: Record<string, { layer_values: string[]; final_value: string }>;
+}
+
 /**
  * Envoy's layered runtime: key → string value, later layers overriding earlier ones. Static layers come from
  * the bootstrap, disk layers from a directory tree read at start (file path = key with '/' for '.'); the admin
- * layer starts empty. Lookups are a single Map read.
+ * layer starts empty and is changed by `/runtime_modify`. Lookups are a single Map read of the merged view.
  */
 export class Runtime {
-  private readonly merged = new Map<string, string>();
+  private readonly layers: Layer[] = [];
+  private readonly adminLayer: Layer | undefined;
+  private merged = new Map<string, string>();
 
   constructor(config: LayeredRuntime | undefined) {
     for (const layer of config?.layers ?? []) {
-      if (layer.static_layer) flattenStruct(layer.static_layer, '', this.merged);
+      const values = new Map<string, string>();
+      if (layer.static_layer) flattenStruct(layer.static_layer, '', values);
       if (layer.disk_layer?.symlink_root) {
-        readDiskLayer(join(layer.disk_layer.symlink_root, layer.disk_layer.subdirectory ?? ''), '', this.merged);
+        readDiskLayer(join(layer.disk_layer.symlink_root, layer.disk_layer.subdirectory ?? ''), '', values);
       }
+      this.layers.push({ name: layer.name ?? '', values });
+      if (layer.admin_layer && this.adminLayer === undefined) this.adminLayer = this.layers.at(-1);
     }
+    // Without layered_runtime, Envoy's default runtime has an admin layer only.
+    if (config === undefined) this.layers.push((this.adminLayer = { name: 'admin', values: new Map() }));
+    this.merge();
+  }
+
+  private merge(): void {
+    const merged = new Map<string, string>();
+    for (const layer of this.layers) for (const [key, value] of layer.values) merged.set(key, value);
+    this.merged = merged;
+  }
+
+  /**
+   * `/runtime_modify`: sets keys in the admin layer; an empty value removes the override. False when the
+   * runtime has no admin layer (Envoy answers 503 then).
+   */
+  modify(changes: Record<string, string>): boolean {
+    const admin = this.adminLayer;
+    if (admin === undefined) return false;
+    for (const [key, value] of Object.entries(changes)) {
+      if (value === '') admin.values.delete(key);
+      else admin.values.set(key, value);
+    }
+    this.merge();
+    return true;
+  }
+
+  dump(): RuntimeDump {
+    const entries: RuntimeDump['entries'] = {};
+    for (const key of [...this.merged.keys()].sort()) {
+      entries[key] = { layer_values: this.layers.map((l) => l.values.get(key) ?? ''), final_value: this.merged.get(key)! };
+    }
+    return { layers: this.layers.map((l) => l.name), entries };
   }
 
   getInteger(key: string, fallback: number): number {

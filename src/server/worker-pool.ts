@@ -1,0 +1,201 @@
+/**
+ * The primary's side of the process model: N worker processes (node:cluster, so they share the listening sockets,
+ * handed out round robin) serve the same configuration. The pool restarts a worker that dies, counts it, and keeps
+ * the counters the dead worker had pushed so that summed counters never go backwards.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { fileURLToPath } from 'node:url';
+import type { ListenerStatus } from '../dataplane/status.js';
+import { mergeSnapshots } from '../stats/render.js';
+import { emptySnapshot, type StatsSnapshot } from '../stats/store.js';
+import type { Logger, LogLevel } from '../util/logger.js';
+import type { FromWorker, ToWorker, WorkerOperation, WorkerOperations } from './messages.js';
+
+const WORKER_ENTRY = fileURLToPath(new URL('./worker.js', import.meta.url));
+/** A worker busy serving answers the admin later than this: its last pushed stats are used instead. */
+const REQUEST_TIMEOUT_MS = 2000;
+const RESTART_BACKOFF_MAX_MS = 5000;
+
+interface Slot {
+  index: number;
+  worker: Worker | undefined;
+  /** The stats it pushed last (every stats flush). */
+  lastSnapshot: StatsSnapshot | undefined;
+  restartDelayMs: number;
+}
+
+interface PendingRequest {
+  resolve(result: unknown): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export interface WorkerPoolOptions {
+  /** The bootstrap document, already validated. */
+  config: unknown;
+  concurrency: number;
+  logLevel: LogLevel;
+  statsPushMs: number;
+  log: Logger;
+}
+
+export class WorkerPool {
+  private readonly slots: Slot[];
+  private readonly pending = new Map<number, PendingRequest>();
+  private nextRequestId = 1;
+  private stopping = false;
+  /** Counters and histograms of workers that died. */
+  private retired: StatsSnapshot = emptySnapshot();
+  /** Workers that died and were replaced (`server.worker_restarts`). */
+  restarts = 0;
+  /** The listeners as the first worker bound them. */
+  listeners: ListenerStatus[] = [];
+
+  constructor(private readonly options: WorkerPoolOptions) {
+    this.slots = Array.from({ length: options.concurrency }, (_, index) => ({
+      index,
+      worker: undefined,
+      lastSnapshot: undefined,
+      restartDelayMs: 100,
+    }));
+    cluster.schedulingPolicy = cluster.SCHED_RR;
+    cluster.setupPrimary({ exec: WORKER_ENTRY, args: [] });
+  }
+
+  /** Starts every worker; rejects (after stopping the others) when one cannot serve the configuration. */
+  async start(): Promise<void> {
+    try {
+      await Promise.all(this.slots.map((slot) => this.fork(slot)));
+    } catch (err) {
+      await this.shutdown(0);
+      throw err;
+    }
+  }
+
+  get liveWorkers(): number {
+    return this.slots.filter((s) => s.worker !== undefined).length;
+  }
+
+  private fork(slot: Slot): Promise<void> {
+    const worker = cluster.fork({ PORTICO_WORKER_INDEX: String(slot.index) });
+    slot.worker = worker;
+    return new Promise<void>((resolve, reject) => {
+      let ready = false;
+      worker.on('message', (message: FromWorker) => {
+        switch (message.type) {
+          case 'hello': {
+            const start: ToWorker = { type: 'start', config: this.options.config, logLevel: this.options.logLevel, statsPushMs: this.options.statsPushMs };
+            worker.send(start);
+            return;
+          }
+          case 'ready':
+            ready = true;
+            slot.restartDelayMs = 100;
+            if (slot.index === 0 || this.listeners.length === 0) this.listeners = message.listeners;
+            resolve();
+            return;
+          case 'failed':
+            reject(new Error(message.message));
+            return;
+          case 'stats':
+            slot.lastSnapshot = message.snapshot;
+            return;
+          case 'reply':
+            this.settle(message);
+        }
+      });
+      worker.on('exit', (code, signal) => {
+        if (!ready) reject(new Error(`worker ${slot.index} exited before serving (code ${code ?? signal})`));
+        this.onExit(slot, worker, code, signal);
+      });
+    });
+  }
+
+  private onExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
+    if (slot.worker !== worker) return;
+    slot.worker = undefined;
+    if (slot.lastSnapshot) {
+      // Gauges die with the process; what it counted stays counted.
+      this.retired = mergeSnapshots([this.retired, { ...slot.lastSnapshot, gauges: [] }]);
+      slot.lastSnapshot = undefined;
+    }
+    if (this.stopping) return;
+    this.restarts++;
+    this.options.log.error(`worker ${slot.index} died (${signal ?? `exit code ${code}`}); restarting it in ${slot.restartDelayMs} ms`);
+    const delay = slot.restartDelayMs;
+    slot.restartDelayMs = Math.min(delay * 2, RESTART_BACKOFF_MAX_MS);
+    setTimeout(() => {
+      if (this.stopping) return;
+      this.fork(slot).catch((err: Error) => this.options.log.error(`worker ${slot.index} failed to restart: ${err.message}`));
+    }, delay).unref();
+  }
+
+  private settle(message: Extract<FromWorker, { type: 'reply' }>): void {
+    const request = this.pending.get(message.id);
+    if (request === undefined) return;
+    this.pending.delete(message.id);
+    clearTimeout(request.timer);
+    if (message.error !== undefined) request.reject(new Error(message.error));
+    else request.resolve(message.result);
+  }
+
+  private request<K extends WorkerOperation>(worker: Worker, op: K, args: WorkerOperations[K]['args']): Promise<WorkerOperations[K]['result']> {
+    const id = this.nextRequestId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`worker did not answer ${op} within ${REQUEST_TIMEOUT_MS} ms`));
+      }, REQUEST_TIMEOUT_MS);
+      this.pending.set(id, { resolve: resolve as (r: unknown) => void, reject, timer });
+      const message: ToWorker = { type: 'request', id, op, args };
+      worker.send(message);
+    });
+  }
+
+  /** Asks every live worker; settles with the answers (undefined for a worker that failed to answer). */
+  async ask<K extends WorkerOperation>(op: K, args: WorkerOperations[K]['args']): Promise<Array<WorkerOperations[K]['result'] | undefined>> {
+    const live = this.slots.filter((s) => s.worker !== undefined);
+    return Promise.all(live.map((slot) => this.request(slot.worker!, op, args).catch(() => undefined)));
+  }
+
+  /** Every worker's stats added up, with those of workers that died. */
+  async stats(): Promise<StatsSnapshot> {
+    const live = this.slots.filter((s) => s.worker !== undefined);
+    const snapshots = await Promise.all(
+      live.map((slot) =>
+        this.request(slot.worker!, 'stats', undefined).then(
+          (snapshot) => (slot.lastSnapshot = snapshot),
+          () => slot.lastSnapshot ?? emptySnapshot(),
+        ),
+      ),
+    );
+    return mergeSnapshots([...snapshots, this.retired]);
+  }
+
+  /** `/reset_counters` also forgets the counts of dead workers. */
+  async resetCounters(): Promise<void> {
+    this.retired = emptySnapshot();
+    await this.ask('reset_counters', undefined);
+  }
+
+  /** Drains every worker (SIGTERM, `/quitquitquit`) and waits for them to exit. */
+  async shutdown(drainMs: number): Promise<void> {
+    this.stopping = true;
+    const exits = this.slots.flatMap((slot) => {
+      const worker = slot.worker;
+      if (worker === undefined || worker.isDead()) return [];
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      const message: ToWorker = { type: 'shutdown', drainMs };
+      try {
+        worker.send(message);
+      } catch {
+        worker.kill();
+      }
+      // A worker that does not finish its drain in time (plus a margin to flush its logs) is killed.
+      const timer = setTimeout(() => worker.kill('SIGKILL'), drainMs + 5000);
+      return [exited.finally(() => clearTimeout(timer))];
+    });
+    await Promise.all(exits);
+    for (const request of this.pending.values()) clearTimeout(request.timer);
+  }
+}
