@@ -7,6 +7,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import type { RequestHead } from '../stream-info.js';
 import { chainMutations, compileLevelMutations, type LevelMutations, type MutationChains } from './header-mutation.js';
 import { ActionKind, type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT_RESPONSE_BODY } from './route-action.js';
+import { RouteMatcher } from './route-matcher.js';
 
 type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
 type VirtualHostConfig = envoy.config.route.v3.VirtualHost;
@@ -123,6 +124,21 @@ export class RouteEntry {
     return this.pathKind === PathKind.Prefix || this.pathKind === PathKind.SeparatedPrefix ? this.pathValue.length : -1;
   }
 
+  /** A plain prefix or exact path with no other condition: the route matcher can index it. */
+  get indexable(): boolean {
+    return (
+      (this.pathKind === PathKind.Prefix || this.pathKind === PathKind.Exact) &&
+      this.headers === undefined &&
+      this.query === undefined &&
+      !this.grpcOnly &&
+      this.runtimeDefault === undefined
+    );
+  }
+
+  get isExactPath(): boolean {
+    return this.pathKind === PathKind.Exact;
+  }
+
   get isPrefixMatch(): boolean {
     return this.pathKind === PathKind.Prefix || this.pathKind === PathKind.SeparatedPrefix;
   }
@@ -159,7 +175,7 @@ function isGrpcContentType(value: string | string[] | undefined): boolean {
 
 export interface VirtualHost {
   readonly name: string;
-  readonly routes: readonly RouteEntry[];
+  readonly routes: RouteMatcher;
   readonly requireTls: 'NONE' | 'EXTERNAL_ONLY' | 'ALL';
   readonly includeAttemptCount: boolean;
   readonly includeAttemptCountInResponse: boolean;
@@ -246,8 +262,10 @@ function compileVirtualHost(
   const outer = [compileLevelMutations(config, path, errors), tableMutations];
   return {
     name: config.name ?? '',
-    routes: (config.routes ?? []).map(
-      (route, i) => new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime, maxDirectResponseBody, outer, mostSpecificWins),
+    routes: new RouteMatcher(
+      (config.routes ?? []).map(
+        (route, i) => new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime, maxDirectResponseBody, outer, mostSpecificWins),
+      ),
     ),
     requireTls: config.require_tls ?? 'NONE',
     includeAttemptCount: config.include_request_attempt_count ?? false,
