@@ -12,6 +12,9 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext', 'envoy.transport_sockets.tls'],
   ['envoy.extensions.upstreams.http.v3.HttpProtocolOptions', 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'],
   ['envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig', 'envoy.request_id.uuid'],
+  ['envoy.extensions.access_loggers.file.v3.FileAccessLog', 'envoy.access_loggers.file'],
+  ['envoy.extensions.access_loggers.stream.v3.StdoutAccessLog', 'envoy.access_loggers.stdout'],
+  ['envoy.extensions.access_loggers.stream.v3.StderrAccessLog', 'envoy.access_loggers.stderr'],
 ]);
 
 /** Canonical names that do not follow the `envoy.extensions.<x>.v3.<Message>` → `envoy.<x>` rule. */

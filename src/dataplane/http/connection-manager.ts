@@ -8,6 +8,8 @@ import type { ConfigError } from '../../config/errors.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
 import { httpDate } from '../../util/http-date.js';
+import { type AccessLogger, compileAccessLogs, connectionStreamInfo, emitAccessLogs } from '../access-log/access-log.js';
+import type { AccessLogSinks } from '../access-log/sinks.js';
 import { ResponseFlag } from '../response-flags.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { applyHeaderMutation, applyHeaderMutations, type HeaderMap, type MutationChains } from '../router/header-mutation.js';
@@ -49,6 +51,7 @@ export interface ConnectionManagerContext {
   stats: StatsStore;
   /** `listener.<address>.` of the listener this manager serves (known once it is bound). */
   listenerStatPrefix: () => string;
+  accessLogSinks: AccessLogSinks;
 }
 
 /** Request headers that are hop-by-hop or that the proxy sets itself; never forwarded as received. */
@@ -114,10 +117,14 @@ export class HttpConnectionManager {
   readonly stripAnyHostPort: boolean;
   readonly appendXForwardedPort: boolean;
   readonly idleTimeoutMs: number;
+  /** Set when the listener drains: every response then closes its connection. */
+  draining = false;
   /** `http.<stat_prefix>.` */
   readonly stats: StatScope;
   /** `listener.<address>.http.<stat_prefix>.` */
   readonly listenerStats: StatScope;
+  /** `access_log`: undefined when there is none, so a stream costs nothing more. */
+  readonly accessLogs: readonly AccessLogger[] | undefined;
 
   constructor(
     config: HcmConfig,
@@ -133,6 +140,7 @@ export class HttpConnectionManager {
     this.listenerStats = context.stats.scope(LISTENER_HTTP_STATS, () => `${context.listenerStatPrefix()}http.${this.statPrefix}.`);
     this.routeTable = new RouteTable(config.route_config ?? {}, `${path}.route_config`, errors, context.runtime);
     this.localReply = new LocalReplyRenderer(config.local_reply_config, `${path}.local_reply_config`, errors, context.runtime);
+    this.accessLogs = compileAccessLogs(config.access_log, `${path}.access_log`, errors, context);
     this.suppressEnvoyHeaders = router?.suppress_envoy_headers ?? false;
     this.useRemoteAddress = config.use_remote_address ?? false;
     this.xffTrustedHops = config.xff_num_trusted_hops ?? 0;
@@ -204,6 +212,15 @@ export class HttpConnectionManager {
         `${body ? 'content-type: text/plain\r\n' : ''}date: ${httpDate()}\r\nserver: ${this.serverName}\r\n` +
         `connection: close\r\n\r\n${body}`,
     );
+    if (this.accessLogs !== undefined) {
+      // No stream exists for a request the parser refused, but Envoy logs it: a protocol error (DPE).
+      const info = connectionStreamInfo(socket, 'HTTP/1.1');
+      info.responseCode = status;
+      if (!timeout) info.responseFlags = ResponseFlag.DPE;
+      info.bytesSent = body.length;
+      info.lastResponseByteMonotonic = performance.now();
+      emitAccessLogs(this.accessLogs, info);
+    }
   }
 
   /** Hands an accepted (and, with TLS, handshaken) connection to the HTTP server. */
@@ -286,6 +303,18 @@ function onRequestEnd(this: TrackedRequest): void {
   this[kStream]?.onRequestComplete();
 }
 
+/** %BYTES_RECEIVED%: request body bytes, counted as the upstream request reads them. */
+function onRequestData(this: TrackedRequest, chunk: Buffer): void {
+  const stream = this[kStream];
+  if (stream !== undefined) stream.info.bytesReceived += chunk.length;
+}
+
+/** Whether a request head announces a body (a non-chunked transfer-encoding is refused before this matters). */
+function announcesBody(headers: IncomingMessage['headers']): boolean {
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 function onRouteTimeoutTimer(stream: ActiveStream): void {
   stream.onRouteTimeout();
 }
@@ -322,6 +351,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   private upstreamPending = false;
   /** Dispatched and not yet finished, one way or another. */
   private upstreamActive = false;
+  private readonly hasBody: boolean;
 
   private readonly socket: Socket;
 
@@ -341,6 +371,10 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     info.downstreamRemotePort = info.downstreamDirectRemotePort;
     info.downstreamLocalAddress = plainAddress(socket.localAddress);
     info.downstreamLocalPort = socket.localPort ?? 0;
+    if (hcm.context.scheme === 'https') info.requestedServerName = (socket as Socket & { servername?: string | false }).servername || '';
+    this.hasBody = announcesBody(req.headers);
+    // A request without a body is complete with its head (Envoy's REQUEST_DURATION is then 0).
+    if (!this.hasBody) info.lastRequestByteMonotonic = info.startMonotonic;
     this.info = info;
     req[kStream] = this;
     res[kStream] = this;
@@ -441,7 +475,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
 
     const vhost = hcm.routeTable.selectVirtualHost(authority.toLowerCase());
     const ctx: MatchContext | undefined = vhost ? newMatchContext(this.head) : undefined;
-    const route = vhost && ctx ? firstMatch(vhost.routes, ctx) : undefined;
+    const route = vhost && ctx ? vhost.routes.match(ctx) : undefined;
     if (vhost === undefined || route === undefined || ctx === undefined) {
       hcm.stats.counters[S.no_route]++;
       this.sendLocalReply(404, '', ResponseFlag.NR, 'route_not_found');
@@ -567,7 +601,6 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     if (action.timeoutMs > 0 && !hcm.suppressEnvoyHeaders) headers['x-envoy-expected-rq-timeout-ms'] = String(action.timeoutMs);
 
     const req = this.req;
-    const hasBody = headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
     this.upstreamStart = performance.now();
     this.startUpstream(cluster, host);
     host.dispatcher().dispatch(
@@ -575,14 +608,14 @@ class ActiveStream implements Dispatcher.DispatchHandler {
         path: this.head.path,
         method: this.head.method as Dispatcher.HttpMethod,
         headers: upstreamHeaders(headers),
-        body: hasBody ? req : null,
+        body: this.hasBody ? req : null,
         headersTimeout: 0,
         bodyTimeout: 0,
         reset: host.closeAfterEachRequest,
       },
       this,
     );
-    if (!hasBody || req.complete) this.onRequestComplete();
+    if (!this.hasBody || req.complete) this.onRequestComplete();
     else req.on('end', onRequestEnd);
   }
 
@@ -725,8 +758,14 @@ class ActiveStream implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.upstreamAssigned();
-    if (this.ended) controller.abort(new Error('downstream request ended'));
-    else this.controller = controller;
+    if (this.ended) {
+      controller.abort(new Error('downstream request ended'));
+      return;
+    }
+    // undici starts reading the body right after this call: counting from here sees every chunk, and adds a
+    // listener to a stream that is about to flow anyway. Once only, should undici ever call this again.
+    if (this.hasBody && this.controller === undefined) this.req.on('data', onRequestData);
+    this.controller = controller;
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
@@ -747,6 +786,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     }
     this.finalizeResponseHeaders(headers);
     this.info.responseCode = statusCode;
+    this.info.responseCodeDetails = 'via_upstream';
     this.info.responseHeaders = headers;
     this.info.firstResponseByteMonotonic = performance.now();
     res.writeHead(statusCode, headers);
@@ -766,7 +806,10 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     this.finishUpstream(this.info.responseCode < 500);
     if (this.ended) return;
     if (this.forwardTrailers) {
-      if (Object.keys(trailers).length > 0) this.res.addTrailers(trailers as Record<string, string>);
+      if (Object.keys(trailers).length > 0) {
+        this.res.addTrailers(trailers as Record<string, string>);
+        this.info.responseTrailers = trailers as Record<string, string>;
+      }
     }
     this.info.lastResponseByteMonotonic = performance.now();
     this.ended = true;
@@ -810,7 +853,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   onRequestComplete(): void {
     clearTimeout(this.requestTimer);
     this.requestTimer = undefined;
-    this.info.lastRequestByteMonotonic = performance.now();
+    if (this.info.lastRequestByteMonotonic === 0) this.info.lastRequestByteMonotonic = performance.now();
     if (this.timeoutMs > 0 && !this.ended) this.routeTimer = setTimeout(onRouteTimeoutTimer, this.timeoutMs, this);
   }
 
@@ -902,6 +945,7 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       listener.counters[LS.downstream_rq_completed]++;
       listener.counters[LS.downstream_rq_1xx + codeClass]++;
     }
+    if (hcm.accessLogs !== undefined) emitAccessLogs(hcm.accessLogs, info);
   }
 
   private abortUpstream(reason: string): void {
@@ -930,6 +974,10 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       headers['x-envoy-attempt-count'] = String(this.info.upstreamRequestAttemptCount);
     }
     if (hcm.via) headers.via = headers.via ? `${headers.via}, ${hcm.via}` : hcm.via;
+    if (hcm.draining) {
+      headers.connection = 'close';
+      hcm.stats.counters[S.downstream_cx_drain_close]++;
+    }
   }
 
   /**
@@ -959,9 +1007,11 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     headers.date = httpDate();
     this.info.responseCode = reply.status;
     this.info.responseHeaders = headers;
-    this.info.bytesSent = length;
+    const head = this.head.method === 'HEAD';
+    this.info.bytesSent = head ? 0 : length;
     res.writeHead(reply.status, headers);
-    res.end(this.head.method === 'HEAD' ? undefined : reply.body);
+    res.end(head ? undefined : reply.body);
+    this.info.lastResponseByteMonotonic = performance.now();
   }
 }
 
@@ -974,11 +1024,6 @@ const CONNECT_FAILURES = new Set([
   'ENOTFOUND',
   'EAI_AGAIN',
 ]);
-
-function firstMatch(routes: readonly RouteEntry[], ctx: MatchContext): RouteEntry | undefined {
-  for (let i = 0; i < routes.length; i++) if (routes[i]!.matches(ctx)) return routes[i];
-  return undefined;
-}
 
 /** Request headers for the upstream: everything received except hop-by-hop headers, as a flat list. */
 function upstreamHeaders(headers: HeaderMap): string[] {

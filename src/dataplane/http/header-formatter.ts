@@ -1,13 +1,14 @@
 /**
  * Envoy's substitution format language (`%COMMAND(SUBCOMMAND):LENGTH%`), compiled once into literal pieces and
- * operator functions. Used for `%...%` in `*_headers_to_add` (missing values → `""`) and, later, access logs
- * (missing values → `-`). Operators live in a registry (`registerFormatOperator`) so that other modules can add
+ * operator functions. Used for `%...%` in `*_headers_to_add` (missing values → `""`), local reply bodies and
+ * access logs (missing values → `-`). Operators live in a registry (`registerFormatOperator`) so that other modules can add
  * their own (DYNAMIC_METADATA, FILTER_STATE, ...).
  *
  * Syntax as Envoy's parser: `%%` is a literal `%`; a command is `[A-Z0-9_]+`, its argument cannot contain `)`,
  * LENGTH is decimal; each operator declares whether it takes an argument and whether LENGTH is allowed, and a
  * wrong use is a config error, as in Envoy (`PROTOCOL does not take any parameters or length`).
  */
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { ConfigError } from '../../config/errors.js';
 import { formatResponseFlags } from '../response-flags.js';
@@ -41,6 +42,8 @@ export interface FormatOperator {
   params: 'none' | 'optional' | 'required';
   /** Whether `:N` is allowed (Envoy's LENGTH_ALLOWED). */
   length?: boolean;
+  /** The value is an integer, written as a JSON number in typed (`json_format`) output (no `:N` then). */
+  numeric?: boolean;
   /**
    * Builds the value function. Return `{ constant }` for a value known at config time (undefined = missing), or
    * undefined after pushing an error.
@@ -76,11 +79,7 @@ export function compileFormat(
   const missing = opts.missing;
   const pieces: Array<string | FormatValueFn> = [];
   let literal = '';
-  let failed = false;
-  const fail = (message: string) => {
-    errors.push({ code: 'invalid_value', path, message: `format '${template}': ${message}` });
-    failed = true;
-  };
+  const problems = reporter(template, path, errors);
 
   for (let pos = 0; pos < template.length; ) {
     const c = template[pos];
@@ -98,49 +97,93 @@ export function compileFormat(
     }
     const m = COMMAND.exec(template.substring(pos));
     if (m === null) {
-      fail(`no valid command operator at position ${pos} (an unterminated '%'? write '%%' for a literal '%')`);
+      problems.fail(`no valid command operator at position ${pos} (an unterminated '%'? write '%%' for a literal '%')`);
       break;
     }
     pos += m[0].length;
-    const command = m[1]!;
-    const hasArg = m[2] !== undefined && m[2] !== '';
-    const arg = m[2] ?? '';
-    const maxLength = m[3] === undefined ? undefined : Number(m[3]);
-    const op = operators.get(command);
-    if (op === undefined) {
-      fail(`unknown command operator %${command}%`);
-      continue;
-    }
-    if (op.params === 'none' && (hasArg || (maxLength !== undefined && !op.length))) {
-      fail(`${command} does not take any parameters or length`);
-      continue;
-    }
-    if (op.params === 'required' && !hasArg) {
-      fail(`${command} requires parameters`);
-      continue;
-    }
-    if (maxLength !== undefined && !op.length) {
-      fail(`${command} does not allow length to be specified`);
-      continue;
-    }
-    const before = errors.length;
-    const created = op.create({ command, arg, maxLength, path, errors, options: opts });
-    if (created === undefined || errors.length > before) {
-      failed = true;
-      continue;
-    }
-    if (typeof created !== 'function') {
-      const v = created.constant;
-      literal += v === undefined ? missing : truncate(v, maxLength);
+    const created = instantiate(m, path, errors, opts, problems.fail);
+    if (created === undefined) continue;
+    if ('constant' in created) {
+      literal += created.constant ?? missing;
       continue;
     }
     if (literal) pieces.push(literal);
     literal = '';
-    pieces.push(maxLength === undefined ? created : truncated(created, maxLength));
+    pieces.push(created.fn);
   }
   if (literal) pieces.push(literal);
-  if (failed) return constantFormatter(pieces.filter((p) => typeof p === 'string').join(''));
+  if (problems.failed) return constantFormatter(pieces.filter((p) => typeof p === 'string').join(''));
   return assemble(pieces, missing);
+}
+
+/** Reports problems of one template as `format '<template>': <message>`, remembering that there was one. */
+function reporter(template: string, path: string, errors: ConfigError[]): { failed: boolean; fail: (message?: string) => void } {
+  const r = {
+    failed: false,
+    fail(message?: string): void {
+      if (message !== undefined) errors.push({ code: 'invalid_value', path, message: `format '${template}': ${message}` });
+      r.failed = true;
+    },
+  };
+  return r;
+}
+
+/** An operator's value: a function of the stream, or a constant known at config time (undefined = missing). */
+export type OperatorValue = { fn: FormatValueFn; numeric: boolean } | { constant: string | undefined };
+
+/** Builds the operator a COMMAND match names, truncation included; undefined after reporting a problem. */
+function instantiate(
+  m: RegExpExecArray,
+  path: string,
+  errors: ConfigError[],
+  options: Required<FormatOptions>,
+  /** Reports a problem (or, without a message, notes one already reported). */
+  fail: (message?: string) => void,
+): OperatorValue | undefined {
+  const command = m[1]!;
+  const hasArg = m[2] !== undefined && m[2] !== '';
+  const arg = m[2] ?? '';
+  const maxLength = m[3] === undefined ? undefined : Number(m[3]);
+  const op = operators.get(command);
+  if (op === undefined) {
+    fail(`unknown command operator %${command}%`);
+    return undefined;
+  }
+  if (op.params === 'none' && (hasArg || (maxLength !== undefined && !op.length))) {
+    fail(`${command} does not take any parameters or length`);
+    return undefined;
+  }
+  if (op.params === 'required' && !hasArg) {
+    fail(`${command} requires parameters`);
+    return undefined;
+  }
+  if (maxLength !== undefined && !op.length) {
+    fail(`${command} does not allow length to be specified`);
+    return undefined;
+  }
+  const before = errors.length;
+  const created = op.create({ command, arg, maxLength, path, errors, options });
+  if (created === undefined || errors.length > before) {
+    fail(); // the operator reported the problem
+    return undefined;
+  }
+  if (typeof created !== 'function') {
+    const v = created.constant;
+    return { constant: v === undefined ? undefined : truncate(v, maxLength) };
+  }
+  return { fn: maxLength === undefined ? created : truncated(created, maxLength), numeric: op.numeric === true };
+}
+
+/**
+ * For typed (`json_format`) output, where a value that is exactly one operator keeps its type: the operator's
+ * value, or undefined when `template` is not a single operator (then it is text, compiled with compileFormat).
+ * Problems are reported as compileFormat reports them.
+ */
+export function compileTypedValue(template: string, path: string, errors: ConfigError[]): OperatorValue | undefined {
+  const m = COMMAND.exec(template);
+  if (m === null || m[0].length !== template.length) return undefined;
+  const created = instantiate(m, path, errors, { missing: '-' }, reporter(template, path, errors).fail);
+  return created ?? { constant: undefined };
 }
 
 function truncate(v: string, max: number | undefined): string {
@@ -187,6 +230,7 @@ const WHITESPACE = /[ \t\f\v\n\r]/g;
 const SPACES = / /g;
 const TRAILING_ZEROS = /0+$/;
 const simple = (fn: FormatValueFn): FormatOperator => ({ params: 'none', create: () => fn });
+const numeric = (fn: FormatValueFn): FormatOperator => ({ params: 'none', numeric: true, create: () => fn });
 const nonEmpty = (v: string): string | undefined => (v === '' ? undefined : v);
 const integer = (n: number): string => String(Math.trunc(n));
 
@@ -247,9 +291,16 @@ function responseHeader(info: StreamInfo, name: string): string | undefined {
   return headers === undefined ? undefined : firstValue(headers[name]);
 }
 
-registerFormatOperator('REQ', headerOperator((info, name) => headerValue(info.request, name)));
-registerFormatOperator('RESP', headerOperator(responseHeader));
-registerFormatOperator('TRAILER', headerOperator((info, name) => info.responseTrailers?.[name]));
+// The long names are Envoy 1.3x's spelling of the same operators.
+const requestHeader = headerOperator((info, name) => headerValue(info.request, name));
+const responseHeaderOp = headerOperator(responseHeader);
+const responseTrailer = headerOperator((info, name) => info.responseTrailers?.[name]);
+registerFormatOperator('REQ', requestHeader);
+registerFormatOperator('REQUEST_HEADER', requestHeader);
+registerFormatOperator('RESP', responseHeaderOp);
+registerFormatOperator('RESPONSE_HEADER', responseHeaderOp);
+registerFormatOperator('TRAILER', responseTrailer);
+registerFormatOperator('RESPONSE_TRAILER', responseTrailer);
 
 registerFormatOperator('START_TIME', {
   params: 'optional',
@@ -270,7 +321,7 @@ registerFormatOperator('START_TIME', {
 });
 
 registerFormatOperator('PROTOCOL', simple((info) => nonEmpty(info.protocol)));
-registerFormatOperator('RESPONSE_CODE', simple((info) => integer(info.responseCode)));
+registerFormatOperator('RESPONSE_CODE', numeric((info) => integer(info.responseCode)));
 registerFormatOperator('RESPONSE_CODE_DETAILS', {
   params: 'optional',
   create(ctx) {
@@ -280,14 +331,14 @@ registerFormatOperator('RESPONSE_CODE_DETAILS', {
 });
 registerFormatOperator('RESPONSE_FLAGS', simple((info) => formatResponseFlags(info.responseFlags)));
 registerFormatOperator('RESPONSE_FLAGS_LONG', simple((info) => formatResponseFlags(info.responseFlags, true)));
-registerFormatOperator('BYTES_RECEIVED', simple((info) => integer(info.bytesReceived)));
-registerFormatOperator('BYTES_SENT', simple((info) => integer(info.bytesSent)));
-registerFormatOperator('DURATION', simple((info) => duration(info.lastResponseByteMonotonic, info.startMonotonic)));
-registerFormatOperator('REQUEST_DURATION', simple((info) => duration(info.lastRequestByteMonotonic, info.startMonotonic)));
-registerFormatOperator('RESPONSE_DURATION', simple((info) => duration(info.firstResponseByteMonotonic, info.startMonotonic)));
+registerFormatOperator('BYTES_RECEIVED', numeric((info) => integer(info.bytesReceived)));
+registerFormatOperator('BYTES_SENT', numeric((info) => integer(info.bytesSent)));
+registerFormatOperator('DURATION', numeric((info) => duration(info.lastResponseByteMonotonic, info.startMonotonic)));
+registerFormatOperator('REQUEST_DURATION', numeric((info) => duration(info.lastRequestByteMonotonic, info.startMonotonic)));
+registerFormatOperator('RESPONSE_DURATION', numeric((info) => duration(info.firstResponseByteMonotonic, info.startMonotonic)));
 registerFormatOperator(
   'RESPONSE_TX_DURATION',
-  simple((info) =>
+  numeric((info) =>
     info.firstResponseByteMonotonic === 0 ? undefined : duration(info.lastResponseByteMonotonic, info.firstResponseByteMonotonic),
   ),
 );
@@ -299,7 +350,7 @@ registerFormatOperator(
   'UPSTREAM_TRANSPORT_FAILURE_REASON',
   simple((info) => nonEmpty(info.upstreamTransportFailureReason.replace(SPACES, '_'))),
 );
-registerFormatOperator('UPSTREAM_REQUEST_ATTEMPT_COUNT', simple((info) => integer(info.upstreamRequestAttemptCount)));
+registerFormatOperator('UPSTREAM_REQUEST_ATTEMPT_COUNT', numeric((info) => integer(info.upstreamRequestAttemptCount)));
 // `<NAME>_ADDRESS` (ip:port), `<NAME>_ADDRESS_WITHOUT_PORT` and `<NAME>_PORT` for each downstream address.
 const DOWNSTREAM_ADDRESSES = [
   ['DOWNSTREAM_REMOTE', 'downstreamRemoteAddress', 'downstreamRemotePort'],
@@ -309,15 +360,17 @@ const DOWNSTREAM_ADDRESSES = [
 for (const [name, address, port] of DOWNSTREAM_ADDRESSES) {
   registerFormatOperator(`${name}_ADDRESS`, simple((info) => withPort(info[address], info[port])));
   registerFormatOperator(`${name}_ADDRESS_WITHOUT_PORT`, simple((info) => nonEmpty(info[address])));
-  registerFormatOperator(`${name}_PORT`, simple((info) => (info[address] === '' ? undefined : integer(info[port]))));
+  registerFormatOperator(`${name}_PORT`, numeric((info) => (info[address] === '' ? undefined : integer(info[port]))));
 }
 registerFormatOperator('REQUESTED_SERVER_NAME', simple((info) => nonEmpty(info.requestedServerName)));
 registerFormatOperator('ROUTE_NAME', simple((info) => nonEmpty(info.routeName)));
 // The body of the local reply being rendered (`local_reply_config` formats). Envoy's LocalReplyBodyFormatter
 // always yields a value: an empty body is `""`, never the missing-value text.
 registerFormatOperator('LOCAL_REPLY_BODY', simple((info) => info.localReplyBody));
-registerFormatOperator('CONNECTION_ID', simple((info) => integer(info.connectionId)));
+registerFormatOperator('CONNECTION_ID', numeric((info) => integer(info.connectionId)));
 registerFormatOperator('STREAM_ID', simple((info) => nonEmpty(info.requestId)));
+// A fresh UUID each time it is formatted, as Envoy's UNIQUE_ID.
+registerFormatOperator('UNIQUE_ID', simple(() => randomUUID()));
 registerFormatOperator('HOSTNAME', {
   params: 'none',
   create: () => ({ constant: nonEmpty(hostname()) }),

@@ -7,9 +7,13 @@ import { HCM_TYPE } from '../../config/validate.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
 import { LISTENER_STATS } from './stats.js';
+import { type AccessLogger, compileAccessLogs, connectionStreamInfo, emitAccessLogs } from '../access-log/access-log.js';
+import type { AccessLogSinks } from '../access-log/sinks.js';
 import { HttpConnectionManager } from '../http/connection-manager.js';
 import { cidrBlockList, inBlockList } from '../cidr.js';
 import { plainAddress } from '../http/forwarded.js';
+import { ResponseFlag } from '../response-flags.js';
+import type { StreamInfo } from '../stream-info.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { compileDownstreamTls, type TlsTermination } from './tls.js';
@@ -24,6 +28,7 @@ export interface ListenerContext {
   runtime: Runtime;
   log: Logger;
   stats: StatsStore;
+  accessLogSinks: AccessLogSinks;
 }
 
 const L = LISTENER_STATS.c;
@@ -131,6 +136,8 @@ export class Listener {
   private readonly sockets = new Set<Socket>();
   /** `listener.<address>.`, or `listener.<stat_prefix>.` */
   readonly stats: StatScope;
+  /** Listener access logs: one line per downstream connection, when it closes. */
+  private readonly accessLogs: readonly AccessLogger[] | undefined;
 
   constructor(
     config: ListenerConfig,
@@ -147,6 +154,7 @@ export class Listener {
     const chain = (c: FilterChainConfig, at: string) => new FilterChain(c, at, errors, context, this.port, this.stats);
     this.chains = (config.filter_chains ?? []).map((c, i) => chain(c, `${path}.filter_chains[${i}]`));
     this.defaultChain = config.default_filter_chain ? chain(config.default_filter_chain, `${path}.default_filter_chain`) : undefined;
+    this.accessLogs = compileAccessLogs(config.access_log, `${path}.access_log`, errors, context);
   }
 
   /** Binds the listener; resolves with the bound address (useful with port 0). */
@@ -175,6 +183,12 @@ export class Listener {
   boundAddress(): { address: string; port: number } | undefined {
     const bound = this.server?.address();
     return bound && typeof bound === 'object' ? { address: bound.address, port: bound.port } : undefined;
+  }
+
+  /** Stops accepting; open connections close after their current response (`Connection: close`). */
+  startDraining(): void {
+    this.stopAccepting();
+    for (const chain of this.allChains()) if (chain.hcm) chain.hcm.draining = true;
   }
 
   /** Stops accepting connections; open ones stay until they are drained or closed. */
@@ -209,21 +223,32 @@ export class Listener {
     stats.counters[L.downstream_cx_total]++;
     stats.gauges[LG.downstream_cx_active]++;
     this.sockets.add(socket);
+    const info = this.accessLogs === undefined ? undefined : connectionStreamInfo(socket, '');
     socket.once('close', () => {
       this.sockets.delete(socket);
       stats.gauges[LG.downstream_cx_active]--;
       stats.counters[L.downstream_cx_destroy]++;
       stats.histograms[LH.downstream_cx_length_ms]!.record(performance.now() - openedAt);
+      if (info !== undefined) this.logConnection(info, socket);
     });
     socket.on('error', () => socket.destroy());
     const chain = this.selectChain(socket);
     if (chain === undefined) {
       stats.counters[L.no_filter_chain_match]++;
+      if (info !== undefined) info.responseFlags |= ResponseFlag.NR;
       this.context.log.debug(`listener ${this.name}: no filter chain matches ${socket.remoteAddress}`);
       socket.destroy();
       return;
     }
     chain.accept(socket, this.context.log);
+  }
+
+  /** The connection's line: its bytes on the wire both ways and its duration. */
+  private logConnection(info: StreamInfo, socket: Socket): void {
+    info.bytesReceived = socket.bytesRead;
+    info.bytesSent = socket.bytesWritten;
+    info.lastResponseByteMonotonic = performance.now();
+    emitAccessLogs(this.accessLogs!, info);
   }
 
   private selectChain(socket: Socket): FilterChain | undefined {
