@@ -18,7 +18,7 @@ export interface CompiledConfig {
  */
 export function compileBootstrap(bootstrap: Bootstrap, log: Logger, errors: ConfigError[]): CompiledConfig {
   const runtime = new Runtime(bootstrap.layered_runtime);
-  const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], log);
+  const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], log, runtime);
   const listeners = (bootstrap.static_resources?.listeners ?? []).map(
     (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log }),
   );

@@ -10,11 +10,14 @@ import { httpDate } from '../../util/http-date.js';
 import { ResponseFlag } from '../response-flags.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { applyHeaderMutation, applyHeaderMutations, type HeaderMap, type MutationChains } from '../router/header-mutation.js';
+import type { HashPolicy, HashRequest } from '../router/hash-policy.js';
 import { ActionKind, type ForwardAction, type RedirectActionCompiled, type WeightedClusterEntry } from '../router/route-action.js';
 import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripPort, type VirtualHost } from '../router/route-table.js';
 import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { Host } from '../upstream/host.js';
+import type { Hash64 } from '../upstream/lb/hash.js';
+import type { LoadBalancerContext } from '../upstream/load-balancer.js';
 import { inBlockList } from '../cidr.js';
 import { clientAddressFromXff, compileInternalAddresses, plainAddress } from './forwarded.js';
 import { LocalReplyRenderer } from './local-reply.js';
@@ -221,7 +224,7 @@ function onRequestTimeoutTimer(stream: ActiveStream): void {
  * One request/response exchange. It is also the undici dispatch handler of its upstream request, so proxying a
  * request allocates this object and the header objects, and no closures.
  */
-class ActiveStream implements Dispatcher.DispatchHandler {
+class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, HashRequest {
   readonly info: StreamInfo;
   readonly head: RequestHead;
   private route: RouteEntry | undefined;
@@ -238,6 +241,12 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   private ended = false;
   /** Response trailers are forwarded only when both codecs enable them, as in Envoy. */
   private forwardTrailers = false;
+  /** The route's hash policy, for hashing load balancers. */
+  private hashPolicy: HashPolicy | undefined;
+  /** `Set-Cookie` values the hash policy generated, added to the upstream response. */
+  private generatedCookies: string[] | undefined;
+  /** The host this stream counts as an active request on, until it completes. */
+  private upstreamHost: Host | undefined;
 
   private readonly socket: Socket;
 
@@ -446,12 +455,15 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       this.sendLocalReply(action.clusterNotFoundStatus, '', ResponseFlag.NC, 'cluster_not_found');
       return;
     }
-    const host = cluster.chooseHost();
+    this.hashPolicy = action.hashPolicy;
+    const host = cluster.chooseHost(this);
     if (host === undefined) {
       this.sendLocalReply(503, 'no healthy upstream', ResponseFlag.UH, 'no_healthy_upstream');
       return;
     }
     this.info.upstreamHost = host.key;
+    this.upstreamHost = host;
+    host.activeRequests++;
     // Envoy's upstream HTTP/1 codec ignores trailers unless the cluster enables them too.
     this.forwardTrailers = hcm.enableTrailers && cluster.settings.enableTrailers;
     this.info.upstreamRequestAttemptCount = 1;
@@ -485,6 +497,15 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     );
     if (!hasBody || req.complete) this.onRequestComplete();
     else req.on('end', onRequestEnd);
+  }
+
+  // LoadBalancerContext and HashRequest: hashing load balancers ask for the request's hash.
+  computeHashKey(out: Hash64): boolean {
+    return this.hashPolicy !== undefined && this.hashPolicy.evaluate(this, out);
+  }
+
+  addResponseCookie(setCookie: string): void {
+    (this.generatedCookies ??= []).push(setCookie);
   }
 
   private chooseCluster(action: ForwardAction, ctx: MatchContext): string | undefined {
@@ -601,6 +622,10 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     if (!this.forwardTrailers && headers.trailer !== undefined) delete headers.trailer;
     if (!hcm.suppressEnvoyHeaders) {
       headers['x-envoy-upstream-service-time'] = String(Math.round(performance.now() - this.upstreamStart));
+    }
+    if (this.generatedCookies !== undefined) {
+      const upstream = headers['set-cookie'];
+      headers['set-cookie'] = upstream === undefined ? this.generatedCookies : ([] as string[]).concat(upstream, this.generatedCookies);
     }
     this.finalizeResponseHeaders(headers);
     this.info.responseCode = statusCode;
@@ -723,6 +748,8 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   private onStreamComplete(): void {
     const info = this.info;
     if (info.lastResponseByteMonotonic === 0) info.lastResponseByteMonotonic = performance.now();
+    if (this.upstreamHost !== undefined) this.upstreamHost.activeRequests--;
+    this.upstreamHost = undefined;
   }
 
   private abortUpstream(reason: string): void {

@@ -1,12 +1,13 @@
 import type { Logger } from '../../util/logger.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { Cluster, type ClusterConfig } from './cluster.js';
 
 /** The clusters of one configuration, by name. */
 export class ClusterManager {
   private readonly clusters = new Map<string, Cluster>();
 
-  constructor(configs: readonly ClusterConfig[], log: Logger) {
-    for (const config of configs) this.clusters.set(config.name ?? '', new Cluster(config, log));
+  constructor(configs: readonly ClusterConfig[], log: Logger, runtime?: Runtime) {
+    for (const config of configs) this.clusters.set(config.name ?? '', new Cluster(config, log, runtime));
   }
 
   get(name: string): Cluster | undefined {

@@ -2,9 +2,11 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { envoy } from '../../generated/envoy.js';
 import type { Logger } from '../../util/logger.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { type ClusterSettings, clusterSettings } from './cluster-settings.js';
 import { Host } from './host.js';
-import { PriorityLoadBalancer } from './load-balancer.js';
+import { compileLbPolicy, type LbPolicy } from './lb/policy.js';
+import { type LoadBalancerContext, PriorityLoadBalancer } from './load-balancer.js';
 
 type ClusterConfig = envoy.config.cluster.v3.Cluster;
 type LbEndpoint = envoy.config.endpoint.v3.LbEndpoint;
@@ -32,7 +34,8 @@ export class Cluster {
   private hosts: Host[] = [];
   /** The addresses each endpoint resolved to last time, kept when a re-resolution fails. */
   private lastResolved: string[][] = [];
-  private balancer = new PriorityLoadBalancer([]);
+  private readonly lbPolicy: LbPolicy;
+  private balancer: PriorityLoadBalancer;
   private readonly overprovisioningFactor: number;
   private readonly panicThreshold: number;
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -41,12 +44,16 @@ export class Cluster {
   constructor(
     config: ClusterConfig,
     private readonly log: Logger,
+    runtime?: Runtime,
   ) {
     this.name = config.name ?? '';
     this.type = config.type ?? 'STATIC';
     this.settings = clusterSettings(config);
     this.overprovisioningFactor = config.load_assignment?.policy?.overprovisioning_factor ?? 140;
-    this.panicThreshold = config.common_lb_config?.healthy_panic_threshold?.value ?? 50;
+    const panicThreshold = config.common_lb_config?.healthy_panic_threshold?.value ?? 50;
+    this.panicThreshold = runtime?.getInteger('upstream.healthy_panic_threshold', panicThreshold) ?? panicThreshold;
+    this.lbPolicy = compileLbPolicy(config, runtime, Math.random);
+    this.balancer = this.newBalancer();
     this.endpoints = (config.load_assignment?.endpoints ?? []).flatMap((locality) =>
       (locality.lb_endpoints ?? []).map((lbEndpoint) => endpointSpec(locality, lbEndpoint)),
     );
@@ -59,8 +66,16 @@ export class Cluster {
   }
 
   /** The host for the next request, or undefined when the cluster has none. */
-  chooseHost(): Host | undefined {
-    return this.balancer.choose();
+  chooseHost(context?: LoadBalancerContext): Host | undefined {
+    return this.balancer.choose(context);
+  }
+
+  /**
+   * Rebuilds load balancing (priority loads, panic, each level's policy) from the current hosts and their
+   * health. Runs after every change of membership (DNS) and must run after any change of host health.
+   */
+  refreshLoadBalancing(): void {
+    this.balancer = this.newBalancer();
   }
 
   /** Every current host, for admin output and tests. */
@@ -111,7 +126,7 @@ export class Cluster {
     const kept = new Set(next);
     for (const host of this.hosts) if (!kept.has(host)) void host.close();
     this.hosts = next;
-    this.rebuildBalancer();
+    this.refreshLoadBalancing();
   }
 
   private async resolveEndpoint(spec: EndpointSpec, previous: string[]): Promise<string[]> {
@@ -127,8 +142,8 @@ export class Cluster {
     }
   }
 
-  private rebuildBalancer(): void {
-    this.balancer = new PriorityLoadBalancer(this.hosts, this.overprovisioningFactor, this.panicThreshold);
+  private newBalancer(): PriorityLoadBalancer {
+    return new PriorityLoadBalancer(this.hosts, this.lbPolicy, Math.random, this.overprovisioningFactor, this.panicThreshold);
   }
 }
 

@@ -14,6 +14,8 @@ function hostKey(address: string, port: number): string {
 export class Host {
   /** `ip:port`, as Envoy prints upstream hosts (`%UPSTREAM_HOST%`, `/clusters`). */
   key: string;
+  /** Requests dispatched to this host and not yet complete (Envoy's `rq_active`), for LEAST_REQUEST. */
+  activeRequests = 0;
   private pool: Pool | undefined;
 
   constructor(
@@ -27,8 +29,11 @@ export class Host {
     readonly hostname: string,
     readonly weight: number,
     readonly priority: number,
-    /** False for endpoints configured `UNHEALTHY`, `DRAINING` or `TIMEOUT`. */
-    readonly healthy: boolean,
+    /**
+     * False for endpoints configured `UNHEALTHY`, `DRAINING` or `TIMEOUT`. Whatever changes it must then call
+     * the cluster's `refreshLoadBalancing()`.
+     */
+    public healthy: boolean,
     private readonly settings: ClusterSettings,
   ) {
     this.key = hostKey(address, port);
