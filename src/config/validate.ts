@@ -173,10 +173,7 @@ function validateCluster(cluster: envoy.config.cluster.v3.Cluster, path: string,
   } else if (type !== 'STATIC' && type !== 'STRICT_DNS' && type !== 'LOGICAL_DNS') {
     errors.push({ code: 'unsupported_field', path: `${path}.type`, message: `cluster type ${type} is not supported yet` });
   }
-  const lbPolicy = cluster.lb_policy ?? 'ROUND_ROBIN';
-  if (lbPolicy !== 'ROUND_ROBIN') {
-    errors.push({ code: 'unsupported_field', path: `${path}.lb_policy`, message: `lb_policy ${lbPolicy} is not supported yet` });
-  }
+  validateLbPolicy(cluster, path, errors);
   const endpoints = cluster.load_assignment?.endpoints ?? [];
   let count = 0;
   endpoints.forEach((locality, i) => {
@@ -217,4 +214,52 @@ function socketAddressKey(address: envoy.config.core.v3.Address | undefined, pat
     errors.push({ code: 'missing_required', path: `${path}.socket_address.port_value`, message: 'port_value is required' });
   }
   return `${socket.address ?? ''}:${socket.port_value ?? 0}`;
+}
+
+const SUPPORTED_LB_POLICIES = new Set(['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM', 'RING_HASH', 'MAGLEV']);
+
+const MAX_RING_SIZE = 8_388_608;
+const MAX_MAGLEV_TABLE_SIZE = 5_000_011;
+
+/** Envoy's limits on the policy fields, checked with every other configuration error. */
+function validateLbPolicy(cluster: envoy.config.cluster.v3.Cluster, path: string, errors: ConfigError[]): void {
+  const policy = cluster.lb_policy ?? 'ROUND_ROBIN';
+  if (!SUPPORTED_LB_POLICIES.has(policy)) {
+    errors.push({ code: 'unsupported_field', path: `${path}.lb_policy`, message: `lb_policy ${policy} is not supported` });
+  }
+  const ring = cluster.ring_hash_lb_config;
+  if (ring !== undefined) {
+    const min = ring.minimum_ring_size ?? 1024;
+    const max = ring.maximum_ring_size ?? MAX_RING_SIZE;
+    for (const [field, value] of [['minimum_ring_size', min], ['maximum_ring_size', max]] as const) {
+      if (value > MAX_RING_SIZE) {
+        errors.push({ code: 'invalid_value', path: `${path}.ring_hash_lb_config.${field}`, message: `${field} must be at most ${MAX_RING_SIZE}` });
+      }
+    }
+    if (min > max) {
+      errors.push({
+        code: 'invalid_value',
+        path: `${path}.ring_hash_lb_config`,
+        message: `ring hash: minimum_ring_size (${min}) > maximum_ring_size (${max})`,
+      });
+    }
+  }
+  const tableSize = cluster.maglev_lb_config?.table_size;
+  if (tableSize !== undefined && (tableSize > MAX_MAGLEV_TABLE_SIZE || !isPrime(tableSize))) {
+    errors.push({
+      code: 'invalid_value',
+      path: `${path}.maglev_lb_config.table_size`,
+      message: `the table size of maglev must be a prime number no larger than ${MAX_MAGLEV_TABLE_SIZE}, not ${tableSize}`,
+    });
+  }
+  const choiceCount = cluster.least_request_lb_config?.choice_count;
+  if (choiceCount !== undefined && choiceCount < 2) {
+    errors.push({ code: 'invalid_value', path: `${path}.least_request_lb_config.choice_count`, message: 'choice_count must be at least 2' });
+  }
+}
+
+function isPrime(n: number): boolean {
+  if (n < 2 || !Number.isInteger(n)) return false;
+  for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
+  return true;
 }

@@ -26,7 +26,7 @@ export interface CompiledConfig {
 export function compileBootstrap(bootstrap: Bootstrap, log: Logger, errors: ConfigError[]): CompiledConfig {
   const stats = new StatsStore();
   const runtime = new Runtime(bootstrap.layered_runtime);
-  const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], log, stats);
+  const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], log, stats, runtime);
   const accessLogSinks = new AccessLogSinks(log);
   const listeners = (bootstrap.static_resources?.listeners ?? []).map(
     (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks }),

@@ -13,6 +13,7 @@ import type { AccessLogSinks } from '../access-log/sinks.js';
 import { ResponseFlag } from '../response-flags.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { applyHeaderMutation, applyHeaderMutations, type HeaderMap, type MutationChains } from '../router/header-mutation.js';
+import type { HashPolicy, HashRequest } from '../router/hash-policy.js';
 import { ActionKind, type ForwardAction, type RedirectActionCompiled, type WeightedClusterEntry } from '../router/route-action.js';
 import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripPort, type VirtualHost } from '../router/route-table.js';
 import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
@@ -20,6 +21,8 @@ import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { Host } from '../upstream/host.js';
 import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
+import type { Hash64 } from '../upstream/lb/hash.js';
+import type { LoadBalancerContext } from '../upstream/load-balancer.js';
 import { inBlockList } from '../cidr.js';
 import { clientAddressFromXff, compileInternalAddresses, plainAddress } from './forwarded.js';
 import { LocalReplyRenderer } from './local-reply.js';
@@ -327,7 +330,7 @@ function onRequestTimeoutTimer(stream: ActiveStream): void {
  * One request/response exchange. It is also the undici dispatch handler of its upstream request, so proxying a
  * request allocates this object and the header objects, and no closures.
  */
-class ActiveStream implements Dispatcher.DispatchHandler {
+class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, HashRequest {
   readonly info: StreamInfo;
   readonly head: RequestHead;
   private route: RouteEntry | undefined;
@@ -352,6 +355,10 @@ class ActiveStream implements Dispatcher.DispatchHandler {
   /** Dispatched and not yet finished, one way or another. */
   private upstreamActive = false;
   private readonly hasBody: boolean;
+  /** The route's hash policy, for hashing load balancers. */
+  private hashPolicy: HashPolicy | undefined;
+  /** `Set-Cookie` values the hash policy generated, added to the upstream response. */
+  private generatedCookies: string[] | undefined;
 
   private readonly socket: Socket;
 
@@ -577,7 +584,8 @@ class ActiveStream implements Dispatcher.DispatchHandler {
       return;
     }
     hcm.stats.counters[S.rq_total]++;
-    const host = cluster.chooseHost();
+    this.hashPolicy = action.hashPolicy;
+    const host = cluster.chooseHost(this);
     if (host === undefined) {
       cluster.stats.counters[CS.upstream_cx_none_healthy]++;
       this.sendLocalReply(503, 'no healthy upstream', ResponseFlag.UH, 'no_healthy_upstream');
@@ -617,6 +625,15 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     );
     if (!this.hasBody || req.complete) this.onRequestComplete();
     else req.on('end', onRequestEnd);
+  }
+
+  // LoadBalancerContext and HashRequest: hashing load balancers ask for the request's hash.
+  computeHashKey(out: Hash64): boolean {
+    return this.hashPolicy !== undefined && this.hashPolicy.evaluate(this, out);
+  }
+
+  addResponseCookie(setCookie: string): void {
+    (this.generatedCookies ??= []).push(setCookie);
   }
 
   private chooseCluster(action: ForwardAction, ctx: MatchContext): string | undefined {
@@ -783,6 +800,10 @@ class ActiveStream implements Dispatcher.DispatchHandler {
     if (!this.forwardTrailers && headers.trailer !== undefined) delete headers.trailer;
     if (!hcm.suppressEnvoyHeaders) {
       headers['x-envoy-upstream-service-time'] = String(Math.round(performance.now() - this.upstreamStart));
+    }
+    if (this.generatedCookies !== undefined) {
+      const upstream = headers['set-cookie'];
+      headers['set-cookie'] = upstream === undefined ? this.generatedCookies : ([] as string[]).concat(upstream, this.generatedCookies);
     }
     this.finalizeResponseHeaders(headers);
     this.info.responseCode = statusCode;

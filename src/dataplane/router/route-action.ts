@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
 import { compileRegexRewrite } from '../matching/regex.js';
+import { compileHashPolicy, type HashPolicy } from './hash-policy.js';
 import { compileLevelMutations, type LevelMutations } from './header-mutation.js';
 
 type RouteConfig = envoy.config.route.v3.Route;
@@ -43,6 +44,8 @@ export interface ForwardAction {
   readonly timeoutMs: number;
   /** Per-route stream idle timeout, overriding the connection manager's; undefined keeps that one. */
   readonly idleTimeoutMs: number | undefined;
+  /** `hash_policy`, for RING_HASH and MAGLEV clusters. */
+  readonly hashPolicy: HashPolicy | undefined;
 }
 
 export interface RedirectActionCompiled {
@@ -130,6 +133,7 @@ function compileForward(action: RouteActionConfig, path: string, errors: ConfigE
     appendXForwardedHost: action.append_x_forwarded_host ?? false,
     timeoutMs: action.timeout ?? 15_000,
     idleTimeoutMs: action.idle_timeout,
+    hashPolicy: compileHashPolicy(action.hash_policy, `${path}.hash_policy`, errors),
   };
 }
 

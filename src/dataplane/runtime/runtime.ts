@@ -79,6 +79,13 @@ export class Runtime {
     return Number.isInteger(n) ? n : fallback;
   }
 
+  /** A `RuntimeDouble`'s value: the runtime's number under `key`, or the fallback. */
+  getDouble(key: string, fallback: number): number {
+    const raw = this.merged.get(key);
+    const n = raw === undefined || raw.trim() === '' ? NaN : Number(raw);
+    return Number.isFinite(n) ? n : fallback;
+  }
+
   /**
    * Envoy's `featureEnabled(key, FractionalPercent)`: the runtime value (an integer numerator, with the default's
    * denominator) wins over the default; `random` is a uniform number in [0, 1).

@@ -1,5 +1,6 @@
 import type { StatScope, StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { Cluster, type ClusterConfig } from './cluster.js';
 import { CLUSTER_MANAGER_STATS } from './stats.js';
 
@@ -9,8 +10,8 @@ export class ClusterManager {
   /** `cluster_manager.` */
   readonly stats: StatScope;
 
-  constructor(configs: readonly ClusterConfig[], log: Logger, stats: StatsStore) {
-    for (const config of configs) this.clusters.set(config.name ?? '', new Cluster(config, log, stats));
+  constructor(configs: readonly ClusterConfig[], log: Logger, stats: StatsStore, runtime?: Runtime) {
+    for (const config of configs) this.clusters.set(config.name ?? '', new Cluster(config, log, stats, runtime));
     this.stats = stats.scope(CLUSTER_MANAGER_STATS, 'cluster_manager.');
     this.stats.counters[CLUSTER_MANAGER_STATS.c.cluster_added] += this.clusters.size;
     this.stats.setGauge(CLUSTER_MANAGER_STATS.g.active_clusters, this.clusters.size);

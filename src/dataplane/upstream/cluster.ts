@@ -3,9 +3,11 @@ import { isIP } from 'node:net';
 import type { envoy } from '../../generated/envoy.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { type ClusterSettings, clusterSettings } from './cluster-settings.js';
 import { Host } from './host.js';
-import { PriorityLoadBalancer } from './load-balancer.js';
+import { compileLbPolicy, type LbPolicy } from './lb/policy.js';
+import { type LoadBalancerContext, PriorityLoadBalancer } from './load-balancer.js';
 import { CLUSTER_STATS } from './stats.js';
 
 const C = CLUSTER_STATS.c;
@@ -39,7 +41,8 @@ export class Cluster {
   private hosts: Host[] = [];
   /** The addresses each endpoint resolved to last time, kept when a re-resolution fails. */
   private lastResolved: string[][] = [];
-  private balancer = new PriorityLoadBalancer([]);
+  private readonly lbPolicy: LbPolicy;
+  private balancer: PriorityLoadBalancer;
   private readonly overprovisioningFactor: number;
   private readonly panicThreshold: number;
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -49,13 +52,17 @@ export class Cluster {
     config: ClusterConfig,
     private readonly log: Logger,
     stats: StatsStore,
+    runtime?: Runtime,
   ) {
     this.name = config.name ?? '';
     this.stats = stats.scope(CLUSTER_STATS, `cluster.${this.name}.`);
     this.type = config.type ?? 'STATIC';
     this.settings = clusterSettings(config);
     this.overprovisioningFactor = config.load_assignment?.policy?.overprovisioning_factor ?? 140;
-    this.panicThreshold = config.common_lb_config?.healthy_panic_threshold?.value ?? 50;
+    const panicThreshold = config.common_lb_config?.healthy_panic_threshold?.value ?? 50;
+    this.panicThreshold = runtime?.getInteger('upstream.healthy_panic_threshold', panicThreshold) ?? panicThreshold;
+    this.lbPolicy = compileLbPolicy(config, runtime, Math.random);
+    this.balancer = this.newBalancer();
     this.endpoints = (config.load_assignment?.endpoints ?? []).flatMap((locality) =>
       (locality.lb_endpoints ?? []).map((lbEndpoint) => endpointSpec(locality, lbEndpoint)),
     );
@@ -68,8 +75,25 @@ export class Cluster {
   }
 
   /** The host for the next request, or undefined when the cluster has none. */
-  chooseHost(): Host | undefined {
-    return this.balancer.choose();
+  chooseHost(context?: LoadBalancerContext): Host | undefined {
+    return this.balancer.choose(context);
+  }
+
+  /**
+   * Rebuilds load balancing (priority loads, panic, each level's policy) from the current hosts and their
+   * health. Runs after every change of membership (DNS) and must run after any change of host health.
+   */
+  refreshLoadBalancing(): void {
+    this.balancer = this.newBalancer();
+    let healthy = 0;
+    let maxWeight = 0;
+    for (const host of this.hosts) {
+      if (host.healthy) healthy++;
+      if (host.weight > maxWeight) maxWeight = host.weight;
+    }
+    this.stats.setGauge(G.membership_total, this.hosts.length);
+    this.stats.setGauge(G.membership_healthy, healthy);
+    this.stats.setGauge(G.max_host_weight, maxWeight);
   }
 
   /** Every current host, for admin output and tests. */
@@ -122,26 +146,17 @@ export class Cluster {
     for (const host of this.hosts) if (!kept.has(host)) void host.close();
     const changed = next.length !== this.hosts.length || next.some((host, i) => host !== this.hosts[i]);
     this.hosts = next;
-    this.rebuildBalancer();
+    this.refreshLoadBalancing();
     this.countUpdate(changed);
   }
 
-  /** The `update_*` and `membership_*` stats of a (re-)resolution. */
+  /** The `update_*` and `membership_change` stats of a (re-)resolution. */
   private countUpdate(changed: boolean): void {
     const stats = this.stats;
     stats.counters[C.update_success]++;
     if (this.hosts.length === 0) stats.counters[C.update_empty]++;
     if (changed) stats.counters[C.membership_change]++;
     else stats.counters[C.update_no_rebuild]++;
-    let healthy = 0;
-    let maxWeight = 0;
-    for (const host of this.hosts) {
-      if (host.healthy) healthy++;
-      if (host.weight > maxWeight) maxWeight = host.weight;
-    }
-    stats.setGauge(G.membership_total, this.hosts.length);
-    stats.setGauge(G.membership_healthy, healthy);
-    stats.setGauge(G.max_host_weight, maxWeight);
   }
 
   private async resolveEndpoint(spec: EndpointSpec, previous: string[]): Promise<string[]> {
@@ -157,8 +172,8 @@ export class Cluster {
     }
   }
 
-  private rebuildBalancer(): void {
-    this.balancer = new PriorityLoadBalancer(this.hosts, this.overprovisioningFactor, this.panicThreshold);
+  private newBalancer(): PriorityLoadBalancer {
+    return new PriorityLoadBalancer(this.hosts, this.lbPolicy, Math.random, this.overprovisioningFactor, this.panicThreshold);
   }
 }
 

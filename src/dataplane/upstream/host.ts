@@ -37,8 +37,11 @@ export class Host {
     readonly hostname: string,
     readonly weight: number,
     readonly priority: number,
-    /** False for endpoints configured `UNHEALTHY`, `DRAINING` or `TIMEOUT`. */
-    readonly healthy: boolean,
+    /**
+     * False for endpoints configured `UNHEALTHY`, `DRAINING` or `TIMEOUT`. Whatever changes it must then call
+     * the cluster's `refreshLoadBalancing()`.
+     */
+    public healthy: boolean,
     private readonly settings: ClusterSettings,
     /** The stats of the cluster this host belongs to. */
     readonly clusterStats: StatScope,

@@ -1,59 +1,48 @@
 import type { Host } from './host.js';
+import { Hash64 } from './lb/hash.js';
+import type { LbPolicy, LevelBalancer, RandomSource } from './lb/policy.js';
 
-/**
- * Weighted round robin across the hosts of one priority level. Hosts of equal weight rotate in order; unequal
- * weights use smooth weighted round robin, which spreads picks evenly and allocates nothing per pick.
- */
-class RoundRobinLevel {
-  private next = 0;
-  private readonly weighted: boolean;
-  private readonly current: Float64Array;
-  private readonly totalWeight: number;
-
-  constructor(readonly hosts: readonly Host[]) {
-    this.weighted = hosts.some((h) => h.weight !== hosts[0]!.weight);
-    this.current = new Float64Array(hosts.length);
-    this.totalWeight = hosts.reduce((sum, h) => sum + h.weight, 0);
-  }
-
-  choose(): Host {
-    const hosts = this.hosts;
-    if (!this.weighted) {
-      const host = hosts[this.next]!;
-      this.next = this.next + 1 === hosts.length ? 0 : this.next + 1;
-      return host;
-    }
-    let best = 0;
-    for (let i = 0; i < hosts.length; i++) {
-      this.current[i]! += hosts[i]!.weight;
-      if (this.current[i]! > this.current[best]!) best = i;
-    }
-    this.current[best]! -= this.totalWeight;
-    return hosts[best]!;
-  }
+/** What a load balancer may ask of the request it chooses a host for. */
+export interface LoadBalancerContext {
+  /**
+   * Writes the request's hash (from the route's `hash_policy`) into `out`; false when no policy produced one.
+   * Only hashing policies ask, so a cookie is generated only when a ring or table needs it, as in Envoy.
+   */
+  computeHashKey(out: Hash64): boolean;
 }
 
 interface PriorityLevel {
-  /** Share of requests, 0-100, this level takes. */
-  load: number;
-  /** Fewer than `healthy_panic_threshold` % of its hosts are healthy: balance across all of them. */
-  panic: boolean;
-  all: RoundRobinLevel;
-  healthy: RoundRobinLevel | undefined;
+  /** Running total of the integer load percentages up to and including this level. */
+  cumulativeLoad: number;
+  /** Over the level's healthy hosts, or all of them in panic; undefined when that set is empty. */
+  balancer: LevelBalancer | undefined;
 }
 
 /**
- * Priority levels as Envoy spreads load over them. A level's availability is `overprovisioning_factor` × its
- * healthy share, capped at 100 %; levels take load in priority order up to their availability, normalised when
- * the total is below 100 %. A level whose healthy share is below `healthy_panic_threshold` balances across all
- * its hosts (panic), and when the total availability is below the threshold, load follows host counts.
+ * Priority levels as Envoy spreads load over them (LoadBalancerBase), in Envoy's integer percentages:
+ * a level's availability is `overprovisioning_factor` × healthy / total hosts, capped at 100; levels take
+ * load in priority order in proportion to their availability over the normalised total, the rounding
+ * remainder going to the first available level. Unless the total is 100, a level with fewer than
+ * `healthy_panic_threshold` % healthy hosts is in panic and balances over all its hosts; when every level is,
+ * load follows host counts instead. With the threshold at 0 and nothing healthy, there is no host.
+ *
+ * Each level gets its own instance of the cluster's policy, built here: a new PriorityLoadBalancer is the
+ * rebuild after any change of membership or health.
  */
 export class PriorityLoadBalancer {
   private readonly levels: PriorityLevel[];
-  /** True when the first level takes everything, so no random draw is needed. */
+  /** The first level takes all the load, so non-hashing policies need no draw. */
   private readonly single: boolean;
+  /** The request's hash, reused for every pick. */
+  private readonly hash = new Hash64();
 
-  constructor(hosts: readonly Host[], overprovisioningFactor = 140, panicThreshold = 50) {
+  constructor(
+    hosts: readonly Host[],
+    private readonly policy: LbPolicy,
+    private readonly random: RandomSource,
+    overprovisioningFactor = 140,
+    panicThreshold = 50,
+  ) {
     const byPriority = new Map<number, Host[]>();
     for (const host of hosts) {
       const list = byPriority.get(host.priority) ?? [];
@@ -61,54 +50,57 @@ export class PriorityLoadBalancer {
       byPriority.set(host.priority, list);
     }
     const groups = [...byPriority.entries()].sort(([a], [b]) => a - b).map(([, list]) => list);
-    const health = groups.map((list) => Math.min(100, (overprovisioningFactor * healthyCount(list)) / list.length));
-    const total = Math.min(100, health.reduce((sum, h) => sum + h, 0));
-    const threshold = Math.min(100, panicThreshold);
-    let loads: number[];
-    if (total < threshold || total === 0) {
-      // Total panic: load follows the number of hosts in each level.
-      loads = groups.map((list) => (100 * list.length) / hosts.length);
-    } else {
-      let remaining = 100;
-      loads = health.map((h) => {
-        const load = Math.min(remaining, (h * 100) / total);
-        remaining -= load;
-        return load;
-      });
+    const healthy = groups.map((list) => list.filter((h) => h.healthy));
+    const availability = groups.map((list, i) => Math.min(100, Math.floor((overprovisioningFactor * healthy[i]!.length) / list.length)));
+    const total = Math.min(100, availability.reduce((sum, a) => sum + a, 0));
+    const threshold = Math.min(100, Math.round(panicThreshold));
+    let loads = total === 0 ? groups.map(() => 0) : distribute(availability.map((a) => Math.floor((a * 100) / total)), availability.findIndex((a) => a > 0));
+    const panic = groups.map((list, i) => total < 100 && (100 * healthy[i]!.length) / list.length < threshold);
+    if (total === 0 && threshold === 0) {
+      // Nothing healthy and panic disabled: Envoy gives P0 all the load, and P0 has no healthy host.
+      if (loads.length > 0) loads[0] = 100;
+    } else if (panic.every(Boolean) && groups.length > 0) {
+      loads = distribute(groups.map((list) => Math.floor((100 * list.length) / hosts.length)), 0);
     }
-    const levels = groups.map((list, i): PriorityLevel => {
-      const healthy = list.filter((h) => h.healthy);
-      const panic = total < 100 && (100 * healthy.length) / list.length < threshold;
-      return {
-        load: loads[i]!,
-        panic,
-        all: new RoundRobinLevel(list),
-        healthy: healthy.length > 0 ? new RoundRobinLevel(healthy) : undefined,
-      };
+    let cumulative = 0;
+    this.levels = groups.map((list, i): PriorityLevel => {
+      cumulative += loads[i]!;
+      const members = panic[i] ? list : healthy[i]!;
+      return { cumulativeLoad: cumulative, balancer: members.length > 0 ? policy.create(members) : undefined };
     });
-    // With panic disabled (threshold 0) and nothing healthy, there is no host to choose.
-    this.levels = threshold === 0 && total === 0 ? [] : levels;
-    this.single = this.levels.length <= 1 || this.levels[0]!.load >= 100;
+    this.single = this.levels.length <= 1 || loads[0] === 100;
   }
 
-  choose(): Host | undefined {
+  /** The host for a request, or undefined when there is none to choose (503, no healthy upstream). */
+  choose(context?: LoadBalancerContext): Host | undefined {
     const levels = this.levels;
-    let level = levels[0];
-    if (!this.single) {
-      let draw = Math.random() * 100;
-      for (const candidate of levels) {
-        level = candidate;
-        if (draw < candidate.load) break;
-        draw -= candidate.load;
-      }
+    if (levels.length === 0) return undefined;
+    const hash = this.hash;
+    let draw = 0;
+    if (this.policy.hashing) {
+      // Without a hash (no policy matched, or none configured) Envoy uses a random one, for the priority too.
+      if (context === undefined || !context.computeHashKey(hash)) hash.set(this.random() * 0x1_0000_0000, this.random() * 0x1_0000_0000);
+      draw = hash.mod(100);
+    } else if (!this.single) {
+      draw = Math.floor(this.random() * 100);
     }
-    if (level === undefined) return undefined;
-    return level.panic || level.healthy === undefined ? level.all.choose() : level.healthy.choose();
+    let i = 0;
+    while (i < levels.length - 1 && draw >= levels[i]!.cumulativeLoad) i++;
+    return levels[i]!.balancer?.choose(hash);
   }
 }
 
-function healthyCount(hosts: readonly Host[]): number {
-  let count = 0;
-  for (const host of hosts) if (host.healthy) count++;
-  return count;
+/**
+ * Envoy's distributeLoad: each level's share of 100 in order, capped by what is left; the remainder from
+ * rounding goes to `first` (the first available level, or in total panic the first level with hosts).
+ */
+function distribute(shares: readonly number[], first: number): number[] {
+  let remaining = 100;
+  const loads = shares.map((share) => {
+    const load = Math.min(remaining, share);
+    remaining -= load;
+    return load;
+  });
+  loads[first]! += remaining;
+  return loads;
 }
