@@ -58,7 +58,6 @@ export class Primary implements AdminTarget {
     this.pool = new WorkerPool({
       config: options.document,
       concurrency: options.concurrency,
-      logLevel: options.log.level,
       statsPushMs: options.bootstrap.stats_flush_interval || DEFAULT_STATS_FLUSH_MS,
       log: options.log,
     });

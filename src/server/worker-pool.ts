@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { ListenerStatus } from '../dataplane/status.js';
 import { mergeSnapshots } from '../stats/render.js';
 import { emptySnapshot, type StatsSnapshot } from '../stats/store.js';
-import type { Logger, LogLevel } from '../util/logger.js';
+import type { Logger } from '../util/logger.js';
 import type { FromWorker, ToWorker, WorkerOperation, WorkerOperations } from './messages.js';
 
 const WORKER_ENTRY = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -34,8 +34,8 @@ export interface WorkerPoolOptions {
   /** The bootstrap document, already validated. */
   config: unknown;
   concurrency: number;
-  logLevel: LogLevel;
   statsPushMs: number;
+  /** The primary's logger; workers start at its level of the moment. */
   log: Logger;
 }
 
@@ -84,7 +84,7 @@ export class WorkerPool {
       worker.on('message', (message: FromWorker) => {
         switch (message.type) {
           case 'hello': {
-            const start: ToWorker = { type: 'start', config: this.options.config, logLevel: this.options.logLevel, statsPushMs: this.options.statsPushMs };
+            const start: ToWorker = { type: 'start', config: this.options.config, logLevel: this.options.log.level, statsPushMs: this.options.statsPushMs };
             worker.send(start);
             return;
           }
