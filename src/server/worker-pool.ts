@@ -79,6 +79,8 @@ export class WorkerPool {
   private fork(slot: Slot): Promise<void> {
     const worker = cluster.fork({ PORTICO_WORKER_INDEX: String(slot.index) });
     slot.worker = worker;
+    // A message sent to a worker that just died fails (EPIPE, channel closed) as an 'error' event: 'exit' handles the death.
+    worker.on('error', (err) => this.options.log.debug(`worker ${slot.index}: ${err.message}`));
     return new Promise<void>((resolve, reject) => {
       let ready = false;
       worker.on('message', (message: FromWorker) => {
