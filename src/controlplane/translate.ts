@@ -574,3 +574,16 @@ function locate(
     return inherited ? { resource: 'Module/ambassador', path: inherited } : { resource: o.resource, path: `spec.${field}` };
   });
 }
+
+/** A translation that passed validation, ready to serve. */
+export interface BuiltConfig {
+  bootstrap: Bootstrap;
+  clustersOf: Map<string, string[]>;
+}
+
+/** Translates and validates resources: the validator of every store write. */
+export function buildConfig(resources: readonly Resource[], options: TranslateOptions, log: Logger): { errors: ResourceError[]; value: BuiltConfig } {
+  const t = translate(resources, options);
+  const { bootstrap, errors } = checkTranslation(t, log);
+  return { errors, value: { bootstrap, clustersOf: t.clustersOf } };
+}
