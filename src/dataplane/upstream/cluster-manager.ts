@@ -4,9 +4,23 @@ import { Cluster, type ClusterConfig } from './cluster.js';
 /** The clusters of one configuration, by name. */
 export class ClusterManager {
   private readonly clusters = new Map<string, Cluster>();
+  /** Each cluster's configuration as JSON: an unchanged cluster is carried over to the next configuration. */
+  private readonly configKeys = new Map<string, string>();
+  private readonly carriedOver = new Set<Cluster>();
 
-  constructor(configs: readonly ClusterConfig[], log: Logger) {
-    for (const config of configs) this.clusters.set(config.name ?? '', new Cluster(config, log));
+  /**
+   * With `previous`, clusters whose configuration did not change are taken over as they are (hosts, DNS
+   * state, connection pools), as Envoy keeps a cluster that a CDS update leaves unchanged.
+   */
+  constructor(configs: readonly ClusterConfig[], log: Logger, previous?: ClusterManager) {
+    for (const config of configs) {
+      const name = config.name ?? '';
+      const key = JSON.stringify(config);
+      const kept = previous?.configKeys.get(name) === key ? previous.clusters.get(name) : undefined;
+      if (kept) this.carriedOver.add(kept);
+      this.clusters.set(name, kept ?? new Cluster(config, log));
+      this.configKeys.set(name, key);
+    }
   }
 
   get(name: string): Cluster | undefined {
@@ -19,10 +33,11 @@ export class ClusterManager {
 
   /** Resolves every cluster's hosts; Envoy starts listeners only after this (cluster warming). */
   async initialize(): Promise<void> {
-    await Promise.all([...this.clusters.values()].map((c) => c.initialize()));
+    await Promise.all([...this.clusters.values()].filter((c) => !this.carriedOver.has(c)).map((c) => c.initialize()));
   }
 
-  async close(): Promise<void> {
-    await Promise.all([...this.clusters.values()].map((c) => c.close()));
+  /** Closes the clusters, except those that `successor` took over. */
+  async close(successor?: ClusterManager): Promise<void> {
+    await Promise.all([...this.clusters.values()].filter((c) => !successor?.carriedOver.has(c)).map((c) => c.close()));
   }
 }
