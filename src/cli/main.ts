@@ -1,6 +1,7 @@
 import { runEchoCommand } from '../echo/echo-server.js';
 import { VERSION } from '../version.js';
 import { runCommand, validateCommand } from './run.js';
+import { startCommand } from './start.js';
 
 const USAGE = `portico ${VERSION}: an Envoy-compatible API gateway
 
@@ -27,6 +28,8 @@ async function main(argv: string[]): Promise<number> {
       return runCommand(rest);
     case 'validate':
       return validateCommand(rest);
+    case 'start':
+      return startCommand(rest);
     case 'echo':
       await runEchoCommand(rest);
       return 0;

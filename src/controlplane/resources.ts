@@ -342,7 +342,7 @@ export const MODULE_CONFIG_FIELDS: Record<keyof ModuleConfig, Check> = {
   headers_with_underscores_action: oneOf('ALLOW', 'REJECT_REQUEST', 'DROP_HEADER'),
 };
 
-/** Checks of a Mapping that involve several fields. */
+/** Checks of a Mapping that involve several fields (each looks at types itself: this runs after type errors too). */
 function checkMapping(spec: MappingSpec, path: string, errors: ConfigError[]): void {
   const at = (field: string) => childPath(path, field);
   if (spec.prefix_regex && spec.prefix_exact) {
@@ -363,7 +363,7 @@ function checkMapping(spec: MappingSpec, path: string, errors: ConfigError[]): v
     if (spec.method_regex) regex(spec.method, at('method'), errors);
     else if (!/^[A-Z]+$/.test(spec.method)) errors.push({ code: 'invalid_value', path: at('method'), message: `"${spec.method}" is not an HTTP method such as GET` });
   }
-  if (spec.host_rewrite !== undefined && spec.auto_host_rewrite) {
+  if (spec.host_rewrite !== undefined && spec.auto_host_rewrite === true) {
     errors.push({ code: 'oneof_conflict', path: at('auto_host_rewrite'), message: 'host_rewrite and auto_host_rewrite exclude each other' });
   }
   const redirects = (['path_redirect', 'prefix_redirect', 'regex_redirect'] as const).filter((k) => spec[k] !== undefined);
@@ -391,10 +391,8 @@ export const KINDS: Record<string, KindInfo> = {
   Mapping: {
     plural: 'mappings',
     check: (spec, path, errors) => {
-      const before = errors.length;
       object({ fields: MAPPING_FIELDS, required: ['prefix', 'service'] })(spec, path, errors);
-      // Cross-field checks only make sense once every field has the right type.
-      if (errors.length === before) checkMapping(spec as unknown as MappingSpec, path, errors);
+      checkMapping(spec as unknown as MappingSpec, path, errors);
     },
   },
   Module: {

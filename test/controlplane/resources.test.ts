@@ -46,11 +46,13 @@ describe('Mapping and Module validation', () => {
         ['spec.retry_policy.retry_on', 'invalid_value'],
         ['spec.load_balancer.header', 'invalid_value'],
         ['spec.surprise', 'unknown_field'],
+        ['spec.prefix', 'invalid_value'],
+        ['spec.redirect_response_code', 'invalid_value'],
       ],
     );
   });
 
-  it('checks field combinations once the types are right', () => {
+  it('checks field combinations', () => {
     assert.deepEqual(
       problems({
         kind: 'Mapping',

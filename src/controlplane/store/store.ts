@@ -13,18 +13,19 @@ export const NOTIFY_CHANNEL = 'portico_config';
 // Serialises writers across processes; the value only has to be unique to Portico within the database.
 const LOCK_KEY = 748_201_317;
 
+// json, not jsonb: documents keep the key order they were written in.
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS portico_versions (
   version integer PRIMARY KEY,
   created_at timestamptz NOT NULL DEFAULT now(),
   source text NOT NULL,
   summary text NOT NULL,
-  diff jsonb NOT NULL
+  diff json NOT NULL
 );
 CREATE TABLE IF NOT EXISTS portico_resources (
   kind text NOT NULL,
   name text NOT NULL,
-  doc jsonb NOT NULL,
+  doc json NOT NULL,
   version integer NOT NULL,
   PRIMARY KEY (kind, name)
 );`;
@@ -143,6 +144,16 @@ export class ConfigStore {
         throw err;
       }
     });
+  }
+
+  /** What `change` would do, against the snapshot this process has, without writing anything. */
+  preview<T>(changes: Change[], validate: Validator<T>): ChangeResult<T> {
+    const planned = plan(this.current, changes);
+    if (!planned.ok) return planned;
+    const next = applyDiff(this.current, planned.diff, this.current.version + (planned.diff.length ? 1 : 0));
+    const { errors, value } = validate([...next.resources.values()].map((r) => r.resource));
+    if (errors.length) return { ok: false, status: 400, errors };
+    return { ok: true, version: next.version, diff: planned.diff, snapshot: next, validated: value };
   }
 
   /** The changes that bring the current content back to what it was at `version`. */
@@ -276,14 +287,14 @@ async function write(tx: Queryable, version: number, diff: DiffEntry[], source: 
   if (puts.length) {
     await tx.query(
       `INSERT INTO portico_resources (kind, name, doc, version)
-       SELECT x->>'kind', x->'metadata'->>'name', x, $2 FROM jsonb_array_elements($1::jsonb) AS x
+       SELECT x->>'kind', x->'metadata'->>'name', x, $2 FROM json_array_elements($1::json) AS x
        ON CONFLICT (kind, name) DO UPDATE SET doc = EXCLUDED.doc, version = EXCLUDED.version`,
       [JSON.stringify(puts), version],
     );
   }
   if (deletes.length) {
-    await tx.query(`DELETE FROM portico_resources WHERE (kind, name) IN (SELECT x->>0, x->>1 FROM jsonb_array_elements($1::jsonb) AS x)`, [JSON.stringify(deletes)]);
+    await tx.query(`DELETE FROM portico_resources WHERE (kind, name) IN (SELECT x->>0, x->>1 FROM json_array_elements($1::json) AS x)`, [JSON.stringify(deletes)]);
   }
-  await tx.query('INSERT INTO portico_versions (version, source, summary, diff) VALUES ($1, $2, $3, $4::jsonb)', [version, source, summarize(diff), JSON.stringify(diff)]);
+  await tx.query('INSERT INTO portico_versions (version, source, summary, diff) VALUES ($1, $2, $3, $4::json)', [version, source, summarize(diff), JSON.stringify(diff)]);
   await tx.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, String(version)]);
 }
