@@ -63,12 +63,46 @@ const CORS_FILTER = 'envoy.extensions.filters.http.cors.v3.Cors';
 const CORS_POLICY = 'envoy.extensions.filters.http.cors.v3.CorsPolicy';
 export const LISTENER_NAME = 'ambassador-listener';
 
-interface Prepared {
-  mapping: Mapping;
+/** What a Mapping contributes whatever the other Mappings are. */
+interface MappingParts {
   spec: MappingSpec;
   service: ServiceAddress;
-  cluster: string;
+  body: Json;
+  bodyKey: string;
   origin: Origin;
+  groupKey: string;
+  weight: RouteWeight;
+  /** The last route built for this Mapping and what it was built from (cluster, weight, shadow). */
+  route?: { inputs: string; json: Json };
+}
+
+interface Prepared extends MappingParts {
+  mapping: Mapping;
+  cluster: string;
+}
+
+// Snapshots share the objects of unchanged resources, so with parts cached per (Module, Mapping) object a change
+// of one Mapping among thousands translates one Mapping again, not all of them.
+const partsCache = new WeakMap<object, WeakMap<Mapping, MappingParts>>();
+const NO_MODULE = {};
+
+function cacheFor(module: ModuleConfig): WeakMap<Mapping, MappingParts> {
+  let cache = partsCache.get(module);
+  if (!cache) partsCache.set(module, (cache = new WeakMap()));
+  return cache;
+}
+
+function mappingParts(mapping: Mapping, module: ModuleConfig): MappingParts {
+  const spec = withModuleDefaults(mapping.spec, module);
+  const origin: Origin = { resource: resourceKey(mapping), inherited: {} };
+  for (const [field, moduleField] of Object.entries(MODULE_DEFAULTS)) {
+    if (mapping.spec[field as keyof MappingSpec] === undefined && module[moduleField] !== undefined) {
+      origin.inherited[field as keyof MappingSpec] = `spec.config.${moduleField}`;
+    }
+  }
+  const service = parseService(spec.service) as ServiceAddress;
+  const body = clusterBody(spec, service);
+  return { spec, service, body, bodyKey: JSON.stringify(body), origin, groupKey: groupKey(spec), weight: routeWeight(spec) };
 }
 
 /** Mapping fields that fall back to a Module default. */
@@ -83,28 +117,21 @@ const MODULE_DEFAULTS: Partial<Record<keyof MappingSpec, keyof ModuleConfig>> = 
 
 /** Translates validated resources (see parseResource). Problems that involve several Mappings land in `errors`. */
 export function translate(resources: readonly Resource[], options: TranslateOptions): Translation {
-  const module = ((resources.find((r) => r.kind === 'Module')?.spec as ModuleSpec | undefined)?.config ?? {}) as ModuleConfig;
+  const module = ((resources.find((r) => r.kind === 'Module')?.spec as ModuleSpec | undefined)?.config ?? NO_MODULE) as ModuleConfig;
   const mappings = resources.filter((r): r is Mapping => r.kind === 'Mapping').sort((a, b) => compare(a.metadata.name, b.metadata.name));
   const errors: ResourceError[] = [];
 
   // Clusters: one per distinct service and cluster settings, named after the service as Emissary does.
   const clusterBodies = new Map<string, { base: string; body: Json; origins: Origin[] }>();
   const prepared: Prepared[] = [];
+  const cache = cacheFor(module);
   for (const mapping of mappings) {
-    const spec = withModuleDefaults(mapping.spec, module);
-    const origin: Origin = { resource: resourceKey(mapping), inherited: {} };
-    for (const [field, moduleField] of Object.entries(MODULE_DEFAULTS)) {
-      if (mapping.spec[field as keyof MappingSpec] === undefined && module[moduleField] !== undefined) {
-        origin.inherited[field as keyof MappingSpec] = `spec.config.${moduleField}`;
-      }
-    }
-    const service = parseService(spec.service) as ServiceAddress;
-    const body = clusterBody(spec, service);
-    const key = JSON.stringify(body);
-    let entry = clusterBodies.get(key);
-    if (!entry) clusterBodies.set(key, (entry = { base: `cluster_${mangle(spec.service)}`, body, origins: [] }));
-    entry.origins.push(origin);
-    prepared.push({ mapping, spec, service, cluster: key, origin });
+    let parts = cache.get(mapping);
+    if (!parts) cache.set(mapping, (parts = mappingParts(mapping, module)));
+    let entry = clusterBodies.get(parts.bodyKey);
+    if (!entry) clusterBodies.set(parts.bodyKey, (entry = { base: `cluster_${mangle(parts.spec.service)}`, body: parts.body, origins: [] }));
+    entry.origins.push(parts.origin);
+    prepared.push({ ...parts, mapping, cluster: parts.bodyKey });
   }
   const baseCount = new Map<string, number>();
   for (const { base } of clusterBodies.values()) baseCount.set(base, (baseCount.get(base) ?? 0) + 1);
@@ -120,14 +147,16 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
   for (const p of prepared) clustersOf.set(p.origin.resource, [p.cluster]);
 
   // Routes: Mappings that match the same requests form a group; groups are ordered as Emissary orders them.
-  const groups = new Map<string, Prepared[]>();
+  const groups = new Map<string, { members: Prepared[]; weight: RouteWeight }>();
   for (const p of prepared) {
-    const key = groupKey(p.spec);
-    groups.set(key, [...(groups.get(key) ?? []), p]);
+    const group = groups.get(p.groupKey);
+    if (group) group.members.push(p);
+    else groups.set(p.groupKey, { members: [p], weight: p.weight });
   }
   const routes: Json[] = [];
   const routeOrigins: Origin[][] = [];
-  for (const [, members] of [...groups].sort(([ka, a], [kb, b]) => compareWeights(routeWeight(b[0]!.spec), routeWeight(a[0]!.spec)) || compare(ka, kb))) {
+  const ordered = [...groups].sort(([ka, a], [kb, b]) => compareWeights(b.weight, a.weight) || compare(ka, kb));
+  for (const [, { members }] of ordered) {
     const shadows = members.filter((m) => m.spec.shadow);
     const serving = members.filter((m) => !m.spec.shadow);
     for (const extra of shadows.slice(1)) {
@@ -136,7 +165,7 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     const shadow = shadows[0];
     const weights = normalizeWeights(serving, errors);
     serving.forEach((p, i) => {
-      routes.push(route(p, module, weights.length > 1 ? weights[i] : undefined, shadow));
+      routes.push(cachedRoute(p, module, weights.length > 1 ? weights[i] : undefined, shadow));
       routeOrigins.push(shadow ? [p.origin, shadow.origin] : [p.origin]);
     });
     if (shadow && serving.length === 0) {
@@ -371,6 +400,13 @@ const REDIRECT_CODES: Record<number, string> = {
   307: 'TEMPORARY_REDIRECT',
   308: 'PERMANENT_REDIRECT',
 };
+
+function cachedRoute(p: Prepared, module: ModuleConfig, cumulativeWeight: number | undefined, shadow: Prepared | undefined): Json {
+  const inputs = `${p.cluster} ${cumulativeWeight} ${shadow?.cluster} ${shadow?.spec.weight}`;
+  const parts = cacheFor(module).get(p.mapping)!;
+  if (parts.route?.inputs !== inputs) parts.route = { inputs, json: route(p, module, cumulativeWeight, shadow) };
+  return parts.route.json;
+}
 
 function route(p: Prepared, module: ModuleConfig, cumulativeWeight: number | undefined, shadow: Prepared | undefined): Json {
   const { spec, service } = p;
