@@ -1,12 +1,18 @@
 import { runEchoCommand } from '../echo/echo-server.js';
 import { VERSION } from '../version.js';
+import { applyCommand, deleteCommand, getCommand } from './client.js';
 import { runCommand, validateCommand } from './run.js';
+import { startCommand } from './start.js';
 
 const USAGE = `portico ${VERSION}: an Envoy-compatible API gateway
 
 Usage:
   portico run -c FILE [options]        serve an Envoy v3 bootstrap (YAML or JSON)
   portico validate -c FILE [options]   check a bootstrap and print every problem; exit 1 if there is one
+  portico start [options]              control plane, store, API (8888), proxy (8080) and admin (9901)
+  portico apply -f FILE [--dry-run]    create or update the resources of a YAML or JSON file, atomically
+  portico get KIND [NAME] [-o json]    show Mappings or Modules (YAML by default)
+  portico delete KIND NAME             delete a resource
   portico echo [--port N] [--host H] [--name NAME]
                                        a built-in upstream that echoes requests as JSON
   portico help | --help                this text
@@ -19,6 +25,22 @@ Options of run and validate:
       --drain-time-s N     on SIGTERM/SIGINT, seconds in-flight requests get to finish (default 5)
       --concurrency N      worker processes serving the listeners (default: the number of CPUs)
       --mode MODE          serve (default) or validate: "portico run --mode validate" equals "portico validate"
+
+Options of start (docs/control-plane.md):
+      --data-dir DIR           embedded store directory (default ./.portico)
+      --database-url URL       PostgreSQL instead of the embedded store (or PORTICO_DATABASE_URL)
+      --proxy-host H, --proxy-port N    proxy listener (default 0.0.0.0:8080)
+      --api-host H, --api-port N        API (default 127.0.0.1:8888)
+      --admin-host H, --admin-port N    Envoy admin (default 127.0.0.1:9901)
+      --api-token TOKEN        bearer token for mutating API calls (or PORTICO_API_TOKEN)
+      --max-body-bytes N       largest API request body (default 8388608)
+      --resync-interval-s N    how often to re-read the store as a safety net for NOTIFY (default 5)
+      --drain-time-s N         how long old connections get after a change or on shutdown (default 5)
+  -l, --log-level LEVEL
+
+Options of apply, get and delete:
+  -s, --server URL         the API (default http://127.0.0.1:8888, or PORTICO_SERVER)
+      --api-token TOKEN    bearer token (or PORTICO_API_TOKEN)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -28,6 +50,14 @@ async function main(argv: string[]): Promise<number> {
       return runCommand(rest);
     case 'validate':
       return validateCommand(rest);
+    case 'start':
+      return startCommand(rest);
+    case 'apply':
+      return applyCommand(rest);
+    case 'get':
+      return getCommand(rest);
+    case 'delete':
+      return deleteCommand(rest);
     case 'echo':
       await runEchoCommand(rest);
       return 0;

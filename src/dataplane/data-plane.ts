@@ -21,12 +21,19 @@ export interface CompiledConfig {
 
 /**
  * Builds every runtime object of a bootstrap (route tables, regexes, TLS contexts, clusters) and reports every
- * problem found on the way. Nothing is bound or resolved, so `portico validate` runs exactly this.
+ * problem found on the way. Nothing is bound or resolved, so `portico validate` runs exactly this. A running data
+ * plane passes its stats store (so stats carry across configurations) and its cluster manager (whose unchanged
+ * clusters are taken over).
  */
-export function compileBootstrap(bootstrap: Bootstrap, log: Logger, errors: ConfigError[]): CompiledConfig {
-  const stats = new StatsStore();
+export function compileBootstrap(
+  bootstrap: Bootstrap,
+  log: Logger,
+  errors: ConfigError[],
+  running: { stats?: StatsStore; clusters?: ClusterManager } = {},
+): CompiledConfig {
+  const stats = running.stats ?? new StatsStore();
   const runtime = new Runtime(bootstrap.layered_runtime);
-  const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], log, stats, runtime);
+  const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], log, stats, runtime, running.clusters);
   const accessLogSinks = new AccessLogSinks(log);
   const listeners = (bootstrap.static_resources?.listeners ?? []).map(
     (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks }),
@@ -43,9 +50,13 @@ const DEFAULT_STATS_FLUSH_MS = 5000;
  */
 export class DataPlane {
   private constructor(
-    readonly config: CompiledConfig,
+    private current: CompiledConfig,
     private readonly log: Logger,
   ) {}
+
+  get config(): CompiledConfig {
+    return this.current;
+  }
 
   static async start(bootstrap: Bootstrap, log: Logger): Promise<DataPlane> {
     const errors: ConfigError[] = [];
@@ -84,13 +95,48 @@ export class DataPlane {
   private flushTimer: NodeJS.Timeout | undefined;
 
   get stats(): StatsStore {
-    return this.config.stats;
+    return this.current.stats;
   }
 
   get listeners(): readonly Listener[] {
-    return this.config.listeners;
+    return this.current.listeners;
   }
-
+  /**
+   * Serves a new bootstrap without failing a request. The new configuration is compiled in full and its new
+   * clusters are resolved first (unchanged clusters are kept as they are); then every listener switches at once
+   * (matched by name; new ones start, missing ones stop), and the old runtime drains in the background: requests
+   * in flight finish on it, and its clusters close once no connection uses them. Throws, changing nothing, if
+   * the bootstrap is invalid. Callers must not run two updates at the same time.
+   */
+  async update(bootstrap: Bootstrap, drainTimeoutMs: number): Promise<void> {
+    const errors: ConfigError[] = [];
+    const old = this.current;
+    const next = compileBootstrap(bootstrap, this.log, errors, { stats: old.stats, clusters: old.clusters });
+    if (errors.length === 0) next.accessLogSinks.open(errors);
+    if (errors.length) {
+      await next.accessLogSinks.close();
+      await next.clusters.close(old.clusters);
+      throw new ConfigValidationError(errors);
+    }
+    await next.clusters.initialize();
+    const byName = new Map(old.listeners.map((l) => [l.name, l]));
+    const listeners: Listener[] = [];
+    const drains: Promise<void>[] = [];
+    for (const listener of next.listeners) {
+      const existing = byName.get(listener.name);
+      byName.delete(listener.name);
+      if (existing) {
+        drains.push(existing.replaceChains(listener, drainTimeoutMs));
+        listeners.push(existing);
+      } else {
+        await listener.start();
+        listeners.push(listener);
+      }
+    }
+    for (const gone of byName.values()) drains.push(gone.drain(drainTimeoutMs));
+    this.current = { ...next, listeners };
+    void Promise.all(drains).then(() => Promise.all([old.clusters.close(next.clusters), old.accessLogSinks.close()]));
+  }
 
   /**
    * Envoy's listener drain: stop accepting, close idle keep-alive connections, and let in-flight requests finish
@@ -98,10 +144,10 @@ export class DataPlane {
    * the time is up; connections still open stay open.
    */
   async drain(drainTimeoutMs: number): Promise<void> {
-    for (const listener of this.config.listeners) listener.startDraining();
+    for (const listener of this.current.listeners) listener.startDraining();
     const deadline = Date.now() + drainTimeoutMs;
-    while (Date.now() < deadline && this.config.listeners.some((l) => l.connectionCount > 0)) {
-      for (const listener of this.config.listeners) listener.closeIdleConnections();
+    while (Date.now() < deadline && this.current.listeners.some((l) => l.connectionCount > 0)) {
+      for (const listener of this.current.listeners) listener.closeIdleConnections();
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
@@ -113,19 +159,19 @@ export class DataPlane {
   async close(drainTimeoutMs: number): Promise<void> {
     clearInterval(this.flushTimer);
     await this.drain(drainTimeoutMs);
-    for (const listener of this.config.listeners) listener.closeConnections();
+    for (const listener of this.current.listeners) listener.closeConnections();
     // Destroyed sockets report 'close' a turn later; their streams and connections write access logs then.
-    for (let i = 0; i < 100 && this.config.listeners.some((l) => l.connectionCount > 0); i++) {
+    for (let i = 0; i < 100 && this.current.listeners.some((l) => l.connectionCount > 0); i++) {
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
-    await this.config.clusters.close();
+    await this.current.clusters.close();
     // Last: every line queued so far is written before close() resolves.
-    await this.config.accessLogSinks.close();
+    await this.current.accessLogSinks.close();
     this.log.debug('data plane closed');
   }
 
   /** Reopens every access log file (`POST /reopen_logs`, after log rotation). */
   reopenAccessLogs(): Promise<void> {
-    return this.config.accessLogSinks.reopen();
+    return this.current.accessLogSinks.reopen();
   }
 }

@@ -2,25 +2,15 @@
  * The primary process of `portico run`: owns the configuration, the admin endpoint and the `server.*` stats, and
  * runs the data plane in worker processes. It is what the admin endpoint talks to.
  */
-import type { AdminTarget, ServerState } from '../admin/admin-server.js';
 import type { Bootstrap } from '../config/load.js';
 import type { ClusterStatus, ListenerStatus } from '../dataplane/status.js';
 import { mergeClusterStatuses } from '../dataplane/status.js';
 import { Runtime, type RuntimeDump } from '../dataplane/runtime/runtime.js';
-import { collectProcessStats } from '../stats/process.js';
-import { mergeSnapshots } from '../stats/render.js';
-import { defineStats, StatsStore, type StatScope } from '../stats/store.js';
+import type { StatsSnapshot } from '../stats/store.js';
 import type { Logger, LogLevel } from '../util/logger.js';
+import { SERVER_STATS, ServerAdmin } from './server-admin.js';
 import { WorkerPool } from './worker-pool.js';
 
-/** `server.*`, kept by the primary. */
-export const SERVER_STATS = defineStats({
-  counters: ['worker_restarts'],
-  gauges: ['live', 'state', 'uptime', 'concurrency', 'hot_restart_epoch'],
-  histograms: ['initialization_time_ms'],
-});
-
-const STATE_VALUE: Record<ServerState, number> = { LIVE: 0, DRAINING: 1, PRE_INITIALIZING: 2, INITIALIZING: 3 };
 const DEFAULT_STATS_FLUSH_MS = 5000;
 
 export interface PrimaryOptions {
@@ -33,27 +23,19 @@ export interface PrimaryOptions {
   commandLineOptions: Record<string, unknown>;
 }
 
-export class Primary implements AdminTarget {
-  readonly startTime = Date.now();
+export class Primary extends ServerAdmin {
   readonly configLoadedAt = new Date(this.startTime).toISOString();
   readonly bootstrap: Bootstrap;
-  readonly commandLineOptions: Record<string, unknown>;
-  readonly node: Record<string, unknown>;
   private readonly pool: WorkerPool;
   private readonly runtimeView: Runtime;
-  private readonly stats_ = new StatsStore();
-  private readonly serverStats: StatScope;
-  private serverState: ServerState = 'INITIALIZING';
-  private healthCheckFailed = false;
   private stopping: Promise<void> | undefined;
   private resolveStopped!: () => void;
   /** Resolves when the primary has shut down (SIGTERM, `/quitquitquit`, a graceful `/drain_listeners`). */
   readonly stopped = new Promise<void>((resolve) => (this.resolveStopped = resolve));
 
   constructor(private readonly options: PrimaryOptions) {
+    super(options.log, options.commandLineOptions, options.concurrency);
     this.bootstrap = options.bootstrap;
-    this.commandLineOptions = options.commandLineOptions;
-    this.node = (options.bootstrap.node ?? {}) as Record<string, unknown>;
     this.runtimeView = new Runtime(options.bootstrap.layered_runtime);
     this.pool = new WorkerPool({
       config: options.document,
@@ -61,32 +43,17 @@ export class Primary implements AdminTarget {
       statsPushMs: options.bootstrap.stats_flush_interval || DEFAULT_STATS_FLUSH_MS,
       log: options.log,
     });
-    this.serverStats = this.stats_.scope(SERVER_STATS, 'server.');
-    collectProcessStats(this.stats_, () => 0);
   }
 
   /** Starts the workers; rejects when they cannot serve the configuration. */
   async start(): Promise<void> {
-    const started = performance.now();
     await this.pool.start();
-    this.serverStats.histograms[SERVER_STATS.h.initialization_time_ms]!.record(performance.now() - started);
-    this.serverState = 'LIVE';
+    this.becameLive();
   }
 
-  state(): ServerState {
-    return this.serverState === 'LIVE' && this.healthCheckFailed ? 'DRAINING' : this.serverState;
-  }
-
-  async stats() {
-    const server = this.serverStats;
-    const state = this.state();
-    server.setGauge(SERVER_STATS.g.live, state === 'LIVE' ? 1 : 0);
-    server.setGauge(SERVER_STATS.g.state, STATE_VALUE[state]);
-    server.setGauge(SERVER_STATS.g.uptime, Math.floor((Date.now() - this.startTime) / 1000));
-    server.setGauge(SERVER_STATS.g.concurrency, this.options.concurrency);
-    server.setGauge(SERVER_STATS.g.hot_restart_epoch, 0);
-    server.counters[SERVER_STATS.c.worker_restarts] = this.pool.restarts;
-    return mergeSnapshots([await this.pool.stats(), this.stats_.snapshot()]);
+  protected dataPlaneStats(): Promise<StatsSnapshot> {
+    this.serverStats.counters[SERVER_STATS.c.worker_restarts] = this.pool.restarts;
+    return this.pool.stats();
   }
 
   async clusters(): Promise<ClusterStatus[]> {
@@ -108,22 +75,14 @@ export class Primary implements AdminTarget {
     return true;
   }
 
-  logLevel(): LogLevel {
-    return this.options.log.level;
-  }
-
-  async setLogLevel(level: LogLevel): Promise<void> {
-    this.options.log.level = level;
+  override async setLogLevel(level: LogLevel): Promise<void> {
+    await super.setLogLevel(level);
     await this.pool.ask('log_level', level);
   }
 
   async resetCounters(): Promise<void> {
-    this.stats_.resetCounters();
+    this.ownStats.resetCounters();
     await this.pool.resetCounters();
-  }
-
-  setHealthCheckFailed(failed: boolean): void {
-    this.healthCheckFailed = failed;
   }
 
   async drainListeners(options: { graceful: boolean; skipExit: boolean }): Promise<void> {

@@ -147,20 +147,46 @@ export function emptySnapshot(): StatsSnapshot {
   return { counters: [], gauges: [], histograms: [] };
 }
 
-/** Every scope of one process; components add their scopes when built and remove them when gone. */
+/**
+ * Every scope of one process. Components take a scope when built and release it when gone. Scopes are shared by
+ * key (the name prefix, or an explicit key when the prefix is only known later): a component rebuilt by a
+ * configuration change (a connection manager, a modified cluster) takes the same scope, so its counters carry on
+ * as Envoy's do for a stat name that stays.
+ */
 export class StatsStore {
   private readonly scopes = new Set<StatScope>();
+  private readonly byKey = new Map<string, { scope: StatScope; refs: number }>();
+  private readonly keyOf = new Map<StatScope, string>();
   /** Sources of gauges computed when read (server memory, uptime). */
   private readonly collectors = new Set<(into: StatsSnapshot) => void>();
 
-  scope(schema: StatSchema, prefix: string | (() => string)): StatScope {
+  scope(schema: StatSchema, prefix: string | (() => string), key = typeof prefix === 'string' ? prefix : undefined): StatScope {
+    if (key !== undefined) {
+      const shared = this.byKey.get(key);
+      if (shared !== undefined && shared.scope.schema === schema) {
+        shared.refs++;
+        return shared.scope;
+      }
+    }
     const scope = new StatScope(schema, prefix);
     this.scopes.add(scope);
+    if (key !== undefined) {
+      this.byKey.set(key, { scope, refs: 1 });
+      this.keyOf.set(scope, key);
+    }
     return scope;
   }
 
-  remove(scope: StatScope | undefined): void {
-    if (scope) this.scopes.delete(scope);
+  /** Gives a scope back; its stats disappear when nothing holds it any more. */
+  release(scope: StatScope): void {
+    const key = this.keyOf.get(scope);
+    const shared = key === undefined ? undefined : this.byKey.get(key);
+    if (shared !== undefined && --shared.refs > 0) return;
+    if (key !== undefined) {
+      this.byKey.delete(key);
+      this.keyOf.delete(scope);
+    }
+    this.scopes.delete(scope);
   }
 
   addCollector(collect: (into: StatsSnapshot) => void): void {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { SUPPORTED_FIELDS } from '../../src/config/support.js';
+import { MAPPING_FIELDS, MODULE_CONFIG_FIELDS } from '../../src/controlplane/resources.js';
 import { PACKAGE_ROOT } from '../../src/util/package-root.js';
 
 const read = (path: string) => readFileSync(join(PACKAGE_ROOT, path), 'utf8');
@@ -27,11 +28,31 @@ describe('documentation', () => {
     assert.deepEqual(codes.filter((code) => !doc.includes(`\`${code}\``)), []);
   });
 
+  const flagsOf = (source: string) => [...read(source).matchAll(/'?([a-z][a-z-]+)'?: \{ type: '(?:string|boolean)'/g)].map((m) => m[1]!);
+
   it('documents every CLI flag in the README', () => {
     const readme = read('README.md');
-    const sources = read('src/cli/run.ts') + read('src/echo/echo-server.ts');
-    const flags = [...sources.matchAll(/^\s+'?([a-z][a-z-]+)'?: \{ type: '(?:string|boolean)'/gm)].map((m) => m[1]!);
+    const flags = [...flagsOf('src/cli/run.ts'), ...flagsOf('src/echo/echo-server.ts')];
     assert.ok(flags.length >= 7, `found ${flags.join(', ')}`);
     assert.deepEqual(flags.filter((flag) => !readme.includes(`--${flag}`)), []);
+  });
+
+  it('documents every flag of start, apply, get and delete, and every resource field, in docs/control-plane.md', () => {
+    const doc = read('docs/control-plane.md');
+    const flags = [...flagsOf('src/cli/start.ts'), ...flagsOf('src/cli/client.ts')];
+    assert.ok(flags.length >= 16, `found ${flags.join(', ')}`);
+    assert.deepEqual(flags.filter((flag) => !doc.includes(`--${flag}`)), []);
+    const fields = [...Object.keys(MAPPING_FIELDS), ...Object.keys(MODULE_CONFIG_FIELDS)];
+    assert.deepEqual(fields.filter((field) => !doc.includes(`\`${field}\``)), []);
+  });
+
+  it('documents every API endpoint in docs/control-plane.md', () => {
+    const doc = read('docs/control-plane.md');
+    const placeholders: Record<string, string> = { '${NAME}': 'NAME', '([a-z]+)': 'KIND', '(\\\\d+)': 'VERSION' };
+    const endpoints = [...read('src/controlplane/api-server.ts').matchAll(/r\('([A-Z]+)', [`']([^`']+)[`']/g)].map(
+      ([, method, path]) => `${method} ${Object.entries(placeholders).reduce((p, [from, to]) => p.replaceAll(from, to), path!)}`,
+    );
+    assert.ok(endpoints.length >= 15, `found ${endpoints.join(', ')}`);
+    assert.deepEqual(endpoints.filter((e) => !doc.includes(`\`${e}\``)), []);
   });
 });

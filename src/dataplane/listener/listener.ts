@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import net, { type BlockList, type Socket } from 'node:net';
 import tls from 'node:tls';
 import type { envoy } from '../../generated/envoy.js';
@@ -40,6 +41,8 @@ class FilterChain {
   readonly tls: TlsTermination | undefined;
   readonly hcm: HttpConnectionManager | undefined;
   readonly match: CompiledChainMatch;
+  /** Connections accepted on this chain, so that a replaced chain knows when it has drained. */
+  readonly sockets = new Set<Socket>();
 
   constructor(
     config: FilterChainConfig,
@@ -68,6 +71,8 @@ class FilterChain {
 
   /** Wraps the socket in TLS when the chain terminates it, then hands it to the connection manager. */
   accept(socket: Socket, log: Logger): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
     const hcm = this.hcm;
     if (hcm === undefined) {
       socket.destroy();
@@ -130,8 +135,8 @@ export class Listener {
   readonly name: string;
   readonly host: string;
   readonly port: number;
-  private readonly chains: FilterChain[];
-  private readonly defaultChain: FilterChain | undefined;
+  private chains: FilterChain[];
+  private defaultChain: FilterChain | undefined;
   private server: net.Server | undefined;
   private readonly sockets = new Set<Socket>();
   /** `listener.<address>.`, or `listener.<stat_prefix>.` */
@@ -211,6 +216,51 @@ export class Listener {
   closeConnections(): void {
     for (const chain of this.allChains()) chain.hcm?.close();
     for (const socket of this.sockets) socket.destroy();
+  }
+
+  /**
+   * Serves with the filter chains of `next` (this listener compiled from a newer configuration) at once, for
+   * new connections and for every further request on open ones (see drainChains).
+   */
+  replaceChains(next: Listener, drainTimeoutMs: number): Promise<void> {
+    const old = this.allChains();
+    this.chains = next.chains;
+    this.defaultChain = next.defaultChain;
+    return this.drainChains(old, drainTimeoutMs);
+  }
+
+  /** Stops accepting and drains every connection (a listener that a new configuration no longer has). */
+  drain(drainTimeoutMs: number): Promise<void> {
+    this.stopAccepting();
+    return this.drainChains(this.allChains(), drainTimeoutMs);
+  }
+
+  /**
+   * Retires filter chains without failing a request. Requests in flight finish on them. A further request on
+   * one of their connections is handed to the chain the listener would select now (so it sees the current
+   * routes and clusters) and its response says `connection: close`, which moves the client to a new
+   * connection. Closing idle connections instead would race with requests already on the wire. Connections
+   * still open after `drainTimeoutMs` are closed.
+   */
+  private async drainChains(chains: FilterChain[], drainTimeoutMs: number): Promise<void> {
+    for (const chain of chains) {
+      const server = chain.hcm?.server;
+      if (server === undefined) continue;
+      const handlers = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+      server.removeAllListeners('request');
+      server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+        res.shouldKeepAlive = false;
+        const current = this.selectChain(req.socket)?.hcm?.server;
+        if (current !== undefined && current !== server) current.emit('request', req, res);
+        else for (const handler of handlers) handler(req, res);
+      });
+    }
+    const deadline = Date.now() + drainTimeoutMs;
+    while (chains.some((c) => c.sockets.size > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const chain of chains) {
+      chain.hcm?.close();
+      for (const socket of chain.sockets) socket.destroy();
+    }
   }
 
   private allChains(): FilterChain[] {

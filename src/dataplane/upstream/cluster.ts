@@ -51,11 +51,11 @@ export class Cluster {
   constructor(
     config: ClusterConfig,
     private readonly log: Logger,
-    stats: StatsStore,
+    private readonly statsStore: StatsStore,
     runtime?: Runtime,
   ) {
     this.name = config.name ?? '';
-    this.stats = stats.scope(CLUSTER_STATS, `cluster.${this.name}.`);
+    this.stats = statsStore.scope(CLUSTER_STATS, `cluster.${this.name}.`);
     this.type = config.type ?? 'STATIC';
     this.settings = clusterSettings(config);
     this.overprovisioningFactor = config.load_assignment?.policy?.overprovisioning_factor ?? 140;
@@ -104,6 +104,7 @@ export class Cluster {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.refreshTimer);
+    this.statsStore.release(this.stats);
     await Promise.all(this.hosts.map((h) => h.close()));
   }
 

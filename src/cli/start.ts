@@ -1,0 +1,144 @@
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { AdminServer } from '../admin/admin-server.js';
+import { ApiServer } from '../controlplane/api-server.js';
+import { ControlPlane } from '../controlplane/control-plane.js';
+import { openPglite, openPostgres } from '../controlplane/store/engine.js';
+import { ConfigStore } from '../controlplane/store/store.js';
+import { InProcessAdmin } from '../server/in-process-admin.js';
+import { createLogger, isLogLevel, type Logger } from '../util/logger.js';
+
+const OPTIONS = {
+  'data-dir': { type: 'string', default: './.portico' },
+  'database-url': { type: 'string' },
+  'proxy-host': { type: 'string', default: '0.0.0.0' },
+  'proxy-port': { type: 'string', default: '8080' },
+  'api-host': { type: 'string', default: '127.0.0.1' },
+  'api-port': { type: 'string', default: '8888' },
+  'admin-host': { type: 'string', default: '127.0.0.1' },
+  'admin-port': { type: 'string', default: '9901' },
+  'api-token': { type: 'string' },
+  'max-body-bytes': { type: 'string', default: String(8 * 1024 * 1024) },
+  'resync-interval-s': { type: 'string', default: '5' },
+  'drain-time-s': { type: 'string', default: '5' },
+  'log-level': { type: 'string', short: 'l', default: 'info' },
+} as const;
+
+function number(values: Record<string, string | undefined>, name: string, min: number, max: number): number {
+  const raw = values[name]!;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min || n > max) throw new Error(`invalid --${name} "${raw}" (${min} to ${max})`);
+  return n;
+}
+
+export interface GatewayOptions {
+  dataDir: string;
+  databaseUrl: string | undefined;
+  proxyHost: string;
+  proxyPort: number;
+  apiHost: string;
+  apiPort: number;
+  adminHost: string;
+  adminPort: number;
+  token: string | undefined;
+  maxBodyBytes: number;
+  resyncIntervalMs: number;
+  drainTimeoutMs: number;
+  log: Logger;
+}
+
+/** A started gateway: what `portico start` runs, also started in-process by tests and benchmarks. */
+export interface Gateway {
+  cp: ControlPlane;
+  apiPort: number;
+  adminPort: number;
+  proxyPort: number;
+  stop(): Promise<void>;
+  /** Settles when the gateway has stopped (stop(), or the admin's /quitquitquit). */
+  stopped: Promise<void>;
+}
+
+export async function startGateway(o: GatewayOptions): Promise<Gateway> {
+  const engine = o.databaseUrl ? await openPostgres(o.databaseUrl, (message) => o.log.error(message)) : await openPglite(o.dataDir);
+  let cp: ControlPlane;
+  try {
+    const store = await ConfigStore.open(engine);
+    o.log.info(`store: ${engine.kind === 'postgres' ? 'PostgreSQL' : `PGlite in ${o.dataDir}`}, configuration version ${store.snapshot.version}`);
+    cp = await ControlPlane.start(store, { listenerAddress: o.proxyHost, listenerPort: o.proxyPort, drainTimeoutMs: o.drainTimeoutMs, resyncIntervalMs: o.resyncIntervalMs, log: o.log });
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  const api = new ApiServer(cp, { token: o.token, maxBodyBytes: o.maxBodyBytes, log: o.log });
+  let adminPort = o.adminPort;
+  const admin = new AdminServer(
+    new InProcessAdmin({
+      plane: cp.plane,
+      log: o.log,
+      commandLineOptions: { data_dir: o.dataDir, drain_time: `${o.drainTimeoutMs / 1000}s` },
+      bootstrap: () => ({
+        node: { id: 'portico', cluster: 'portico' },
+        ...cp.bootstrap,
+        admin: { address: { socket_address: { address: o.adminHost, port_value: adminPort } } },
+      }),
+      configLoadedAt: () => cp.current.appliedAt.toISOString(),
+      drainTimeMs: o.drainTimeoutMs,
+      quit: () => void stop(),
+    }),
+  );
+  let stopping: Promise<void> | undefined;
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      await Promise.all([api.close(), admin.close()]);
+      await cp.close();
+      await cp.store.close();
+      resolveStopped();
+    })());
+  try {
+    const boundApi = await api.listen(o.apiHost, o.apiPort);
+    o.log.info(`API listening on ${boundApi.address}:${boundApi.port}${o.token ? ' (mutating calls need the bearer token)' : ''}`);
+    const boundAdmin = await admin.listen(o.adminHost, o.adminPort);
+    adminPort = boundAdmin.port;
+    o.log.info(`admin listening on ${boundAdmin.address}:${boundAdmin.port}`);
+    const proxy = cp.plane.listeners[0]!.boundAddress()!;
+    o.log.info(`proxy listening on ${proxy.address}:${proxy.port}`);
+    return { cp, apiPort: boundApi.port, adminPort, proxyPort: proxy.port, stop, stopped };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** `portico start`: the gateway until SIGTERM, SIGINT or the admin's /quitquitquit. */
+export async function startCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false });
+  const logLevel = values['log-level'];
+  if (!isLogLevel(logLevel)) throw new Error(`invalid --log-level "${logLevel}"`);
+  const log = createLogger(logLevel);
+  const gateway = await startGateway({
+    dataDir: resolve(values['data-dir']),
+    databaseUrl: values['database-url'] ?? process.env.PORTICO_DATABASE_URL,
+    proxyHost: values['proxy-host'],
+    proxyPort: number(values, 'proxy-port', 0, 65535),
+    apiHost: values['api-host'],
+    apiPort: number(values, 'api-port', 0, 65535),
+    adminHost: values['admin-host'],
+    adminPort: number(values, 'admin-port', 0, 65535),
+    token: values['api-token'] ?? process.env.PORTICO_API_TOKEN,
+    maxBodyBytes: number(values, 'max-body-bytes', 1024, 1024 ** 3),
+    resyncIntervalMs: number(values, 'resync-interval-s', 0.1, 3600) * 1000,
+    drainTimeoutMs: number(values, 'drain-time-s', 0, 3600) * 1000,
+    log,
+  });
+  log.info('portico is live');
+  const stop = () => {
+    log.info('shutting down');
+    void gateway.stop();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  await gateway.stopped;
+  return 0;
+}

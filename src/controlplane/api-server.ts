@@ -1,0 +1,370 @@
+/**
+ * The control plane's HTTP API: the seed's Ambassador 0.8 endpoints (`/ambassador/...`, HTTP 200 with an
+ * `ok` envelope, as the original) and the versioned JSON API (`/api/v1/...`, real status codes, ETags, every
+ * validation problem with its path). See docs/control-plane.md.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import type { ConfigError } from '../config/errors.js';
+import type { Logger } from '../util/logger.js';
+import { VERSION } from '../version.js';
+import type { ControlPlane } from './control-plane.js';
+import { parseDocuments } from './documents.js';
+import { API_VERSION, KINDS, kindOfPlural, type MappingSpec, nameProblem, parseResource, type Resource, resourceKey } from './resources.js';
+import { type Change, type ChangeResult, etag, key } from './store/store.js';
+import type { ResourceError } from './translate.js';
+
+export interface ApiOptions {
+  log: Logger;
+  /** Bearer token mutating calls must present; none means no authentication. */
+  token: string | undefined;
+  maxBodyBytes: number;
+  /** Per-mapping statistics for `/ambassador/stats`; absent until the data plane has stats. */
+  stats?: () => unknown;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly errors: ResourceError[] = [],
+  ) {
+    super(message);
+  }
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void>;
+interface Route {
+  method: string;
+  pattern: RegExp;
+  handler: Handler;
+}
+
+const NAME = '([^/]+)';
+
+export class ApiServer {
+  private readonly server: http.Server;
+  private readonly routes: Route[];
+
+  constructor(
+    private readonly cp: ControlPlane,
+    private readonly options: ApiOptions,
+  ) {
+    const r = (method: string, path: string, handler: Handler): Route => ({ method, pattern: new RegExp(`^${path}$`), handler });
+    this.routes = [
+      r('GET', '/ambassador/health', (_q, s) => this.seedHealth(s)),
+      r('GET', '/ambassador/mappings', (_q, s) => this.seedList(s)),
+      r('GET', `/ambassador/mapping/${NAME}`, (_q, s, [n]) => this.seedGet(s, n!)),
+      r('POST', `/ambassador/mapping/${NAME}`, (q, s, [n]) => this.seedPost(q, s, n!)),
+      r('DELETE', `/ambassador/mapping/${NAME}`, (_q, s, [n]) => this.seedDelete(s, n!)),
+      r('GET', '/ambassador/stats', (_q, s) => this.seedStats(s)),
+      r('GET', '/api/v1/history', (q, s) => this.history(q, s)),
+      r('GET', '/api/v1/history/(\\d+)', (_q, s, [v]) => this.historyVersion(s, Number(v))),
+      r('POST', '/api/v1/rollback/(\\d+)', (q, s, [v]) => this.rollback(q, s, Number(v))),
+      r('POST', '/api/v1/apply', (q, s) => this.apply(q, s)),
+      r('POST', '/api/v1/validate', (q, s) => this.validate(q, s)),
+      r('GET', '/api/v1/([a-z]+)', (_q, s, [p]) => this.list(s, p!)),
+      r('POST', '/api/v1/([a-z]+)', (q, s, [p]) => this.put(q, s, p!, undefined)),
+      r('GET', `/api/v1/([a-z]+)/${NAME}`, (_q, s, [p, n]) => this.get(s, p!, n!)),
+      r('PUT', `/api/v1/([a-z]+)/${NAME}`, (q, s, [p, n]) => this.put(q, s, p!, n!)),
+      r('DELETE', `/api/v1/([a-z]+)/${NAME}`, (q, s, [p, n]) => this.delete(q, s, p!, n!)),
+    ];
+    this.server = http.createServer((req, res) => void this.dispatch(req, res));
+  }
+
+  async listen(host: string, port: number): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port }, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://api');
+    const path = url.pathname.replace(/\/+$/, '') || '/';
+    const seed = path.startsWith('/ambassador/');
+    try {
+      const matching = this.routes.filter((route) => route.pattern.test(path));
+      const route = matching.find((m) => m.method === req.method);
+      if (route === undefined) {
+        if (matching.length) throw new HttpError(405, `${req.method} is not allowed on ${path} (allowed: ${matching.map((m) => m.method).join(', ')})`);
+        throw new HttpError(404, `no such endpoint: ${path}`);
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD') this.authorize(req);
+      const params = route.pattern.exec(path)!.slice(1).map((p) => decodeURIComponent(p));
+      await route.handler(req, res, params);
+    } catch (err) {
+      const e = err instanceof HttpError ? err : new HttpError(500, `internal error: ${(err as Error).message}`);
+      if (e.status === 500) this.options.log.error(`${req.method} ${path}: ${(err as Error).stack ?? String(err)}`);
+      // The seed's handlers answer 200 with ok: false, as the original did (they throw HttpError(200, …));
+      // authentication, size and routing errors keep their status everywhere.
+      if (seed) sendSeed(res, { ok: false, error: e.message, ...(e.errors.length ? { errors: e.errors } : {}) }, e.status);
+      else sendJson(res, e.status, { message: e.message, errors: e.errors });
+    }
+  }
+
+  private authorize(req: IncomingMessage): void {
+    const token = this.options.token;
+    if (token === undefined) return;
+    const header = req.headers.authorization ?? '';
+    const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7).trim() : '');
+    const expected = Buffer.from(token);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new HttpError(401, header ? 'invalid bearer token' : 'this call changes the configuration and needs Authorization: Bearer <token>');
+    }
+  }
+
+  private async body(req: IncomingMessage): Promise<string> {
+    const limit = this.options.maxBodyBytes;
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      req.resume();
+      throw new HttpError(413, `request body larger than ${limit} bytes`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) throw new HttpError(413, `request body larger than ${limit} bytes`);
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  /** Reads resource documents (JSON or YAML) from the body. */
+  private async documents(req: IncomingMessage): Promise<unknown[]> {
+    const errors: ConfigError[] = [];
+    const docs = parseDocuments(await this.body(req), 'body', errors);
+    if (errors.length) throw new HttpError(400, 'the body is not valid JSON or YAML', errors);
+    return docs;
+  }
+
+  // ---- the seed's API -------------------------------------------------------------------------------------
+
+  private async seedHealth(res: ServerResponse): Promise<void> {
+    sendSeed(res, { ok: true, msg: 'ambassador health check OK' });
+  }
+
+  private async seedList(res: ServerResponse): Promise<void> {
+    const mappings = this.stored('Mapping')
+      .map((r) => seedMapping(r.resource))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.prefix < b.prefix ? -1 : 1));
+    // 0.8 named the list "mappings"; the walk-through (written against 0.6) shows "services".
+    sendSeed(res, { ok: true, mappings, services: mappings, count: mappings.length });
+  }
+
+  private async seedGet(res: ServerResponse, name: string): Promise<void> {
+    const stored = this.cp.store.snapshot.resources.get(key('Mapping', name));
+    if (!stored) throw new HttpError(200, `${name}: GET failed: no mapping named "${name}"`);
+    sendSeed(res, { ok: true, ...seedMapping(stored.resource) });
+  }
+
+  private async seedPost(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
+    const text = await this.body(req);
+    const isJson = /\bjson\b/i.test(req.headers['content-type'] ?? '') || text.trimStart().startsWith('{');
+    let body: Record<string, unknown> = {};
+    if (isJson && text.trim() !== '') {
+      try {
+        const parsed: unknown = JSON.parse(text);
+        if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) body = parsed as Record<string, unknown>;
+      } catch (err) {
+        throw new HttpError(200, `invalid JSON: ${(err as Error).message}`);
+      }
+    }
+    const missing = ['prefix', 'service'].filter((f) => body[f] === undefined || body[f] === null || body[f] === '');
+    if (missing.length) throw new HttpError(200, `Required fields missing: ${missing.join(' ')}`);
+    // Extra keys are ignored, as the original did; the three it knew become a Mapping.
+    const spec: Record<string, unknown> = { prefix: body.prefix, service: body.service };
+    if (body.rewrite !== undefined) spec.rewrite = body.rewrite;
+    const errors: ResourceError[] = [];
+    const resource = parseResource({ kind: 'Mapping', metadata: { name }, spec }, errors);
+    if (!resource) throw new HttpError(200, `${name}: could not save info: ${describe(errors)}`, errors);
+    const result = await this.cp.change([{ op: 'put', resource }], 'api: POST /ambassador/mapping');
+    if (!result.ok) throw new HttpError(200, `${name}: could not save info: ${describe(result.errors)}`, result.errors);
+    sendSeed(res, { ok: true, name });
+  }
+
+  private async seedDelete(res: ServerResponse, name: string): Promise<void> {
+    const problem = nameProblem(name);
+    if (problem === undefined) {
+      const result = await this.cp.change([{ op: 'delete', kind: 'Mapping', name }], 'api: DELETE /ambassador/mapping');
+      if (!result.ok) throw new HttpError(200, `${name}: DELETE failed: ${describe(result.errors)}`);
+    }
+    // 0.8 answered ok whether or not the mapping existed.
+    sendSeed(res, { ok: true, name });
+  }
+
+  private async seedStats(res: ServerResponse): Promise<void> {
+    if (!this.options.stats) throw new HttpError(404, 'statistics are not available yet in this build');
+    sendJson(res, 200, this.options.stats());
+  }
+
+  // ---- the v1 API -----------------------------------------------------------------------------------------
+
+  private kind(plural: string): string {
+    const kind = kindOfPlural(plural);
+    if (kind === undefined) throw new HttpError(404, `no resource kind "${plural}" (known: ${Object.values(KINDS).map((k) => k.plural).join(', ')})`);
+    return kind;
+  }
+
+  private stored(kind: string) {
+    return [...this.cp.store.snapshot.resources.values()].filter((r) => r.resource.kind === kind);
+  }
+
+  private async list(res: ServerResponse, plural: string): Promise<void> {
+    const kind = this.kind(plural);
+    const version = this.cp.store.snapshot.version;
+    const items = this.stored(kind)
+      .sort((a, b) => (a.resource.metadata.name < b.resource.metadata.name ? -1 : 1))
+      .map((r) => withVersion(r.resource, r.version));
+    sendJson(res, 200, { apiVersion: API_VERSION, kind: `${kind}List`, version, items }, { etag: etag(version) });
+  }
+
+  private async get(res: ServerResponse, plural: string, name: string): Promise<void> {
+    const kind = this.kind(plural);
+    const stored = this.cp.store.snapshot.resources.get(key(kind, name));
+    if (!stored) throw new HttpError(404, `${kind}/${name} does not exist`);
+    sendJson(res, 200, withVersion(stored.resource, stored.version), { etag: etag(stored.version) });
+  }
+
+  /** PUT creates or replaces; POST to the collection creates only. */
+  private async put(req: IncomingMessage, res: ServerResponse, plural: string, name: string | undefined): Promise<void> {
+    const kind = this.kind(plural);
+    const docs = await this.documents(req);
+    if (docs.length !== 1) throw new HttpError(400, `expected one ${kind}, got ${docs.length} documents (use POST /api/v1/apply for several)`);
+    const errors: ResourceError[] = [];
+    const resource = parseResource(docs[0], errors, { kind, ...(name !== undefined ? { name } : {}) });
+    if (!resource) throw new HttpError(400, `invalid ${kind}: ${describe(errors)}`, errors.map((e) => ({ resource: `${kind}/${name ?? '?'}`, ...e })));
+    const ifMatch = header(req, 'if-match');
+    const change: Change = { op: 'put', resource, ...(ifMatch !== undefined ? { ifMatch } : {}), ...(name === undefined || header(req, 'if-none-match') === '*' ? { ifNoneMatch: true } : {}) };
+    const existed = this.cp.store.snapshot.resources.has(key(kind, resource.metadata.name));
+    const result = await this.run(req, [change], `api: ${req.method} /api/v1/${plural}`);
+    const stored = result.snapshot.resources.get(key(kind, resource.metadata.name))!;
+    sendJson(res, existed ? 200 : 201, withVersion(stored.resource, stored.version), { etag: etag(stored.version), 'x-portico-config-version': String(result.version) });
+  }
+
+  private async delete(req: IncomingMessage, res: ServerResponse, plural: string, name: string): Promise<void> {
+    const kind = this.kind(plural);
+    if (!this.cp.store.snapshot.resources.has(key(kind, name)) && header(req, 'if-match') === undefined) {
+      throw new HttpError(404, `${kind}/${name} does not exist`);
+    }
+    const ifMatch = header(req, 'if-match') ?? '*';
+    const result = await this.run(req, [{ op: 'delete', kind, name, ifMatch }], `api: DELETE /api/v1/${plural}`);
+    sendJson(res, 200, { version: result.version, deleted: `${kind}/${name}` }, { 'x-portico-config-version': String(result.version) });
+  }
+
+  /** Several resources in one atomic change: what `portico apply -f` sends. */
+  private async apply(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const changes = this.parseAll(await this.documents(req)).map((resource): Change => ({ op: 'put', resource }));
+    const result = await this.run(req, changes, 'api: POST /api/v1/apply');
+    const changed = new Set(result.diff.map((d) => key(d.kind, d.name)));
+    sendJson(res, 200, {
+      version: result.version,
+      changes: result.diff.map((d) => ({ op: d.op, resource: `${d.kind}/${d.name}` })),
+      unchanged: changes.flatMap((c) => (c.op === 'put' && !changed.has(resourceKey(c.resource)) ? [resourceKey(c.resource)] : [])),
+    }, { 'x-portico-config-version': String(result.version) });
+  }
+
+  private async validate(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const changes = this.parseAll(await this.documents(req)).map((resource): Change => ({ op: 'put', resource }));
+    const result = this.cp.preview(changes);
+    if (!result.ok) throw new HttpError(result.status, `the configuration would be rejected: ${describe(result.errors)}`, result.errors);
+    sendJson(res, 200, { valid: true, resources: changes.length, changes: result.diff.map((d) => ({ op: d.op, resource: `${d.kind}/${d.name}` })) });
+  }
+
+  private parseAll(docs: unknown[]): Resource[] {
+    const errors: ResourceError[] = [];
+    const resources: Resource[] = [];
+    const seen = new Set<string>();
+    docs.forEach((doc, i) => {
+      const docErrors: ConfigError[] = [];
+      const resource = parseResource(doc, docErrors);
+      const label = resource ? resourceKey(resource) : describeDoc(doc, i);
+      errors.push(...docErrors.map((e) => ({ resource: label, ...e })));
+      if (!resource) return;
+      if (seen.has(label)) errors.push({ resource: label, code: 'duplicate_name', path: 'metadata.name', message: `${label} appears more than once` });
+      seen.add(label);
+      resources.push(resource);
+    });
+    if (errors.length) throw new HttpError(400, `invalid resources: ${describe(errors)}`, errors);
+    return resources;
+  }
+
+  private async history(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://api');
+    const limit = Math.min(Number(url.searchParams.get('limit') ?? 20), 1000);
+    const before = url.searchParams.get('before');
+    if (!Number.isInteger(limit) || limit < 1) throw new HttpError(400, 'limit must be a positive integer');
+    const versions = await this.cp.store.history(limit, before === null ? undefined : Number(before));
+    sendJson(res, 200, { version: this.cp.store.snapshot.version, served: this.cp.current.version, versions });
+  }
+
+  private async historyVersion(res: ServerResponse, version: number): Promise<void> {
+    const info = await this.cp.store.version(version);
+    if (!info) throw new HttpError(404, `no version ${version}`);
+    sendJson(res, 200, info);
+  }
+
+  private async rollback(req: IncomingMessage, res: ServerResponse, version: number): Promise<void> {
+    const changes = await this.cp.store.rollbackChanges(version);
+    if (!changes) throw new HttpError(404, `no version ${version} (the current version is ${this.cp.store.snapshot.version})`);
+    const result = await this.run(req, changes, `api: rollback to version ${version}`);
+    sendJson(res, 200, { version: result.version, rolled_back_to: version, changes: result.diff.map((d) => ({ op: d.op, resource: `${d.kind}/${d.name}` })) });
+  }
+
+  /** Commits changes (or, with `?dry_run=true`, only checks them) and turns a refusal into its HTTP error. */
+  private async run(req: IncomingMessage, changes: Change[], source: string): Promise<Extract<ChangeResult<unknown>, { ok: true }>> {
+    const dryRun = new URL(req.url ?? '/', 'http://api').searchParams.get('dry_run') === 'true';
+    const result = dryRun ? this.cp.preview(changes) : await this.cp.change(changes, source);
+    if (!result.ok) {
+      const what = result.status === 412 ? 'precondition failed' : result.status === 404 ? 'not found' : 'the configuration was rejected, nothing changed';
+      throw new HttpError(result.status === 412 && changes.some((c) => c.op === 'put' && c.ifNoneMatch) ? 409 : result.status, `${what}: ${describe(result.errors)}`, result.errors);
+    }
+    return result;
+  }
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function seedMapping(r: Resource): { name: string; prefix: string; service: string; rewrite: string } {
+  const spec = r.spec as MappingSpec;
+  return { name: r.metadata.name, prefix: spec.prefix, service: spec.service, rewrite: spec.rewrite ?? '/' };
+}
+
+function withVersion(r: Resource, version: number): Resource & { metadata: { resourceVersion: string } } {
+  return { ...r, metadata: { ...r.metadata, resourceVersion: String(version) } };
+}
+
+function describeDoc(doc: unknown, i: number): string {
+  const d = doc as { kind?: unknown; metadata?: { name?: unknown } } | undefined;
+  return typeof d?.kind === 'string' && typeof d.metadata?.name === 'string' ? `${d.kind}/${d.metadata.name}` : `document ${i}`;
+}
+
+/** One line naming every problem: what the seed's `error` string and the v1 `message` say. */
+function describe(errors: readonly ResourceError[]): string {
+  return errors.map((e) => `${e.resource ? `${e.resource} ` : ''}${e.path ? `${e.path}: ` : ''}${e.message}`).join('; ');
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
+  const body = `${JSON.stringify(value, null, 2)}\n`;
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...headers });
+  res.end(body);
+}
+
+function sendSeed(res: ServerResponse, fields: Record<string, unknown>, status = 200): void {
+  sendJson(res, status, { ...fields, hostname: hostname(), version: VERSION });
+}

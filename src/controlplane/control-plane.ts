@@ -1,0 +1,135 @@
+/**
+ * The control plane of one process: the store, the translator and the data plane it feeds. A write through
+ * this process is validated and translated inside the store's transaction and then applied; writes made by
+ * other processes on the same database arrive through NOTIFY (and, as a safety net, a periodic resync), are
+ * translated and applied the same way. Applying is serialised and always moves forward in version.
+ */
+import type { Bootstrap } from '../config/load.js';
+import { formatConfigErrors } from '../config/errors.js';
+import { DataPlane } from '../dataplane/data-plane.js';
+import type { Logger } from '../util/logger.js';
+import type { Resource } from './resources.js';
+import { type Change, type ChangeResult, type ConfigStore, NOTIFY_CHANNEL, type Snapshot } from './store/store.js';
+import { type BuiltConfig, buildConfig, type ResourceError, type TranslateOptions } from './translate.js';
+
+export interface ControlPlaneOptions extends TranslateOptions {
+  drainTimeoutMs: number;
+  resyncIntervalMs: number;
+  log: Logger;
+}
+
+/** The configuration being served. */
+export interface Served {
+  version: number;
+  config: BuiltConfig;
+  appliedAt: Date;
+}
+
+export class ControlPlane {
+  private served: Served;
+  private applying: Promise<void> = Promise.resolve();
+  private syncing: Promise<void> | undefined;
+  private syncAgain = false;
+  private resyncTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    readonly store: ConfigStore,
+    readonly plane: DataPlane,
+    initial: Served,
+    private readonly options: ControlPlaneOptions,
+  ) {
+    this.served = initial;
+  }
+
+  /** Builds the stored configuration, starts the data plane on it, and follows the store from then on. */
+  static async start(store: ConfigStore, options: ControlPlaneOptions): Promise<ControlPlane> {
+    const snapshot = store.snapshot;
+    let built = buildConfig(resourcesOf(snapshot), options, options.log);
+    if (built.errors.length) {
+      // Only possible when this version translates differently from the one that stored it: serve nothing
+      // rather than something half-right, and say why.
+      options.log.error(`stored configuration version ${snapshot.version} is invalid, serving no routes:\n${formatResourceErrors(built.errors)}`);
+      built = buildConfig([], options, options.log);
+    }
+    const plane = await DataPlane.start(built.value.bootstrap, options.log);
+    const cp = new ControlPlane(store, plane, { version: snapshot.version, config: built.value, appliedAt: new Date() }, options);
+    await store.engine.listen(NOTIFY_CHANNEL, () => void cp.sync());
+    cp.resyncTimer = setInterval(() => void cp.sync(), options.resyncIntervalMs);
+    cp.resyncTimer.unref();
+    return cp;
+  }
+
+  get current(): Served {
+    return this.served;
+  }
+
+  /** The bootstrap being served, as the admin endpoint shows it. */
+  get bootstrap(): Bootstrap {
+    return this.served.config.bootstrap;
+  }
+
+  /** Validates, commits and applies changes; the result says what was committed or why nothing was. */
+  async change(changes: Change[], source: string): Promise<ChangeResult<BuiltConfig>> {
+    const result = await this.store.change(changes, source, (resources) => buildConfig(resources, this.options, this.options.log));
+    if (result.ok && result.validated) await this.apply(result.version, result.validated);
+    return result;
+  }
+
+  /** What `change` would answer, without committing anything (dry runs and `/api/v1/validate`). */
+  preview(changes: Change[]): ChangeResult<BuiltConfig> {
+    return this.store.preview(changes, (resources) => buildConfig(resources, this.options, this.options.log));
+  }
+
+  /** Catches up with the store (changes from other processes) and applies what changed. */
+  sync(): Promise<void> {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      do {
+        this.syncAgain = false;
+        try {
+          const snapshot = await this.store.refresh();
+          if (snapshot && snapshot.version > this.served.version) {
+            const built = buildConfig(resourcesOf(snapshot), this.options, this.options.log);
+            if (built.errors.length) {
+              this.options.log.error(`configuration version ${snapshot.version} is invalid here, keeping version ${this.served.version}:\n${formatResourceErrors(built.errors)}`);
+            } else {
+              await this.apply(snapshot.version, built.value);
+            }
+          }
+        } catch (err) {
+          this.options.log.error(`configuration sync failed: ${(err as Error).message}`);
+        }
+      } while (this.syncAgain);
+    })().finally(() => (this.syncing = undefined));
+    return this.syncing;
+  }
+
+  private apply(version: number, config: BuiltConfig): Promise<void> {
+    const run = this.applying.then(async () => {
+      if (version <= this.served.version) return;
+      await this.plane.update(config.bootstrap, this.options.drainTimeoutMs);
+      this.served = { version, config, appliedAt: new Date() };
+      this.options.log.info(`serving configuration version ${version}`);
+    });
+    this.applying = run.catch((err: Error) => this.options.log.error(`applying configuration version ${version} failed: ${err.message}`));
+    return this.applying;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.resyncTimer);
+    await this.syncing;
+    await this.applying;
+    await this.plane.close(this.options.drainTimeoutMs);
+  }
+}
+
+export function resourcesOf(snapshot: Snapshot): Resource[] {
+  return [...snapshot.resources.values()].map((r) => r.resource);
+}
+
+export function formatResourceErrors(errors: readonly ResourceError[]): string {
+  return formatConfigErrors(errors.map((e) => ({ ...e, path: e.resource ? `${e.resource} ${e.path}` : e.path })));
+}

@@ -1,0 +1,476 @@
+/**
+ * The resources users write, in Emissary's `getambassador.io/v3alpha1` shape: `Mapping` and `Module`. This file
+ * says what a valid resource is; translate.ts says what it means.
+ */
+import { isIP } from 'node:net';
+import { type ConfigError, childPath } from '../config/errors.js';
+import {
+  bool,
+  type Check,
+  duration,
+  either,
+  headerName,
+  int,
+  isObject,
+  listOf,
+  mapOf,
+  matchHeaderName,
+  object,
+  oneOf,
+  regex,
+  str,
+  stringOrList,
+  typeName,
+} from './schema.js';
+
+export const API_VERSION = 'getambassador.io/v3alpha1';
+
+export interface Metadata {
+  name: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+}
+
+export interface Resource<S = object> {
+  apiVersion: string;
+  kind: Kind;
+  metadata: Metadata;
+  spec: S;
+}
+
+export type HeaderValue = string | { value: string; append?: boolean };
+export interface RegexSubstitution {
+  pattern: string;
+  substitution: string;
+}
+export interface RetryPolicy {
+  retry_on?: string;
+  num_retries?: number;
+  per_try_timeout?: string;
+}
+export interface CircuitBreaker {
+  priority?: 'default' | 'high';
+  max_connections?: number;
+  max_pending_requests?: number;
+  max_requests?: number;
+  max_retries?: number;
+}
+export interface LoadBalancer {
+  policy: 'round_robin' | 'least_request' | 'ring_hash' | 'maglev';
+  cookie?: { name: string; path?: string; ttl?: string };
+  header?: string;
+  source_ip?: boolean;
+}
+export interface Cors {
+  origins?: string | string[];
+  methods?: string | string[];
+  headers?: string | string[];
+  exposed_headers?: string | string[];
+  credentials?: boolean;
+  max_age?: string;
+}
+
+export interface MappingSpec {
+  prefix: string;
+  prefix_regex?: boolean;
+  prefix_exact?: boolean;
+  case_sensitive?: boolean;
+  service: string;
+  rewrite?: string;
+  regex_rewrite?: RegexSubstitution;
+  host?: string;
+  host_regex?: boolean;
+  hostname?: string;
+  method?: string;
+  method_regex?: boolean;
+  headers?: Record<string, string | true>;
+  regex_headers?: Record<string, string>;
+  query_parameters?: Record<string, string | true>;
+  regex_query_parameters?: Record<string, string>;
+  weight?: number;
+  precedence?: number;
+  timeout_ms?: number;
+  idle_timeout_ms?: number;
+  connect_timeout_ms?: number;
+  cluster_idle_timeout_ms?: number;
+  dns_type?: 'strict_dns' | 'logical_dns';
+  retry_policy?: RetryPolicy;
+  circuit_breakers?: CircuitBreaker[];
+  load_balancer?: LoadBalancer;
+  add_request_headers?: Record<string, HeaderValue>;
+  add_response_headers?: Record<string, HeaderValue>;
+  remove_request_headers?: string[];
+  remove_response_headers?: string[];
+  host_rewrite?: string;
+  auto_host_rewrite?: boolean;
+  shadow?: boolean;
+  host_redirect?: boolean;
+  path_redirect?: string;
+  prefix_redirect?: string;
+  regex_redirect?: RegexSubstitution;
+  redirect_response_code?: 301 | 302 | 303 | 307 | 308;
+  allow_upgrade?: string[];
+  use_websocket?: boolean;
+  cors?: Cors;
+  bypass_auth?: boolean;
+  labels?: Record<string, unknown>;
+  docs?: Record<string, unknown>;
+}
+
+export interface ModuleConfig {
+  cluster_request_timeout_ms?: number;
+  cluster_idle_timeout_ms?: number;
+  retry_policy?: RetryPolicy;
+  circuit_breakers?: CircuitBreaker[];
+  load_balancer?: LoadBalancer;
+  cors?: Cors;
+  server_name?: string;
+  use_remote_address?: boolean;
+  xff_num_trusted_hops?: number;
+  max_request_headers_kb?: number;
+  merge_slashes?: boolean;
+  strip_matching_host_port?: boolean;
+  preserve_external_request_id?: boolean;
+  listener_idle_timeout_ms?: number;
+  suppress_envoy_headers?: boolean;
+  enable_http10?: boolean;
+  headers_with_underscores_action?: 'ALLOW' | 'REJECT_REQUEST' | 'DROP_HEADER';
+}
+
+export interface ModuleSpec {
+  config?: ModuleConfig;
+}
+
+export type Mapping = Resource<MappingSpec>;
+export type Module = Resource<ModuleSpec>;
+
+/** Emissary's defaults (irhttpmapping.py, irambassador.py). */
+export const DEFAULTS = {
+  rewrite: '/',
+  timeoutMs: 3000,
+  connectTimeoutMs: 3000,
+  redirectResponseCode: 301,
+} as const;
+
+/** `[scheme://]host[:port]` of a Mapping's `service`, resolved by DNS; port 80, or 443 with `https://`. */
+export interface ServiceAddress {
+  tls: boolean;
+  host: string;
+  port: number;
+  /** Whether the port was written out (a host redirect keeps it only then). */
+  explicitPort: boolean;
+}
+
+const SERVICE = /^(?:([a-zA-Z][a-zA-Z0-9+.-]*):\/\/)?(\[[0-9a-fA-F:.]+\]|[^:/[\]]+)(?::(\d+))?$/;
+// Emissary service names are DNS names, optionally `name.namespace`; underscores appear in real DNS names.
+const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+export function parseService(service: string): ServiceAddress | string {
+  const m = SERVICE.exec(service.trim());
+  if (m === null) return `"${service}" is not [scheme://]host[:port]`;
+  const scheme = (m[1] ?? 'http').toLowerCase();
+  if (scheme !== 'http' && scheme !== 'https') return `scheme "${scheme}" is not http or https`;
+  let host = m[2]!;
+  if (host.startsWith('[')) {
+    host = host.slice(1, -1);
+    if (isIP(host) !== 6) return `"${host}" is not an IPv6 address`;
+  } else if (isIP(host) === 0 && !DNS_NAME.test(host)) {
+    return `"${host}" is not a host name or IP address`;
+  }
+  const port = m[3] === undefined ? (scheme === 'https' ? 443 : 80) : Number(m[3]);
+  if (port < 1 || port > 65535) return `port ${m[3]} is not between 1 and 65535`;
+  return { tls: scheme === 'https', host, port, explicitPort: m[3] !== undefined };
+}
+
+const service = str((s, path, errors) => {
+  const parsed = parseService(s);
+  if (typeof parsed === 'string') errors.push({ code: 'invalid_value', path, message: parsed });
+}, 2048);
+
+/** A URL path: what prefixes, rewrites and redirects hold. */
+const urlPath = str((s, path, errors) => {
+  if (!s.startsWith('/')) errors.push({ code: 'invalid_value', path, message: `"${s}" must start with "/"` });
+  else if (/[\s#]/.test(s)) errors.push({ code: 'invalid_value', path, message: `"${s}" may not contain spaces or "#"` });
+}, 2048);
+
+const hostGlob = str((s, path, errors) => {
+  const body = s === '*' ? '' : s.startsWith('*.') ? s.slice(2) : s.endsWith('.*') ? s.slice(0, -2) : s;
+  if (body !== '' && !/^[A-Za-z0-9_.-]+(?::\d+)?$/.test(body)) {
+    errors.push({ code: 'invalid_value', path, message: `"${s}" is not a host name, "*", "*.suffix" or "prefix.*"` });
+  }
+}, 253);
+
+const regexSubstitution = object({ fields: { pattern: regex, substitution: str() }, required: ['pattern', 'substitution'] });
+
+const headerValue = either(str(), object({ fields: { value: str(), append: bool }, required: ['value'] }), 'a string or {value, append}');
+
+const RETRY_ON = ['5xx', 'gateway-error', 'connect-failure', 'retriable-4xx', 'refused-stream', 'retriable-status-codes', 'reset'];
+const retryPolicy = object({
+  fields: {
+    retry_on: str((s, path, errors) => {
+      for (const part of s.split(',')) {
+        if (!RETRY_ON.includes(part.trim())) errors.push({ code: 'invalid_value', path, message: `"${part.trim()}" is not one of ${RETRY_ON.join(', ')}` });
+      }
+    }),
+    num_retries: int(0, 1000),
+    per_try_timeout: duration,
+  },
+});
+
+const circuitBreakers = listOf(
+  object({
+    fields: {
+      priority: oneOf('default', 'high'),
+      max_connections: int(0),
+      max_pending_requests: int(0),
+      max_requests: int(0),
+      max_retries: int(0),
+    },
+  }),
+);
+
+const loadBalancerShape = object({
+  fields: {
+    policy: oneOf('round_robin', 'least_request', 'ring_hash', 'maglev'),
+    cookie: object({ fields: { name: str(), path: str(), ttl: duration }, required: ['name'] }),
+    header: headerName,
+    source_ip: bool,
+  },
+  required: ['policy'],
+});
+
+/** Emissary's load_balancer rules (§B.3): hash keys only with a hashing policy, and then exactly one. */
+const loadBalancer: Check = (value, path, errors) => {
+  const before = errors.length;
+  loadBalancerShape(value, path, errors);
+  if (errors.length > before || !isObject(value)) return;
+  const keys = ['cookie', 'header', 'source_ip'].filter((k) => value[k] !== undefined);
+  if (value.policy === 'round_robin' || value.policy === 'least_request') {
+    for (const k of keys) errors.push({ code: 'invalid_value', path: childPath(path, k), message: `policy ${value.policy} takes no ${k}` });
+  } else if (keys.length !== 1) {
+    errors.push({ code: 'invalid_value', path, message: `policy ${value.policy} needs exactly one of cookie, header, source_ip` });
+  }
+};
+
+const cors = object({
+  fields: {
+    origins: stringOrList,
+    methods: stringOrList,
+    headers: stringOrList,
+    exposed_headers: stringOrList,
+    credentials: bool,
+    max_age: str((s, path, errors) => {
+      if (!/^\d+$/.test(s)) errors.push({ code: 'invalid_value', path, message: `"${s}" is not a number of seconds` });
+    }),
+  },
+});
+
+/** A rate-limit label action: a name (`remote_address`, or a generic key value) or `{request_headers: …}` and friends. */
+const labelAction: Check = (value, path, errors) => {
+  if (typeof value !== 'string' && !(isObject(value) && Object.keys(value).length === 1)) {
+    errors.push({ code: 'wrong_type', path, message: `expected a label action (a string or an object with one key), got ${typeName(value)}` });
+  }
+};
+
+const matchValue = either(str(), oneOf(true), 'a string or true');
+const timeoutMs = int(0, 86_400_000);
+
+export const MAPPING_FIELDS: Record<keyof MappingSpec, Check> = {
+  prefix: str(undefined, 2048),
+  prefix_regex: bool,
+  prefix_exact: bool,
+  case_sensitive: bool,
+  service,
+  rewrite: str(undefined, 2048),
+  regex_rewrite: regexSubstitution,
+  host: str(undefined, 253),
+  host_regex: bool,
+  hostname: hostGlob,
+  method: str(undefined, 64),
+  method_regex: bool,
+  headers: mapOf(matchHeaderName, matchValue),
+  regex_headers: mapOf(matchHeaderName, regex),
+  query_parameters: mapOf(str(undefined, 256), matchValue),
+  regex_query_parameters: mapOf(str(undefined, 256), regex),
+  weight: int(0, 100),
+  precedence: int(-1_000_000, 1_000_000),
+  timeout_ms: timeoutMs,
+  idle_timeout_ms: timeoutMs,
+  connect_timeout_ms: int(1, 86_400_000),
+  cluster_idle_timeout_ms: timeoutMs,
+  dns_type: oneOf('strict_dns', 'logical_dns'),
+  retry_policy: retryPolicy,
+  circuit_breakers: circuitBreakers,
+  load_balancer: loadBalancer,
+  add_request_headers: mapOf(headerName, headerValue),
+  add_response_headers: mapOf(headerName, headerValue),
+  remove_request_headers: listOf(headerName),
+  remove_response_headers: listOf(headerName),
+  host_rewrite: str(undefined, 253),
+  auto_host_rewrite: bool,
+  shadow: bool,
+  host_redirect: bool,
+  path_redirect: urlPath,
+  prefix_redirect: urlPath,
+  regex_redirect: regexSubstitution,
+  redirect_response_code: oneOf(301, 302, 303, 307, 308),
+  allow_upgrade: listOf(str(undefined, 64)),
+  use_websocket: bool,
+  cors,
+  bypass_auth: bool,
+  labels: mapOf(str(), listOf(mapOf(str(), listOf(labelAction)))),
+  docs: object({ fields: { path: str(), url: str(), ignored: bool, display_name: str(), timeout_ms: timeoutMs } }),
+};
+
+export const MODULE_CONFIG_FIELDS: Record<keyof ModuleConfig, Check> = {
+  cluster_request_timeout_ms: timeoutMs,
+  cluster_idle_timeout_ms: timeoutMs,
+  retry_policy: retryPolicy,
+  circuit_breakers: circuitBreakers,
+  load_balancer: loadBalancer,
+  cors,
+  server_name: str(undefined, 256),
+  use_remote_address: bool,
+  xff_num_trusted_hops: int(0, 64),
+  max_request_headers_kb: int(1, 8192),
+  merge_slashes: bool,
+  strip_matching_host_port: bool,
+  preserve_external_request_id: bool,
+  listener_idle_timeout_ms: timeoutMs,
+  suppress_envoy_headers: bool,
+  enable_http10: bool,
+  headers_with_underscores_action: oneOf('ALLOW', 'REJECT_REQUEST', 'DROP_HEADER'),
+};
+
+/** Checks of a Mapping that involve several fields (each looks at types itself: this runs after type errors too). */
+function checkMapping(spec: MappingSpec, path: string, errors: ConfigError[]): void {
+  const at = (field: string) => childPath(path, field);
+  if (spec.prefix_regex && spec.prefix_exact) {
+    errors.push({ code: 'oneof_conflict', path: at('prefix_exact'), message: 'prefix_regex and prefix_exact exclude each other' });
+  }
+  if (typeof spec.prefix === 'string') {
+    if (spec.prefix_regex) regex(spec.prefix, at('prefix'), errors);
+    else urlPath(spec.prefix, at('prefix'), errors);
+  }
+  if (spec.prefix_regex && spec.rewrite !== undefined && spec.rewrite !== '' && spec.regex_rewrite === undefined) {
+    errors.push({ code: 'invalid_value', path: at('rewrite'), message: 'rewrite replaces a literal prefix; with prefix_regex use regex_rewrite' });
+  }
+  if (typeof spec.host === 'string') {
+    if (spec.host_regex) regex(spec.host, at('host'), errors);
+    else if (spec.host.includes('*')) errors.push({ code: 'invalid_value', path: at('host'), message: 'host is an exact match; use hostname for "*" globs' });
+  }
+  if (typeof spec.method === 'string') {
+    if (spec.method_regex) regex(spec.method, at('method'), errors);
+    else if (!/^[A-Z]+$/.test(spec.method)) errors.push({ code: 'invalid_value', path: at('method'), message: `"${spec.method}" is not an HTTP method such as GET` });
+  }
+  if (spec.host_rewrite !== undefined && spec.auto_host_rewrite === true) {
+    errors.push({ code: 'oneof_conflict', path: at('auto_host_rewrite'), message: 'host_rewrite and auto_host_rewrite exclude each other' });
+  }
+  const redirects = (['path_redirect', 'prefix_redirect', 'regex_redirect'] as const).filter((k) => spec[k] !== undefined);
+  if (redirects.length > 1) {
+    errors.push({ code: 'oneof_conflict', path: at(redirects[1]!), message: `${redirects.join(', ')} exclude each other` });
+  }
+  for (const k of redirects) {
+    if (!spec.host_redirect) errors.push({ code: 'invalid_value', path: at(k), message: `${k} applies only with host_redirect: true` });
+  }
+  if (spec.redirect_response_code !== undefined && !spec.host_redirect) {
+    errors.push({ code: 'invalid_value', path: at('redirect_response_code'), message: 'redirect_response_code applies only with host_redirect: true' });
+  }
+  if (spec.shadow && spec.host_redirect) {
+    errors.push({ code: 'oneof_conflict', path: at('shadow'), message: 'a shadow Mapping cannot also redirect' });
+  }
+}
+
+interface KindInfo {
+  /** Path segment of the v1 API: `/api/v1/mappings`. */
+  plural: string;
+  check(spec: Record<string, unknown>, path: string, errors: ConfigError[], name: string): void;
+}
+
+export const KINDS: Record<string, KindInfo> = {
+  Mapping: {
+    plural: 'mappings',
+    check: (spec, path, errors) => {
+      object({ fields: MAPPING_FIELDS, required: ['prefix', 'service'] })(spec, path, errors);
+      checkMapping(spec as unknown as MappingSpec, path, errors);
+    },
+  },
+  Module: {
+    plural: 'modules',
+    check: (spec, path, errors, name) => {
+      // Emissary reads only the Module named "ambassador"; any other would be silently ignored there.
+      if (name !== 'ambassador') errors.push({ code: 'invalid_value', path: 'metadata.name', message: 'the Module must be named "ambassador"' });
+      object({ fields: { config: object({ fields: MODULE_CONFIG_FIELDS }) } })(spec, path, errors);
+    },
+  },
+};
+
+export type Kind = keyof typeof KINDS & string;
+
+export function kindOfPlural(plural: string): string | undefined {
+  return Object.keys(KINDS).find((k) => KINDS[k]!.plural === plural);
+}
+
+// Names end up in URLs, cluster names and stats names: keep them to what is safe in all three.
+const NAME = /^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
+
+export function nameProblem(name: string): string | undefined {
+  return NAME.test(name) ? undefined : `"${name}" is not a valid name: 1 to 63 letters, digits, "-", "_" or ".", starting and ending with a letter or digit`;
+}
+
+/**
+ * Validates a resource document and returns it in canonical form (only the fields Portico keeps, in a fixed
+ * order), or undefined with every problem in `errors`. `expected` fills in or pins what the caller already
+ * knows (the kind and name of `/api/v1/mappings/NAME`).
+ */
+export function parseResource(doc: unknown, errors: ConfigError[], expected: { kind?: string; name?: string } = {}): Resource | undefined {
+  const before = errors.length;
+  if (!isObject(doc)) {
+    errors.push({ code: 'wrong_type', path: '', message: `a resource must be an object, got ${typeName(doc)}` });
+    return undefined;
+  }
+  for (const key of Object.keys(doc)) {
+    if (!['apiVersion', 'kind', 'metadata', 'spec', 'status'].includes(key)) errors.push({ code: 'unknown_field', path: key, message: `unknown field "${key}"` });
+  }
+  const apiVersion = doc.apiVersion ?? API_VERSION;
+  if (apiVersion !== API_VERSION) errors.push({ code: 'invalid_value', path: 'apiVersion', message: `apiVersion must be ${API_VERSION}` });
+  const kind = doc.kind ?? expected.kind;
+  if (typeof kind !== 'string' || KINDS[kind] === undefined) {
+    errors.push({ code: kind === undefined ? 'missing_required' : 'invalid_value', path: 'kind', message: `kind must be one of ${Object.keys(KINDS).join(', ')}` });
+  } else if (expected.kind !== undefined && kind !== expected.kind) {
+    errors.push({ code: 'invalid_value', path: 'kind', message: `kind ${kind} does not match the URL (${expected.kind})` });
+  }
+  const metadata = doc.metadata ?? {};
+  let name: unknown;
+  let namespace: unknown;
+  let labels: unknown;
+  if (!isObject(metadata)) {
+    errors.push({ code: 'wrong_type', path: 'metadata', message: `expected an object, got ${typeName(metadata)}` });
+  } else {
+    object({ fields: { name: str(), namespace: str(), labels: mapOf(str(), str()), annotations: mapOf(str(), str()) } })(metadata, 'metadata', errors);
+    ({ name, namespace, labels } = metadata);
+    name ??= expected.name;
+    if (name === undefined) errors.push({ code: 'missing_required', path: 'metadata.name', message: 'metadata.name is required' });
+    else if (typeof name === 'string') {
+      const problem = nameProblem(name);
+      if (problem) errors.push({ code: 'invalid_value', path: 'metadata.name', message: problem });
+      else if (expected.name !== undefined && name !== expected.name) {
+        errors.push({ code: 'invalid_value', path: 'metadata.name', message: `name "${name}" does not match the URL ("${expected.name}")` });
+      }
+    }
+  }
+  const spec = doc.spec ?? (kind === 'Module' ? {} : undefined);
+  if (spec === undefined) errors.push({ code: 'missing_required', path: 'spec', message: 'spec is required' });
+  else if (!isObject(spec)) errors.push({ code: 'wrong_type', path: 'spec', message: `expected an object, got ${typeName(spec)}` });
+  else if (typeof kind === 'string' && KINDS[kind] && typeof name === 'string') KINDS[kind]!.check(spec, 'spec', errors, name);
+  if (errors.length > before) return undefined;
+  const meta: Metadata = { name: name as string };
+  if (typeof namespace === 'string') meta.namespace = namespace;
+  if (isObject(labels) && Object.keys(labels).length > 0) meta.labels = labels as Record<string, string>;
+  return { apiVersion: API_VERSION, kind: kind as Kind, metadata: meta, spec: spec as Record<string, unknown> };
+}
+
+/** `Mapping/name`: how messages and error lists name a resource. */
+export function resourceKey(r: { kind: string; metadata: { name: string } }): string {
+  return `${r.kind}/${r.metadata.name}`;
+}

@@ -1,0 +1,625 @@
+/**
+ * Mappings and the Module → Envoy v3 resources (one HTTP listener with its route table, and clusters), following
+ * Emissary's translation (irhttpmapping.py, irbasemappinggroup.py, v3route.py). The output is proto3-JSON in a
+ * fixed key order, so the same input always gives the same bytes; `checkTranslation` then runs the data plane's
+ * own validation and names, for every problem, the resource field that caused it.
+ */
+import { createHash } from 'node:crypto';
+import { type ConfigError } from '../config/errors.js';
+import { checkBootstrap, type Bootstrap } from '../config/load.js';
+import { formatDuration } from '../config/proto/encode.js';
+import { HCM_TYPE, ROUTER_TYPE } from '../config/validate.js';
+import { compileBootstrap } from '../dataplane/data-plane.js';
+import type { Logger } from '../util/logger.js';
+import {
+  type Cors,
+  DEFAULTS,
+  type HeaderValue,
+  type LoadBalancer,
+  type Mapping,
+  type MappingSpec,
+  type ModuleConfig,
+  type ModuleSpec,
+  parseService,
+  type Resource,
+  resourceKey,
+  type ServiceAddress,
+} from './resources.js';
+import { durationMs } from './schema.js';
+
+type Json = Record<string, unknown>;
+
+export interface TranslateOptions {
+  /** Address and port of the HTTP listener (Emissary's 8080). */
+  listenerAddress: string;
+  listenerPort: number;
+}
+
+/** A problem found in a resource, with the path inside that resource (`spec.retry_policy`). */
+export interface ResourceError extends ConfigError {
+  /** `Mapping/name` */
+  resource?: string;
+}
+
+/** Which resource (and field) produced an element of the output, for naming the cause of a problem. */
+interface Origin {
+  resource: string;
+  /** The Module field whose default a Mapping inherited, by Mapping field. */
+  inherited: Partial<Record<keyof MappingSpec, string>>;
+}
+
+export interface Translation {
+  listeners: Json[];
+  clusters: Json[];
+  /** Clusters of each Mapping (`Mapping/name` → cluster names), for per-mapping stats. */
+  clustersOf: Map<string, string[]>;
+  errors: ResourceError[];
+  /** Producers of routes[i], clusters[i] and http_filters[i] of the output. */
+  origins: { routes: Origin[][]; clusters: Origin[][]; filters: Origin[][] };
+}
+
+const TYPE = 'type.googleapis.com/';
+const CORS_FILTER = 'envoy.extensions.filters.http.cors.v3.Cors';
+const CORS_POLICY = 'envoy.extensions.filters.http.cors.v3.CorsPolicy';
+export const LISTENER_NAME = 'ambassador-listener';
+
+/** What a Mapping contributes whatever the other Mappings are. */
+interface MappingParts {
+  spec: MappingSpec;
+  service: ServiceAddress;
+  body: Json;
+  bodyKey: string;
+  origin: Origin;
+  groupKey: string;
+  weight: RouteWeight;
+  /** The last route built for this Mapping and what it was built from (cluster, weight, shadow). */
+  route?: { inputs: string; json: Json };
+}
+
+interface Prepared extends MappingParts {
+  mapping: Mapping;
+  cluster: string;
+}
+
+// Snapshots share the objects of unchanged resources, so with parts cached per (Module, Mapping) object a change
+// of one Mapping among thousands translates one Mapping again, not all of them.
+const partsCache = new WeakMap<object, WeakMap<Mapping, MappingParts>>();
+const NO_MODULE = {};
+
+function cacheFor(module: ModuleConfig): WeakMap<Mapping, MappingParts> {
+  let cache = partsCache.get(module);
+  if (!cache) partsCache.set(module, (cache = new WeakMap()));
+  return cache;
+}
+
+function mappingParts(mapping: Mapping, module: ModuleConfig): MappingParts {
+  const spec = withModuleDefaults(mapping.spec, module);
+  const origin: Origin = { resource: resourceKey(mapping), inherited: {} };
+  for (const [field, moduleField] of Object.entries(MODULE_DEFAULTS)) {
+    if (mapping.spec[field as keyof MappingSpec] === undefined && module[moduleField] !== undefined) {
+      origin.inherited[field as keyof MappingSpec] = `spec.config.${moduleField}`;
+    }
+  }
+  const service = parseService(spec.service) as ServiceAddress;
+  const body = clusterBody(spec, service);
+  return { spec, service, body, bodyKey: JSON.stringify(body), origin, groupKey: groupKey(spec), weight: routeWeight(spec) };
+}
+
+/** Mapping fields that fall back to a Module default. */
+const MODULE_DEFAULTS: Partial<Record<keyof MappingSpec, keyof ModuleConfig>> = {
+  timeout_ms: 'cluster_request_timeout_ms',
+  cluster_idle_timeout_ms: 'cluster_idle_timeout_ms',
+  retry_policy: 'retry_policy',
+  circuit_breakers: 'circuit_breakers',
+  load_balancer: 'load_balancer',
+  cors: 'cors',
+};
+
+/** Translates validated resources (see parseResource). Problems that involve several Mappings land in `errors`. */
+export function translate(resources: readonly Resource[], options: TranslateOptions): Translation {
+  const module = ((resources.find((r) => r.kind === 'Module')?.spec as ModuleSpec | undefined)?.config ?? NO_MODULE) as ModuleConfig;
+  const mappings = resources.filter((r): r is Mapping => r.kind === 'Mapping').sort((a, b) => compare(a.metadata.name, b.metadata.name));
+  const errors: ResourceError[] = [];
+
+  // Clusters: one per distinct service and cluster settings, named after the service as Emissary does.
+  const clusterBodies = new Map<string, { base: string; body: Json; origins: Origin[] }>();
+  const prepared: Prepared[] = [];
+  const cache = cacheFor(module);
+  for (const mapping of mappings) {
+    let parts = cache.get(mapping);
+    if (!parts) cache.set(mapping, (parts = mappingParts(mapping, module)));
+    let entry = clusterBodies.get(parts.bodyKey);
+    if (!entry) clusterBodies.set(parts.bodyKey, (entry = { base: `cluster_${mangle(parts.spec.service)}`, body: parts.body, origins: [] }));
+    entry.origins.push(parts.origin);
+    prepared.push({ ...parts, mapping, cluster: parts.bodyKey });
+  }
+  const baseCount = new Map<string, number>();
+  for (const { base } of clusterBodies.values()) baseCount.set(base, (baseCount.get(base) ?? 0) + 1);
+  const clusterName = new Map<string, string>();
+  for (const [key, { base }] of clusterBodies) {
+    clusterName.set(key, baseCount.get(base)! > 1 ? `${base}_${createHash('sha1').update(key).digest('hex').slice(0, 8)}` : base);
+  }
+  for (const p of prepared) p.cluster = clusterName.get(p.cluster)!;
+  const clusters = [...clusterBodies.entries()]
+    .map(([key, { body, origins }]) => ({ name: clusterName.get(key)!, body, origins }))
+    .sort((a, b) => compare(a.name, b.name));
+  const clustersOf = new Map<string, string[]>();
+  for (const p of prepared) clustersOf.set(p.origin.resource, [p.cluster]);
+
+  // Routes: Mappings that match the same requests form a group; groups are ordered as Emissary orders them.
+  const groups = new Map<string, { members: Prepared[]; weight: RouteWeight }>();
+  for (const p of prepared) {
+    const group = groups.get(p.groupKey);
+    if (group) group.members.push(p);
+    else groups.set(p.groupKey, { members: [p], weight: p.weight });
+  }
+  const routes: Json[] = [];
+  const routeOrigins: Origin[][] = [];
+  const ordered = [...groups].sort(([ka, a], [kb, b]) => compareWeights(b.weight, a.weight) || compare(ka, kb));
+  for (const [, { members }] of ordered) {
+    const shadows = members.filter((m) => m.spec.shadow);
+    const serving = members.filter((m) => !m.spec.shadow);
+    for (const extra of shadows.slice(1)) {
+      errors.push({ resource: extra.origin.resource, code: 'invalid_value', path: 'spec.shadow', message: `only one shadow Mapping per route; ${shadows[0]!.origin.resource} is already shadowing this prefix` });
+    }
+    const shadow = shadows[0];
+    const weights = normalizeWeights(serving, errors);
+    serving.forEach((p, i) => {
+      routes.push(cachedRoute(p, module, weights.length > 1 ? weights[i] : undefined, shadow));
+      routeOrigins.push(shadow ? [p.origin, shadow.origin] : [p.origin]);
+    });
+    if (shadow && serving.length === 0) {
+      errors.push({ resource: shadow.origin.resource, code: 'invalid_value', path: 'spec.shadow', message: 'a shadow Mapping needs a non-shadow Mapping with the same match to mirror' });
+    }
+  }
+
+  const corsUsers = prepared.filter((p) => p.spec.cors !== undefined && !p.spec.shadow).map((p) => p.origin);
+  const httpFilters: Json[] = [];
+  const filterOrigins: Origin[][] = [];
+  if (corsUsers.length > 0) {
+    httpFilters.push({ name: 'envoy.filters.http.cors', typed_config: { '@type': TYPE + CORS_FILTER } });
+    filterOrigins.push(corsUsers);
+  }
+  const router: Json = { '@type': TYPE + ROUTER_TYPE };
+  if (module.suppress_envoy_headers !== undefined) router.suppress_envoy_headers = module.suppress_envoy_headers;
+  httpFilters.push({ name: 'envoy.filters.http.router', typed_config: router });
+  filterOrigins.push([]);
+
+  const listener = {
+    name: `${LISTENER_NAME}-${options.listenerPort}`,
+    address: { socket_address: { address: options.listenerAddress, port_value: options.listenerPort } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: {
+              '@type': TYPE + HCM_TYPE,
+              ...connectionManager(module),
+              route_config: { name: `ambassador-routes-${options.listenerPort}`, virtual_hosts: [{ name: 'ambassador', domains: ['*'], routes }] },
+              http_filters: httpFilters,
+            },
+          },
+        ],
+      },
+    ],
+  };
+  return {
+    listeners: [listener],
+    clusters: clusters.map((c) => envoyCluster(c.name, c.body)),
+    clustersOf,
+    errors,
+    origins: { routes: routeOrigins, clusters: clusters.map((c) => c.origins), filters: filterOrigins },
+  };
+}
+
+function withModuleDefaults(spec: MappingSpec, module: ModuleConfig): MappingSpec {
+  const out: MappingSpec = { ...spec };
+  for (const [field, moduleField] of Object.entries(MODULE_DEFAULTS)) {
+    const key = field as keyof MappingSpec;
+    if (out[key] === undefined && module[moduleField] !== undefined) (out as unknown as Json)[key] = module[moduleField];
+  }
+  return out;
+}
+
+/** Settings of the HTTP connection manager: Emissary's defaults and the Module's overrides. */
+function connectionManager(module: ModuleConfig): Json {
+  const hcm: Json = {
+    stat_prefix: 'ingress_http',
+    // Emissary is an edge proxy: it trusts the peer address, not a client-supplied X-Forwarded-For.
+    use_remote_address: module.use_remote_address ?? true,
+    normalize_path: true,
+  };
+  if (module.xff_num_trusted_hops !== undefined) hcm.xff_num_trusted_hops = module.xff_num_trusted_hops;
+  if (module.server_name !== undefined) hcm.server_name = module.server_name;
+  if (module.max_request_headers_kb !== undefined) hcm.max_request_headers_kb = module.max_request_headers_kb;
+  if (module.merge_slashes !== undefined) hcm.merge_slashes = module.merge_slashes;
+  if (module.strip_matching_host_port !== undefined) hcm.strip_matching_host_port = module.strip_matching_host_port;
+  if (module.preserve_external_request_id !== undefined) hcm.preserve_external_request_id = module.preserve_external_request_id;
+  const common: Json = {};
+  if (module.listener_idle_timeout_ms !== undefined) common.idle_timeout = formatDuration(module.listener_idle_timeout_ms);
+  if (module.headers_with_underscores_action !== undefined) common.headers_with_underscores_action = module.headers_with_underscores_action;
+  if (Object.keys(common).length) hcm.common_http_protocol_options = common;
+  if (module.enable_http10 !== undefined) hcm.http_protocol_options = { accept_http_10: module.enable_http10 };
+  return hcm;
+}
+
+/** A cluster without its name and endpoints (which follow from the service): what makes two clusters differ. */
+function clusterBody(spec: MappingSpec, service: ServiceAddress): Json {
+  const body: Json = {
+    type: spec.dns_type === 'logical_dns' ? 'LOGICAL_DNS' : 'STRICT_DNS',
+    connect_timeout: formatDuration(spec.connect_timeout_ms ?? DEFAULTS.connectTimeoutMs),
+    // Emissary resolves IPv4 only unless enable_ipv6 is set.
+    dns_lookup_family: 'V4_ONLY',
+    host: service.host,
+    port: service.port,
+  };
+  const policy = spec.load_balancer?.policy;
+  if (policy !== undefined && policy !== 'round_robin') body.lb_policy = policy.toUpperCase();
+  if (spec.circuit_breakers !== undefined) {
+    body.circuit_breakers = {
+      thresholds: spec.circuit_breakers.map((cb) => {
+        const t: Json = { priority: (cb.priority ?? 'default').toUpperCase() };
+        for (const k of ['max_connections', 'max_pending_requests', 'max_requests', 'max_retries'] as const) if (cb[k] !== undefined) t[k] = cb[k];
+        return t;
+      }),
+    };
+  }
+  if (spec.cluster_idle_timeout_ms !== undefined) body.common_http_protocol_options = { idle_timeout: formatDuration(spec.cluster_idle_timeout_ms) };
+  if (service.tls) {
+    body.transport_socket = {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: { '@type': `${TYPE}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`, sni: service.host },
+    };
+  }
+  return body;
+}
+
+/** The Envoy cluster: the body with the service address moved into load_assignment. */
+function envoyCluster(name: string, body: Json): Json {
+  const { host, port, ...rest } = body;
+  const endpoint = { address: { socket_address: { address: host, port_value: port } } };
+  return { name, ...rest, load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint }] }] } };
+}
+
+function mangle(service: string): string {
+  return service.replace(/^https?:\/\//i, (s) => (s.toLowerCase() === 'https://' ? 'https_' : '')).replace(/[^A-Za-z0-9]/g, '_');
+}
+
+/** Header matchers of a Mapping, including `:authority` and `:method`, sorted by name. */
+function headerMatchers(spec: MappingSpec): Json[] {
+  const out: Json[] = [];
+  const hostname = spec.hostname;
+  if (hostname !== undefined && hostname !== '*') {
+    const string_match = hostname.startsWith('*.') ? { suffix: hostname.slice(1) } : hostname.endsWith('.*') ? { prefix: hostname.slice(0, -1) } : { exact: hostname };
+    out.push({ name: ':authority', string_match });
+  } else if (hostname === undefined && spec.host !== undefined) {
+    out.push({ name: ':authority', string_match: spec.host_regex ? { safe_regex: { regex: spec.host } } : { exact: spec.host } });
+  }
+  if (spec.method !== undefined) out.push({ name: ':method', string_match: spec.method_regex ? { safe_regex: { regex: spec.method } } : { exact: spec.method } });
+  for (const [name, value] of Object.entries(spec.headers ?? {})) {
+    out.push(value === true ? { name, present_match: true } : { name, string_match: { exact: value } });
+  }
+  for (const [name, value] of Object.entries(spec.regex_headers ?? {})) out.push({ name, string_match: { safe_regex: { regex: value } } });
+  return out.sort((a, b) => compare(a.name as string, b.name as string));
+}
+
+function queryMatchers(spec: MappingSpec): Json[] {
+  const out: Json[] = [];
+  for (const [name, value] of Object.entries(spec.query_parameters ?? {})) {
+    out.push(value === true ? { name, present_match: true } : { name, string_match: { exact: value } });
+  }
+  for (const [name, value] of Object.entries(spec.regex_query_parameters ?? {})) out.push({ name, string_match: { safe_regex: { regex: value } } });
+  return out.sort((a, b) => compare(a.name as string, b.name as string));
+}
+
+function routeMatch(spec: MappingSpec): Json {
+  const match: Json = spec.prefix_regex ? { safe_regex: { regex: spec.prefix } } : spec.prefix_exact ? { path: spec.prefix } : { prefix: spec.prefix };
+  if (spec.case_sensitive === false) match.case_sensitive = false;
+  const headers = headerMatchers(spec);
+  if (headers.length) match.headers = headers;
+  const query = queryMatchers(spec);
+  if (query.length) match.query_parameters = query;
+  return match;
+}
+
+function groupKey(spec: MappingSpec): string {
+  return JSON.stringify([routeMatch(spec), spec.precedence ?? 0]);
+}
+
+type RouteWeight = (number | string)[];
+
+/** Emissary's `_route_weight`: groups are sorted by it, descending. */
+function routeWeight(spec: MappingSpec): RouteWeight {
+  const headers = headerMatchers(spec);
+  return [
+    spec.precedence ?? 0,
+    spec.prefix.length,
+    headers.length,
+    queryMatchers(spec).length,
+    spec.prefix,
+    spec.method ?? 'GET',
+    ...headers.map((h) => h.name as string),
+  ];
+}
+
+/** Python's list ordering. */
+function compareWeights(a: RouteWeight, b: RouteWeight): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x !== y) return typeof x === 'number' && typeof y === 'number' ? x - y : compare(String(x), String(y));
+  }
+  return a.length - b.length;
+}
+
+/** Code-point order, the same on every machine (localeCompare is not). */
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Emissary's canary split (normalize_weights_in_mappings): explicit weights accumulate in order, Mappings
+ * without a weight share the rest equally, and the last route takes everything left (100).
+ */
+function normalizeWeights(members: Prepared[], errors: ResourceError[]): number[] {
+  const weighted = members.filter((m) => m.spec.weight !== undefined);
+  const weightless = members.filter((m) => m.spec.weight === undefined);
+  members.splice(0, members.length, ...weighted, ...weightless);
+  let total = 0;
+  const out: number[] = [];
+  for (const m of weighted) {
+    total += m.spec.weight!;
+    out.push(total);
+  }
+  if (total > 100) {
+    for (const m of weighted) {
+      errors.push({ resource: m.origin.resource, code: 'invalid_value', path: 'spec.weight', message: `the weights of ${weighted.map((w) => w.origin.resource).join(', ')} add up to ${total}, more than 100` });
+    }
+  }
+  const share = weightless.length ? (100 - Math.min(total, 100)) / weightless.length : 0;
+  for (let i = 0; i < weightless.length; i++) out.push(Math.min(total, 100) + share * (i + 1));
+  if (out.length) out[out.length - 1] = 100;
+  return out.map((w) => Math.round(w));
+}
+
+function headersToAdd(headers: Record<string, HeaderValue> | undefined): Json[] | undefined {
+  if (headers === undefined) return undefined;
+  return Object.entries(headers)
+    .sort(([a], [b]) => compare(a, b))
+    .map(([key, v]) => {
+      const { value, append } = typeof v === 'string' ? { value: v, append: true } : { value: v.value, append: v.append ?? true };
+      return { header: { key, value }, append_action: append ? 'APPEND_IF_EXISTS_OR_ADD' : 'OVERWRITE_IF_EXISTS_OR_ADD' };
+    });
+}
+
+const REDIRECT_CODES: Record<number, string> = {
+  301: 'MOVED_PERMANENTLY',
+  302: 'FOUND',
+  303: 'SEE_OTHER',
+  307: 'TEMPORARY_REDIRECT',
+  308: 'PERMANENT_REDIRECT',
+};
+
+function cachedRoute(p: Prepared, module: ModuleConfig, cumulativeWeight: number | undefined, shadow: Prepared | undefined): Json {
+  const inputs = `${p.cluster} ${cumulativeWeight} ${shadow?.cluster} ${shadow?.spec.weight}`;
+  const parts = cacheFor(module).get(p.mapping)!;
+  if (parts.route?.inputs !== inputs) parts.route = { inputs, json: route(p, module, cumulativeWeight, shadow) };
+  return parts.route.json;
+}
+
+function route(p: Prepared, module: ModuleConfig, cumulativeWeight: number | undefined, shadow: Prepared | undefined): Json {
+  const { spec, service } = p;
+  const match = routeMatch(spec);
+  if (cumulativeWeight !== undefined) {
+    match.runtime_fraction = { default_value: { numerator: cumulativeWeight, denominator: 'HUNDRED' }, runtime_key: `routing.traffic_shift.${p.cluster}` };
+  }
+  const out: Json = { name: p.mapping.metadata.name, match };
+  if (spec.host_redirect) {
+    const redirect: Json = { host_redirect: service.host };
+    if (service.explicitPort) redirect.port_redirect = service.port;
+    if (service.tls) redirect.https_redirect = true;
+    if (spec.path_redirect !== undefined) redirect.path_redirect = spec.path_redirect;
+    if (spec.prefix_redirect !== undefined) redirect.prefix_rewrite = spec.prefix_redirect;
+    if (spec.regex_redirect !== undefined) redirect.regex_rewrite = regexRewrite(spec.regex_redirect);
+    redirect.response_code = REDIRECT_CODES[spec.redirect_response_code ?? DEFAULTS.redirectResponseCode];
+    out.redirect = redirect;
+  } else {
+    out.route = routeAction(p, module, shadow);
+  }
+  const requestAdd = headersToAdd(spec.add_request_headers);
+  if (requestAdd) out.request_headers_to_add = requestAdd;
+  if (spec.remove_request_headers) out.request_headers_to_remove = spec.remove_request_headers;
+  const responseAdd = headersToAdd(spec.add_response_headers);
+  if (responseAdd) out.response_headers_to_add = responseAdd;
+  if (spec.remove_response_headers) out.response_headers_to_remove = spec.remove_response_headers;
+  if (spec.cors !== undefined) out.typed_per_filter_config = { 'envoy.filters.http.cors': { '@type': TYPE + CORS_POLICY, ...corsPolicy(spec.cors) } };
+  return out;
+}
+
+function regexRewrite(r: { pattern: string; substitution: string }): Json {
+  return { pattern: { regex: r.pattern }, substitution: r.substitution };
+}
+
+function routeAction(p: Prepared, module: ModuleConfig, shadow: Prepared | undefined): Json {
+  const { spec } = p;
+  const action: Json = { cluster: p.cluster };
+  if (spec.regex_rewrite !== undefined) action.regex_rewrite = regexRewrite(spec.regex_rewrite);
+  else if (!spec.prefix_regex) {
+    const rewrite = spec.rewrite ?? DEFAULTS.rewrite;
+    if (rewrite !== '') action.prefix_rewrite = rewrite;
+  }
+  action.timeout = formatDuration(spec.timeout_ms ?? module.cluster_request_timeout_ms ?? DEFAULTS.timeoutMs);
+  if (spec.idle_timeout_ms !== undefined) action.idle_timeout = formatDuration(spec.idle_timeout_ms);
+  if (spec.host_rewrite !== undefined) action.host_rewrite_literal = spec.host_rewrite;
+  if (spec.auto_host_rewrite) action.auto_host_rewrite = true;
+  if (spec.retry_policy !== undefined) {
+    const retry: Json = { retry_on: spec.retry_policy.retry_on ?? '5xx' };
+    if (spec.retry_policy.num_retries !== undefined) retry.num_retries = spec.retry_policy.num_retries;
+    if (spec.retry_policy.per_try_timeout !== undefined) retry.per_try_timeout = formatDuration(durationMs(spec.retry_policy.per_try_timeout));
+    action.retry_policy = retry;
+  }
+  const hash = hashPolicy(spec.load_balancer);
+  if (hash) action.hash_policy = [hash];
+  const upgrades = [...(spec.allow_upgrade ?? []), ...(spec.use_websocket ? ['websocket'] : [])];
+  if (upgrades.length) action.upgrade_configs = [...new Set(upgrades)].map((upgrade_type) => ({ upgrade_type }));
+  if (shadow) {
+    action.request_mirror_policies = [
+      { cluster: shadow.cluster, runtime_fraction: { default_value: { numerator: shadow.spec.weight ?? 100, denominator: 'HUNDRED' } } },
+    ];
+  }
+  if (spec.labels !== undefined) action.rate_limits = rateLimits(spec.labels);
+  return action;
+}
+
+function hashPolicy(lb: LoadBalancer | undefined): Json | undefined {
+  if (lb === undefined) return undefined;
+  if (lb.header !== undefined) return { header: { header_name: lb.header } };
+  if (lb.cookie !== undefined) {
+    const cookie: Json = { name: lb.cookie.name };
+    if (lb.cookie.path !== undefined) cookie.path = lb.cookie.path;
+    if (lb.cookie.ttl !== undefined) cookie.ttl = formatDuration(durationMs(lb.cookie.ttl));
+    return { cookie };
+  }
+  if (lb.source_ip) return { connection_properties: { source_ip: true } };
+  return undefined;
+}
+
+function list(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? value : value.split(',')).map((s) => s.trim()).filter(Boolean);
+}
+
+function corsPolicy(cors: Cors): Json {
+  const out: Json = {};
+  const origins = list(cors.origins);
+  if (origins.length) out.allow_origin_string_match = origins.map((o) => (o === '*' ? { prefix: '' } : { exact: o }));
+  if (cors.methods !== undefined) out.allow_methods = list(cors.methods).join(',');
+  if (cors.headers !== undefined) out.allow_headers = list(cors.headers).join(',');
+  if (cors.exposed_headers !== undefined) out.expose_headers = list(cors.exposed_headers).join(',');
+  if (cors.max_age !== undefined) out.max_age = cors.max_age;
+  if (cors.credentials !== undefined) out.allow_credentials = cors.credentials;
+  return out;
+}
+
+/** Mapping `labels` (`{domain: [{group: [action, …]}]}`) → Envoy rate limit actions, one entry per group. */
+function rateLimits(labels: Record<string, unknown>): Json[] {
+  const out: Json[] = [];
+  for (const domain of Object.keys(labels).sort(compare)) {
+    for (const group of labels[domain] as Record<string, unknown[]>[]) {
+      for (const actions of Object.values(group)) out.push({ actions: actions.map(rateLimitAction) });
+    }
+  }
+  return out;
+}
+
+function rateLimitAction(action: unknown): Json {
+  if (action === 'source_cluster' || action === 'destination_cluster' || action === 'remote_address') return { [action]: {} };
+  if (typeof action === 'string') return { generic_key: { descriptor_value: action } };
+  const [kind, value] = Object.entries(action as Json)[0] ?? [];
+  const v = (value ?? {}) as Json;
+  if (kind === 'request_headers') return { request_headers: { descriptor_key: v.key, header_name: v.header_name, skip_if_absent: v.omit_if_not_present ?? false } };
+  if (kind === 'generic_key') return { generic_key: { descriptor_key: v.key ?? 'generic_key', descriptor_value: v.value } };
+  return { [kind ?? 'generic_key']: v };
+}
+
+/** The bootstrap the data plane serves for a translation (plus the admin address, when there is one). */
+export function toBootstrap(t: Pick<Translation, 'listeners' | 'clusters'>): Json {
+  return { static_resources: { listeners: t.listeners, clusters: t.clusters } };
+}
+
+/** Envoy field (below a route or cluster) → the Mapping field that produced it. */
+const ROUTE_FIELDS: [RegExp, keyof MappingSpec][] = [
+  [/^\.route\.retry_policy/, 'retry_policy'],
+  [/^\.route\.request_mirror_policies/, 'shadow'],
+  [/^\.route\.hash_policy/, 'load_balancer'],
+  [/^\.route\.upgrade_configs/, 'allow_upgrade'],
+  [/^\.route\.rate_limits/, 'labels'],
+  [/^\.route\.regex_rewrite/, 'regex_rewrite'],
+  [/^\.route\.prefix_rewrite/, 'rewrite'],
+  [/^\.route\.timeout/, 'timeout_ms'],
+  [/^\.route\.idle_timeout/, 'idle_timeout_ms'],
+  [/^\.route\.host_rewrite_literal/, 'host_rewrite'],
+  [/^\.route\.auto_host_rewrite/, 'auto_host_rewrite'],
+  [/^\.redirect/, 'host_redirect'],
+  [/^\.typed_per_filter_config/, 'cors'],
+  [/^\.match\.headers/, 'headers'],
+  [/^\.match\.query_parameters/, 'query_parameters'],
+  [/^\.match/, 'prefix'],
+  [/^\.request_headers_to_add/, 'add_request_headers'],
+  [/^\.request_headers_to_remove/, 'remove_request_headers'],
+  [/^\.response_headers_to_add/, 'add_response_headers'],
+  [/^\.response_headers_to_remove/, 'remove_response_headers'],
+];
+const CLUSTER_FIELDS: [RegExp, keyof MappingSpec][] = [
+  [/^\.circuit_breakers/, 'circuit_breakers'],
+  [/^\.lb_policy/, 'load_balancer'],
+  [/^\.connect_timeout/, 'connect_timeout_ms'],
+  [/^\.common_http_protocol_options/, 'cluster_idle_timeout_ms'],
+  [/^\.type/, 'dns_type'],
+];
+
+/**
+ * Runs the data plane's validation and compiler over a translation and names, for each problem, the resource
+ * field behind it (`Mapping/x` `spec.retry_policy`, with the Envoy path in the message). Returns the decoded
+ * bootstrap when there is no problem.
+ */
+export function checkTranslation(t: Translation, log: Logger): { bootstrap: Bootstrap; errors: ResourceError[] } {
+  const checked = checkBootstrap(toBootstrap(t));
+  const envoyErrors = [...checked.errors];
+  // The compiler finds what the schema cannot (regexes, rewrite rules); nothing is bound or resolved.
+  if (envoyErrors.length === 0) compileBootstrap(checked.bootstrap, log, envoyErrors);
+  // A Module default inherited by many Mappings fails once per route: report it once.
+  const seen = new Set<string>();
+  const errors = [...t.errors, ...envoyErrors.flatMap((e) => attribute(e, t))].filter((e) => {
+    const key = `${e.resource} ${e.path} ${e.code}`;
+    return !seen.has(key) && seen.add(key);
+  });
+  return { bootstrap: checked.bootstrap, errors };
+}
+
+function attribute(error: ConfigError, t: Translation): ResourceError[] {
+  const message = `${error.message} (Envoy ${error.path})`;
+  const found =
+    locate(error.path, /\.routes\[(\d+)\](.*)$/, t.origins.routes, ROUTE_FIELDS) ??
+    locate(error.path, /^static_resources\.clusters\[(\d+)\](.*)$/, t.origins.clusters, CLUSTER_FIELDS, 'service') ??
+    locate(error.path, /\.http_filters\[(\d+)\](.*)$/, t.origins.filters, [[/^/, 'cors']]);
+  if (found === undefined || found.length === 0) {
+    // Listener-wide settings come from the Module.
+    return [{ resource: 'Module/ambassador', code: error.code, path: 'spec.config', message }];
+  }
+  return found.map(({ resource, path }) => ({ resource, code: error.code, path, message }));
+}
+
+function locate(
+  path: string,
+  pattern: RegExp,
+  origins: Origin[][],
+  fields: [RegExp, keyof MappingSpec][],
+  fallback = 'prefix',
+): { resource: string; path: string }[] | undefined {
+  const m = pattern.exec(path);
+  if (m === null) return undefined;
+  const rest = m[2]!;
+  const field = fields.find(([re]) => re.test(rest))?.[1] ?? (fallback as keyof MappingSpec);
+  const producers = origins[Number(m[1])] ?? [];
+  // A mirror policy is the shadow Mapping's doing; everything else on the route is the serving Mapping's.
+  const owners = field === 'shadow' ? producers.slice(1) : fields === ROUTE_FIELDS ? producers.slice(0, 1) : producers;
+  return owners.map((o) => {
+    const inherited = o.inherited[field];
+    return inherited ? { resource: 'Module/ambassador', path: inherited } : { resource: o.resource, path: `spec.${field}` };
+  });
+}
+
+/** A translation that passed validation, ready to serve. */
+export interface BuiltConfig {
+  bootstrap: Bootstrap;
+  clustersOf: Map<string, string[]>;
+}
+
+/** Translates and validates resources: the validator of every store write. */
+export function buildConfig(resources: readonly Resource[], options: TranslateOptions, log: Logger): { errors: ResourceError[]; value: BuiltConfig } {
+  const t = translate(resources, options);
+  const { bootstrap, errors } = checkTranslation(t, log);
+  return { errors, value: { bootstrap, clustersOf: t.clustersOf } };
+}

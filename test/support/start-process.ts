@@ -1,0 +1,59 @@
+/** Runs `portico start` as a child process on free ports and waits until it is live. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../../src/util/package-root.js';
+import { freePort } from './ports.js';
+
+export const BIN = join(PACKAGE_ROOT, 'bin', 'portico.js');
+
+export interface StartedProcess {
+  child: ChildProcess;
+  proxyPort: number;
+  apiPort: number;
+  adminPort: number;
+  api: string;
+  proxy: string;
+  output(): string;
+  /** SIGTERM, then the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export async function startProcess(args: string[]): Promise<StartedProcess> {
+  const [proxyPort, apiPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+  const child = spawn(
+    process.execPath,
+    [BIN, 'start', '--proxy-host', '127.0.0.1', '--proxy-port', String(proxyPort), '--api-port', String(apiPort), '--admin-port', String(adminPort), ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d));
+  child.stderr!.on('data', (d: Buffer) => (output += d));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`portico start did not come up:\n${output}`)), 60_000);
+    const check = () => {
+      if (output.includes('portico is live')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stderr!.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`portico start exited with ${code}:\n${output}`));
+    });
+  });
+  return {
+    child,
+    proxyPort,
+    apiPort,
+    adminPort,
+    api: `http://127.0.0.1:${apiPort}`,
+    proxy: `http://127.0.0.1:${proxyPort}`,
+    output: () => output,
+    stop: () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
