@@ -41,6 +41,7 @@ export class Primary extends ServerAdmin {
       config: options.document,
       concurrency: options.concurrency,
       statsPushMs: options.bootstrap.stats_flush_interval || DEFAULT_STATS_FLUSH_MS,
+      runtimeOverrides: () => this.runtimeView.adminOverrides(),
       log: options.log,
     });
   }
@@ -82,6 +83,7 @@ export class Primary extends ServerAdmin {
 
   async resetCounters(): Promise<void> {
     this.ownStats.resetCounters();
+    this.pool.restarts = 0;
     await this.pool.resetCounters();
   }
 

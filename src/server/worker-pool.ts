@@ -35,6 +35,8 @@ export interface WorkerPoolOptions {
   config: unknown;
   concurrency: number;
   statsPushMs: number;
+  /** The runtime's admin-layer overrides of the moment, given to each worker as it starts. */
+  runtimeOverrides: () => Record<string, string>;
   /** The primary's logger; workers start at its level of the moment. */
   log: Logger;
 }
@@ -86,7 +88,13 @@ export class WorkerPool {
       worker.on('message', (message: FromWorker) => {
         switch (message.type) {
           case 'hello': {
-            const start: ToWorker = { type: 'start', config: this.options.config, logLevel: this.options.log.level, statsPushMs: this.options.statsPushMs };
+            const start: ToWorker = {
+              type: 'start',
+              config: this.options.config,
+              logLevel: this.options.log.level,
+              statsPushMs: this.options.statsPushMs,
+              runtimeOverrides: this.options.runtimeOverrides(),
+            };
             worker.send(start);
             return;
           }
@@ -118,7 +126,7 @@ export class WorkerPool {
     slot.worker = undefined;
     if (slot.lastSnapshot) {
       // Gauges die with the process; what it counted stays counted.
-      this.retired = mergeSnapshots([this.retired, { ...slot.lastSnapshot, gauges: [] }]);
+      this.retired = mergeSnapshots([this.retired, { ...slot.lastSnapshot, gauges: [], histograms: slot.lastSnapshot.histograms.map((h) => [h[0], { ...h[1], interval: [] }, h[2]] as typeof h) }]);
       slot.lastSnapshot = undefined;
     }
     if (this.stopping) return;

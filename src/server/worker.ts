@@ -24,6 +24,8 @@ async function start(message: Extract<ToWorker, { type: 'start' }>): Promise<voi
   if (errors.length > 0) throw new Error(formatConfigErrors(errors));
   plane = await DataPlane.start(bootstrap, log);
   const running = plane;
+  // A worker started again after a death takes the overrides `/runtime_modify` made before.
+  running.config.runtime.modify(message.runtimeOverrides);
   pushTimer = setInterval(() => send({ type: 'stats', snapshot: running.stats.snapshot() }), message.statsPushMs);
   pushTimer.unref();
   send({ type: 'ready', listeners: running.listeners.map(listenerStatus) });

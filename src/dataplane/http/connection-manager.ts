@@ -54,6 +54,8 @@ export interface ConnectionManagerContext {
   stats: StatsStore;
   /** `listener.<address>.` of the listener this manager serves (known once it is bound). */
   listenerStatPrefix: () => string;
+  /** Identifies the listener's stats scope across configurations (the prefix may only be known once bound). */
+  listenerStatKey: string;
   accessLogSinks: AccessLogSinks;
 }
 
@@ -122,6 +124,7 @@ export class HttpConnectionManager {
   readonly idleTimeoutMs: number;
   /** Set when the listener drains: every response then closes its connection. */
   draining = false;
+  private closed = false;
   /** `http.<stat_prefix>.` */
   readonly stats: StatScope;
   /** `listener.<address>.http.<stat_prefix>.` */
@@ -140,7 +143,11 @@ export class HttpConnectionManager {
     const router = config.http_filters?.at(-1)?.typed_config?.value as RouterConfig | undefined;
     this.statPrefix = config.stat_prefix ?? '';
     this.stats = context.stats.scope(HCM_STATS, `http.${this.statPrefix}.`);
-    this.listenerStats = context.stats.scope(LISTENER_HTTP_STATS, () => `${context.listenerStatPrefix()}http.${this.statPrefix}.`);
+    this.listenerStats = context.stats.scope(
+      LISTENER_HTTP_STATS,
+      () => `${context.listenerStatPrefix()}http.${this.statPrefix}.`,
+      `${context.listenerStatKey} http.${this.statPrefix}.`,
+    );
     this.routeTable = new RouteTable(config.route_config ?? {}, `${path}.route_config`, errors, context.runtime);
     this.localReply = new LocalReplyRenderer(config.local_reply_config, `${path}.local_reply_config`, errors, context.runtime);
     this.accessLogs = compileAccessLogs(config.access_log, `${path}.access_log`, errors, context);
@@ -254,8 +261,12 @@ export class HttpConnectionManager {
   /** Destroys every connection. */
   close(): void {
     this.server.closeAllConnections();
+    if (this.closed) return;
+    this.closed = true;
     // Stops Node's connection-checking interval (the server itself never listened).
     this.server.close();
+    this.context.stats.release(this.stats);
+    this.context.stats.release(this.listenerStats);
   }
 }
 

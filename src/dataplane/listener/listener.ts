@@ -51,6 +51,7 @@ class FilterChain {
     context: ListenerContext,
     port: number,
     private readonly listenerStats: StatScope,
+    listenerKey: string,
   ) {
     this.match = compileChainMatch(config.filter_chain_match ?? {});
     const transport = config.transport_socket?.typed_config;
@@ -64,7 +65,7 @@ class FilterChain {
         terminal.typed_config.value as envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager,
         `${path}.filters[${filters.length - 1}].typed_config`,
         errors,
-        { ...context, listenerPort: port, scheme: transport ? 'https' : 'http', listenerStatPrefix: () => listenerStats.prefix },
+        { ...context, listenerPort: port, scheme: transport ? 'https' : 'http', listenerStatPrefix: () => listenerStats.prefix, listenerStatKey: listenerKey },
       );
     }
   }
@@ -155,8 +156,9 @@ export class Listener {
     this.port = socket.port_value ?? 0;
     this.name = config.name || `${this.host}_${this.port}`;
     const statPrefix = config.stat_prefix;
-    this.stats = context.stats.scope(LISTENER_STATS, statPrefix ? `listener.${statPrefix}.` : () => `listener.${this.statAddress()}.`);
-    const chain = (c: FilterChainConfig, at: string) => new FilterChain(c, at, errors, context, this.port, this.stats);
+    const key = `listener ${this.name}`;
+    this.stats = context.stats.scope(LISTENER_STATS, statPrefix ? `listener.${statPrefix}.` : () => `listener.${this.statAddress()}.`, key);
+    const chain = (c: FilterChainConfig, at: string) => new FilterChain(c, at, errors, context, this.port, this.stats, key);
     this.chains = (config.filter_chains ?? []).map((c, i) => chain(c, `${path}.filter_chains[${i}]`));
     this.defaultChain = config.default_filter_chain ? chain(config.default_filter_chain, `${path}.default_filter_chain`) : undefined;
     this.accessLogs = compileAccessLogs(config.access_log, `${path}.access_log`, errors, context);
@@ -226,13 +228,16 @@ export class Listener {
     const old = this.allChains();
     this.chains = next.chains;
     this.defaultChain = next.defaultChain;
+    // `next` shares this listener's stats scope (same name); only its chains live on.
+    this.context.stats.release(next.stats);
     return this.drainChains(old, drainTimeoutMs);
   }
 
   /** Stops accepting and drains every connection (a listener that a new configuration no longer has). */
-  drain(drainTimeoutMs: number): Promise<void> {
+  async drain(drainTimeoutMs: number): Promise<void> {
     this.stopAccepting();
-    return this.drainChains(this.allChains(), drainTimeoutMs);
+    await this.drainChains(this.allChains(), drainTimeoutMs);
+    this.context.stats.release(this.stats);
   }
 
   /**

@@ -64,6 +64,11 @@ export class Runtime {
     return true;
   }
 
+  /** The admin layer's keys and values (what `/runtime_modify` set). */
+  adminOverrides(): Record<string, string> {
+    return Object.fromEntries(this.adminLayer?.values ?? []);
+  }
+
   dump(): RuntimeDump {
     const entries: RuntimeDump['entries'] = {};
     for (const key of [...this.merged.keys()].sort()) {
