@@ -15,14 +15,13 @@ import { parseDocuments } from './documents.js';
 import { API_VERSION, KINDS, kindOfPlural, type MappingSpec, nameProblem, parseResource, type Resource, resourceKey } from './resources.js';
 import { type Change, type ChangeResult, etag, key } from './store/store.js';
 import type { ResourceError } from './translate.js';
+import { ambassadorStats } from './ambassador-stats.js';
 
 export interface ApiOptions {
   log: Logger;
   /** Bearer token mutating calls must present; none means no authentication. */
   token: string | undefined;
   maxBodyBytes: number;
-  /** Per-mapping statistics for `/ambassador/stats`; absent until the data plane has stats. */
-  stats?: () => unknown;
 }
 
 class HttpError extends Error {
@@ -206,8 +205,7 @@ export class ApiServer {
   }
 
   private async seedStats(res: ServerResponse): Promise<void> {
-    if (!this.options.stats) throw new HttpError(404, 'statistics are not available yet in this build');
-    sendJson(res, 200, this.options.stats());
+    sendJson(res, 200, ambassadorStats(this.cp.plane.stats.snapshot(), this.cp.current.config.clustersOf, Date.now()));
   }
 
   // ---- the v1 API -----------------------------------------------------------------------------------------

@@ -21,19 +21,17 @@ import { extractTags, prometheusName } from './tags.js';
  */
 export function mergeSnapshots(snapshots: StatsSnapshot[]): StatsSnapshot {
   if (snapshots.length === 1) return snapshots[0]!;
-  const counters = new Map<string, [string, number, boolean]>();
+  const counters = new Map<string, [string, number, boolean, boolean]>();
   const gauges = new Map<string, [string, number, boolean, boolean]>();
   const histograms = new Map<string, [string, HistogramData, boolean]>();
+  const add = (into: Map<string, [string, number, boolean, boolean]>, [name, value, used, additive]: [string, number, boolean, boolean]) => {
+    const existing = into.get(name);
+    if (existing === undefined) into.set(name, [name, value, used, additive]);
+    else into.set(name, [name, additive ? existing[1] + value : Math.max(existing[1], value), existing[2] || used, additive]);
+  };
   for (const snapshot of snapshots) {
-    for (const [name, value, used] of snapshot.counters) {
-      const existing = counters.get(name);
-      counters.set(name, [name, (existing?.[1] ?? 0) + value, (existing?.[2] ?? false) || used]);
-    }
-    for (const [name, value, used, additive] of snapshot.gauges) {
-      const existing = gauges.get(name);
-      if (existing === undefined) gauges.set(name, [name, value, used, additive]);
-      else gauges.set(name, [name, additive ? existing[1] + value : Math.max(existing[1], value), existing[2] || used, additive]);
-    }
+    for (const entry of snapshot.counters) add(counters, entry);
+    for (const entry of snapshot.gauges) add(gauges, entry);
     for (const [name, data, used] of snapshot.histograms) {
       const existing = histograms.get(name);
       if (existing === undefined) histograms.set(name, [name, data, used]);

@@ -16,6 +16,8 @@ export interface StatSchema<C extends string = string, G extends string = string
   readonly codeFamilies: readonly string[];
   /** Per gauge: whether the values of several worker processes add up (activity) or are the same (configuration). */
   readonly gaugeAdditive: readonly boolean[];
+  /** The same for counters: configuration events (a cluster added) happen once per worker but once for the server. */
+  readonly counterAdditive: readonly boolean[];
   readonly c: IndexOf<C>;
   readonly g: IndexOf<G>;
   readonly h: IndexOf<H>;
@@ -33,6 +35,8 @@ export function defineStats<C extends string, G extends string, H extends string
   codeFamilies?: readonly string[];
   /** Gauges that describe the configuration (membership, listeners): every worker has the same value. */
   sharedGauges?: readonly G[];
+  /** Counters of configuration events, which every worker counts alike. */
+  sharedCounters?: readonly C[];
 }): StatSchema<C, G, H> {
   return {
     counterNames: declaration.counters,
@@ -40,6 +44,7 @@ export function defineStats<C extends string, G extends string, H extends string
     histogramNames: declaration.histograms,
     codeFamilies: declaration.codeFamilies ?? [],
     gaugeAdditive: declaration.gauges.map((name) => !(declaration.sharedGauges ?? []).includes(name)),
+    counterAdditive: declaration.counters.map((name) => !(declaration.sharedCounters ?? []).includes(name)),
     c: indexOf(declaration.counters),
     g: indexOf(declaration.gauges),
     h: indexOf(declaration.histograms),
@@ -112,7 +117,7 @@ export class StatScope {
     const { counterNames, gaugeNames, histogramNames, codeFamilies } = this.schema;
     for (let i = 0; i < counterNames.length; i++) {
       const value = this.counters[i]!;
-      into.counters.push([prefix + counterNames[i]!, value, value !== 0 || this.counterLatched[i] === 1]);
+      into.counters.push([prefix + counterNames[i]!, value, value !== 0 || this.counterLatched[i] === 1, this.schema.counterAdditive[i]!]);
     }
     for (let i = 0; i < gaugeNames.length; i++) {
       const value = this.gauges[i]!;
@@ -125,7 +130,7 @@ export class StatScope {
       const latched = this.codesLatched[f];
       // A code counter exists once it has been counted.
       for (let code = 100; code < 600; code++) {
-        if (codes[code] !== 0 || latched?.[code] === 1) into.counters.push([`${prefix}${codeFamilies[f]}_${code}`, codes[code]!, true]);
+        if (codes[code] !== 0 || latched?.[code] === 1) into.counters.push([`${prefix}${codeFamilies[f]}_${code}`, codes[code]!, true, true]);
       }
     }
     for (let i = 0; i < histogramNames.length; i++) {
@@ -137,7 +142,8 @@ export class StatScope {
 
 /** Stats by full name, in a form that crosses process boundaries: `[name, value, used]`. */
 export interface StatsSnapshot {
-  counters: Array<[string, number, boolean]>;
+  /** `[name, value, used, additive]`: see `StatSchema.counterAdditive`. */
+  counters: Array<[string, number, boolean, boolean]>;
   /** `[name, value, used, additive]`: see `StatSchema.gaugeAdditive`. */
   gauges: Array<[string, number, boolean, boolean]>;
   histograms: Array<[string, HistogramData, boolean]>;

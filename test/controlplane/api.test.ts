@@ -19,6 +19,25 @@ describe('control plane API', () => {
   });
 
   describe("the seed's endpoints", () => {
+    it('reports per-mapping health and upstream outcomes at /ambassador/stats', async () => {
+      const post = await gw.api('/ambassador/mapping/statsmapping', { method: 'POST', body: { prefix: '/statsuser/', service } });
+      assert.equal(post.json.ok, true);
+      for (let i = 0; i < 3; i++) assert.equal((await gw.proxy('/statsuser/ok')).status, 200);
+      assert.equal((await gw.proxy('/statsuser/status/404')).status, 404);
+      assert.equal((await gw.proxy('/statsuser/status/503')).status, 503);
+      const stats = await gw.api('/ambassador/stats');
+      assert.equal(stats.status, 200);
+      const mapping = stats.json.mappings.statsmapping;
+      assert.deepEqual(
+        [mapping.healthy_members, mapping.total_members, mapping.healthy_percent, mapping.upstream_ok, mapping.upstream_4xx, mapping.upstream_5xx, mapping.upstream_bad],
+        [1, 1, 100, 3, 1, 1, 2],
+      );
+      assert.deepEqual(stats.json.services.statsmapping, mapping);
+      assert.equal(typeof stats.json.last_update, 'number');
+      assert.equal(typeof stats.json.envoy.cluster, 'object');
+      await gw.api('/ambassador/mapping/statsmapping', { method: 'DELETE' });
+    });
+
     it('answers the health check with the envelope', async () => {
       const res = await gw.api('/ambassador/health');
       assert.equal(res.status, 200);

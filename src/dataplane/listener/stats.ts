@@ -16,6 +16,7 @@ export const LISTENER_STATS = defineStats({
 export const LISTENER_MANAGER_STATS = defineStats({
   counters: ['listener_added', 'listener_create_success', 'listener_create_failure'],
   gauges: ['total_listeners_active', 'workers_started'],
-  sharedGauges: ['total_listeners_active'],
+  sharedGauges: ['total_listeners_active', 'workers_started'],
+  sharedCounters: ['listener_added'],
   histograms: [],
 });

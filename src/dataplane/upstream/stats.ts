@@ -54,6 +54,7 @@ export const HOST_STATS = defineStats({
 
 export const CLUSTER_MANAGER_STATS = defineStats({
   counters: ['cluster_added'],
+  sharedCounters: ['cluster_added'],
   gauges: ['active_clusters', 'warming_clusters'],
   sharedGauges: ['active_clusters', 'warming_clusters'],
   histograms: [],
