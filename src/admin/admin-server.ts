@@ -11,6 +11,7 @@ import { isLogLevel, type LogLevel } from '../util/logger.js';
 import { VERSION } from '../version.js';
 import { renderClustersJson, renderClustersText } from './clusters.js';
 import { CONFIG_DUMP_RESOURCES, configDump } from './config-dump.js';
+import { closeServer, listenOn } from '../util/http-server.js';
 
 export type ServerState = 'LIVE' | 'DRAINING' | 'PRE_INITIALIZING' | 'INITIALIZING';
 
@@ -319,20 +320,12 @@ export class AdminServer {
     this.server = http.createServer((req, res) => this.dispatch(req, res));
   }
 
-  async listen(host: string, port: number): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port }, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    return this.server.address() as AddressInfo;
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return listenOn(this.server, host, port);
   }
 
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  close(): Promise<void> {
+    return closeServer(this.server);
   }
 
   private dispatch(req: IncomingMessage, res: ServerResponse): void {

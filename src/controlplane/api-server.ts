@@ -16,6 +16,7 @@ import { API_VERSION, KINDS, kindOfPlural, type MappingSpec, nameProblem, parseR
 import { type Change, type ChangeResult, etag, key } from './store/store.js';
 import type { ResourceError } from './translate.js';
 import { ambassadorStats } from './ambassador-stats.js';
+import { closeServer, listenOn } from '../util/http-server.js';
 
 export interface ApiOptions {
   log: Logger;
@@ -73,20 +74,12 @@ export class ApiServer {
     this.server = http.createServer((req, res) => void this.dispatch(req, res));
   }
 
-  async listen(host: string, port: number): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port }, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    return this.server.address() as AddressInfo;
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return listenOn(this.server, host, port);
   }
 
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  close(): Promise<void> {
+    return closeServer(this.server);
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
