@@ -19,20 +19,28 @@ async function serve(name, cpus, cmd, args, port, options) {
 
 // ---------------------------------------------------------------------------------------------- upstreams
 
-/** nginx answering `hello\n` to everything; one worker, keep-alive without a request limit. */
-export async function startNginxUpstream(dir, cpus) {
+/**
+ * nginx with one worker and keep-alive without a request limit; `server(port)` is the rest of its http block.
+ * Each instance gets its own prefix directory (config, pid) named after its label.
+ */
+async function startNginx(dir, label, cpus, workerConnections, server) {
   const port = await freePort();
-  const prefix = join(dir, `nginx-upstream-${port}`);
+  const prefix = join(dir, `${label.replaceAll(' ', '-')}-${port}`);
   mkdirSync(prefix, { recursive: true });
   writeFileSync(
     join(prefix, 'nginx.conf'),
     `worker_processes 1; daemon off; pid ${prefix}/nginx.pid; error_log stderr warn;
-events { worker_connections 4096; }
+events { worker_connections ${workerConnections}; }
 http { access_log off; keepalive_requests 1000000; keepalive_timeout 3600s;
-  server { listen 127.0.0.1:${port} backlog=4096; location / { return 200 "hello\\n"; } } }
+${server(port)} }
 `,
   );
-  return serve('nginx upstream', cpus, 'nginx', ['-p', prefix, '-e', 'stderr', '-c', join(prefix, 'nginx.conf')], port);
+  return serve(label, cpus, 'nginx', ['-p', prefix, '-e', 'stderr', '-c', join(prefix, 'nginx.conf')], port);
+}
+
+/** nginx answering `hello\n` to everything. */
+export function startNginxUpstream(dir, cpus) {
+  return startNginx(dir, 'nginx upstream', cpus, 4096, (port) => `  server { listen 127.0.0.1:${port} backlog=4096; location / { return 200 "hello\\n"; } }`);
 }
 
 /** `portico echo`: a Node upstream answering JSON; also the source and sink of the 1 GiB transfers. */
@@ -133,22 +141,17 @@ export async function startPortico(dir, name, { cpus, features, upstreamPort, ro
 
 // ---------------------------------------------------------------------------------------------- peers
 
-export async function startNginxProxy(dir, cpus, upstreamPort) {
-  const port = await freePort();
-  const prefix = join(dir, `nginx-proxy-${port}`);
-  mkdirSync(prefix, { recursive: true });
+export function startNginxProxy(dir, cpus, upstreamPort) {
   // keepalive 128 + HTTP/1.1 + empty Connection: upstream connections are reused, as every other peer does.
-  writeFileSync(
-    join(prefix, 'nginx.conf'),
-    `worker_processes 1; daemon off; pid ${prefix}/nginx.pid; error_log stderr warn;
-events { worker_connections 20000; }
-http { access_log off; keepalive_requests 1000000; keepalive_timeout 3600s;
-  upstream up { server 127.0.0.1:${upstreamPort}; keepalive 128; }
+  return startNginx(
+    dir,
+    'nginx proxy',
+    cpus,
+    20000,
+    (port) => `  upstream up { server 127.0.0.1:${upstreamPort}; keepalive 128; }
   server { listen 127.0.0.1:${port} backlog=4096;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-`,
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }`,
   );
-  return serve('nginx proxy', cpus, 'nginx', ['-p', prefix, '-e', 'stderr', '-c', join(prefix, 'nginx.conf')], port);
 }
 
 export async function startHaproxy(dir, cpus, upstreamPort) {
