@@ -93,15 +93,23 @@ export class Histogram {
   }
 
   data(): HistogramData {
-    const cumulative = new Float64Array(BIN_COUNT);
-    if (this.merged) cumulative.set(this.merged);
-    if (this.pending) for (let i = 0; i < BIN_COUNT; i++) cumulative[i]! += this.pending[i]!;
-    return { cumulative: sparse(cumulative), interval: this.lastInterval, sum: this.mergedSum + this.pendingSum };
+    const { merged, pending } = this;
+    let cumulative: SparseBins;
+    if (merged === undefined || pending === undefined) {
+      // The common cases (never recorded into, or nothing since the last flush) need no scratch array.
+      cumulative = sparse(merged ?? pending);
+    } else {
+      const sum = Float64Array.from(merged);
+      for (let i = 0; i < BIN_COUNT; i++) sum[i]! += pending[i]!;
+      cumulative = sparse(sum);
+    }
+    return { cumulative, interval: this.lastInterval, sum: this.mergedSum + this.pendingSum };
   }
 }
 
-function sparse(bins: Float64Array): SparseBins {
+function sparse(bins: Float64Array | undefined): SparseBins {
   const out: SparseBins = [];
+  if (bins === undefined) return out;
   for (let i = 0; i < bins.length; i++) if (bins[i] !== 0) out.push([i, bins[i]!]);
   return out;
 }
