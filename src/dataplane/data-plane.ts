@@ -1,7 +1,7 @@
 import type { Bootstrap } from '../config/load.js';
 import { type ConfigError, ConfigValidationError } from '../config/errors.js';
 import { collectProcessStats } from '../stats/process.js';
-import { StatsStore } from '../stats/store.js';
+import { DEFAULT_STATS_FLUSH_MS, StatsStore } from '../stats/store.js';
 import type { Logger } from '../util/logger.js';
 import { AccessLogSinks } from './access-log/sinks.js';
 import { Listener } from './listener/listener.js';
@@ -40,9 +40,6 @@ export function compileBootstrap(
   );
   return { runtime, clusters, listeners, stats, accessLogSinks };
 }
-
-/** Envoy's `stats_flush_interval` default: histogram intervals end this often. */
-const DEFAULT_STATS_FLUSH_MS = 5000;
 
 /**
  * The data plane of one process: clusters and listeners from a bootstrap. Cluster hosts are resolved before

@@ -149,6 +149,9 @@ export interface StatsSnapshot {
   histograms: Array<[string, HistogramData, boolean]>;
 }
 
+/** Envoy's `stats_flush_interval` default: histogram intervals end (and workers push their stats) this often. */
+export const DEFAULT_STATS_FLUSH_MS = 5000;
+
 export function emptySnapshot(): StatsSnapshot {
   return { counters: [], gauges: [], histograms: [] };
 }
