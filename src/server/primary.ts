@@ -6,12 +6,11 @@ import type { Bootstrap } from '../config/load.js';
 import type { ClusterStatus, ListenerStatus } from '../dataplane/status.js';
 import { mergeClusterStatuses } from '../dataplane/status.js';
 import { Runtime, type RuntimeDump } from '../dataplane/runtime/runtime.js';
-import type { StatsSnapshot } from '../stats/store.js';
+import { collectProcessStats } from '../stats/process.js';
+import { DEFAULT_STATS_FLUSH_MS, type StatsSnapshot } from '../stats/store.js';
 import type { Logger, LogLevel } from '../util/logger.js';
 import { SERVER_STATS, ServerAdmin } from './server-admin.js';
 import { WorkerPool } from './worker-pool.js';
-
-const DEFAULT_STATS_FLUSH_MS = 5000;
 
 export interface PrimaryOptions {
   bootstrap: Bootstrap;
@@ -44,6 +43,8 @@ export class Primary extends ServerAdmin {
       runtimeOverrides: () => this.runtimeView.adminOverrides(),
       log: options.log,
     });
+    // The primary is a process of its own: its memory joins the workers' in `server.memory_*`.
+    collectProcessStats(this.ownStats, () => 0);
   }
 
   /** Starts the workers; rejects when they cannot serve the configuration. */

@@ -7,7 +7,6 @@ import type { AdminTarget, ServerState } from '../admin/admin-server.js';
 import type { Bootstrap } from '../config/load.js';
 import type { ClusterStatus, ListenerStatus } from '../dataplane/status.js';
 import type { RuntimeDump } from '../dataplane/runtime/runtime.js';
-import { collectProcessStats } from '../stats/process.js';
 import { mergeSnapshots } from '../stats/render.js';
 import { defineStats, StatsStore, type StatScope, type StatsSnapshot } from '../stats/store.js';
 import type { Logger, LogLevel } from '../util/logger.js';
@@ -25,7 +24,7 @@ export abstract class ServerAdmin implements AdminTarget {
   readonly startTime = Date.now();
   protected serverState: ServerState = 'INITIALIZING';
   private healthCheckFailed = false;
-  /** The admin process's own stats: `server.*` and its memory. */
+  /** The admin's own stats: `server.*` (and, in a primary apart from its workers, its memory). */
   protected readonly ownStats = new StatsStore();
   protected readonly serverStats: StatScope;
 
@@ -36,7 +35,6 @@ export abstract class ServerAdmin implements AdminTarget {
     private readonly concurrency: number,
   ) {
     this.serverStats = this.ownStats.scope(SERVER_STATS, 'server.');
-    collectProcessStats(this.ownStats, () => 0);
   }
 
   abstract readonly bootstrap: Bootstrap;
