@@ -323,7 +323,9 @@ export function checkSupport(typeName: string, value: unknown, path: string, err
   const schema = getMessageDescriptor(typeName);
   if (!schema) return;
   const supported = SUPPORTED_FIELDS[typeName];
-  for (const [field, fieldValue] of Object.entries(value as Record<string, unknown>)) {
+  const message = value as Record<string, unknown>;
+  for (const field in message) {
+    const fieldValue = message[field];
     if (fieldValue === undefined) continue;
     const descriptor = schema.fields[field];
     if (!descriptor) continue;

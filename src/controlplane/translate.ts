@@ -63,8 +63,14 @@ const CORS_FILTER = 'envoy.extensions.filters.http.cors.v3.Cors';
 const CORS_POLICY = 'envoy.extensions.filters.http.cors.v3.CorsPolicy';
 export const LISTENER_NAME = 'ambassador-listener';
 
-/** What a Mapping contributes whatever the other Mappings are. */
-interface MappingParts {
+/**
+ * What a Mapping contributes whatever the other Mappings are, cached per (Module, Mapping) object, plus the
+ * cluster name the translation in progress gave it (translation is synchronous, so reusing the object is safe
+ * and spares copying thousands of them per change).
+ */
+interface Prepared {
+  mapping: Mapping;
+  cluster: string;
   spec: MappingSpec;
   service: ServiceAddress;
   body: Json;
@@ -73,26 +79,21 @@ interface MappingParts {
   groupKey: string;
   weight: RouteWeight;
   /** The last route built for this Mapping and what it was built from (cluster, weight, shadow). */
-  route?: { inputs: string; json: Json };
-}
-
-interface Prepared extends MappingParts {
-  mapping: Mapping;
-  cluster: string;
+  route: { inputs: string; json: Json } | undefined;
 }
 
 // Snapshots share the objects of unchanged resources, so with parts cached per (Module, Mapping) object a change
 // of one Mapping among thousands translates one Mapping again, not all of them.
-const partsCache = new WeakMap<object, WeakMap<Mapping, MappingParts>>();
+const partsCache = new WeakMap<object, WeakMap<Mapping, Prepared>>();
 const NO_MODULE = {};
 
-function cacheFor(module: ModuleConfig): WeakMap<Mapping, MappingParts> {
+function cacheFor(module: ModuleConfig): WeakMap<Mapping, Prepared> {
   let cache = partsCache.get(module);
   if (!cache) partsCache.set(module, (cache = new WeakMap()));
   return cache;
 }
 
-function mappingParts(mapping: Mapping, module: ModuleConfig): MappingParts {
+function mappingParts(mapping: Mapping, module: ModuleConfig): Prepared {
   const spec = withModuleDefaults(mapping.spec, module);
   const origin: Origin = { resource: resourceKey(mapping), inherited: {} };
   for (const [field, moduleField] of Object.entries(MODULE_DEFAULTS)) {
@@ -102,7 +103,8 @@ function mappingParts(mapping: Mapping, module: ModuleConfig): MappingParts {
   }
   const service = parseService(spec.service) as ServiceAddress;
   const body = clusterBody(spec, service);
-  return { spec, service, body, bodyKey: JSON.stringify(body), origin, groupKey: groupKey(spec), weight: routeWeight(spec) };
+  const bodyKey = JSON.stringify(body);
+  return { mapping, cluster: bodyKey, spec, service, body, bodyKey, origin, groupKey: groupKey(spec), weight: routeWeight(spec), route: undefined };
 }
 
 /** Mapping fields that fall back to a Module default. */
@@ -131,7 +133,8 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     let entry = clusterBodies.get(parts.bodyKey);
     if (!entry) clusterBodies.set(parts.bodyKey, (entry = { base: `cluster_${mangle(parts.spec.service)}`, body: parts.body, origins: [] }));
     entry.origins.push(parts.origin);
-    prepared.push({ ...parts, mapping, cluster: parts.bodyKey });
+    parts.cluster = parts.bodyKey;
+    prepared.push(parts);
   }
   const baseCount = new Map<string, number>();
   for (const { base } of clusterBodies.values()) baseCount.set(base, (baseCount.get(base) ?? 0) + 1);
@@ -157,6 +160,13 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
   const routeOrigins: Origin[][] = [];
   const ordered = [...groups].sort(([ka, a], [kb, b]) => compareWeights(b.weight, a.weight) || compare(ka, kb));
   for (const [, { members }] of ordered) {
+    const only = members.length === 1 ? members[0]! : undefined;
+    if (only !== undefined && !only.spec.shadow) {
+      // The common case, a Mapping alone on its match.
+      routes.push(cachedRoute(only, module, undefined, undefined));
+      routeOrigins.push([only.origin]);
+      continue;
+    }
     const shadows = members.filter((m) => m.spec.shadow);
     const serving = members.filter((m) => !m.spec.shadow);
     for (const extra of shadows.slice(1)) {
@@ -403,9 +413,8 @@ const REDIRECT_CODES: Record<number, string> = {
 
 function cachedRoute(p: Prepared, module: ModuleConfig, cumulativeWeight: number | undefined, shadow: Prepared | undefined): Json {
   const inputs = `${p.cluster} ${cumulativeWeight} ${shadow?.cluster} ${shadow?.spec.weight}`;
-  const parts = cacheFor(module).get(p.mapping)!;
-  if (parts.route?.inputs !== inputs) parts.route = { inputs, json: route(p, module, cumulativeWeight, shadow) };
-  return parts.route.json;
+  if (p.route?.inputs !== inputs) p.route = { inputs, json: route(p, module, cumulativeWeight, shadow) };
+  return p.route.json;
 }
 
 function route(p: Prepared, module: ModuleConfig, cumulativeWeight: number | undefined, shadow: Prepared | undefined): Json {

@@ -123,11 +123,15 @@ export interface MutationChains {
  * `most_specific_header_mutations_wins`.
  */
 export function chainMutations(levels: readonly LevelMutations[], mostSpecificWins: boolean): MutationChains {
-  const ordered = mostSpecificWins ? [...levels].reverse() : levels;
-  return {
-    request: ordered.flatMap((level) => (level.request ? [level.request] : [])),
-    response: ordered.flatMap((level) => (level.response ? [level.response] : [])),
-  };
+  // Runs for every route of every configuration: plain loops, no intermediate arrays.
+  const request: HeaderMutation[] = [];
+  const response: HeaderMutation[] = [];
+  for (let i = 0; i < levels.length; i++) {
+    const level = levels[mostSpecificWins ? levels.length - 1 - i : i]!;
+    if (level.request) request.push(level.request);
+    if (level.response) response.push(level.response);
+  }
+  return { request, response };
 }
 
 export function applyHeaderMutations(chain: readonly HeaderMutation[], headers: HeaderMap, info: StreamInfo): void {
