@@ -10,6 +10,7 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', 'envoy.filters.network.http_connection_manager'],
   ['envoy.extensions.filters.http.router.v3.Router', 'envoy.filters.http.router'],
   ['envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext', 'envoy.transport_sockets.tls'],
+  ['envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', 'envoy.transport_sockets.tls'],
   ['envoy.extensions.upstreams.http.v3.HttpProtocolOptions', 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'],
   ['envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig', 'envoy.request_id.uuid'],
   ['envoy.extensions.access_loggers.file.v3.FileAccessLog', 'envoy.access_loggers.file'],
@@ -20,7 +21,6 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
 /** Canonical names that do not follow the `envoy.extensions.<x>.v3.<Message>` → `envoy.<x>` rule. */
 const NAME_EXCEPTIONS: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig', 'envoy.filters.udp_listener.udp_proxy'],
-  ['envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', 'envoy.transport_sockets.tls'],
   ['envoy.config.trace.v3.ZipkinConfig', 'envoy.tracers.zipkin'],
   ['envoy.config.trace.v3.OpenTelemetryConfig', 'envoy.tracers.opentelemetry'],
   ['envoy.config.trace.v3.DatadogConfig', 'envoy.tracers.datadog'],

@@ -78,7 +78,9 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'ecdh_curves',
   ],
   'envoy.extensions.transport_sockets.tls.v3.TlsCertificate': ['certificate_chain', 'private_key', 'password'],
-  'envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext': ['trusted_ca'],
+  'envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext': ['trusted_ca', 'match_typed_subject_alt_names'],
+  'envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher': ['san_type', 'matcher'],
+  'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext': ['common_tls_context', 'sni'],
 
   // HTTP connection manager
   'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager': [
@@ -275,6 +277,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'common_http_protocol_options',
     'http_protocol_options',
     'max_requests_per_connection',
+    'transport_socket',
   ],
   'envoy.config.cluster.v3.Cluster.CommonLbConfig': ['healthy_panic_threshold'],
   'envoy.config.cluster.v3.Cluster.LeastRequestLbConfig': ['choice_count', 'active_request_bias'],

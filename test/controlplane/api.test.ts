@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type EchoServer, startEchoServer } from '../../src/echo/echo-server.js';
+import { hasOpenssl, makeTestPki, OPENSSL_MISSING } from '../support/certificates.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { httpRequest } from '../support/upstreams.js';
 
@@ -82,6 +86,25 @@ describe('control plane API', () => {
       const unknown = await gw.api('/ambassador/mapping/nothing');
       assert.deepEqual([unknown.status, unknown.json.ok], [200, false]);
       assert.match(unknown.json.error, /^nothing: GET failed/);
+    });
+
+    it('serves an https:// service over TLS', { skip: hasOpenssl ? false : OPENSSL_MISSING }, async () => {
+      const pki = makeTestPki([{ name: 'upstream', commonName: 'upstream' }]);
+      const upstream = https.createServer({ cert: readFileSync(pki.file('upstream.crt')), key: readFileSync(pki.file('upstream.key')) }, (req, res) =>
+        res.end(`tls ${req.url}`),
+      );
+      await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+      try {
+        const port = (upstream.address() as AddressInfo).port;
+        const post = await gw.api('/ambassador/mapping/secure', { method: 'POST', body: { prefix: '/secure/', service: `https://127.0.0.1:${port}` } });
+        assert.equal(post.json.ok, true, post.body);
+        const res = await gw.proxy('/secure/x');
+        assert.equal(res.status, 200);
+        assert.equal(res.body, 'tls /x');
+      } finally {
+        await gw.api('/ambassador/mapping/secure', { method: 'DELETE' });
+        upstream.close();
+      }
     });
 
     it('deletes by name, answering ok also for unknown names, and stops routing at once', async () => {

@@ -3,12 +3,10 @@
  * closes the connection) and TLS termination, including client certificates.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
+import { hasOpenssl, makeTestPki, OPENSSL_MISSING } from '../support/certificates.js';
 import { startPortico, type RunningPortico } from '../support/portico.js';
 import { rawRequest } from '../support/upstreams.js';
 
@@ -94,29 +92,16 @@ describe('filter chain selection', () => {
   });
 });
 
-const hasOpenssl = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-describe('TLS termination', { skip: hasOpenssl ? false : 'openssl is needed to make test certificates' }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'portico-tls-'));
-  const file = (name: string) => join(dir, name);
+describe('TLS termination', { skip: hasOpenssl ? false : OPENSSL_MISSING }, () => {
+  let file: (name: string) => string;
   let gw: RunningPortico;
 
   before(async () => {
     // A CA, a server certificate for localhost and a client certificate, all signed by the CA.
-    const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'];
-    openssl('req', '-x509', ...ec, '-nodes', '-days', '2', '-subj', '/CN=test-ca', '-keyout', file('ca.key'), '-out', file('ca.crt'));
-    for (const name of ['server', 'client']) {
-      openssl('req', ...ec, '-nodes', '-subj', `/CN=${name === 'server' ? 'localhost' : 'client'}`, '-keyout', file(`${name}.key`), '-out', file(`${name}.csr`));
-      openssl('x509', '-req', '-in', file(`${name}.csr`), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-days', '2', '-out', file(`${name}.crt`));
-    }
+    ({ file } = makeTestPki([
+      { name: 'server', commonName: 'localhost' },
+      { name: 'client', commonName: 'client' },
+    ]));
     const tls = (requireClient: boolean) => `transport_socket:
         name: envoy.transport_sockets.tls
         typed_config:

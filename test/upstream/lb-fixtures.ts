@@ -7,7 +7,7 @@ import type { LoadBalancerContext } from '../../src/dataplane/upstream/load-bala
 import { StatScope } from '../../src/stats/store.js';
 import { CLUSTER_STATS, HOST_STATS } from '../../src/dataplane/upstream/stats.js';
 
-const settings = clusterSettings({});
+const settings = clusterSettings({}, '', []);
 
 export interface HostSpec {
   port: number;

@@ -19,7 +19,7 @@ import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripP
 import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
-import type { Host } from '../upstream/host.js';
+import { type Host, isConnectFailure } from '../upstream/host.js';
 import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
 import type { Hash64 } from '../upstream/lb/hash.js';
 import type { LoadBalancerContext } from '../upstream/load-balancer.js';
@@ -868,7 +868,7 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     if (code === 'UND_ERR_CONNECT_TIMEOUT') {
       this.info.upstreamTransportFailureReason = error.message;
       this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection timeout', ResponseFlag.UF, 'upstream_reset_before_response_started{connection_timeout}');
-    } else if (CONNECT_FAILURES.has(code)) {
+    } else if (isConnectFailure(error)) {
       this.info.upstreamTransportFailureReason = error.message;
       this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection failure', ResponseFlag.UF, 'upstream_reset_before_response_started{connection_failure}');
     } else if (error.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO') {
@@ -1046,16 +1046,6 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     this.info.lastResponseByteMonotonic = performance.now();
   }
 }
-
-const CONNECT_FAILURES = new Set([
-  'ECONNREFUSED',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EADDRNOTAVAIL',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
 
 /** Request headers for the upstream: everything received except hop-by-hop headers, as a flat list. */
 function upstreamHeaders(headers: HeaderMap): string[] {

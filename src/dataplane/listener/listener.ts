@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import net, { type BlockList, type Socket } from 'node:net';
 import tls from 'node:tls';
-import type { envoy } from '../../generated/envoy.js';
+import type { AnyMessage, envoy } from '../../generated/envoy.js';
 import { type ConfigError } from '../../config/errors.js';
 import { typeNameFromUrl } from '../../config/extensions.js';
 import { HCM_TYPE } from '../../config/validate.js';
@@ -17,12 +17,13 @@ import { ResponseFlag } from '../response-flags.js';
 import type { StreamInfo } from '../stream-info.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
-import { compileDownstreamTls, type TlsTermination } from './tls.js';
+import { compileDownstreamTls, type TlsTermination } from '../tls/downstream.js';
 
 type ListenerConfig = envoy.config.listener.v3.Listener;
 type FilterChainConfig = envoy.config.listener.v3.FilterChain;
 type FilterChainMatch = envoy.config.listener.v3.FilterChainMatch;
 type DownstreamTlsContext = envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext;
+const DOWNSTREAM_TLS = 'envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
 
 export interface ListenerContext {
   clusters: ClusterManager;
@@ -55,9 +56,7 @@ class FilterChain {
   ) {
     this.match = compileChainMatch(config.filter_chain_match ?? {});
     const transport = config.transport_socket?.typed_config;
-    this.tls = transport
-      ? compileDownstreamTls(transport.value as DownstreamTlsContext, `${path}.transport_socket.typed_config`, errors)
-      : undefined;
+    this.tls = transport ? downstreamTls(transport, `${path}.transport_socket.typed_config`, errors) : undefined;
     const filters = config.filters ?? [];
     const terminal = filters.at(-1);
     if (terminal?.typed_config && typeNameFromUrl(terminal.typed_config.type_url) === HCM_TYPE) {
@@ -362,4 +361,13 @@ function narrow(chains: FilterChain[], score: (m: CompiledChainMatch) => number)
     }
   }
   return best < 0 ? [] : kept;
+}
+
+function downstreamTls(typed: AnyMessage, path: string, errors: ConfigError[]): TlsTermination | undefined {
+  const typeName = typeNameFromUrl(typed.type_url);
+  if (typeName !== DOWNSTREAM_TLS) {
+    errors.push({ code: 'invalid_value', path, message: `a filter chain's TLS transport socket takes an ${DOWNSTREAM_TLS}, not ${typeName}` });
+    return undefined;
+  }
+  return compileDownstreamTls(typed.value as DownstreamTlsContext, path, errors);
 }

@@ -1,3 +1,4 @@
+import type { ConfigError } from '../../config/errors.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
 import type { Runtime } from '../runtime/runtime.js';
@@ -15,25 +16,27 @@ export class ClusterManager {
 
   /**
    * With `previous`, clusters whose configuration did not change are taken over as they are (hosts, DNS
-   * state, connection pools), as Envoy keeps a cluster that a CDS update leaves unchanged.
+   * state, connection pools), as Envoy keeps a cluster that a CDS update leaves unchanged. Problems found while
+   * compiling a cluster (TLS files, for one) go to `errors` with `static_resources.clusters[i]` paths.
    */
   constructor(
     configs: readonly ClusterConfig[],
+    errors: ConfigError[],
     log: Logger,
     private readonly statsStore: StatsStore,
     runtime?: Runtime,
     previous?: ClusterManager,
   ) {
     this.stats = statsStore.scope(CLUSTER_MANAGER_STATS, 'cluster_manager.');
-    for (const config of configs) {
+    configs.forEach((config, i) => {
       const name = config.name ?? '';
       const key = JSON.stringify(config);
       const kept = previous?.configKeys.get(name) === key ? previous.clusters.get(name) : undefined;
       if (kept) this.carriedOver.add(kept);
       else this.stats.counters[CLUSTER_MANAGER_STATS.c.cluster_added]++;
-      this.clusters.set(name, kept ?? new Cluster(config, log, statsStore, runtime));
+      this.clusters.set(name, kept ?? new Cluster(config, log, statsStore, runtime, { path: `static_resources.clusters[${i}]`, errors }));
       this.configKeys.set(name, key);
-    }
+    });
     this.stats.setGauge(CLUSTER_MANAGER_STATS.g.active_clusters, this.clusters.size);
     this.stats.setGauge(CLUSTER_MANAGER_STATS.g.warming_clusters, 0);
   }

@@ -1,4 +1,7 @@
+import type { ConfigError } from '../../config/errors.js';
+import { typeNameFromUrl } from '../../config/extensions.js';
 import type { envoy } from '../../generated/envoy.js';
+import { compileUpstreamTls, type UpstreamTls } from '../tls/upstream.js';
 
 type Cluster = envoy.config.cluster.v3.Cluster;
 type UpstreamHttpProtocolOptions = envoy.extensions.upstreams.http.v3.HttpProtocolOptions;
@@ -14,11 +17,15 @@ export interface ClusterSettings {
   dnsRefreshRateMs: number;
   dnsLookupFamily: string;
   enableTrailers: boolean;
+  /** Set when the cluster's transport socket originates TLS. */
+  tls: UpstreamTls | undefined;
 }
+
+const UPSTREAM_TLS = 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
 
 const HTTP_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
-export function clusterSettings(cluster: Cluster): ClusterSettings {
+export function clusterSettings(cluster: Cluster, path: string, errors: ConfigError[]): ClusterSettings {
   const options = cluster.typed_extension_protocol_options?.[HTTP_OPTIONS_KEY]?.value as UpstreamHttpProtocolOptions | undefined;
   const common = options?.common_http_protocol_options ?? cluster.common_http_protocol_options;
   const http1 = options?.explicit_http_config?.http_protocol_options ?? cluster.http_protocol_options;
@@ -30,5 +37,18 @@ export function clusterSettings(cluster: Cluster): ClusterSettings {
     dnsRefreshRateMs: cluster.dns_refresh_rate ?? 5000,
     dnsLookupFamily: cluster.dns_lookup_family ?? 'AUTO',
     enableTrailers: http1?.enable_trailers ?? false,
+    tls: upstreamTls(cluster, path, errors),
   };
+}
+
+function upstreamTls(cluster: Cluster, path: string, errors: ConfigError[]): UpstreamTls | undefined {
+  const typed = cluster.transport_socket?.typed_config;
+  if (typed === undefined) return undefined;
+  const typedPath = `${path}.transport_socket.typed_config`;
+  const typeName = typeNameFromUrl(typed.type_url);
+  if (typeName !== UPSTREAM_TLS) {
+    errors.push({ code: 'invalid_value', path: typedPath, message: `a cluster's TLS transport socket takes an ${UPSTREAM_TLS}, not ${typeName}` });
+    return undefined;
+  }
+  return compileUpstreamTls(typed.value as envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, typedPath, errors);
 }

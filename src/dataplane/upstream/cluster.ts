@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import type { ConfigError } from '../../config/errors.js';
 import type { envoy } from '../../generated/envoy.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
@@ -53,11 +54,12 @@ export class Cluster {
     private readonly log: Logger,
     private readonly statsStore: StatsStore,
     runtime?: Runtime,
+    compile: { path: string; errors: ConfigError[] } = { path: '', errors: [] },
   ) {
     this.name = config.name ?? '';
     this.stats = statsStore.scope(CLUSTER_STATS, `cluster.${this.name}.`);
     this.type = config.type ?? 'STATIC';
-    this.settings = clusterSettings(config);
+    this.settings = clusterSettings(config, compile.path, compile.errors);
     this.overprovisioningFactor = config.load_assignment?.policy?.overprovisioning_factor ?? 140;
     const panicThreshold = config.common_lb_config?.healthy_panic_threshold?.value ?? 50;
     this.panicThreshold = runtime?.getInteger('upstream.healthy_panic_threshold', panicThreshold) ?? panicThreshold;

@@ -1,4 +1,5 @@
 import { isIP, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { Pool, buildConnector } from 'undici';
 import { StatScope } from '../../stats/store.js';
 import type { ClusterSettings } from './cluster-settings.js';
@@ -78,7 +79,18 @@ export class Host {
 
   private createPool(): Pool {
     const settings = this.settings;
-    const connector = buildConnector({ timeout: settings.connectTimeoutMs });
+    const tls = settings.tls;
+    const connector = buildConnector(
+      tls === undefined
+        ? { timeout: settings.connectTimeoutMs }
+        : {
+            timeout: settings.connectTimeoutMs,
+            secureContext: tls.secureContext,
+            servername: tls.servername,
+            rejectUnauthorized: tls.rejectUnauthorized,
+            checkServerIdentity: tls.checkServerIdentity,
+          },
+    );
     // Connect to whatever address the host has now: LOGICAL_DNS re-resolution moves new connections only.
     const connect: buildConnector.connector = (options, callback) => {
       const started = performance.now();
@@ -92,7 +104,7 @@ export class Host {
         }
       });
     };
-    return new Pool(`http://${this.key}`, {
+    return new Pool(`${tls === undefined ? 'http' : 'https'}://${this.key}`, {
       connections: settings.maxConnections,
       pipelining: 1,
       connect,
@@ -118,16 +130,56 @@ export class Host {
     cluster.histograms[H.upstream_cx_connect_ms]!.record(now - started);
     this.stats.counters[HC.cx_total]++;
     this.stats.gauges[HG.cx_active]++;
+    if (this.settings.tls !== undefined) {
+      cluster.counters[C['ssl.handshake']]++;
+      if ((socket as TLSSocket).isSessionReused()) cluster.counters[C['ssl.session_reused']]++;
+    }
     (socket as UpstreamSocket)[kConnection] = { host: this, openedAt: now };
     socket.once('close', onUpstreamSocketClose);
   }
 
   private onConnectFailed(err: Error & { code?: string }): void {
+    (err as ConnectError)[kConnectFailure] = true;
     const cluster = this.clusterStats;
     cluster.counters[C.upstream_cx_connect_fail]++;
     if (err.code === 'UND_ERR_CONNECT_TIMEOUT') cluster.counters[C.upstream_cx_connect_timeout]++;
+    else if (this.settings.tls !== undefined && !TCP_CONNECT_ERRORS.has(err.code ?? '')) countTlsFailure(cluster, err.code ?? '');
     this.stats.counters[HC.cx_connect_fail]++;
   }
+}
+
+const kConnectFailure = Symbol('portico.connectFailure');
+type ConnectError = Error & { [kConnectFailure]?: true };
+
+/**
+ * True for an error that ended an upstream connection attempt (refused, unreachable, TLS handshake) rather than
+ * an established connection: the request then fails with UF, not UC.
+ */
+export function isConnectFailure(err: Error): boolean {
+  return (err as ConnectError)[kConnectFailure] === true;
+}
+
+/** Failures before any TLS byte was exchanged; anything else on a TLS cluster failed in the handshake. */
+const TCP_CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+
+/** Node's codes for a peer certificate that failed verification (chain, dates, self-signed). */
+const CERT_VERIFY_ERRORS = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+]);
+
+function countTlsFailure(cluster: StatScope, code: string): void {
+  cluster.counters[C['ssl.connection_error']]++;
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') cluster.counters[C['ssl.fail_verify_san']]++;
+  else if (CERT_VERIFY_ERRORS.has(code)) cluster.counters[C['ssl.fail_verify_error']]++;
 }
 
 const kConnection = Symbol('portico.upstreamConnection');

@@ -31,6 +31,11 @@ export const CLUSTER_STATS = defineStats({
     'update_success',
     'update_empty',
     'update_no_rebuild',
+    'ssl.handshake',
+    'ssl.session_reused',
+    'ssl.connection_error',
+    'ssl.fail_verify_error',
+    'ssl.fail_verify_san',
   ],
   gauges: [
     'upstream_cx_active',
