@@ -203,6 +203,17 @@ describe('retries', () => {
     assert.deepEqual(await logLines(gw2.log, 1), ['504 UT,URX 2']);
   });
 
+  it('ends an attempt that goes silent for per_try_idle_timeout', async () => {
+    const stalling = await startMisbehavingUpstream('slow-headers');
+    started.push(stalling);
+    const gw = await gateway([stalling.port], 'retry_policy: { retry_on: connect-failure, per_try_idle_timeout: 0.1s }');
+    const res = await httpRequest(`${gw.url()}/`);
+    assert.equal(res.status, 504);
+    assert.equal(stat(gw, 'cluster.c.upstream_rq_per_try_idle_timeout'), 1);
+    assert.equal(stat(gw, 'cluster.c.upstream_rq_retry'), 0);
+    assert.deepEqual(await logLines(gw.log, 1), ['504 UT 1']);
+  });
+
   it('retries retriable status codes and retriable headers', async () => {
     const teapot = await upstream(answer(418, 'teapot'));
     const flagged = await upstream(answer(200, 'flagged', { 'x-try-again': 'yes' }));
