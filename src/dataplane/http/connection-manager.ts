@@ -12,7 +12,7 @@ import { type AccessLogger, compileAccessLogs, connectionStreamInfo, emitAccessL
 import type { AccessLogSinks } from '../access-log/sinks.js';
 import { ResponseFlag } from '../response-flags.js';
 import { RequestBody, type RequestBodyOwner } from '../router/request-body.js';
-import { DEFAULT_RETRY_POLICY, RETRY_REQUEST_HEADERS, ResetReason, RetryState, RetryStatus } from '../router/retry-policy.js';
+import { DEFAULT_RETRY_POLICY, RETRY_REQUEST_HEADERS, ResetReason, type RetryPolicy, RetryState, RetryStatus } from '../router/retry-policy.js';
 import { chargeUpstreamCode, UpstreamRequest, type UpstreamRequestOwner } from '../router/upstream-request.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { applyHeaderMutation, applyHeaderMutations, type HeaderMap, type MutationChains } from '../router/header-mutation.js';
@@ -691,13 +691,19 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     this.setExpectedTimeoutHeader();
     if (policy !== undefined || (trusted && headers['x-envoy-retry-on'] !== undefined)) {
       const retry = new RetryState(policy ?? DEFAULT_RETRY_POLICY, trusted ? headers : undefined, cluster.stats, this.resources!);
-      const onlyIf = retry.policy.retriableRequestHeaders;
-      if (retry.retryOn !== 0 && (onlyIf.length === 0 || onlyIf.some((matches) => matches(this.head)))) {
+      if (retry.retryOn !== 0 && this.retriableRequest(retry.policy.retriableRequestHeaders)) {
         this.retry = retry;
         if (this.hasBody) this.body = new RequestBody(this.req, action.retryBufferLimit, this);
       }
     }
     if (trusted) for (const name of RETRY_REQUEST_HEADERS) if (headers[name] !== undefined) delete headers[name];
+  }
+
+  /** `retriable_request_headers`: with any, only a request matching one of them may be retried. */
+  private retriableRequest(matchers: RetryPolicy['retriableRequestHeaders']): boolean {
+    if (matchers.length === 0) return true;
+    for (const matches of matchers) if (matches(this.head)) return true;
+    return false;
   }
 
   /**

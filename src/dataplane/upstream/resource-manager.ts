@@ -120,6 +120,16 @@ export class ResourceManager {
     for (const resource of [this.connections, this.pendingRequests, this.requests, this.connectionPools, this.retries]) resource.update();
   }
 
+  /** The limits as `/clusters` shows them (a retry budget's current one). */
+  limits(): Array<[string, number]> {
+    return [
+      ['max_connections', this.connections.max()],
+      ['max_pending_requests', this.pendingRequests.max()],
+      ['max_requests', this.requests.max()],
+      ['max_retries', this.retries.max()],
+    ];
+  }
+
   /** Request counts moved: a retry budget's limit moves with them. */
   requestsChanged(): void {
     if (this.budget) this.retries.update();
