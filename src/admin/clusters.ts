@@ -2,16 +2,6 @@
 import type { ClusterStatus, HostStatus } from '../dataplane/status.js';
 import { HOST_STATS } from '../dataplane/upstream/stats.js';
 
-/** Envoy's circuit breaker defaults, which Portico applies to every priority. */
-function thresholds(cluster: ClusterStatus): Array<[string, number]> {
-  return [
-    ['max_connections', cluster.maxConnections],
-    ['max_pending_requests', 1024],
-    ['max_requests', 1024],
-    ['max_retries', 3],
-  ];
-}
-
 const HOST_STAT_NAMES = [...HOST_STATS.counterNames, ...HOST_STATS.gaugeNames].sort();
 
 function hostAddress(host: HostStatus): string {
@@ -27,9 +17,9 @@ export function renderClustersText(clusters: ClusterStatus[]): string {
   for (const cluster of clusters) {
     const name = cluster.name;
     lines.push(`${name}::observability_name::${name}`);
-    for (const priority of ['default_priority', 'high_priority']) {
-      for (const [threshold, value] of thresholds(cluster)) lines.push(`${name}::${priority}::${threshold}::${value}`);
-    }
+    ['default_priority', 'high_priority'].forEach((priority, i) => {
+      for (const [threshold, value] of cluster.thresholds[i]!) lines.push(`${name}::${priority}::${threshold}::${value}`);
+    });
     lines.push(`${name}::added_via_api::false`);
     for (const host of cluster.hosts) {
       const prefix = `${name}::${hostAddress(host)}::`;
@@ -60,9 +50,9 @@ export function renderClustersJson(clusters: ClusterStatus[]): unknown {
       observability_name: cluster.name,
       added_via_api: false,
       circuit_breakers: {
-        thresholds: ['DEFAULT', 'HIGH'].map((priority) => ({
+        thresholds: ['DEFAULT', 'HIGH'].map((priority, i) => ({
           ...(priority === 'HIGH' ? { priority } : {}),
-          ...Object.fromEntries(thresholds(cluster)),
+          ...Object.fromEntries(cluster.thresholds[i]!),
         })),
       },
       host_statuses: cluster.hosts.map((host) => ({

@@ -16,6 +16,7 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.access_loggers.file.v3.FileAccessLog', 'envoy.access_loggers.file'],
   ['envoy.extensions.access_loggers.stream.v3.StdoutAccessLog', 'envoy.access_loggers.stdout'],
   ['envoy.extensions.access_loggers.stream.v3.StderrAccessLog', 'envoy.access_loggers.stderr'],
+  ['envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate', 'envoy.retry_host_predicates.previous_hosts'],
 ]);
 
 /** Canonical names that do not follow the `envoy.extensions.<x>.v3.<Message>` → `envoy.<x>` rule. */

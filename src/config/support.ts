@@ -163,7 +163,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   'envoy.config.accesslog.v3.OrFilter': '*',
   'envoy.config.accesslog.v3.HeaderFilter': '*',
   'envoy.config.accesslog.v3.ResponseFlagFilter': '*',
-  'envoy.extensions.filters.http.router.v3.Router': ['dynamic_stats', 'start_child_span', 'suppress_envoy_headers'],
+  'envoy.extensions.filters.http.router.v3.Router': ['dynamic_stats', 'start_child_span', 'suppress_envoy_headers', 'respect_expected_rq_timeout'],
   'envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig': [],
 
   // Routing
@@ -191,6 +191,8 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'response_headers_to_remove',
     'include_request_attempt_count',
     'include_attempt_count_in_response',
+    'retry_policy',
+    'per_request_buffer_limit_bytes',
   ],
   'envoy.config.route.v3.Route': [
     'name',
@@ -203,6 +205,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'request_headers_to_remove',
     'response_headers_to_add',
     'response_headers_to_remove',
+    'per_request_buffer_limit_bytes',
   ],
   'envoy.config.route.v3.RouteMatch': [
     'prefix',
@@ -237,7 +240,25 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'timeout',
     'idle_timeout',
     'hash_policy',
+    'retry_policy',
+    'priority',
   ],
+  // retry_priority, rate_limited_retry_back_off and retry_options_predicates are refused.
+  'envoy.config.route.v3.RetryPolicy': [
+    'retry_on',
+    'num_retries',
+    'per_try_timeout',
+    'per_try_idle_timeout',
+    'retry_host_predicate',
+    'host_selection_retry_max_attempts',
+    'retriable_status_codes',
+    'retry_back_off',
+    'retriable_headers',
+    'retriable_request_headers',
+  ],
+  'envoy.config.route.v3.RetryPolicy.RetryBackOff': '*',
+  'envoy.config.route.v3.RetryPolicy.RetryHostPredicate': ['name', 'typed_config'],
+  'envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate': '*',
   // filter_state is refused: nothing in Portico puts hashable objects in filter state.
   'envoy.config.route.v3.RouteAction.HashPolicy': ['header', 'cookie', 'connection_properties', 'query_parameter', 'terminal'],
   'envoy.config.route.v3.RouteAction.HashPolicy.Header': ['header_name', 'regex_rewrite'],
@@ -278,7 +299,20 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'http_protocol_options',
     'max_requests_per_connection',
     'transport_socket',
+    'circuit_breakers',
   ],
+  'envoy.config.cluster.v3.CircuitBreakers': ['thresholds', 'per_host_thresholds'],
+  // max_connection_pools is refused: every host has one pool.
+  'envoy.config.cluster.v3.CircuitBreakers.Thresholds': [
+    'priority',
+    'max_connections',
+    'max_pending_requests',
+    'max_requests',
+    'max_retries',
+    'retry_budget',
+    'track_remaining',
+  ],
+  'envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget': '*',
   'envoy.config.cluster.v3.Cluster.CommonLbConfig': ['healthy_panic_threshold'],
   'envoy.config.cluster.v3.Cluster.LeastRequestLbConfig': ['choice_count', 'active_request_bias'],
   'envoy.config.cluster.v3.Cluster.RingHashLbConfig': ['minimum_ring_size', 'maximum_ring_size', 'hash_function'],

@@ -15,7 +15,8 @@ export interface HostStatus {
 
 export interface ClusterStatus {
   name: string;
-  maxConnections: number;
+  /** Circuit breaker limits by name, for the DEFAULT and HIGH priorities. */
+  thresholds: [Array<[string, number]>, Array<[string, number]>];
   hosts: HostStatus[];
 }
 
@@ -28,7 +29,7 @@ export interface ListenerStatus {
 export function clusterStatus(cluster: Cluster): ClusterStatus {
   return {
     name: cluster.name,
-    maxConnections: cluster.settings.maxConnections,
+    thresholds: [cluster.resources.forPriority(false).limits(), cluster.resources.forPriority(true).limits()],
     hosts: cluster.allHosts().map((host) => {
       const stats: Record<string, number> = {};
       const schema = host.stats.schema;

@@ -168,13 +168,13 @@ ${ROUTER.slice(1)}
 
   it('refuses fields it does not implement, naming them', () => {
     const yaml = simpleBootstrap({
-      routes: '- match: { prefix: "/" }\n  route: { cluster: a, retry_policy: { retry_on: 5xx } }',
+      routes: '- match: { prefix: "/" }\n  route: { cluster: a, retry_policy: { retry_on: 5xx, rate_limited_retry_back_off: { reset_headers: [{ name: retry-after }] } } }',
       clusters: staticCluster('a', 1),
     });
     const errors = checkYaml(yaml);
     assert.equal(errors.length, 1);
     assert.equal(errors[0]!.code, 'unsupported_field');
-    assert.match(errors[0]!.message, /retry_policy/);
+    assert.match(errors[0]!.message, /rate_limited_retry_back_off/);
   });
 
   it('accepts the proto3-JSON spellings Envoy accepts', () => {

@@ -85,6 +85,48 @@ describe('DataPlane.update', () => {
     assert.equal((await httpRequest(`http://127.0.0.1:${port}/x`)).body, 'two');
   });
 
+  it('switches a route between two clusters (blue/green) under load without failing a request', async () => {
+    const blueGreen = (color: 'blue' | 'green') =>
+      bootstrap(
+        simpleBootstrap({
+          listenerPort: port,
+          routes: `- match: { prefix: "/" }\n  route: { cluster: ${color}, retry_policy: { retry_on: "5xx,reset" } }`,
+          clusters: staticCluster('blue', one.port) + staticCluster('green', two.port),
+        }),
+      );
+    await plane.update(blueGreen('blue'), 2000);
+    const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 4 });
+    let running = true;
+    const failures: string[] = [];
+    const seen = new Set<string>();
+    const loop = async () => {
+      while (running) {
+        try {
+          const res = await pool.request({ path: '/x', method: 'POST', body: 'payload' });
+          const body = await res.body.text();
+          if (res.statusCode !== 200) failures.push(`${res.statusCode} ${body}`);
+          seen.add(body);
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+      }
+    };
+    const loops = Array.from({ length: 4 }, loop);
+    for (let i = 0; i < 6; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      await plane.update(blueGreen(i % 2 === 0 ? 'green' : 'blue'), 2000);
+    }
+    running = false;
+    await Promise.all(loops);
+    await pool.close();
+    assert.deepEqual(failures, []);
+    assert.deepEqual([...seen].sort(), ['one', 'two']);
+    await plane.update(blueGreen('green'), 2000);
+    assert.equal((await httpRequest(`http://127.0.0.1:${port}/x`)).body, 'two');
+    // Back to the configuration the next test starts from.
+    await plane.update(config(two.port), 2000);
+  });
+
   it('keeps unchanged clusters and serves on with the old configuration when the new one is invalid', async () => {
     const before = plane.config.clusters.get('c');
     await plane.update(config(two.port), 1000);

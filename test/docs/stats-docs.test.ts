@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { HCM_STATS, LISTENER_HTTP_STATS } from '../../src/dataplane/http/stats.js';
 import { LISTENER_MANAGER_STATS, LISTENER_STATS } from '../../src/dataplane/listener/stats.js';
+import { CIRCUIT_BREAKER_REMAINING_STATS, CIRCUIT_BREAKER_STATS } from '../../src/dataplane/upstream/resource-manager.js';
 import { CLUSTER_MANAGER_STATS, CLUSTER_STATS } from '../../src/dataplane/upstream/stats.js';
 import { startEchoServer } from '../../src/echo/echo-server.js';
 import { SERVER_STATS } from '../../src/server/server-admin.js';
@@ -36,6 +37,8 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   HCM_STATS: { schema: HCM_STATS, prefix: 'http.<stat_prefix>.' },
   CLUSTER_STATS: { schema: CLUSTER_STATS, prefix: 'cluster.<name>.' },
   CLUSTER_MANAGER_STATS: { schema: CLUSTER_MANAGER_STATS, prefix: 'cluster_manager.' },
+  CIRCUIT_BREAKER_STATS: { schema: CIRCUIT_BREAKER_STATS, prefix: 'cluster.<name>.circuit_breakers.<priority>.' },
+  CIRCUIT_BREAKER_REMAINING_STATS: { schema: CIRCUIT_BREAKER_REMAINING_STATS, prefix: 'cluster.<name>.circuit_breakers.<priority>.' },
 };
 /** Schemas whose values are shown elsewhere than in the stats (per-host counts in `/clusters`). */
 const NOT_STATS = new Set(['HOST_STATS']);

@@ -11,6 +11,9 @@ import { httpDate } from '../../util/http-date.js';
 import { type AccessLogger, compileAccessLogs, connectionStreamInfo, emitAccessLogs } from '../access-log/access-log.js';
 import type { AccessLogSinks } from '../access-log/sinks.js';
 import { ResponseFlag } from '../response-flags.js';
+import { RequestBody, type RequestBodyOwner } from '../router/request-body.js';
+import { DEFAULT_RETRY_POLICY, RETRY_REQUEST_HEADERS, ResetReason, type RetryPolicy, RetryState, RetryStatus } from '../router/retry-policy.js';
+import { chargeUpstreamCode, UpstreamRequest, type UpstreamRequestOwner } from '../router/upstream-request.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { applyHeaderMutation, applyHeaderMutations, type HeaderMap, type MutationChains } from '../router/header-mutation.js';
 import type { HashPolicy, HashRequest } from '../router/hash-policy.js';
@@ -20,6 +23,7 @@ import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info
 import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { type Host, isConnectFailure } from '../upstream/host.js';
+import type { ResourceManager } from '../upstream/resource-manager.js';
 import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
 import type { Hash64 } from '../upstream/lb/hash.js';
 import type { LoadBalancerContext } from '../upstream/load-balancer.js';
@@ -34,10 +38,7 @@ const SG = HCM_STATS.g;
 const SH = HCM_STATS.h;
 const LS = LISTENER_HTTP_STATS.c;
 const CS = CLUSTER_STATS.c;
-const CG = CLUSTER_STATS.g;
-const CH = CLUSTER_STATS.h;
 const HS = HOST_STATS.c;
-const HG = HOST_STATS.g;
 
 type HcmConfig = envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager;
 type RouterConfig = envoy.extensions.filters.http.router.v3.Router;
@@ -75,6 +76,19 @@ const SKIPPED_REQUEST_HEADERS = new Set([
 const HOP_BY_HOP_RESPONSE_HEADERS = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'];
 
 const UPSTREAM_FAILURE_PREFIX = 'upstream connect error or disconnect/reset before headers. reset reason: ';
+const RETRIED_UPSTREAM_FAILURE_PREFIX = 'upstream connect error or disconnect/reset before headers. retried and the latest reset reason: ';
+
+/**
+ * Request headers that steer the router (retries, timeouts): Envoy honours them from internal clients only and
+ * removes them from every other request (ConnectionManagerUtility::cleanInternalHeaders).
+ */
+const ENVOY_CONTROL_HEADERS = [
+  ...RETRY_REQUEST_HEADERS,
+  'x-envoy-upstream-rq-timeout-ms',
+  'x-envoy-upstream-rq-timeout-alt-response',
+  'x-envoy-expected-rq-timeout-ms',
+  'x-envoy-upstream-alt-stat-name',
+];
 
 const kStream = Symbol('portico.stream');
 type TrackedResponse = ServerResponse & { [kStream]?: ActiveStream };
@@ -100,6 +114,8 @@ export class HttpConnectionManager {
   readonly routeTable: RouteTable;
   readonly localReply: LocalReplyRenderer;
   readonly suppressEnvoyHeaders: boolean;
+  /** Router `respect_expected_rq_timeout`: a trusted `x-envoy-expected-rq-timeout-ms` sets the route timeout. */
+  readonly respectExpectedRqTimeout: boolean;
   readonly useRemoteAddress: boolean;
   readonly xffTrustedHops: number;
   readonly skipXffAppend: boolean;
@@ -152,6 +168,7 @@ export class HttpConnectionManager {
     this.localReply = new LocalReplyRenderer(config.local_reply_config, `${path}.local_reply_config`, errors, context.runtime);
     this.accessLogs = compileAccessLogs(config.access_log, `${path}.access_log`, errors, context);
     this.suppressEnvoyHeaders = router?.suppress_envoy_headers ?? false;
+    this.respectExpectedRqTimeout = router?.respect_expected_rq_timeout ?? false;
     this.useRemoteAddress = config.use_remote_address ?? false;
     this.xffTrustedHops = config.xff_num_trusted_hops ?? 0;
     this.skipXffAppend = config.skip_xff_append ?? false;
@@ -337,11 +354,22 @@ function onRequestTimeoutTimer(stream: ActiveStream): void {
   stream.onRequestTimeout();
 }
 
+function onRetryTimer(stream: ActiveStream): void {
+  stream.doRetry();
+}
+
+/** A timeout from a trusted `x-envoy-upstream-rq-*-timeout-ms` header; undefined when it is not a number. */
+function headerTimeoutMs(value: string | string[] | undefined): number | undefined {
+  return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : undefined;
+}
+
 /**
- * One request/response exchange. It is also the undici dispatch handler of its upstream request, so proxying a
- * request allocates this object and the header objects, and no closures.
+ * One request/response exchange, and Envoy's router for it: each upstream attempt is an UpstreamRequest, whose
+ * outcome this stream forwards downstream or retries. Proxying a request allocates this object, one
+ * UpstreamRequest and the header objects, and no closures; retry state and a body buffer only when the request
+ * can be retried.
  */
-class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, HashRequest {
+class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalancerContext, HashRequest {
   readonly info: StreamInfo;
   readonly head: RequestHead;
   private route: RouteEntry | undefined;
@@ -349,22 +377,31 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
   private weighted: WeightedClusterEntry | undefined;
   /** Header mutations of the route (or of its chosen weighted cluster), once a route is selected. */
   private mutations: MutationChains | undefined;
-  private controller: Dispatcher.DispatchController | undefined;
-  private upstreamStart = 0;
   private routeTimer: NodeJS.Timeout | undefined;
   private requestTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Route timeout (all attempts), and per-try timeout, in ms; 0 disables. */
   private timeoutMs = 0;
+  private perTryTimeoutMs = 0;
   private external = false;
   private ended = false;
   /** Response trailers are forwarded only when both codecs enable them, as in Envoy. */
   private forwardTrailers = false;
-  /** The upstream request's cluster and host, for its stats. */
+  private action: ForwardAction | undefined;
+  /** The cluster forwarded to, its circuit breakers at the route's priority, and the host of the latest attempt. */
   private cluster: Cluster | undefined;
+  private resources: ResourceManager | undefined;
   private host: Host | undefined;
-  /** Dispatched and not yet written to a connection (Envoy's pending request). */
-  private upstreamPending = false;
-  /** Dispatched and not yet finished, one way or another. */
-  private upstreamActive = false;
+  /** The attempt in flight; undefined before the first, between attempts and once it finished. */
+  private upstream: UpstreamRequest | undefined;
+  /** Only for a request that can be retried. */
+  private retry: RetryState | undefined;
+  /** The request body, kept for retries; undefined when undici reads the request directly. */
+  private body: RequestBody | undefined;
+  /** The whole downstream request has arrived. */
+  private downstreamComplete = false;
+  /** When it did, for the timeout left to later attempts. */
+  private downstreamCompleteAt = 0;
   private readonly hasBody: boolean;
   /** The route's hash policy, for hashing load balancers. */
   private hashPolicy: HashPolicy | undefined;
@@ -580,7 +617,10 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     }
     info.requestId = typeof requestId === 'string' ? requestId : '';
     if (hcm.via) headers.via = headers.via ? `${headers.via}, ${hcm.via}` : hcm.via;
-    if (this.external) for (const name of hcm.routeTable.internalOnlyHeaders) delete headers[name];
+    if (this.external) {
+      for (const name of ENVOY_CONTROL_HEADERS) if (headers[name] !== undefined) delete headers[name];
+      for (const name of hcm.routeTable.internalOnlyHeaders) delete headers[name];
+    }
   }
 
   private forward(action: ForwardAction, ctx: MatchContext): void {
@@ -602,7 +642,9 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
       this.sendLocalReply(503, 'no healthy upstream', ResponseFlag.UH, 'no_healthy_upstream');
       return;
     }
-    this.info.upstreamHost = host.key;
+    this.action = action;
+    this.cluster = cluster;
+    this.resources = cluster.resources.forPriority(action.highPriority);
     // Envoy's upstream HTTP/1 codec ignores trailers unless the cluster enables them too.
     this.forwardTrailers = hcm.enableTrailers && cluster.settings.enableTrailers;
     this.info.upstreamRequestAttemptCount = 1;
@@ -616,26 +658,165 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     this.rewriteHost(action, host);
     applyHeaderMutations(this.mutations!.request, headers, this.info);
     if (this.vhost!.includeAttemptCount) headers['x-envoy-attempt-count'] = '1';
-    this.timeoutMs = action.timeoutMs;
-    if (action.timeoutMs > 0 && !hcm.suppressEnvoyHeaders) headers['x-envoy-expected-rq-timeout-ms'] = String(action.timeoutMs);
+    this.setupRetryAndTimeouts(action, cluster);
 
     const req = this.req;
-    this.upstreamStart = performance.now();
-    this.startUpstream(cluster, host);
-    host.dispatcher().dispatch(
-      {
-        path: this.head.path,
-        method: this.head.method as Dispatcher.HttpMethod,
-        headers: upstreamHeaders(headers),
-        body: this.hasBody ? req : null,
-        headersTimeout: 0,
-        bodyTimeout: 0,
-        reset: host.closeAfterEachRequest,
-      },
-      this,
-    );
+    this.startAttempt(host);
     if (!this.hasBody || req.complete) this.onRequestComplete();
     else req.on('end', onRequestEnd);
+  }
+
+  /**
+   * The route's timeouts and retry policy, with what a trusted (internal) client asked for in `x-envoy-*`
+   * headers (Envoy's FilterUtility::finalTimeout and RetryStateImpl); those headers do not go upstream. Headers
+   * from other clients were removed with the internal-only headers.
+   */
+  private setupRetryAndTimeouts(action: ForwardAction, cluster: Cluster): void {
+    const headers = this.head.headers;
+    const trusted = !this.external;
+    const policy = action.retryPolicy;
+    let timeoutMs = action.timeoutMs;
+    let perTryTimeoutMs = policy?.perTryTimeoutMs ?? 0;
+    if (trusted) {
+      const expected = this.hcm.respectExpectedRqTimeout ? headerTimeoutMs(headers['x-envoy-expected-rq-timeout-ms']) : undefined;
+      const requested = headerTimeoutMs(headers['x-envoy-upstream-rq-timeout-ms']);
+      timeoutMs = expected ?? requested ?? timeoutMs;
+      if (headers['x-envoy-upstream-rq-timeout-ms'] !== undefined) delete headers['x-envoy-upstream-rq-timeout-ms'];
+      perTryTimeoutMs = headerTimeoutMs(headers['x-envoy-upstream-rq-per-try-timeout-ms']) ?? perTryTimeoutMs;
+    }
+    // A per-try timeout as long as the route's is no timeout of its own.
+    if (timeoutMs > 0 && perTryTimeoutMs >= timeoutMs) perTryTimeoutMs = 0;
+    this.timeoutMs = timeoutMs;
+    this.perTryTimeoutMs = perTryTimeoutMs;
+    this.setExpectedTimeoutHeader();
+    if (policy !== undefined || (trusted && headers['x-envoy-retry-on'] !== undefined)) {
+      const retry = new RetryState(policy ?? DEFAULT_RETRY_POLICY, trusted ? headers : undefined, cluster.stats, this.resources!);
+      if (retry.retryOn !== 0 && this.retriableRequest(retry.policy.retriableRequestHeaders)) {
+        this.retry = retry;
+        if (this.hasBody) this.body = new RequestBody(this.req, action.retryBufferLimit, this);
+      }
+    }
+    if (trusted) for (const name of RETRY_REQUEST_HEADERS) if (headers[name] !== undefined) delete headers[name];
+  }
+
+  /** `retriable_request_headers`: with any, only a request matching one of them may be retried. */
+  private retriableRequest(matchers: RetryPolicy['retriableRequestHeaders']): boolean {
+    if (matchers.length === 0) return true;
+    for (const matches of matchers) if (matches(this.head)) return true;
+    return false;
+  }
+
+  /**
+   * `x-envoy-expected-rq-timeout-ms`: the time the upstream has for this attempt (the per-try timeout, or what
+   * is left of the route timeout since the request completed).
+   */
+  private setExpectedTimeoutHeader(): void {
+    if (this.hcm.suppressEnvoyHeaders) return;
+    const global = this.timeoutMs;
+    let expected = this.perTryTimeoutMs || global;
+    if (expected === 0) return;
+    if (global > 0 && this.downstreamCompleteAt > 0) {
+      const elapsed = Math.floor(performance.now() - this.downstreamCompleteAt);
+      expected = elapsed >= global ? 1 : Math.min(expected, global - elapsed);
+    }
+    this.head.headers['x-envoy-expected-rq-timeout-ms'] = String(expected);
+  }
+
+  /**
+   * Dispatches an attempt to `host`, unless the cluster's circuit breakers refuse it: too many requests, or no
+   * idle connection and too many requests already waiting for one (503 UO, `x-envoy-overloaded`).
+   */
+  private startAttempt(host: Host): void {
+    const cluster = this.cluster!;
+    const resources = this.resources!;
+    this.host = host;
+    this.info.upstreamHost = host.key;
+    if (!resources.requests.canCreate() || (host.wouldWaitForConnection() && !resources.pendingRequests.canCreate())) {
+      cluster.stats.counters[CS.upstream_rq_pending_overflow]++;
+      chargeUpstreamCode(cluster.stats, 503);
+      const prefix = this.info.upstreamRequestAttemptCount > 1 ? RETRIED_UPSTREAM_FAILURE_PREFIX : UPSTREAM_FAILURE_PREFIX;
+      this.sendLocalReply(503, prefix + 'overflow', ResponseFlag.UO, 'upstream_reset_before_response_started{overflow}');
+      return;
+    }
+    this.retry?.onHostAttempted(host);
+    const policy = this.retry?.policy;
+    const attempt = new UpstreamRequest(this, cluster, host, resources, this.perTryTimeoutMs, policy?.perTryIdleTimeoutMs ?? 0);
+    this.upstream = attempt;
+    const body = this.body;
+    attempt.dispatch({
+      path: this.head.path,
+      method: this.head.method as Dispatcher.HttpMethod,
+      headers: upstreamHeaders(this.head.headers),
+      body: body !== undefined ? body.forAttempt() : this.hasBody ? this.req : null,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      reset: host.closeAfterEachRequest,
+    });
+    if (this.downstreamComplete) attempt.onDownstreamComplete();
+  }
+
+  /** Runs when the back-off after a failed attempt is over: the next attempt, on a host chosen again. */
+  doRetry(): void {
+    this.retryTimer = undefined;
+    const retry = this.retry;
+    if (this.ended || retry === undefined) return;
+    const cluster = this.cluster!;
+    const info = this.info;
+    info.upstreamRequestAttemptCount++;
+    let host = cluster.chooseHost(this);
+    for (let i = 0; host !== undefined && i < retry.policy.hostSelectionMaxAttempts && retry.rejectsHost(host); i++) {
+      host = cluster.chooseHost(this);
+    }
+    if (host === undefined) {
+      cluster.stats.counters[CS.upstream_cx_none_healthy]++;
+      this.sendLocalReply(503, 'no healthy upstream', ResponseFlag.UH, 'no_healthy_upstream');
+      return;
+    }
+    const headers = this.head.headers;
+    if (this.vhost!.includeAttemptCount) headers['x-envoy-attempt-count'] = String(info.upstreamRequestAttemptCount);
+    if (this.action!.autoHostRewrite && host.hostname !== '' && this.weighted?.hostRewriteLiteral === undefined) {
+      this.head.authority = host.hostname;
+      headers.host = host.hostname;
+    }
+    this.setExpectedTimeoutHeader();
+    this.startAttempt(host);
+  }
+
+  /**
+   * Whether an attempt whose outcome calls for a retry (`wanted`) is retried; if so, it is abandoned and the
+   * retry is scheduled after a back-off. Otherwise the response flags say why not. As in Envoy, a response that
+   * arrives before the whole request did is not retried (`rq_retry_skipped_request_not_complete`); a reset is,
+   * the next attempt sending what was kept of the body and then the rest as it comes.
+   */
+  private retried(attempt: UpstreamRequest, wanted: boolean, response: boolean): boolean {
+    const retry = this.retry!;
+    if (wanted && response && !(this.body !== undefined ? this.body.complete : this.downstreamComplete)) {
+      this.hcm.stats.counters[S.rq_retry_skipped_request_not_complete]++;
+      wanted = false;
+    }
+    const status = retry.shouldRetry(wanted);
+    if (status === RetryStatus.Yes) {
+      attempt.abandon('retrying');
+      this.upstream = undefined;
+      this.body?.detach();
+      this.retryTimer = setTimeout(onRetryTimer, retry.nextBackOffMs(Math.random()), this);
+      return true;
+    }
+    if (status === RetryStatus.Overflow) this.info.responseFlags |= ResponseFlag.UO;
+    else if (status === RetryStatus.LimitExceeded) this.info.responseFlags |= ResponseFlag.URX;
+    return false;
+  }
+
+  // RequestBodyOwner: the body kept for retries.
+  onRequestBodyData(length: number): void {
+    this.info.bytesReceived += length;
+  }
+
+  /** Envoy gives up retrying a request whose body outgrows the buffer (`retry_or_shadow_abandoned`). */
+  onRequestBodyOverflow(): void {
+    this.cluster!.stats.counters[CS.retry_or_shadow_abandoned]++;
+    this.retry?.release();
+    this.retry = undefined;
   }
 
   // LoadBalancerContext and HashRequest: hashing load balancers ask for the request's hash.
@@ -740,66 +921,21 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     return `${scheme}://${host}${path}${query}`;
   }
 
-  // ---- upstream request stats ----------------------------------------------------------------------------
+  // ---- upstream attempts (UpstreamRequestOwner) ----------------------------------------------------------
 
-  private startUpstream(cluster: Cluster, host: Host): void {
-    this.cluster = cluster;
-    this.host = host;
-    this.upstreamPending = true;
-    this.upstreamActive = true;
-    const stats = cluster.stats;
-    stats.counters[CS.upstream_rq_total]++;
-    stats.counters[CS.upstream_rq_pending_total]++;
-    stats.gauges[CG.upstream_rq_active]++;
-    stats.gauges[CG.upstream_rq_pending_active]++;
-    host.stats.counters[HS.rq_total]++;
-    host.stats.gauges[HG.rq_active]++;
+  onUpstreamRequestStart(): void {
+    // Without a body buffer, undici reads the request itself, starting right after this call: counting from here
+    // sees every chunk, and adds a listener to a stream that is about to flow anyway. There is a single attempt.
+    if (this.hasBody && this.body === undefined) this.req.on('data', onRequestData);
   }
 
-  /** The request got a connection: no longer pending. */
-  private upstreamAssigned(): void {
-    if (!this.upstreamPending) return;
-    this.upstreamPending = false;
-    this.cluster!.stats.gauges[CG.upstream_rq_pending_active]--;
-  }
-
-  /** `upstream_rq_<code>`, `upstream_rq_<N>xx` and `upstream_rq_completed`, for a response from upstream or generated for it. */
-  private chargeUpstreamCode(status: number): void {
-    const stats = this.cluster!.stats;
-    stats.countCode(0, status);
-    stats.counters[CS.upstream_rq_1xx + Math.floor(status / 100) - 1]++;
-    stats.counters[CS.upstream_rq_completed]++;
-  }
-
-  /** Ends the upstream request's accounting, once, however it ended. */
-  private finishUpstream(success: boolean): void {
-    if (!this.upstreamActive) return;
-    this.upstreamActive = false;
-    this.upstreamAssigned();
-    const host = this.host!;
-    this.cluster!.stats.gauges[CG.upstream_rq_active]--;
-    host.stats.gauges[HG.rq_active]--;
-    host.stats.counters[success ? HS.rq_success : HS.rq_error]++;
-  }
-
-  // ---- undici dispatch handler ---------------------------------------------------------------------------
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.upstreamAssigned();
-    if (this.ended) {
-      controller.abort(new Error('downstream request ended'));
+  onUpstreamHeaders(attempt: UpstreamRequest, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (this.ended) return;
+    if (this.retry !== undefined && this.retried(attempt, this.retry.wouldRetryFromResponse(statusCode, headers), true)) {
+      attempt.chargeRetriedCode(statusCode);
       return;
     }
-    // undici starts reading the body right after this call: counting from here sees every chunk, and adds a
-    // listener to a stream that is about to flow anyway. Once only, should undici ever call this again.
-    if (this.hasBody && this.controller === undefined) this.req.on('data', onRequestData);
-    this.controller = controller;
-  }
-
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    this.controller = controller;
-    if (statusCode < 200 || this.ended) return;
-    this.chargeUpstreamCode(statusCode);
+    attempt.chargeCode(statusCode);
     const hcm = this.hcm;
     const res = this.res;
     // Envoy disarms request_timeout once the response starts.
@@ -810,7 +946,7 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     for (const name of HOP_BY_HOP_RESPONSE_HEADERS) if (headers[name] !== undefined) delete headers[name];
     if (!this.forwardTrailers && headers.trailer !== undefined) delete headers.trailer;
     if (!hcm.suppressEnvoyHeaders) {
-      headers['x-envoy-upstream-service-time'] = String(Math.round(performance.now() - this.upstreamStart));
+      headers['x-envoy-upstream-service-time'] = String(Math.round(performance.now() - attempt.startTime));
     }
     if (this.generatedCookies !== undefined) {
       const upstream = headers['set-cookie'];
@@ -824,7 +960,7 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     res.writeHead(statusCode, headers);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onUpstreamData(_attempt: UpstreamRequest, controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.info.bytesSent += chunk.length;
     if (!this.res.write(chunk)) {
       controller.pause();
@@ -832,10 +968,9 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     }
   }
 
-  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+  onUpstreamEnd(_attempt: UpstreamRequest, trailers: Record<string, string | string[] | undefined>): void {
+    this.upstream = undefined;
     this.clearTimers();
-    this.cluster!.stats.histograms[CH.upstream_rq_time]!.record(performance.now() - this.upstreamStart);
-    this.finishUpstream(this.info.responseCode < 500);
     if (this.ended) return;
     if (this.forwardTrailers) {
       if (Object.keys(trailers).length > 0) {
@@ -848,14 +983,14 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     this.res.end();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error & { code?: string }): void {
-    this.clearTimers();
-    this.finishUpstream(false);
-    // Ended: the proxy aborted the request itself (timeouts, downstream gone) and counted why.
+  onUpstreamReset(attempt: UpstreamRequest, error: Error & { code?: string }): void {
+    this.upstream = undefined;
+    this.body?.detach();
     if (this.ended) return;
     const cluster = this.cluster!.stats;
     if (this.res.headersSent) {
       // The response has started: Envoy resets the stream, which on HTTP/1.1 closes the connection.
+      this.clearTimers();
       cluster.counters[CS.upstream_rq_rx_reset]++;
       this.hcm.stats.counters[S.rq_reset_after_downstream_response_started]++;
       this.info.responseFlags |= ResponseFlag.UR;
@@ -864,20 +999,51 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
       return;
     }
     const code = error.code ?? '';
-    this.chargeUpstreamCode(503);
-    if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+    let reason: ResetReason;
+    let message: string;
+    let flag: number;
+    let details: string;
+    if (code === 'UND_ERR_CONNECT_TIMEOUT' || isConnectFailure(error)) {
+      const timeout = code === 'UND_ERR_CONNECT_TIMEOUT';
       this.info.upstreamTransportFailureReason = error.message;
-      this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection timeout', ResponseFlag.UF, 'upstream_reset_before_response_started{connection_timeout}');
-    } else if (isConnectFailure(error)) {
-      this.info.upstreamTransportFailureReason = error.message;
-      this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection failure', ResponseFlag.UF, 'upstream_reset_before_response_started{connection_failure}');
+      reason = ResetReason.ConnectFailure;
+      message = timeout ? 'connection timeout' : 'connection failure';
+      flag = ResponseFlag.UF;
+      details = timeout ? 'upstream_reset_before_response_started{connection_timeout}' : 'upstream_reset_before_response_started{connection_failure}';
     } else if (error.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO') {
       cluster.counters[CS.upstream_cx_protocol_error]++;
-      this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'protocol error', ResponseFlag.UPE, 'upstream_reset_before_response_started{protocol_error}');
+      reason = ResetReason.ProtocolError;
+      message = 'protocol error';
+      flag = ResponseFlag.UPE;
+      details = 'upstream_reset_before_response_started{protocol_error}';
     } else {
       cluster.counters[CS.upstream_rq_rx_reset]++;
-      this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection termination', ResponseFlag.UC, 'upstream_reset_before_response_started{connection_termination}');
+      reason = ResetReason.Reset;
+      message = 'connection termination';
+      flag = ResponseFlag.UC;
+      details = 'upstream_reset_before_response_started{connection_termination}';
     }
+    if (this.retry !== undefined && this.retried(attempt, this.retry.wouldRetryFromReset(reason, attempt.sent), false)) return;
+    attempt.chargeCode(503);
+    const prefix = this.info.upstreamRequestAttemptCount > 1 ? RETRIED_UPSTREAM_FAILURE_PREFIX : UPSTREAM_FAILURE_PREFIX;
+    this.sendLocalReply(503, prefix + message, flag, details);
+  }
+
+  /** The attempt ran out of time: retried like a reset, else 504 UT (or a reset once the response started). */
+  onPerTryTimeout(attempt: UpstreamRequest, idle: boolean): void {
+    this.upstream = undefined;
+    this.body?.detach();
+    if (this.ended) return;
+    if (this.res.headersSent) {
+      this.clearTimers();
+      this.info.responseFlags |= ResponseFlag.UT;
+      this.ended = true;
+      this.res.destroy();
+      return;
+    }
+    if (this.retry !== undefined && this.retried(attempt, this.retry.wouldRetryFromReset(ResetReason.Reset, true), false)) return;
+    attempt.chargeCode(504);
+    this.sendLocalReply(504, 'upstream request timeout', ResponseFlag.UT, idle ? 'upstream_per_try_idle_timeout' : 'upstream_per_try_timeout');
   }
 
   // ---- timers and downstream events ------------------------------------------------------------------------
@@ -885,22 +1051,30 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
   onRequestComplete(): void {
     clearTimeout(this.requestTimer);
     this.requestTimer = undefined;
-    if (this.info.lastRequestByteMonotonic === 0) this.info.lastRequestByteMonotonic = performance.now();
-    if (this.timeoutMs > 0 && !this.ended) this.routeTimer = setTimeout(onRouteTimeoutTimer, this.timeoutMs, this);
+    const now = performance.now();
+    if (this.info.lastRequestByteMonotonic === 0) this.info.lastRequestByteMonotonic = now;
+    this.downstreamComplete = true;
+    this.downstreamCompleteAt = now;
+    if (this.ended) return;
+    if (this.timeoutMs > 0) this.routeTimer = setTimeout(onRouteTimeoutTimer, this.timeoutMs, this);
+    this.upstream?.onDownstreamComplete();
   }
 
   // The timeouts answer (or reset) before aborting the upstream request: the abort reports back through
   // onResponseError synchronously, which would otherwise answer first with a 503 reset.
   onRouteTimeout(): void {
     this.routeTimer = undefined;
-    this.cluster!.stats.counters[CS.upstream_rq_timeout]++;
-    this.host!.stats.counters[HS.rq_timeout]++;
+    const cluster = this.cluster!.stats;
+    cluster.counters[CS.upstream_rq_timeout]++;
+    // Between attempts (in a back-off) no host is waited for.
+    if (this.upstream !== undefined) this.host!.stats.counters[HS.rq_timeout]++;
     if (this.res.headersSent) {
+      this.clearTimers();
       this.info.responseFlags |= ResponseFlag.UT;
       this.ended = true;
       this.res.destroy();
     } else {
-      this.chargeUpstreamCode(504);
+      chargeUpstreamCode(cluster, 504);
       this.sendLocalReply(504, 'upstream request timeout', ResponseFlag.UT, 'upstream_response_timeout');
     }
     this.abortUpstream('route timeout');
@@ -936,7 +1110,7 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
   }
 
   onDownstreamDrain(): void {
-    this.controller?.resume();
+    this.upstream?.controller?.resume();
   }
 
   onDownstreamClose(): void {
@@ -950,7 +1124,7 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
       this.info.responseFlags |= ResponseFlag.DC;
       this.ended = true;
       this.hcm.stats.counters[S.downstream_rq_rx_reset]++;
-      if (this.upstreamActive) this.cluster!.stats.counters[CS.upstream_rq_tx_reset]++;
+      if (this.upstream !== undefined) this.cluster!.stats.counters[CS.upstream_rq_tx_reset]++;
       this.clearTimers();
       this.abortUpstream('downstream connection closed');
     }
@@ -978,17 +1152,19 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
       listener.counters[LS.downstream_rq_1xx + codeClass]++;
     }
     if (hcm.accessLogs !== undefined) emitAccessLogs(hcm.accessLogs, info);
+    this.retry?.release();
   }
 
   private abortUpstream(reason: string): void {
-    const controller = this.controller;
-    if (controller !== undefined && !controller.aborted) controller.abort(new Error(reason));
+    this.upstream?.abandon(reason);
+    this.upstream = undefined;
   }
 
   private clearTimers(): void {
     if (this.routeTimer !== undefined) clearTimeout(this.routeTimer);
     if (this.requestTimer !== undefined) clearTimeout(this.requestTimer);
-    this.routeTimer = this.requestTimer = undefined;
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    this.routeTimer = this.requestTimer = this.retryTimer = undefined;
   }
 
   // ---- responses ---------------------------------------------------------------------------------------
@@ -1018,6 +1194,7 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
    */
   sendLocalReply(status: number, body: string, flags: number, details: string, closeConnection = false, location?: string): void {
     this.clearTimers();
+    this.abortUpstream('local reply');
     this.info.responseFlags |= flags;
     this.info.responseCodeDetails = details;
     const res = this.res;
@@ -1030,6 +1207,8 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     const reply = this.hcm.localReply.render(this.info, status, body);
     const headers: HeaderMap = {};
     if (location !== undefined) headers.location = location;
+    // A circuit breaker refused the request (not a retry's overflow, which answers with the upstream's response).
+    if (flags & ResponseFlag.UO && !this.hcm.suppressEnvoyHeaders) headers['x-envoy-overloaded'] = 'true';
     const length = Buffer.byteLength(reply.body);
     if (length > 0) headers['content-type'] = reply.contentType;
     headers['content-length'] = length;

@@ -39,6 +39,7 @@ export const HCM_STATS = defineStats({
     'rq_direct_response',
     'rq_total',
     'rq_reset_after_downstream_response_started',
+    'rq_retry_skipped_request_not_complete',
   ],
   gauges: ['downstream_cx_active', 'downstream_cx_ssl_active', 'downstream_cx_http1_active', 'downstream_rq_active'],
   histograms: ['downstream_cx_length_ms', 'downstream_rq_time'],

@@ -4,6 +4,8 @@ import type { ConfigError } from '../../config/errors.js';
 import { compileRegexRewrite } from '../matching/regex.js';
 import { compileHashPolicy, type HashPolicy } from './hash-policy.js';
 import { compileLevelMutations, type LevelMutations } from './header-mutation.js';
+import { DEFAULT_RETRY_BUFFER_LIMIT } from './request-body.js';
+import { compileRetryPolicy, type RetryPolicy } from './retry-policy.js';
 
 type RouteConfig = envoy.config.route.v3.Route;
 type RouteActionConfig = envoy.config.route.v3.RouteAction;
@@ -46,6 +48,18 @@ export interface ForwardAction {
   readonly idleTimeoutMs: number | undefined;
   /** `hash_policy`, for RING_HASH and MAGLEV clusters. */
   readonly hashPolicy: HashPolicy | undefined;
+  /** The route's `retry_policy`, else its virtual host's; undefined when there is none. */
+  readonly retryPolicy: RetryPolicy | undefined;
+  /** `priority: HIGH`: the cluster's HIGH circuit breakers apply. */
+  readonly highPriority: boolean;
+  /** How much request body is kept for retries (`per_request_buffer_limit_bytes`); beyond it there is no retry. */
+  readonly retryBufferLimit: number;
+}
+
+/** What a virtual host gives the routes that do not set it themselves. */
+export interface VirtualHostRouteDefaults {
+  readonly retryPolicy: RetryPolicy | undefined;
+  readonly bufferLimit: number | undefined;
 }
 
 export interface RedirectActionCompiled {
@@ -86,17 +100,27 @@ export function compileRouteAction(
   path: string,
   errors: ConfigError[],
   maxDirectResponseBody: number,
+  vhostDefaults: VirtualHostRouteDefaults,
 ): CompiledAction {
   if (route.redirect !== undefined) return compileRedirect(route.redirect, `${path}.redirect`, errors);
   if (route.direct_response !== undefined) {
     return compileDirectResponse(route.direct_response, `${path}.direct_response`, errors, maxDirectResponseBody);
   }
-  if (route.route !== undefined) return compileForward(route.route, `${path}.route`, errors);
+  if (route.route !== undefined) {
+    const bufferLimit = route.per_request_buffer_limit_bytes ?? vhostDefaults.bufferLimit ?? DEFAULT_RETRY_BUFFER_LIMIT;
+    return compileForward(route.route, `${path}.route`, errors, vhostDefaults.retryPolicy, bufferLimit);
+  }
   errors.push({ code: 'missing_required', path, message: 'a route needs one of route, redirect or direct_response' });
   return { kind: ActionKind.DirectResponse, status: 500, body: undefined };
 }
 
-function compileForward(action: RouteActionConfig, path: string, errors: ConfigError[]): ForwardAction {
+function compileForward(
+  action: RouteActionConfig,
+  path: string,
+  errors: ConfigError[],
+  vhostRetryPolicy: RetryPolicy | undefined,
+  retryBufferLimit: number,
+): ForwardAction {
   let total = 0;
   const weighted = action.weighted_clusters?.clusters?.map((entry, i): WeightedClusterEntry => {
     const entryPath = `${path}.weighted_clusters.clusters[${i}]`;
@@ -134,6 +158,10 @@ function compileForward(action: RouteActionConfig, path: string, errors: ConfigE
     timeoutMs: action.timeout ?? 15_000,
     idleTimeoutMs: action.idle_timeout,
     hashPolicy: compileHashPolicy(action.hash_policy, `${path}.hash_policy`, errors),
+    // As Envoy, a route's policy replaces its virtual host's entirely.
+    retryPolicy: action.retry_policy ? compileRetryPolicy(action.retry_policy, `${path}.retry_policy`, errors) : vhostRetryPolicy,
+    highPriority: action.priority === 'HIGH',
+    retryBufferLimit,
   };
 }
 

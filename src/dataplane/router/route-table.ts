@@ -6,7 +6,8 @@ import { compileRe2, fullMatch } from '../matching/regex.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { RequestHead } from '../stream-info.js';
 import { chainMutations, compileLevelMutations, type LevelMutations, type MutationChains } from './header-mutation.js';
-import { ActionKind, type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT_RESPONSE_BODY } from './route-action.js';
+import { ActionKind, type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT_RESPONSE_BODY, type VirtualHostRouteDefaults } from './route-action.js';
+import { compileRetryPolicy } from './retry-policy.js';
 import { RouteMatcher } from './route-matcher.js';
 
 type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
@@ -64,6 +65,7 @@ export class RouteEntry {
     /** The virtual host's and route configuration's mutations. */
     outer: readonly LevelMutations[],
     mostSpecificMutationsWin: boolean,
+    vhostDefaults: VirtualHostRouteDefaults,
   ) {
     const match = config.match ?? {};
     this.name = config.name ?? '';
@@ -98,7 +100,7 @@ export class RouteEntry {
     this.runtimeKey = match.runtime_fraction?.runtime_key;
     this.runtimeDefault = match.runtime_fraction?.default_value;
     this.grpcOnly = match.grpc !== undefined;
-    this.action = compileRouteAction(config, path, errors, maxDirectResponseBody);
+    this.action = compileRouteAction(config, path, errors, maxDirectResponseBody, vhostDefaults);
     const own = compileLevelMutations(config, path, errors);
     this.mutations = chainMutations([own, ...outer], mostSpecificMutationsWin);
     const weighted = this.action.kind === ActionKind.Forward ? this.action.weightedClusters : undefined;
@@ -260,11 +262,16 @@ function compileVirtualHost(
   mostSpecificWins: boolean,
 ): VirtualHost {
   const outer = [compileLevelMutations(config, path, errors), tableMutations];
+  const defaults: VirtualHostRouteDefaults = {
+    retryPolicy: config.retry_policy ? compileRetryPolicy(config.retry_policy, `${path}.retry_policy`, errors) : undefined,
+    bufferLimit: config.per_request_buffer_limit_bytes,
+  };
   return {
     name: config.name ?? '',
     routes: new RouteMatcher(
       (config.routes ?? []).map(
-        (route, i) => new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime, maxDirectResponseBody, outer, mostSpecificWins),
+        (route, i) =>
+          new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime, maxDirectResponseBody, outer, mostSpecificWins, defaults),
       ),
     ),
     requireTls: config.require_tls ?? 'NONE',

@@ -13,6 +13,7 @@ export interface ClusterSettings {
   idleTimeoutMs: number;
   /** 0 = unlimited. */
   maxRequestsPerConnection: number;
+  /** Connections one host's pool may open: the DEFAULT circuit breaker's `max_connections`, or less per host. */
   maxConnections: number;
   dnsRefreshRateMs: number;
   dnsLookupFamily: string;
@@ -33,7 +34,10 @@ export function clusterSettings(cluster: Cluster, path: string, errors: ConfigEr
     connectTimeoutMs: cluster.connect_timeout ?? 5000,
     idleTimeoutMs: common?.idle_timeout ?? 3_600_000,
     maxRequestsPerConnection: common?.max_requests_per_connection ?? cluster.max_requests_per_connection ?? 0,
-    maxConnections: 1024,
+    maxConnections: Math.min(
+      cluster.circuit_breakers?.thresholds?.find((t) => (t.priority ?? 'DEFAULT') === 'DEFAULT')?.max_connections ?? 1024,
+      cluster.circuit_breakers?.per_host_thresholds?.find((t) => (t.priority ?? 'DEFAULT') === 'DEFAULT')?.max_connections ?? Infinity,
+    ),
     dnsRefreshRateMs: cluster.dns_refresh_rate ?? 5000,
     dnsLookupFamily: cluster.dns_lookup_family ?? 'AUTO',
     enableTrailers: http1?.enable_trailers ?? false,

@@ -9,6 +9,7 @@ import { type ClusterSettings, clusterSettings } from './cluster-settings.js';
 import { Host } from './host.js';
 import { compileLbPolicy, type LbPolicy } from './lb/policy.js';
 import { type LoadBalancerContext, PriorityLoadBalancer } from './load-balancer.js';
+import { ClusterResources } from './resource-manager.js';
 import { CLUSTER_STATS } from './stats.js';
 
 const C = CLUSTER_STATS.c;
@@ -38,6 +39,8 @@ export class Cluster {
   readonly settings: ClusterSettings;
   /** `cluster.<name>.` */
   readonly stats: StatScope;
+  /** Circuit breakers, by routing priority. */
+  readonly resources: ClusterResources;
   private readonly endpoints: EndpointSpec[];
   private hosts: Host[] = [];
   /** The addresses each endpoint resolved to last time, kept when a re-resolution fails. */
@@ -60,6 +63,7 @@ export class Cluster {
     this.stats = statsStore.scope(CLUSTER_STATS, `cluster.${this.name}.`);
     this.type = config.type ?? 'STATIC';
     this.settings = clusterSettings(config, compile.path, compile.errors);
+    this.resources = new ClusterResources(config.circuit_breakers, this.name, statsStore);
     this.overprovisioningFactor = config.load_assignment?.policy?.overprovisioning_factor ?? 140;
     const panicThreshold = config.common_lb_config?.healthy_panic_threshold?.value ?? 50;
     this.panicThreshold = runtime?.getInteger('upstream.healthy_panic_threshold', panicThreshold) ?? panicThreshold;
@@ -107,6 +111,7 @@ export class Cluster {
     this.closed = true;
     clearTimeout(this.refreshTimer);
     this.statsStore.release(this.stats);
+    this.resources.release();
     await Promise.all(this.hosts.map((h) => h.close()));
   }
 
@@ -141,7 +146,17 @@ export class Cluster {
             continue;
           }
         }
-        const keyHost = new Host(address, spec.port, spec.hostname, spec.weight, spec.priority, spec.healthy, this.settings, this.stats);
+        const keyHost = new Host(
+          address,
+          spec.port,
+          spec.hostname,
+          spec.weight,
+          spec.priority,
+          spec.healthy,
+          this.settings,
+          this.stats,
+          this.resources.forPriority(false).connections,
+        );
         next.push(previous.get(`${keyHost.key}/${keyHost.hostname}`) ?? keyHost);
       }
     });

@@ -3,6 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import { Pool, buildConnector } from 'undici';
 import { StatScope } from '../../stats/store.js';
 import type { ClusterSettings } from './cluster-settings.js';
+import type { Resource } from './resource-manager.js';
 import { CLUSTER_STATS, HOST_STATS } from './stats.js';
 
 const C = CLUSTER_STATS.c;
@@ -25,6 +26,8 @@ export class Host {
   key: string;
   /** Counters shown per host by `/clusters`. */
   readonly stats = new StatScope(HOST_STATS, '');
+  /** Requests dispatched to this host and still waiting for a connection. */
+  pendingRequests = 0;
   private pool: Pool | undefined;
 
   constructor(
@@ -46,6 +49,8 @@ export class Host {
     private readonly settings: ClusterSettings,
     /** The stats of the cluster this host belongs to. */
     readonly clusterStats: StatScope,
+    /** The cluster's `max_connections` circuit breaker, which this host's connections count against. */
+    private readonly connectionLimit?: Resource,
   ) {
     this.key = hostKey(address, port);
   }
@@ -62,6 +67,21 @@ export class Host {
    */
   get closeAfterEachRequest(): boolean {
     return this.settings.maxRequestsPerConnection === 1;
+  }
+
+  /**
+   * Counts `upstream_cx_overflow` when a request about to be dispatched finds no idle connection and may not
+   * open one: this host's pool is full, or the cluster is at its `max_connections`. The request then waits for a
+   * connection (pending), as in Envoy. Returns whether it will wait for one.
+   */
+  wouldWaitForConnection(): boolean {
+    const connections = this.stats.gauges[HG.cx_active]!;
+    const busy = this.stats.gauges[HG.rq_active]! - this.pendingRequests;
+    if (connections > busy) return false;
+    if (connections >= this.settings.maxConnections || (this.connectionLimit !== undefined && !this.connectionLimit.canCreate())) {
+      this.clusterStats.counters[C.upstream_cx_overflow]++;
+    }
+    return true;
   }
 
   /** The pool requests to this host are dispatched on. */
@@ -134,8 +154,14 @@ export class Host {
       cluster.counters[C['ssl.handshake']]++;
       if ((socket as TLSSocket).isSessionReused()) cluster.counters[C['ssl.session_reused']]++;
     }
+    this.connectionLimit?.inc();
     (socket as UpstreamSocket)[kConnection] = { host: this, openedAt: now };
     socket.once('close', onUpstreamSocketClose);
+  }
+
+  /** A connection of this host closed. */
+  releaseConnection(): void {
+    this.connectionLimit?.dec();
   }
 
   private onConnectFailed(err: Error & { code?: string }): void {
@@ -197,4 +223,5 @@ function onUpstreamSocketClose(this: UpstreamSocket): void {
   cluster.counters[C.upstream_cx_tx_bytes_total] += this.bytesWritten;
   cluster.histograms[H.upstream_cx_length_ms]!.record(performance.now() - connection.openedAt);
   connection.host.stats.gauges[HG.cx_active]--;
+  connection.host.releaseConnection();
 }

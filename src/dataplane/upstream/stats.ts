@@ -14,6 +14,7 @@ export const CLUSTER_STATS = defineStats({
     'upstream_cx_tx_bytes_total',
     'upstream_cx_none_healthy',
     'upstream_cx_protocol_error',
+    'upstream_cx_overflow',
     'upstream_rq_total',
     'upstream_rq_pending_total',
     'upstream_rq_completed',
@@ -26,6 +27,23 @@ export const CLUSTER_STATS = defineStats({
     'upstream_rq_timeout',
     'upstream_rq_rx_reset',
     'upstream_rq_tx_reset',
+    'upstream_rq_per_try_timeout',
+    'upstream_rq_per_try_idle_timeout',
+    'upstream_rq_pending_overflow',
+    'upstream_rq_retry',
+    'upstream_rq_retry_success',
+    'upstream_rq_retry_overflow',
+    'upstream_rq_retry_limit_exceeded',
+    'upstream_rq_retry_backoff_exponential',
+    'upstream_rq_retry_backoff_ratelimited',
+    'retry_or_shadow_abandoned',
+    // Responses that were retried rather than forwarded; 1xx to 5xx stay consecutive as above.
+    'retry.upstream_rq_completed',
+    'retry.upstream_rq_1xx',
+    'retry.upstream_rq_2xx',
+    'retry.upstream_rq_3xx',
+    'retry.upstream_rq_4xx',
+    'retry.upstream_rq_5xx',
     'membership_change',
     'update_attempt',
     'update_success',
@@ -47,7 +65,8 @@ export const CLUSTER_STATS = defineStats({
   ],
   sharedGauges: ['membership_healthy', 'membership_total', 'max_host_weight'],
   histograms: ['upstream_cx_connect_ms', 'upstream_cx_length_ms', 'upstream_rq_time'],
-  codeFamilies: ['upstream_rq'],
+  // Indexes used by countCode: 0 `upstream_rq_<code>`, 1 `retry.upstream_rq_<code>`.
+  codeFamilies: ['upstream_rq', 'retry.upstream_rq'],
 });
 
 /** Per-host counters shown by `/clusters` (`<cluster>::<ip:port>::<stat>::<n>`), never emitted as stats. */

@@ -1,0 +1,214 @@
+/**
+ * One attempt at an upstream request (Envoy's UpstreamRequest): the host it went to, the undici dispatch handler
+ * that receives its response, its per-try timers, and its accounting in the cluster's and host's stats and
+ * circuit breakers. What to do with a response or a failure (forward it, retry) is the owner's decision.
+ */
+import type { Dispatcher } from 'undici';
+import type { StatScope } from '../../stats/store.js';
+import type { Cluster } from '../upstream/cluster.js';
+import type { Host } from '../upstream/host.js';
+import type { ResourceManager } from '../upstream/resource-manager.js';
+import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
+
+const CS = CLUSTER_STATS.c;
+const CG = CLUSTER_STATS.g;
+const CH = CLUSTER_STATS.h;
+const HS = HOST_STATS.c;
+const HG = HOST_STATS.g;
+
+type Headers = Record<string, string | string[] | undefined>;
+
+/** The stream an attempt reports to. Calls stop once the owner abandons the attempt (`abandon`). */
+export interface UpstreamRequestOwner {
+  /** The attempt got a connection and undici is about to write it. */
+  onUpstreamRequestStart(attempt: UpstreamRequest): void;
+  onUpstreamHeaders(attempt: UpstreamRequest, status: number, headers: Headers): void;
+  onUpstreamData(attempt: UpstreamRequest, controller: Dispatcher.DispatchController, chunk: Buffer): void;
+  onUpstreamEnd(attempt: UpstreamRequest, trailers: Headers): void;
+  onUpstreamReset(attempt: UpstreamRequest, error: Error & { code?: string }): void;
+  /** `per_try_timeout` (idle false) or `per_try_idle_timeout` (idle true) expired; the attempt is already abandoned. */
+  onPerTryTimeout(attempt: UpstreamRequest, idle: boolean): void;
+}
+
+/** `upstream_rq_<code>`, `upstream_rq_<N>xx` and `upstream_rq_completed`, for a response from upstream or generated for it. */
+export function chargeUpstreamCode(stats: StatScope, status: number): void {
+  stats.countCode(0, status);
+  stats.counters[CS.upstream_rq_1xx + Math.floor(status / 100) - 1]++;
+  stats.counters[CS.upstream_rq_completed]++;
+}
+
+function onPerTryTimer(attempt: UpstreamRequest): void {
+  attempt.onPerTryTimeout(false);
+}
+
+function onPerTryIdleTimer(attempt: UpstreamRequest): void {
+  attempt.onPerTryTimeout(true);
+}
+
+export class UpstreamRequest implements Dispatcher.DispatchHandler {
+  controller: Dispatcher.DispatchController | undefined;
+  /** `performance.now()` at dispatch, for `x-envoy-upstream-service-time` and `upstream_rq_time`. */
+  readonly startTime = performance.now();
+  /** The request reached a connection (undici's onRequestStart): a reset is no longer "before request". */
+  sent = false;
+  /** Response status, once headers arrived. */
+  status = 0;
+  /** The owner no longer wants to hear from this attempt (retried, timed out, downstream gone). */
+  private abandoned = false;
+  /** Dispatched and not yet written to a connection (Envoy's pending request). */
+  private pending = true;
+  /** Dispatched and not yet finished, one way or another. */
+  private active = true;
+  private downstreamComplete = false;
+  private perTryTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly owner: UpstreamRequestOwner,
+    readonly cluster: Cluster,
+    readonly host: Host,
+    private readonly resources: ResourceManager,
+    private readonly perTryTimeoutMs: number,
+    private readonly perTryIdleTimeoutMs: number,
+  ) {
+    const stats = cluster.stats;
+    stats.counters[CS.upstream_rq_total]++;
+    stats.counters[CS.upstream_rq_pending_total]++;
+    stats.gauges[CG.upstream_rq_active]++;
+    stats.gauges[CG.upstream_rq_pending_active]++;
+    host.stats.counters[HS.rq_total]++;
+    host.stats.gauges[HG.rq_active]++;
+    host.pendingRequests++;
+    resources.pendingRequests.inc();
+    resources.requestsChanged();
+  }
+
+  dispatch(options: Dispatcher.DispatchOptions): void {
+    this.host.dispatcher().dispatch(options, this);
+  }
+
+  /** The downstream request is complete: the per-try timeout runs from here (or from the connection, if later). */
+  onDownstreamComplete(): void {
+    this.downstreamComplete = true;
+    if (this.sent) this.armPerTryTimer();
+  }
+
+  /** Stops reporting to the owner and aborts the attempt, whatever state it is in. */
+  abandon(reason: string): void {
+    if (this.abandoned) return;
+    this.abandoned = true;
+    this.clearTimers();
+    const controller = this.controller;
+    if (controller !== undefined && !controller.aborted) controller.abort(new Error(reason));
+  }
+
+  chargeCode(status: number): void {
+    chargeUpstreamCode(this.cluster.stats, status);
+  }
+
+  /** The same under `retry.`, for a response that was retried instead of forwarded. */
+  chargeRetriedCode(status: number): void {
+    const stats = this.cluster.stats;
+    stats.countCode(1, status);
+    stats.counters[CS['retry.upstream_rq_1xx'] + Math.floor(status / 100) - 1]++;
+    stats.counters[CS['retry.upstream_rq_completed']]++;
+  }
+
+  // ---- undici dispatch handler ---------------------------------------------------------------------------
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.assigned();
+    this.controller = controller;
+    if (this.abandoned) {
+      controller.abort(new Error('upstream request abandoned'));
+      return;
+    }
+    this.sent = true;
+    if (this.downstreamComplete) this.armPerTryTimer();
+    if (this.perTryIdleTimeoutMs > 0) this.idleTimer = setTimeout(onPerTryIdleTimer, this.perTryIdleTimeoutMs, this);
+    this.owner.onUpstreamRequestStart(this);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers): void {
+    this.controller = controller;
+    if (this.abandoned || statusCode < 200) return;
+    this.status = statusCode;
+    this.idleTimer?.refresh();
+    this.owner.onUpstreamHeaders(this, statusCode, headers);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.abandoned) return;
+    this.idleTimer?.refresh();
+    this.owner.onUpstreamData(this, controller, chunk);
+  }
+
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Headers): void {
+    this.clearTimers();
+    this.cluster.stats.histograms[CH.upstream_rq_time]!.record(performance.now() - this.startTime);
+    this.finish(this.status < 500);
+    if (!this.abandoned) this.owner.onUpstreamEnd(this, trailers);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error & { code?: string }): void {
+    this.clearTimers();
+    this.finish(false);
+    if (!this.abandoned) this.owner.onUpstreamReset(this, error);
+  }
+
+  // ---- timers and accounting -----------------------------------------------------------------------------
+
+  onPerTryTimeout(idle: boolean): void {
+    if (idle) this.idleTimer = undefined;
+    else this.perTryTimer = undefined;
+    const stats = this.cluster.stats;
+    stats.counters[idle ? CS.upstream_rq_per_try_idle_timeout : CS.upstream_rq_per_try_timeout]++;
+    this.host.stats.counters[HS.rq_timeout]++;
+    // Abandoned first: the abort reports back through onResponseError synchronously.
+    this.abandon(idle ? 'per-try idle timeout' : 'per-try timeout');
+    this.owner.onPerTryTimeout(this, idle);
+  }
+
+  private armPerTryTimer(): void {
+    if (this.perTryTimeoutMs > 0 && this.perTryTimer === undefined && !this.abandoned) {
+      this.perTryTimer = setTimeout(onPerTryTimer, this.perTryTimeoutMs, this);
+    }
+  }
+
+  private clearTimers(): void {
+    if (this.perTryTimer !== undefined) clearTimeout(this.perTryTimer);
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    this.perTryTimer = this.idleTimer = undefined;
+  }
+
+  /** The request got a connection: no longer pending, now one of the cluster's requests. */
+  private assigned(): void {
+    if (!this.pending) return;
+    this.pending = false;
+    this.cluster.stats.gauges[CG.upstream_rq_pending_active]--;
+    this.host.pendingRequests--;
+    const resources = this.resources;
+    resources.pendingRequests.dec();
+    resources.requests.inc();
+  }
+
+  /** Ends the attempt's accounting, once, however it ended. */
+  private finish(success: boolean): void {
+    if (!this.active) return;
+    this.active = false;
+    const resources = this.resources;
+    if (this.pending) {
+      this.pending = false;
+      this.cluster.stats.gauges[CG.upstream_rq_pending_active]--;
+      this.host.pendingRequests--;
+      resources.pendingRequests.dec();
+    } else {
+      resources.requests.dec();
+    }
+    resources.requestsChanged();
+    const host = this.host;
+    this.cluster.stats.gauges[CG.upstream_rq_active]--;
+    host.stats.gauges[HG.rq_active]--;
+    host.stats.counters[success ? HS.rq_success : HS.rq_error]++;
+  }
+}
