@@ -1,7 +1,7 @@
 /**
  * The control plane's HTTP API: the seed's Ambassador 0.8 endpoints (`/ambassador/...`, HTTP 200 with an
  * `ok` envelope, as the original) and the versioned JSON API (`/api/v1/...`, real status codes, ETags, every
- * validation problem with its path). See docs/control-plane.md.
+ * validation problem with its path), and the dashboard that uses them (`/`, `/ui/`). See docs/control-plane.md.
  */
 import { timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -44,6 +44,7 @@ interface Route {
 }
 
 const NAME = '([^/]+)';
+const UI_FILE = '(app\\.js|style\\.css)';
 
 export class ApiServer {
   private readonly server: http.Server;
@@ -59,7 +60,7 @@ export class ApiServer {
     this.routes = [
       r('GET', '/', (_q, s) => this.ui(s, 'index.html')),
       r('GET', '/ui', (_q, s) => this.ui(s, 'index.html')),
-      r('GET', '/ui/(app\\.js|style\\.css)', (_q, s, [file]) => this.ui(s, file!)),
+      r('GET', `/ui/${UI_FILE}`, (_q, s, [file]) => this.ui(s, file!)),
       r('GET', '/ambassador/health', (_q, s) => this.seedHealth(s)),
       r('GET', '/ambassador/mappings', (_q, s) => this.seedList(s)),
       r('GET', `/ambassador/mapping/${NAME}`, (_q, s, [n]) => this.seedGet(s, n!)),

@@ -101,11 +101,11 @@ const STYLE_CSS = `:root {
   color-scheme: light dark;
   --bg: #f6f7f9; --panel: #fff; --text: #1c2230; --muted: #687086; --line: #dde1e8;
   --accent: #2f5fd0; --ok: #1b7f4b; --warn: #a86400; --bad: #c0352b;
-  --add: #e3f6e8; --del: #fbe5e3; --mono: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  --on-accent: #fff; --add: #e3f6e8; --del: #fbe5e3; --mono: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
 }
 @media (prefers-color-scheme: dark) {
   :root { --bg: #14171d; --panel: #1c2028; --text: #e3e6ec; --muted: #99a1b3; --line: #2e3440;
-    --accent: #7fa2ff; --ok: #4cc38a; --warn: #e0a33a; --bad: #ff7a6e; --add: #173524; --del: #3d1d1b; }
+    --accent: #7fa2ff; --on-accent: #0b1020; --ok: #4cc38a; --warn: #e0a33a; --bad: #ff7a6e; --add: #173524; --del: #3d1d1b; }
 }
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); color: var(--text); font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; }
@@ -128,7 +128,7 @@ input:focus-visible, textarea:focus-visible, button:focus-visible { outline: 2px
 [aria-invalid="true"] { border-color: var(--bad); }
 button { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 5px 12px; cursor: pointer; }
 button:hover { border-color: var(--accent); }
-button.primary { background: var(--accent); border-color: var(--accent); color: #fff; }
+button.primary { background: var(--accent); border-color: var(--accent); color: var(--on-accent); }
 button.danger { background: var(--bad); border-color: var(--bad); color: #fff; }
 button.small { padding: 2px 8px; font-size: 12px; }
 button:disabled { opacity: .6; cursor: default; }
