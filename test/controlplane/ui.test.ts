@@ -58,6 +58,7 @@ describe('the dashboard in Chromium', () => {
     let gw: TestGateway;
     let hello: HelloService;
     before(async () => {
+      if (!browser) return;
       hello = await startHelloService(1, { name: 'dashboard' });
       gw = await startTestGateway();
     });
@@ -165,7 +166,7 @@ describe('the dashboard in Chromium', () => {
   describe('with --api-token', () => {
     let gw: TestGateway;
     before(async () => {
-      gw = await startTestGateway({ token: 's3cret' });
+      if (browser) gw = await startTestGateway({ token: 's3cret' });
     });
     after(async () => gw?.close());
 
