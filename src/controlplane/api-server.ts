@@ -1,11 +1,11 @@
 /**
  * The control plane's HTTP API: the seed's Ambassador 0.8 endpoints (`/ambassador/...`, HTTP 200 with an
  * `ok` envelope, as the original) and the versioned JSON API (`/api/v1/...`, real status codes, ETags, every
- * validation problem with its path). See docs/control-plane.md.
+ * validation problem with its path), and the dashboard that uses them (`/`, `/ui/`). See docs/control-plane.md.
  */
 import { timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, isIPv4 } from 'node:net';
 import { hostname } from 'node:os';
 import type { ConfigError } from '../config/errors.js';
 import type { Logger } from '../util/logger.js';
@@ -17,6 +17,7 @@ import { type Change, type ChangeResult, etag, key } from './store/store.js';
 import type { ResourceError } from './translate.js';
 import { ambassadorStats } from './ambassador-stats.js';
 import { closeServer, listenOn } from '../util/http-server.js';
+import { uiAsset } from './ui/assets.js';
 
 export interface ApiOptions {
   log: Logger;
@@ -43,10 +44,13 @@ interface Route {
 }
 
 const NAME = '([^/]+)';
+const UI_FILE = '(app\\.js|style\\.css)';
 
 export class ApiServer {
   private readonly server: http.Server;
   private readonly routes: Route[];
+  /** Set when bound to a loopback address: only loopback Host names are answered then (no DNS rebinding). */
+  private loopbackOnly = false;
 
   constructor(
     private readonly cp: ControlPlane,
@@ -54,6 +58,9 @@ export class ApiServer {
   ) {
     const r = (method: string, path: string, handler: Handler): Route => ({ method, pattern: new RegExp(`^${path}$`), handler });
     this.routes = [
+      r('GET', '/', (_q, s) => this.ui(s, 'index.html')),
+      r('GET', '/ui', (_q, s) => this.ui(s, 'index.html')),
+      r('GET', `/ui/${UI_FILE}`, (_q, s, [file]) => this.ui(s, file!)),
       r('GET', '/ambassador/health', (_q, s) => this.seedHealth(s)),
       r('GET', '/ambassador/mappings', (_q, s) => this.seedList(s)),
       r('GET', `/ambassador/mapping/${NAME}`, (_q, s, [n]) => this.seedGet(s, n!)),
@@ -74,8 +81,10 @@ export class ApiServer {
     this.server = http.createServer((req, res) => void this.dispatch(req, res));
   }
 
-  listen(host: string, port: number): Promise<AddressInfo> {
-    return listenOn(this.server, host, port);
+  async listen(host: string, port: number): Promise<AddressInfo> {
+    const bound = await listenOn(this.server, host, port);
+    this.loopbackOnly = isLoopbackAddress(bound.address);
+    return bound;
   }
 
   close(): Promise<void> {
@@ -93,7 +102,11 @@ export class ApiServer {
         if (matching.length) throw new HttpError(405, `${req.method} is not allowed on ${path} (allowed: ${matching.map((m) => m.method).join(', ')})`);
         throw new HttpError(404, `no such endpoint: ${path}`);
       }
-      if (req.method !== 'GET' && req.method !== 'HEAD') this.authorize(req);
+      if (this.loopbackOnly) checkLoopbackHost(req);
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        refuseCrossOrigin(req);
+        this.authorize(req);
+      }
       const params = route.pattern.exec(path)!.slice(1).map((p) => decodeURIComponent(p));
       await route.handler(req, res, params);
     } catch (err) {
@@ -140,6 +153,20 @@ export class ApiServer {
     const docs = parseDocuments(await this.body(req), 'body', errors);
     if (errors.length) throw new HttpError(400, 'the body is not valid JSON or YAML', errors);
     return docs;
+  }
+
+  private async ui(res: ServerResponse, file: string): Promise<void> {
+    const asset = uiAsset(file);
+    res.writeHead(200, {
+      'content-type': asset.contentType,
+      'content-length': asset.body.length,
+      'cache-control': 'no-cache',
+      // Everything the page loads comes from this server; it may not be framed (clickjacking).
+      'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+      'x-content-type-options': 'nosniff',
+      'referrer-policy': 'no-referrer',
+    });
+    res.end(asset.body);
   }
 
   // ---- the seed's API -------------------------------------------------------------------------------------
@@ -324,6 +351,47 @@ export class ApiServer {
     }
     return result;
   }
+}
+
+/**
+ * Browsers may send a cross-origin POST (a form, or fetch in no-cors mode) without asking first, with the
+ * user's network position: a page on the internet, or one served through the proxy on another port of this
+ * host, could change routing. Browsers say where a request comes from (`Sec-Fetch-Site`, else `Origin`);
+ * requests without either come from other clients (curl, `portico apply`) and are not affected.
+ */
+function refuseCrossOrigin(req: IncomingMessage): void {
+  const site = header(req, 'sec-fetch-site');
+  if (site !== undefined) {
+    if (site === 'same-origin' || site === 'none') return;
+    throw new HttpError(403, `cross-origin ${req.method} refused (Sec-Fetch-Site: ${site}): the API takes changes from its own pages and from non-browser clients`);
+  }
+  const origin = header(req, 'origin');
+  if (origin === undefined) return;
+  let originHost: string | undefined;
+  try {
+    originHost = new URL(origin).host;
+  } catch {
+    // "null" (sandboxed frames, file: pages) and anything unparsable are cross-origin
+  }
+  if (originHost === undefined || originHost !== req.headers.host) {
+    throw new HttpError(403, `cross-origin ${req.method} refused (Origin ${origin} is not this server, ${req.headers.host ?? 'no Host'})`);
+  }
+}
+
+/**
+ * A page on any domain can point its name at 127.0.0.1 (DNS rebinding) and then talk to a local API as if it
+ * were its own origin; the Host header still names the page's domain, so a loopback API answers loopback names only.
+ */
+function checkLoopbackHost(req: IncomingMessage): void {
+  const host = req.headers.host;
+  if (host === undefined) return; // browsers always send one
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '');
+  if (name === 'localhost' || name.endsWith('.localhost') || isLoopbackAddress(name)) return;
+  throw new HttpError(421, `this API listens on a loopback address and answers only for localhost, 127.0.0.1 or [::1], not Host "${host}"`);
+}
+
+function isLoopbackAddress(address: string): boolean {
+  return address === '::1' || (isIPv4(address) && address.startsWith('127.')) || /^::ffff:127\./i.test(address);
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {

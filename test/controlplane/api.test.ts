@@ -236,6 +236,51 @@ describe('control plane API', () => {
     });
   });
 
+  describe('browsers', () => {
+    it('serves the dashboard at / and /ui/ with a strict content security policy', async () => {
+      for (const path of ['/', '/ui/']) {
+        const page = await gw.api(path);
+        assert.equal(page.status, 200);
+        assert.match(String(page.headers['content-type']), /^text\/html/);
+        assert.match(page.body, /<script type="module" src="\/ui\/app.js">/);
+        assert.match(String(page.headers['content-security-policy']), /default-src 'none'; script-src 'self'.*frame-ancestors 'none'/);
+      }
+      const script = await gw.api('/ui/app.js');
+      assert.deepEqual([script.status, script.headers['content-type']], [200, 'text/javascript; charset=utf-8']);
+      assert.match(script.body, /\/api\/v1\/mappings/);
+      assert.equal((await gw.api('/ui/style.css')).headers['content-type'], 'text/css; charset=utf-8');
+      assert.equal((await gw.api('/ui/other.js')).status, 404);
+    });
+
+    it('refuses changes from other origins, and takes them from its own pages and from non-browser clients', async () => {
+      const own = `127.0.0.1:${gw.apiPort}`;
+      const put = (headers: Record<string, string>) =>
+        gw.api('/api/v1/mappings/crossorigin', { method: 'PUT', body: { kind: 'Mapping', spec: { prefix: '/crossorigin/', service } }, headers });
+      // another site's page; a page served through the proxy (same site, other port); a sandboxed frame
+      for (const origin of ['https://evil.example', `http://127.0.0.1:${gw.proxyPort}`, 'null']) {
+        const refused = await put({ origin });
+        assert.equal(refused.status, 403, origin);
+        assert.match(refused.json.message, /cross-origin PUT refused/);
+      }
+      assert.equal((await put({ 'sec-fetch-site': 'same-site', origin: `http://${own}` })).status, 403);
+      const seed = await gw.api('/ambassador/mapping/crossorigin', { method: 'POST', body: { prefix: '/crossorigin/', service }, headers: { 'sec-fetch-site': 'cross-site' } });
+      assert.deepEqual([seed.status, seed.json.ok], [403, false]);
+      assert.equal((await gw.api('/api/v1/mappings/crossorigin')).status, 404);
+
+      assert.equal((await put({ origin: `http://${own}`, 'sec-fetch-site': 'same-origin' })).status, 201);
+      assert.equal((await gw.api('/api/v1/mappings/crossorigin', { method: 'DELETE' })).status, 200);
+    });
+
+    it('answers only loopback Host names while listening on loopback (no DNS rebinding)', async () => {
+      const rebound = await gw.api('/api/v1/mappings', { headers: { host: `evil.example:${gw.apiPort}` } });
+      assert.equal(rebound.status, 421);
+      assert.match(rebound.json.message, /answers only for localhost/);
+      for (const host of [`localhost:${gw.apiPort}`, `127.0.0.1:${gw.apiPort}`, `[::1]:${gw.apiPort}`, 'localhost']) {
+        assert.equal((await gw.api('/api/v1/mappings', { headers: { host } })).status, 200, host);
+      }
+    });
+  });
+
   it('restores every resource after a restart', async () => {
     await gw.api('/ambassador/mapping/persisted', { method: 'POST', body: { prefix: '/persisted/', service } });
     const version = (await gw.api('/api/v1/history')).json.version;

@@ -48,7 +48,7 @@ describe('documentation', () => {
 
   it('documents every API endpoint in docs/control-plane.md', () => {
     const doc = read('docs/control-plane.md');
-    const placeholders: Record<string, string> = { '${NAME}': 'NAME', '([a-z]+)': 'KIND', '(\\\\d+)': 'VERSION' };
+    const placeholders: Record<string, string> = { '${NAME}': 'NAME', '${UI_FILE}': 'FILE', '([a-z]+)': 'KIND', '(\\\\d+)': 'VERSION' };
     const endpoints = [...read('src/controlplane/api-server.ts').matchAll(/r\('([A-Z]+)', [`']([^`']+)[`']/g)].map(
       ([, method, path]) => `${method} ${Object.entries(placeholders).reduce((p, [from, to]) => p.replaceAll(from, to), path!)}`,
     );
