@@ -174,6 +174,7 @@ function validateCluster(cluster: envoy.config.cluster.v3.Cluster, path: string,
     errors.push({ code: 'unsupported_field', path: `${path}.type`, message: `cluster type ${type} is not supported yet` });
   }
   validateLbPolicy(cluster, path, errors);
+  validateHealthChecking(cluster, path, errors);
   const endpoints = cluster.load_assignment?.endpoints ?? [];
   let count = 0;
   endpoints.forEach((locality, i) => {
@@ -186,6 +187,14 @@ function validateCluster(cluster: envoy.config.cluster.v3.Cluster, path: string,
         return;
       }
       socketAddressKey(lbEndpoint.endpoint?.address, `${endpointPath}.endpoint.address`, errors);
+      const healthCheckAddress = lbEndpoint.endpoint?.health_check_config?.address?.socket_address?.address;
+      if (healthCheckAddress !== undefined && isIP(healthCheckAddress) === 0) {
+        errors.push({
+          code: 'invalid_value',
+          path: `${endpointPath}.endpoint.health_check_config.address.socket_address.address`,
+          message: `a health check address must be an IP address, not "${healthCheckAddress}"`,
+        });
+      }
       if (type === 'STATIC' && isIP(address.address ?? '') === 0) {
         errors.push({
           code: 'invalid_value',
@@ -214,6 +223,38 @@ function socketAddressKey(address: envoy.config.core.v3.Address | undefined, pat
     errors.push({ code: 'missing_required', path: `${path}.socket_address.port_value`, message: 'port_value is required' });
   }
   return `${socket.address ?? ''}:${socket.port_value ?? 0}`;
+}
+
+/** Percentages Envoy's schema caps at 100. */
+const OUTLIER_PERCENT_FIELDS = [
+  'max_ejection_percent',
+  'enforcing_consecutive_5xx',
+  'enforcing_success_rate',
+  'enforcing_consecutive_gateway_failure',
+  'enforcing_consecutive_local_origin_failure',
+  'enforcing_local_origin_success_rate',
+  'failure_percentage_threshold',
+  'enforcing_failure_percentage',
+  'enforcing_failure_percentage_local_origin',
+] as const;
+
+/**
+ * One health check at most, as Envoy allows, and `outlier_detection`'s percentages. The checks themselves are
+ * compiled, and their errors reported, with the cluster.
+ */
+function validateHealthChecking(cluster: envoy.config.cluster.v3.Cluster, path: string, errors: ConfigError[]): void {
+  const checks = cluster.health_checks ?? [];
+  if (checks.length > 1) {
+    errors.push({ code: 'invalid_value', path: `${path}.health_checks`, message: 'multiple health checks are not supported (Envoy allows one per cluster)' });
+  }
+  const outlier = cluster.outlier_detection;
+  if (outlier === undefined) return;
+  for (const field of OUTLIER_PERCENT_FIELDS) {
+    const value = outlier[field];
+    if (value !== undefined && value > 100) {
+      errors.push({ code: 'invalid_value', path: `${path}.outlier_detection.${field}`, message: `${field} must be at most 100, not ${value}` });
+    }
+  }
 }
 
 const SUPPORTED_LB_POLICIES = new Set(['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM', 'RING_HASH', 'MAGLEV']);

@@ -33,7 +33,7 @@ export function compileBootstrap(
 ): CompiledConfig {
   const stats = running.stats ?? new StatsStore();
   const runtime = new Runtime(bootstrap.layered_runtime);
-  const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], log, stats, runtime, running.clusters);
+  const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], log, stats, runtime, running.clusters, errors);
   const accessLogSinks = new AccessLogSinks(log);
   const listeners = (bootstrap.static_resources?.listeners ?? []).map(
     (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks }),

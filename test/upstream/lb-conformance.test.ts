@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { envoy } from '../../src/generated/envoy.js';
 import { Cluster } from '../../src/dataplane/upstream/cluster.js';
-import type { Host } from '../../src/dataplane/upstream/host.js';
+import { HealthFlag, type Host } from '../../src/dataplane/upstream/host.js';
 import { compileLbPolicy } from '../../src/dataplane/upstream/lb/policy.js';
 import { type LoadBalancerContext, PriorityLoadBalancer } from '../../src/dataplane/upstream/load-balancer.js';
 import { createLogger } from '../../src/util/logger.js';
@@ -195,7 +195,7 @@ describe('LEAST_REQUEST specifics', () => {
 });
 
 describe('cluster load balancing rebuild', () => {
-  it('follows host health through refreshLoadBalancing()', async () => {
+  it('follows host health flags set through the cluster', async () => {
     const cluster = new Cluster(
       {
         name: 'c',
@@ -210,12 +210,10 @@ describe('cluster load balancing rebuild', () => {
     await cluster.initialize();
     const key = keyHash('sticky');
     const first = cluster.chooseHost(key)!;
-    first.healthy = false;
-    cluster.refreshLoadBalancing();
+    cluster.setHostHealthFlag(first, HealthFlag.FAILED_ACTIVE_HC, true);
     const second = cluster.chooseHost(key)!;
     assert.notEqual(second, first);
-    first.healthy = true;
-    cluster.refreshLoadBalancing();
+    cluster.setHostHealthFlag(first, HealthFlag.FAILED_ACTIVE_HC, false);
     assert.equal(cluster.chooseHost(key), first);
     await cluster.close();
   });

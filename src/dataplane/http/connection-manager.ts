@@ -19,6 +19,7 @@ import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripP
 import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
+import { LocalOriginFailure } from '../upstream/health/outlier-detector.js';
 import type { Host } from '../upstream/host.js';
 import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
 import type { Hash64 } from '../upstream/lb/hash.js';
@@ -799,6 +800,9 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     this.controller = controller;
     if (statusCode < 200 || this.ended) return;
+    const host = this.host!;
+    host.outlier?.onResponse(statusCode);
+    if (headers['x-envoy-immediate-health-check-fail'] !== undefined) host.healthCheck?.onImmediateFailure();
     this.chargeUpstreamCode(statusCode);
     const hcm = this.hcm;
     const res = this.res;
@@ -853,6 +857,7 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     this.finishUpstream(false);
     // Ended: the proxy aborted the request itself (timeouts, downstream gone) and counted why.
     if (this.ended) return;
+    this.host!.outlier?.onLocalOriginFailure(error.code === 'UND_ERR_CONNECT_TIMEOUT' ? LocalOriginFailure.TIMEOUT : LocalOriginFailure.CONNECT_FAILED);
     const cluster = this.cluster!.stats;
     if (this.res.headersSent) {
       // The response has started: Envoy resets the stream, which on HTTP/1.1 closes the connection.
@@ -895,6 +900,7 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     this.routeTimer = undefined;
     this.cluster!.stats.counters[CS.upstream_rq_timeout]++;
     this.host!.stats.counters[HS.rq_timeout]++;
+    this.host!.outlier?.onLocalOriginFailure(LocalOriginFailure.TIMEOUT);
     if (this.res.headersSent) {
       this.info.responseFlags |= ResponseFlag.UT;
       this.ended = true;

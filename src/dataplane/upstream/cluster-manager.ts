@@ -1,3 +1,4 @@
+import type { ConfigError } from '../../config/errors.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
 import type { Runtime } from '../runtime/runtime.js';
@@ -23,17 +24,19 @@ export class ClusterManager {
     private readonly statsStore: StatsStore,
     runtime?: Runtime,
     previous?: ClusterManager,
+    /** Problems found compiling the clusters (`static_resources.clusters[i]...`). */
+    errors: ConfigError[] = [],
   ) {
     this.stats = statsStore.scope(CLUSTER_MANAGER_STATS, 'cluster_manager.');
-    for (const config of configs) {
+    configs.forEach((config, i) => {
       const name = config.name ?? '';
       const key = JSON.stringify(config);
       const kept = previous?.configKeys.get(name) === key ? previous.clusters.get(name) : undefined;
       if (kept) this.carriedOver.add(kept);
       else this.stats.counters[CLUSTER_MANAGER_STATS.c.cluster_added]++;
-      this.clusters.set(name, kept ?? new Cluster(config, log, statsStore, runtime));
+      this.clusters.set(name, kept ?? new Cluster(config, log, statsStore, runtime, { errors, path: `static_resources.clusters[${i}]` }));
       this.configKeys.set(name, key);
-    }
+    });
     this.stats.setGauge(CLUSTER_MANAGER_STATS.g.active_clusters, this.clusters.size);
     this.stats.setGauge(CLUSTER_MANAGER_STATS.g.warming_clusters, 0);
   }
