@@ -218,3 +218,29 @@ describe('cluster load balancing rebuild', () => {
     await cluster.close();
   });
 });
+
+describe('load balancer structure stats', () => {
+  for (const [policy, expected] of [
+    ['RING_HASH', { 'cluster.c.ring_hash_lb.size': 1026, 'cluster.c.ring_hash_lb.min_hashes_per_host': 342, 'cluster.c.ring_hash_lb.max_hashes_per_host': 342 }],
+    ['MAGLEV', { 'cluster.c.maglev_lb.min_entries_per_host': 21845, 'cluster.c.maglev_lb.max_entries_per_host': 21846 }],
+  ] as const) {
+    it(`${policy} reports the size of what it built`, async () => {
+      const stats = new StatsStore();
+      const cluster = new Cluster(
+        {
+          name: 'c',
+          lb_policy: policy,
+          load_assignment: {
+            endpoints: [{ lb_endpoints: [1, 2, 3].map((p) => ({ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: p } } } })) }],
+          },
+        },
+        createLogger('error'),
+        stats,
+      );
+      await cluster.initialize();
+      const gauges = new Map(stats.snapshot().gauges.map(([name, value]) => [name, value]));
+      for (const [name, value] of Object.entries(expected)) assert.equal(gauges.get(name), value, name);
+      await cluster.close();
+    });
+  }
+});
