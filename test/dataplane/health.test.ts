@@ -7,8 +7,12 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { renderClustersJson, renderClustersText } from '../../src/admin/clusters.js';
+import { checkBootstrap, parseDocument } from '../../src/config/load.js';
+import type { ConfigError } from '../../src/config/errors.js';
+import { compileBootstrap } from '../../src/dataplane/data-plane.js';
 import { clusterStatus } from '../../src/dataplane/status.js';
-import { simpleBootstrap, startPortico, type RunningPortico } from '../support/portico.js';
+import { createLogger } from '../../src/util/logger.js';
+import { checkYaml, simpleBootstrap, startPortico, type RunningPortico } from '../support/portico.js';
 import {
   httpRequest,
   refusedPort,
@@ -312,5 +316,57 @@ describe('outlier detection', () => {
     assert.deepEqual([...flags].sort(), ['/failed_outlier_check', 'healthy']);
     assert.equal(stat(gw, 'cluster.c.outlier_detection.ejections_active'), 1);
     assert.ok(stat(gw, 'cluster.c.outlier_detection.ejections_overflow') >= 1);
+  });
+});
+
+describe('health checking configuration', () => {
+  /** Every error of a bootstrap: schema and cross checks, then compiling. */
+  function problems(clusters: string): string[] {
+    const errors: ConfigError[] = [];
+    const yaml = simpleBootstrap({ routes: '- match: { prefix: "/" }\n  route: { cluster: c }', clusters });
+    const { bootstrap, errors: checked } = checkBootstrap(parseDocument(yaml, 't', errors));
+    errors.push(...checked);
+    if (checked.length === 0) compileBootstrap(bootstrap, createLogger('off'), errors);
+    return errors.map((e) => `${e.code} ${e.path.replace('static_resources.clusters[0].', '')}`);
+  }
+
+  it('names every bad field of a health check with its path', () => {
+    const found = problems(
+      cluster(
+        `  health_checks:
+  - interval: 1s
+    timeout: 1s
+    unhealthy_threshold: 1
+    healthy_threshold: 1
+    http_health_check:
+      path: /
+      expected_statuses: [{ start: 300, end: 200 }]
+      codec_client_type: HTTP2
+      request_headers_to_add: [{ header: { key: host, value: x } }]`,
+        [{ port: 1 }],
+      ),
+    );
+    assert.deepEqual(found.sort(), [
+      'invalid_value health_checks[0].http_health_check.expected_statuses[0]',
+      'invalid_value health_checks[0].http_health_check.request_headers_to_add[0].header.key',
+      'unsupported_field health_checks[0].http_health_check.codec_client_type',
+    ]);
+    assert.deepEqual(
+      problems(cluster(`  health_checks: [{ interval: 1s, timeout: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: { send: { text: "zz" } } }]`, [{ port: 1 }])),
+      ['invalid_value health_checks[0].tcp_health_check.send.text'],
+    );
+  });
+
+  it('refuses two health checks, unsupported kinds, and out-of-range outlier percentages', () => {
+    const check = '{ interval: 1s, timeout: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {} }';
+    assert.deepEqual(problems(cluster(`  health_checks: [${check}, ${check}]`, [{ port: 1 }])), ['invalid_value health_checks']);
+    const grpc = checkYaml(
+      simpleBootstrap({
+        routes: '- match: { prefix: "/" }\n  route: { cluster: c }',
+        clusters: cluster('  health_checks: [{ interval: 1s, timeout: 1s, unhealthy_threshold: 1, healthy_threshold: 1, grpc_health_check: {} }]', [{ port: 1 }]),
+      }),
+    );
+    assert.ok(grpc.some((e) => e.code === 'unsupported_field' && e.path.endsWith('health_checks[0].grpc_health_check')), JSON.stringify(grpc));
+    assert.deepEqual(problems(cluster('  outlier_detection: { max_ejection_percent: 101 }', [{ port: 1 }])), ['invalid_value outlier_detection.max_ejection_percent']);
   });
 });

@@ -67,10 +67,8 @@ export function compileHealthCheck(config: HealthCheckConfig, path: string, erro
     errors.push({ code: 'invalid_value', path, message: 'a health check needs http_health_check or tcp_health_check' });
     createProbe = () => new TcpProbe({ send: Buffer.alloc(0), receive: [] }, reuseConnection);
   }
-  for (const field of ['timeout', 'interval'] as const) {
-    if (!((config[field] ?? 0) > 0)) errors.push({ code: 'invalid_value', path: `${path}.${field}`, message: `${field} must be greater than 0` });
-  }
   return {
+    // timeout and interval are required and positive: the schema refuses anything else.
     timeoutMs: config.timeout ?? 0,
     intervalMs,
     initialJitterMs: config.initial_jitter ?? 0,

@@ -39,8 +39,7 @@ export function compileHttpCheck(config: HttpHealthCheck, path: string, errors: 
   if (config.codec_client_type !== undefined && config.codec_client_type !== 'HTTP1') {
     errors.push({ code: 'unsupported_field', path: `${path}.codec_client_type`, message: `codec_client_type ${config.codec_client_type} is not supported yet (HTTP1 only)` });
   }
-  const requestPath = config.path ?? '';
-  if (!requestPath.startsWith('/')) errors.push({ code: 'invalid_value', path: `${path}.path`, message: 'path must start with "/"' });
+  const requestPath = config.path ?? '/';
   const method = config.method === undefined || config.method === 'METHOD_UNSPECIFIED' ? 'GET' : config.method;
   return {
     method,
