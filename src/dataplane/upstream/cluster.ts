@@ -109,7 +109,7 @@ export class Cluster implements HealthCheckOwner {
 
   /**
    * Sets or clears one of a host's health flags; when that changes whether the host is healthy, load balancing
-   * and the membership gauges follow. Health checking, outlier detection and EDS all go through here.
+   * and the membership gauges follow. Active health checks and outlier detection change flags only through here.
    */
   setHostHealthFlag(host: Host, flag: number, on: boolean): void {
     const flags = on ? host.healthFlags | flag : host.healthFlags & ~flag;
