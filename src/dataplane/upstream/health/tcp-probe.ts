@@ -66,6 +66,8 @@ export class TcpProbe implements HealthProbe {
     const fresh = connect({ host: target.address, port: target.port });
     this.socket = fresh;
     fresh.setNoDelay(true);
+    // Health checking never keeps a process alive by itself (its timers are unref'd too).
+    fresh.unref();
     fresh.on('connect', () => this.sendAndWait(fresh));
     fresh.on('data', (chunk: Buffer) => this.onData(fresh, chunk));
     fresh.on('error', () => undefined);
