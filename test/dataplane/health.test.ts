@@ -223,6 +223,32 @@ async function pingPong(): Promise<{ port: number; close(): Promise<void> }> {
   return upstream;
 }
 
+describe('health checking across configuration changes', () => {
+  it('stops checking the hosts of a cluster that a new configuration replaces', async () => {
+    const checked = await backend('checked');
+    const gw = await gateway(cluster(FAST_HTTP_CHECK, [{ port: checked.port }]));
+    assert.ok(checked.rootRequests >= 1);
+    const yaml = simpleBootstrap({ routes: '- match: { prefix: "/" }\n  route: { cluster: c }', clusters: cluster('', [{ port: checked.port }]) });
+    const errors: ConfigError[] = [];
+    const { bootstrap, errors: checkErrors } = checkBootstrap(parseDocument(yaml, 't', errors));
+    assert.deepEqual([...errors, ...checkErrors], []);
+    await gw.plane.update(bootstrap, 0);
+    // The old cluster closes once the old configuration has drained; from then on no check arrives.
+    let last = -1;
+    await waitFor(
+      () => {
+        const quiet = checked.rootRequests === last;
+        last = checked.rootRequests;
+        return quiet;
+      },
+      'health checks to stop',
+      { intervalMs: 300 },
+    );
+    assert.equal(healthFlags(gw, checked.port), 'healthy');
+    assert.equal((await httpRequest(gw.url())).body, 'Hello from checked!\n');
+  });
+});
+
 describe('active TCP health checks', () => {
   it('pass when the expected bytes come back, and fail a host that stops answering', async () => {
     const good = await pingPong();
