@@ -174,6 +174,7 @@ function validateCluster(cluster: envoy.config.cluster.v3.Cluster, path: string,
     errors.push({ code: 'unsupported_field', path: `${path}.type`, message: `cluster type ${type} is not supported yet` });
   }
   validateLbPolicy(cluster, path, errors);
+  validateHealthChecks(cluster, path, errors);
   const endpoints = cluster.load_assignment?.endpoints ?? [];
   let count = 0;
   endpoints.forEach((locality, i) => {
@@ -186,6 +187,14 @@ function validateCluster(cluster: envoy.config.cluster.v3.Cluster, path: string,
         return;
       }
       socketAddressKey(lbEndpoint.endpoint?.address, `${endpointPath}.endpoint.address`, errors);
+      const healthCheckAddress = lbEndpoint.endpoint?.health_check_config?.address?.socket_address?.address;
+      if (healthCheckAddress !== undefined && isIP(healthCheckAddress) === 0) {
+        errors.push({
+          code: 'invalid_value',
+          path: `${endpointPath}.endpoint.health_check_config.address.socket_address.address`,
+          message: `a health check address must be an IP address, not "${healthCheckAddress}"`,
+        });
+      }
       if (type === 'STATIC' && isIP(address.address ?? '') === 0) {
         errors.push({
           code: 'invalid_value',
@@ -214,6 +223,13 @@ function socketAddressKey(address: envoy.config.core.v3.Address | undefined, pat
     errors.push({ code: 'missing_required', path: `${path}.socket_address.port_value`, message: 'port_value is required' });
   }
   return `${socket.address ?? ''}:${socket.port_value ?? 0}`;
+}
+
+/** One health check at most, as Envoy allows; the checks themselves are compiled, and checked, with the cluster. */
+function validateHealthChecks(cluster: envoy.config.cluster.v3.Cluster, path: string, errors: ConfigError[]): void {
+  if ((cluster.health_checks?.length ?? 0) > 1) {
+    errors.push({ code: 'invalid_value', path: `${path}.health_checks`, message: 'multiple health checks are not supported (Envoy allows one per cluster)' });
+  }
 }
 
 const SUPPORTED_LB_POLICIES = new Set(['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM', 'RING_HASH', 'MAGLEV']);

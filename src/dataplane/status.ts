@@ -1,5 +1,7 @@
 /** What the admin endpoints `/clusters` and `/listeners` show about a data plane, in a form that crosses processes. */
 import type { Cluster } from './upstream/cluster.js';
+import type { OutlierSuccessRateFigures } from './upstream/health/outlier-detector.js';
+import type { EdsHealthStatus, HostLocality } from './upstream/host.js';
 import type { Listener } from './listener/listener.js';
 
 export interface HostStatus {
@@ -8,7 +10,13 @@ export interface HostStatus {
   hostname: string;
   weight: number;
   priority: number;
-  healthy: boolean;
+  /** `HealthFlag` bits. */
+  healthFlags: number;
+  edsHealthStatus: EdsHealthStatus;
+  locality: HostLocality;
+  /** From outlier detection's last sweep; -1 when not computed. */
+  successRate: number;
+  localOriginSuccessRate: number;
   /** `cx_active`, `rq_total`, ... (HOST_STATS) by name. */
   stats: Record<string, number>;
 }
@@ -17,6 +25,8 @@ export interface ClusterStatus {
   name: string;
   /** Circuit breaker limits by name, for the DEFAULT and HIGH priorities. */
   thresholds: [Array<[string, number]>, Array<[string, number]>];
+  /** Present when the cluster has outlier detection. */
+  outlier?: OutlierSuccessRateFigures;
   hosts: HostStatus[];
 }
 
@@ -27,9 +37,11 @@ export interface ListenerStatus {
 }
 
 export function clusterStatus(cluster: Cluster): ClusterStatus {
+  const figures = cluster.outlierDetector?.figures;
   return {
     name: cluster.name,
     thresholds: [cluster.resources.forPriority(false).limits(), cluster.resources.forPriority(true).limits()],
+    ...(figures === undefined ? {} : { outlier: { ...figures } }),
     hosts: cluster.allHosts().map((host) => {
       const stats: Record<string, number> = {};
       const schema = host.stats.schema;
@@ -41,7 +53,11 @@ export function clusterStatus(cluster: Cluster): ClusterStatus {
         hostname: host.hostname,
         weight: host.weight,
         priority: host.priority,
-        healthy: host.healthy,
+        healthFlags: host.healthFlags,
+        edsHealthStatus: host.edsHealthStatus,
+        locality: host.locality,
+        successRate: host.outlier?.external.rate ?? -1,
+        localOriginSuccessRate: host.outlier?.localOrigin.rate ?? -1,
         stats,
       };
     }),

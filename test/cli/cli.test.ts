@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PACKAGE_ROOT } from '../../src/util/package-root.js';
 import { startEchoServer, type EchoServer } from '../../src/echo/echo-server.js';
-import { httpRequest } from '../support/upstreams.js';
+import { httpRequest, startRecordingUpstream } from '../support/upstreams.js';
 import { freePort } from '../support/ports.js';
 import { simpleBootstrap, staticCluster } from '../support/portico.js';
 
@@ -101,18 +101,37 @@ describe('portico CLI', () => {
   });
 
   it('lets an in-flight request finish on SIGTERM, then exits', async () => {
-    const listenerPort = await freePort();
-    const file = write('drain.yaml', bootstrap(listenerPort, echo.port));
-    const child = spawn(process.execPath, [BIN, 'run', '-c', file, '-l', 'warning', '--drain-time-s', '5'], { stdio: 'ignore' });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-    await waitFor(async () => (await httpRequest(`http://127.0.0.1:${listenerPort}/up`)).status === 200);
-    const slow = httpRequest(`http://127.0.0.1:${listenerPort}/delay/700`);
-    await new Promise((r) => setTimeout(r, 200));
-    child.kill('SIGTERM');
-    const response = await slow;
-    assert.equal(response.status, 200);
-    assert.equal(JSON.parse(response.body).path, '/delay/700');
-    assert.equal(await exited, 0);
+    // The upstream holds /slow until the signal has been sent, so the request is surely in flight then.
+    let arrived!: () => void;
+    const inFlight = new Promise<void>((resolve) => (arrived = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const upstream = await startRecordingUpstream(async (req, res) => {
+      if (req.url === '/slow') {
+        arrived();
+        await released;
+      }
+      res.end(req.url);
+    });
+    try {
+      const listenerPort = await freePort();
+      const file = write('drain.yaml', bootstrap(listenerPort, upstream.port));
+      const child = spawn(process.execPath, [BIN, 'run', '-c', file, '-l', 'warning', '--drain-time-s', '5'], { stdio: 'ignore' });
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      await waitFor(async () => (await httpRequest(`http://127.0.0.1:${listenerPort}/up`)).status === 200);
+      const slow = httpRequest(`http://127.0.0.1:${listenerPort}/slow`);
+      await inFlight;
+      child.kill('SIGTERM');
+      // Give the processes time to start draining before the answer comes.
+      setTimeout(release, 300);
+      const response = await slow;
+      assert.equal(response.status, 200);
+      assert.equal(response.body, '/slow');
+      assert.equal(await exited, 0);
+    } finally {
+      release();
+      await upstream.close();
+    }
   });
 
   it('merges --config-yaml over the file', () => {

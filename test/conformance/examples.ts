@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { type EchoResponseBody, startEchoServer } from '../../src/echo/echo-server.js';
-import { type HelloService, helloBody, startHelloService } from '../support/upstreams.js';
-import { type ExampleSpec, fetchText } from './harness.js';
+import { type HelloService, helloBody, startHelloService, startToggleBackend, type ToggleBackend } from '../support/upstreams.js';
+import { waitFor } from '../support/wait.js';
+import { type BootstrapJson, type ExampleEnv, type ExampleSpec, fetchText } from './harness.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Tiers (README "Priority tiers"), by the example's top-level directory
@@ -247,4 +248,139 @@ export const TLS_HTTPS_HTTP: ExampleSpec = {
   ],
 };
 
-export const EXAMPLES: ExampleSpec[] = [FRONT_PROXY, DOUBLE_PROXY_EDGE, TLS_HTTPS_HTTP];
+// locality-load-balancing: priorities, locality weights and active health checks
+
+const LOCALITY_BACKENDS = ['backend-local-1', 'backend-local-2', 'backend-remote-1', 'backend-remote-2'];
+/** The four more instances of `backend-local-1` that expectation 4 runs in locality local/zone-1. */
+const LOCAL_1_REPLICAS = ['backend-local-1-b', 'backend-local-1-c', 'backend-local-1-d', 'backend-local-1-e'];
+
+/** Polls the instance's `/clusters` until every backend shows the flags it should (`healthy` or `/failed_active_hc`). */
+async function awaitHealth(env: ExampleEnv, instance: string, expected: Record<string, 'healthy' | '/failed_active_hc'>): Promise<void> {
+  let text = '';
+  await waitFor(
+    async () => {
+      text = (await fetchText(`${env.instance(instance).adminUrl()}/clusters`)).body;
+      return Object.entries(expected).every(([id, flags]) =>
+        text.split('\n').includes(`backend::127.0.0.1:${env.upstream(id).port}::health_flags::${flags}`),
+      );
+    },
+    () => `health flags ${JSON.stringify(expected)} in /clusters:\n${text.split('\n').filter((l) => l.includes('health_flags')).join('\n')}`,
+    { timeoutMs: 20_000, intervalMs: 200 },
+  );
+}
+
+/** Sets backends healthy or not through their own `/healthy` and `/unhealthy` endpoints. */
+async function setHealth(env: ExampleEnv, ids: readonly string[], healthy: boolean): Promise<void> {
+  for (const id of ids) {
+    const res = await fetchText(`http://127.0.0.1:${env.upstream(id).port}/${healthy ? 'healthy' : 'unhealthy'}`);
+    assert.equal(res.status, 201);
+  }
+}
+
+/**
+ * Sends batches of 100 requests until exactly `expected` answer (each at least once, no other backend, no error):
+ * with several worker processes, each runs its own health checks and may see a change up to an interval later
+ * than the one `/clusters` reports.
+ */
+async function expectBackends(env: ExampleEnv, instance: string, expected: readonly string[]): Promise<void> {
+  let seen: string[] = [];
+  await waitFor(
+    async () => {
+      const answered = new Set<string>();
+      for (let i = 0; i < 100; i++) {
+        const res = await fetchText(`${env.instance(instance).url(0)}/`);
+        answered.add(res.status === 200 ? (/^Hello from (\S+)!\n$/.exec(res.body)?.[1] ?? res.body) : `status ${res.status}`);
+      }
+      seen = [...answered].sort();
+      return JSON.stringify(seen) === JSON.stringify([...expected].sort());
+    },
+    () => `answers from exactly ${expected.join(', ')}; last batch: ${seen.join(', ')}`,
+    { timeoutMs: 25_000, intervalMs: 100 },
+  );
+}
+
+export const LOCALITY_LOAD_BALANCING: ExampleSpec = {
+  name: 'locality-load-balancing',
+  tier: 2,
+  upstreams: Object.fromEntries([...LOCALITY_BACKENDS, ...LOCAL_1_REPLICAS].map((id) => [id, (): Promise<ToggleBackend> => startToggleBackend(id)])),
+  instances: [
+    {
+      id: 'envoy',
+      file: 'locality-load-balancing/envoy.yaml',
+      run: 'cli',
+      clusters: { backend: LOCALITY_BACKENDS.map((upstream) => ({ upstream })) },
+    },
+    {
+      // The same file with local/zone-1 scaled to five instances (expectations 4 and 5).
+      id: 'envoy-scaled',
+      file: 'locality-load-balancing/envoy.yaml',
+      run: 'cli',
+      clusters: { backend: LOCALITY_BACKENDS.map((upstream) => ({ upstream })) },
+      rewrite: (json, env) => {
+        const locality = (json['static_resources']['clusters'][0]['load_assignment']['endpoints'] as BootstrapJson[])[0]!;
+        const template = (locality['lb_endpoints'] as BootstrapJson[])[0]!;
+        for (const id of LOCAL_1_REPLICAS) {
+          const copy = structuredClone(template);
+          const port = env.resolve({ upstream: id });
+          copy['endpoint']['address']['socket_address']['port_value'] = port;
+          copy['endpoint']['health_check_config']['port_value'] = port;
+          copy['endpoint']['hostname'] = id;
+          locality['lb_endpoints'].push(copy);
+        }
+      },
+    },
+  ],
+  expectations: [
+    {
+      name: '1. all healthy → only backend-local-1 (priority 0 is fully healthy)',
+      timeoutMs: 60_000,
+      run: async (env) => {
+        await awaitHealth(env, 'envoy', Object.fromEntries(LOCALITY_BACKENDS.map((id) => [id, 'healthy' as const])));
+        await expectBackends(env, 'envoy', ['backend-local-1']);
+      },
+    },
+    {
+      name: '2. backend-local-1 unhealthy → backend-local-2 and backend-remote-1 (priority 1, split by locality weight)',
+      timeoutMs: 60_000,
+      run: async (env) => {
+        await setHealth(env, ['backend-local-1'], false);
+        await awaitHealth(env, 'envoy', { 'backend-local-1': '/failed_active_hc' });
+        await expectBackends(env, 'envoy', ['backend-local-2', 'backend-remote-1']);
+      },
+    },
+    {
+      name: '3. backend-local-2 also unhealthy → backend-remote-1 and backend-remote-2 (70 % / 30 % spill to priority 2)',
+      timeoutMs: 60_000,
+      run: async (env) => {
+        await setHealth(env, ['backend-local-2'], false);
+        await awaitHealth(env, 'envoy', { 'backend-local-1': '/failed_active_hc', 'backend-local-2': '/failed_active_hc' });
+        await expectBackends(env, 'envoy', ['backend-remote-1', 'backend-remote-2']);
+      },
+    },
+    {
+      name: '4. five instances in local/zone-1, four unhealthy → backend-local-1, backend-local-2 and backend-remote-1',
+      timeoutMs: 60_000,
+      run: async (env) => {
+        await setHealth(env, ['backend-local-1', 'backend-local-2'], true);
+        await setHealth(env, LOCAL_1_REPLICAS, false);
+        await awaitHealth(env, 'envoy-scaled', {
+          'backend-local-1': 'healthy',
+          'backend-local-2': 'healthy',
+          ...Object.fromEntries(LOCAL_1_REPLICAS.map((id) => [id, '/failed_active_hc' as const])),
+        });
+        await expectBackends(env, 'envoy-scaled', ['backend-local-1', 'backend-local-2', 'backend-remote-1']);
+      },
+    },
+    {
+      name: '5. then backend-local-2 and backend-remote-1 unhealthy → backend-local-1 and backend-remote-2',
+      timeoutMs: 60_000,
+      run: async (env) => {
+        await setHealth(env, ['backend-local-2', 'backend-remote-1'], false);
+        await awaitHealth(env, 'envoy-scaled', { 'backend-local-2': '/failed_active_hc', 'backend-remote-1': '/failed_active_hc' });
+        await expectBackends(env, 'envoy-scaled', ['backend-local-1', 'backend-remote-2']);
+      },
+    },
+  ],
+};
+
+export const EXAMPLES: ExampleSpec[] = [FRONT_PROXY, DOUBLE_PROXY_EDGE, TLS_HTTPS_HTTP, LOCALITY_LOAD_BALANCING];

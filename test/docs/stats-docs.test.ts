@@ -16,7 +16,14 @@ import { after, before, describe, it } from 'node:test';
 import { HCM_STATS, LISTENER_HTTP_STATS } from '../../src/dataplane/http/stats.js';
 import { LISTENER_MANAGER_STATS, LISTENER_STATS } from '../../src/dataplane/listener/stats.js';
 import { CIRCUIT_BREAKER_REMAINING_STATS, CIRCUIT_BREAKER_STATS } from '../../src/dataplane/upstream/resource-manager.js';
-import { CLUSTER_MANAGER_STATS, CLUSTER_STATS } from '../../src/dataplane/upstream/stats.js';
+import {
+  CLUSTER_MANAGER_STATS,
+  CLUSTER_STATS,
+  HEALTH_CHECK_STATS,
+  MAGLEV_LB_STATS,
+  OUTLIER_DETECTION_STATS,
+  RING_HASH_LB_STATS,
+} from '../../src/dataplane/upstream/stats.js';
 import { startEchoServer } from '../../src/echo/echo-server.js';
 import { SERVER_STATS } from '../../src/server/server-admin.js';
 import { renderPrometheus } from '../../src/stats/render.js';
@@ -39,6 +46,10 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   CLUSTER_MANAGER_STATS: { schema: CLUSTER_MANAGER_STATS, prefix: 'cluster_manager.' },
   CIRCUIT_BREAKER_STATS: { schema: CIRCUIT_BREAKER_STATS, prefix: 'cluster.<name>.circuit_breakers.<priority>.' },
   CIRCUIT_BREAKER_REMAINING_STATS: { schema: CIRCUIT_BREAKER_REMAINING_STATS, prefix: 'cluster.<name>.circuit_breakers.<priority>.' },
+  HEALTH_CHECK_STATS: { schema: HEALTH_CHECK_STATS, prefix: 'cluster.<name>.health_check.' },
+  OUTLIER_DETECTION_STATS: { schema: OUTLIER_DETECTION_STATS, prefix: 'cluster.<name>.outlier_detection.' },
+  RING_HASH_LB_STATS: { schema: RING_HASH_LB_STATS, prefix: 'cluster.<name>.ring_hash_lb.' },
+  MAGLEV_LB_STATS: { schema: MAGLEV_LB_STATS, prefix: 'cluster.<name>.maglev_lb.' },
 };
 /** Schemas whose values are shown elsewhere than in the stats (per-host counts in `/clusters`). */
 const NOT_STATS = new Set(['HOST_STATS']);

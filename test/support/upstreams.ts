@@ -186,6 +186,42 @@ export async function startRecordingUpstream(handler?: RecordingHandler): Promis
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Health-toggling backend (the locality-load-balancing conformance upstream)
+
+export interface ToggleBackend extends StartedUpstream {
+  name: string;
+  healthy: boolean;
+  /** `GET /` requests answered so far, health checks included. */
+  rootRequests: number;
+  /** Their `user-agent` and `host` headers, in order. */
+  rootRequestHeaders: IncomingHttpHeaders[];
+}
+
+/**
+ * `GET /` answers 200 `Hello from <name>!` while healthy and 503 while not; `GET /healthy` and `GET /unhealthy`
+ * switch the state (201). Tests may also flip `healthy` directly.
+ */
+export async function startToggleBackend(name: string): Promise<ToggleBackend> {
+  const server = createHttpServer((req, res) => {
+    req.resume();
+    if (req.url === '/healthy' || req.url === '/unhealthy') {
+      backend.healthy = req.url === '/healthy';
+      res.writeHead(201, { 'content-length': 0 });
+      res.end();
+      return;
+    }
+    backend.rootRequests++;
+    backend.rootRequestHeaders.push(req.headers);
+    const body = backend.healthy ? `Hello from ${name}!\n` : 'Unhealthy\n';
+    res.writeHead(backend.healthy ? 200 : 503, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+  const started = await listenTracked(server);
+  const backend: ToggleBackend = { ...started, name, healthy: true, rootRequests: 0, rootRequestHeaders: [] };
+  return backend;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Misbehaving upstreams (raw TCP)
 
 export type MisbehaviorMode = 'reset' | 'close' | 'hang' | 'garbage' | 'headers-then-reset' | 'slow-headers';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { envoy } from '../../src/generated/envoy.js';
 import { Cluster } from '../../src/dataplane/upstream/cluster.js';
-import type { Host } from '../../src/dataplane/upstream/host.js';
+import { HealthFlag, type Host } from '../../src/dataplane/upstream/host.js';
 import { compileLbPolicy } from '../../src/dataplane/upstream/lb/policy.js';
 import { type LoadBalancerContext, PriorityLoadBalancer } from '../../src/dataplane/upstream/load-balancer.js';
 import { createLogger } from '../../src/util/logger.js';
@@ -195,7 +195,7 @@ describe('LEAST_REQUEST specifics', () => {
 });
 
 describe('cluster load balancing rebuild', () => {
-  it('follows host health through refreshLoadBalancing()', async () => {
+  it('follows host health flags set through the cluster', async () => {
     const cluster = new Cluster(
       {
         name: 'c',
@@ -210,13 +210,37 @@ describe('cluster load balancing rebuild', () => {
     await cluster.initialize();
     const key = keyHash('sticky');
     const first = cluster.chooseHost(key)!;
-    first.healthy = false;
-    cluster.refreshLoadBalancing();
+    cluster.setHostHealthFlag(first, HealthFlag.FAILED_ACTIVE_HC, true);
     const second = cluster.chooseHost(key)!;
     assert.notEqual(second, first);
-    first.healthy = true;
-    cluster.refreshLoadBalancing();
+    cluster.setHostHealthFlag(first, HealthFlag.FAILED_ACTIVE_HC, false);
     assert.equal(cluster.chooseHost(key), first);
     await cluster.close();
   });
+});
+
+describe('load balancer structure stats', () => {
+  for (const [policy, expected] of [
+    ['RING_HASH', { 'cluster.c.ring_hash_lb.size': 1026, 'cluster.c.ring_hash_lb.min_hashes_per_host': 342, 'cluster.c.ring_hash_lb.max_hashes_per_host': 342 }],
+    ['MAGLEV', { 'cluster.c.maglev_lb.min_entries_per_host': 21845, 'cluster.c.maglev_lb.max_entries_per_host': 21846 }],
+  ] as const) {
+    it(`${policy} reports the size of what it built`, async () => {
+      const stats = new StatsStore();
+      const cluster = new Cluster(
+        {
+          name: 'c',
+          lb_policy: policy,
+          load_assignment: {
+            endpoints: [{ lb_endpoints: [1, 2, 3].map((p) => ({ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: p } } } })) }],
+          },
+        },
+        createLogger('error'),
+        stats,
+      );
+      await cluster.initialize();
+      const gauges = new Map(stats.snapshot().gauges.map(([name, value]) => [name, value]));
+      for (const [name, value] of Object.entries(expected)) assert.equal(gauges.get(name), value, name);
+      await cluster.close();
+    });
+  }
 });

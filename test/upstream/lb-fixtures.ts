@@ -14,6 +14,9 @@ export interface HostSpec {
   weight?: number;
   priority?: number;
   healthy?: boolean;
+  /** `zone` names the locality (region and sub-zone empty); `localityWeight` is its `load_balancing_weight`. */
+  zone?: string;
+  localityWeight?: number;
 }
 
 /** Sets a host's in-flight request count, which LEAST_REQUEST reads. */
@@ -23,7 +26,12 @@ export function setActiveRequests(host: Host, count: number): void {
 
 /** Hosts on 127.0.0.1; no connection is ever opened. */
 export function hosts(...specs: HostSpec[]): Host[] {
-  return specs.map((s) => new Host('127.0.0.1', s.port, '', s.weight ?? 1, s.priority ?? 0, s.healthy ?? true, settings, new StatScope(CLUSTER_STATS, 'cluster.test.')));
+  return specs.map(
+    (s) =>
+      new Host('127.0.0.1', s.port, '', s.weight ?? 1, s.priority ?? 0, s.healthy ?? true, settings, new StatScope(CLUSTER_STATS, 'cluster.test.'), {
+        locality: { region: '', zone: s.zone ?? '', subZone: '', weight: s.localityWeight ?? 0 },
+      }),
+  );
 }
 
 /** mulberry32: a small deterministic generator with Math.random's contract. */

@@ -22,6 +22,7 @@ import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripP
 import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
+import { LocalOriginFailure } from '../upstream/health/outlier-detector.js';
 import { type Host, isConnectFailure } from '../upstream/host.js';
 import type { ResourceManager } from '../upstream/resource-manager.js';
 import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
@@ -1067,7 +1068,10 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     const cluster = this.cluster!.stats;
     cluster.counters[CS.upstream_rq_timeout]++;
     // Between attempts (in a back-off) no host is waited for.
-    if (this.upstream !== undefined) this.host!.stats.counters[HS.rq_timeout]++;
+    if (this.upstream !== undefined) {
+      this.host!.stats.counters[HS.rq_timeout]++;
+      this.host!.outlier?.onLocalOriginFailure(LocalOriginFailure.TIMEOUT);
+    }
     if (this.res.headersSent) {
       this.clearTimers();
       this.info.responseFlags |= ResponseFlag.UT;

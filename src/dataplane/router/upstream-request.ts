@@ -6,6 +6,7 @@
 import type { Dispatcher } from 'undici';
 import type { StatScope } from '../../stats/store.js';
 import type { Cluster } from '../upstream/cluster.js';
+import { LocalOriginFailure } from '../upstream/health/outlier-detector.js';
 import type { Host } from '../upstream/host.js';
 import type { ResourceManager } from '../upstream/resource-manager.js';
 import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
@@ -134,6 +135,9 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
     if (this.abandoned || statusCode < 200) return;
     this.status = statusCode;
     this.idleTimer?.refresh();
+    const host = this.host;
+    host.outlier?.onResponse(statusCode);
+    if (headers['x-envoy-immediate-health-check-fail'] !== undefined) host.healthCheck?.onImmediateFailure();
     this.owner.onUpstreamHeaders(this, statusCode, headers);
   }
 
@@ -153,7 +157,10 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, error: Error & { code?: string }): void {
     this.clearTimers();
     this.finish(false);
-    if (!this.abandoned) this.owner.onUpstreamReset(this, error);
+    // Abandoned: the proxy aborted the attempt itself (timeouts, client gone) and reported why.
+    if (this.abandoned) return;
+    this.host.outlier?.onLocalOriginFailure(error.code === 'UND_ERR_CONNECT_TIMEOUT' ? LocalOriginFailure.TIMEOUT : LocalOriginFailure.CONNECT_FAILED);
+    this.owner.onUpstreamReset(this, error);
   }
 
   // ---- timers and accounting -----------------------------------------------------------------------------
@@ -164,6 +171,7 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
     const stats = this.cluster.stats;
     stats.counters[idle ? CS.upstream_rq_per_try_idle_timeout : CS.upstream_rq_per_try_timeout]++;
     this.host.stats.counters[HS.rq_timeout]++;
+    this.host.outlier?.onLocalOriginFailure(LocalOriginFailure.TIMEOUT);
     // Abandoned first: the abort reports back through onResponseError synchronously.
     this.abandon(idle ? 'per-try idle timeout' : 'per-try timeout');
     this.owner.onPerTryTimeout(this, idle);

@@ -6,11 +6,13 @@ import type { StatScope, StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { type ClusterSettings, clusterSettings } from './cluster-settings.js';
-import { Host } from './host.js';
-import { compileLbPolicy, type LbPolicy } from './lb/policy.js';
+import { compileHealthCheck, HealthChecker, type HealthCheckOwner } from './health/health-checker.js';
+import { OutlierDetector } from './health/outlier-detector.js';
+import { type EdsHealthStatus, Host, type HostHealthCheckConfig, type HostLocality } from './host.js';
+import { compileLbPolicy, type LbPolicy, lbPolicyStats } from './lb/policy.js';
 import { type LoadBalancerContext, PriorityLoadBalancer } from './load-balancer.js';
 import { ClusterResources } from './resource-manager.js';
-import { CLUSTER_STATS } from './stats.js';
+import { CLUSTER_STATS, HEALTH_CHECK_STATS, OUTLIER_DETECTION_STATS } from './stats.js';
 
 const C = CLUSTER_STATS.c;
 const G = CLUSTER_STATS.g;
@@ -25,15 +27,18 @@ interface EndpointSpec {
   port: number;
   hostname: string;
   healthy: boolean;
+  edsHealthStatus: EdsHealthStatus;
   weight: number;
   priority: number;
+  locality: HostLocality;
+  healthCheckConfig: HostHealthCheckConfig;
 }
 
 /**
  * A cluster: its hosts (resolved for STRICT_DNS and LOGICAL_DNS, refreshed every `dns_refresh_rate`), its
  * settings and its load balancer. `chooseHost()` is on the request path; everything else is not.
  */
-export class Cluster {
+export class Cluster implements HealthCheckOwner {
   readonly name: string;
   readonly type: string;
   readonly settings: ClusterSettings;
@@ -46,18 +51,26 @@ export class Cluster {
   /** The addresses each endpoint resolved to last time, kept when a re-resolution fails. */
   private lastResolved: string[][] = [];
   private readonly lbPolicy: LbPolicy;
+  /** `ring_hash_lb.` or `maglev_lb.` for the policies that report their structures. */
+  private readonly lbStats: StatScope | undefined;
   private balancer: PriorityLoadBalancer;
   private readonly overprovisioningFactor: number;
   private readonly panicThreshold: number;
+  private readonly localityWeighted: boolean;
   private refreshTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** The cluster's active health checker (`health_checks[0]`), if any. */
+  private readonly healthChecker: HealthChecker | undefined;
+  /** Its outlier detector (`outlier_detection`), if any; `/clusters` reads its success-rate figures. */
+  readonly outlierDetector: OutlierDetector | undefined;
 
   constructor(
     config: ClusterConfig,
     private readonly log: Logger,
     private readonly statsStore: StatsStore,
     runtime?: Runtime,
-    compile: { path: string; errors: ConfigError[] } = { path: '', errors: [] },
+    /** Where to report problems found compiling it, and the cluster's path in the configuration. */
+    compile: { errors: ConfigError[]; path: string } = { errors: [], path: 'cluster' },
   ) {
     this.name = config.name ?? '';
     this.stats = statsStore.scope(CLUSTER_STATS, `cluster.${this.name}.`);
@@ -67,17 +80,55 @@ export class Cluster {
     this.overprovisioningFactor = config.load_assignment?.policy?.overprovisioning_factor ?? 140;
     const panicThreshold = config.common_lb_config?.healthy_panic_threshold?.value ?? 50;
     this.panicThreshold = runtime?.getInteger('upstream.healthy_panic_threshold', panicThreshold) ?? panicThreshold;
-    this.lbPolicy = compileLbPolicy(config, runtime, Math.random);
+    const lbStats = lbPolicyStats(config);
+    this.lbStats = lbStats && statsStore.scope(lbStats.schema, `cluster.${this.name}.${lbStats.scope}`);
+    this.lbPolicy = compileLbPolicy(config, runtime, Math.random, this.lbStats);
+    this.localityWeighted = config.common_lb_config?.locality_weighted_lb_config !== undefined;
     this.balancer = this.newBalancer();
     this.endpoints = (config.load_assignment?.endpoints ?? []).flatMap((locality) =>
       (locality.lb_endpoints ?? []).map((lbEndpoint) => endpointSpec(locality, lbEndpoint)),
     );
+    const healthCheck = config.health_checks?.[0];
+    if (healthCheck !== undefined) {
+      const settings = compileHealthCheck(healthCheck, `${compile.path}.health_checks[0]`, compile.errors);
+      const stats = statsStore.scope(HEALTH_CHECK_STATS, `cluster.${this.name}.health_check.`);
+      this.healthChecker = new HealthChecker(settings, this.name, stats, this);
+    }
+    if (config.outlier_detection !== undefined) {
+      const stats = statsStore.scope(OUTLIER_DETECTION_STATS, `cluster.${this.name}.outlier_detection.`);
+      this.outlierDetector = new OutlierDetector(config.outlier_detection, stats, this);
+    }
   }
 
-  /** Resolves DNS names once; the returned promise settles when the cluster has its first host set. */
+  /**
+   * Resolves DNS names once and, with active health checks, checks every host once: the returned promise
+   * settles when the cluster has its first host set with known health (Envoy's cluster warming).
+   */
   async initialize(): Promise<void> {
     await this.resolve();
     if (this.type !== 'STATIC' && this.endpoints.some((e) => isIP(e.address) === 0)) this.scheduleRefresh();
+    this.outlierDetector?.start();
+    await this.healthChecker?.start();
+  }
+
+  /**
+   * Sets or clears one of a host's health flags; when that changes whether the host is healthy, load balancing
+   * and the membership gauges follow. Active health checks and outlier detection change flags only through here.
+   */
+  setHostHealthFlag(host: Host, flag: number, on: boolean): void {
+    const flags = on ? host.healthFlags | flag : host.healthFlags & ~flag;
+    if (flags === host.healthFlags) return;
+    const wasHealthy = host.healthy;
+    host.healthFlags = flags;
+    if (host.healthy !== wasHealthy && !this.closed) this.refreshLoadBalancing();
+  }
+
+  hasTraffic(): boolean {
+    return this.stats.counters[C.upstream_cx_total]! > 0;
+  }
+
+  onActiveHealthCheckSuccess(host: Host): void {
+    this.outlierDetector?.onActiveHealthCheckSuccess(host);
   }
 
   /** The host for the next request, or undefined when the cluster has none. */
@@ -110,6 +161,17 @@ export class Cluster {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.refreshTimer);
+    const checker = this.healthChecker;
+    if (checker !== undefined) {
+      checker.close();
+      this.statsStore.release(checker.stats);
+    }
+    const detector = this.outlierDetector;
+    if (detector !== undefined) {
+      detector.close();
+      this.statsStore.release(detector.stats);
+    }
+    if (this.lbStats !== undefined) this.statsStore.release(this.lbStats);
     this.statsStore.release(this.stats);
     this.resources.release();
     await Promise.all(this.hosts.map((h) => h.close()));
@@ -146,22 +208,23 @@ export class Cluster {
             continue;
           }
         }
-        const keyHost = new Host(
-          address,
-          spec.port,
-          spec.hostname,
-          spec.weight,
-          spec.priority,
-          spec.healthy,
-          this.settings,
-          this.stats,
-          this.resources.forPriority(false).connections,
-        );
+        const keyHost = new Host(address, spec.port, spec.hostname, spec.weight, spec.priority, spec.healthy, this.settings, this.stats, spec, this.resources.forPriority(false).connections);
         next.push(previous.get(`${keyHost.key}/${keyHost.hostname}`) ?? keyHost);
       }
     });
     const kept = new Set(next);
-    for (const host of this.hosts) if (!kept.has(host)) void host.close();
+    for (const host of this.hosts) {
+      if (kept.has(host)) continue;
+      this.healthChecker?.removeHost(host);
+      this.outlierDetector?.removeHost(host);
+      void host.close();
+    }
+    const known = new Set(this.hosts);
+    for (const host of next) {
+      if (known.has(host)) continue;
+      this.healthChecker?.addHost(host);
+      this.outlierDetector?.addHost(host);
+    }
     const changed = next.length !== this.hosts.length || next.some((host, i) => host !== this.hosts[i]);
     this.hosts = next;
     this.refreshLoadBalancing();
@@ -191,27 +254,47 @@ export class Cluster {
   }
 
   private newBalancer(): PriorityLoadBalancer {
-    return new PriorityLoadBalancer(this.hosts, this.lbPolicy, Math.random, this.overprovisioningFactor, this.panicThreshold);
+    return new PriorityLoadBalancer(this.hosts, this.lbPolicy, Math.random, this.overprovisioningFactor, this.panicThreshold, {
+      localityWeighted: this.localityWeighted,
+      stats: this.stats,
+    });
   }
 }
 
-/** Endpoints configured UNHEALTHY, DRAINING or TIMEOUT count as unhealthy, as EDS health does in Envoy. */
-function isHealthy(lbEndpoint: LbEndpoint): boolean {
+/** The configured health status; UNKNOWN shows as HEALTHY, as in Envoy's admin output. */
+function edsHealthStatus(lbEndpoint: LbEndpoint): EdsHealthStatus {
   const status = lbEndpoint.health_status ?? 'UNKNOWN';
-  return status === 'UNKNOWN' || status === 'HEALTHY' || status === 'DEGRADED';
+  return status === 'UNKNOWN' ? 'HEALTHY' : status;
 }
 
 function endpointSpec(locality: LocalityLbEndpoints, lbEndpoint: LbEndpoint): EndpointSpec {
-  const socket = lbEndpoint.endpoint?.address?.socket_address ?? {};
+  const endpoint = lbEndpoint.endpoint;
+  const socket = endpoint?.address?.socket_address ?? {};
   const address = socket.address ?? '';
+  const status = edsHealthStatus(lbEndpoint);
+  const healthCheck = endpoint?.health_check_config;
   return {
     address,
     port: socket.port_value ?? 0,
     // An IP endpoint has no host name unless it is given one: auto_host_rewrite then leaves Host alone.
-    hostname: lbEndpoint.endpoint?.hostname || (isIP(address) === 0 ? address : ''),
-    healthy: isHealthy(lbEndpoint),
+    hostname: endpoint?.hostname || (isIP(address) === 0 ? address : ''),
+    // UNHEALTHY, DRAINING and TIMEOUT fail EDS health, as in Envoy.
+    healthy: status === 'HEALTHY' || status === 'DEGRADED',
+    edsHealthStatus: status,
     weight: lbEndpoint.load_balancing_weight ?? 1,
     priority: locality.priority ?? 0,
+    locality: {
+      region: locality.locality?.region ?? '',
+      zone: locality.locality?.zone ?? '',
+      subZone: locality.locality?.sub_zone ?? '',
+      weight: locality.load_balancing_weight ?? 0,
+    },
+    healthCheckConfig: {
+      port: healthCheck?.port_value ?? 0,
+      address: healthCheck?.address?.socket_address?.address ?? '',
+      hostname: healthCheck?.hostname ?? '',
+      disabled: healthCheck?.disable_active_health_check ?? false,
+    },
   };
 }
 

@@ -3,6 +3,8 @@ import type { TLSSocket } from 'node:tls';
 import { Pool, buildConnector } from 'undici';
 import { StatScope } from '../../stats/store.js';
 import type { ClusterSettings } from './cluster-settings.js';
+import type { HostHealthCheck } from './health/health-checker.js';
+import type { HostOutlierMonitor } from './health/outlier-detector.js';
 import type { Resource } from './resource-manager.js';
 import { CLUSTER_STATS, HOST_STATS } from './stats.js';
 
@@ -13,14 +15,71 @@ const HC = HOST_STATS.c;
 const HG = HOST_STATS.g;
 
 /**
- * One upstream endpoint: an address to connect to, its load-balancing weight and priority, and a keep-alive
- * connection pool created on first use. A host outlives configuration changes that keep its address, so its
- * pooled connections survive them too.
+ * Envoy's `Host::HealthFlag` bits, in Envoy's order (the order `/clusters` prints them in). A host is healthy when
+ * none of the FAILED_* bits is set; the others only inform.
  */
+export const HealthFlag = {
+  FAILED_ACTIVE_HC: 0x1,
+  FAILED_OUTLIER_CHECK: 0x2,
+  FAILED_EDS_HEALTH: 0x4,
+  /** The last active check answered with `x-envoy-immediate-health-check-fail`. */
+  EXCLUDED_VIA_IMMEDIATE_HC_FAIL: 0x80,
+  /** The last active check timed out. */
+  ACTIVE_HC_TIMEOUT: 0x100,
+} as const;
+
+const UNHEALTHY = HealthFlag.FAILED_ACTIVE_HC | HealthFlag.FAILED_OUTLIER_CHECK | HealthFlag.FAILED_EDS_HEALTH;
+
+/** `/clusters` names of the health flags, in Envoy's order. */
+export const HEALTH_FLAG_NAMES: ReadonlyArray<readonly [number, string]> = [
+  [HealthFlag.FAILED_ACTIVE_HC, 'failed_active_hc'],
+  [HealthFlag.FAILED_OUTLIER_CHECK, 'failed_outlier_check'],
+  [HealthFlag.FAILED_EDS_HEALTH, 'failed_eds_health'],
+  [HealthFlag.EXCLUDED_VIA_IMMEDIATE_HC_FAIL, 'excluded_via_immediate_hc_fail'],
+  [HealthFlag.ACTIVE_HC_TIMEOUT, 'active_hc_timeout'],
+];
+
+/** The endpoint's `health_status` as configured (UNKNOWN reads HEALTHY, as Envoy's admin shows it). */
+export type EdsHealthStatus = 'HEALTHY' | 'UNHEALTHY' | 'DRAINING' | 'TIMEOUT' | 'DEGRADED';
+
+/** Where a host sits (`LocalityLbEndpoints.locality`) and that locality's `load_balancing_weight` (0 if unset). */
+export interface HostLocality {
+  readonly region: string;
+  readonly zone: string;
+  readonly subZone: string;
+  readonly weight: number;
+}
+
+/** The endpoint's `health_check_config`: where active checks go instead of the host's own address. */
+export interface HostHealthCheckConfig {
+  /** 0: the host's port. */
+  readonly port: number;
+  /** Empty: the host's address. */
+  readonly address: string;
+  /** The Host header of HTTP checks; empty: the check's `host`, else the cluster name. */
+  readonly hostname: string;
+  readonly disabled: boolean;
+}
+
+const NO_LOCALITY: HostLocality = { region: '', zone: '', subZone: '', weight: 0 };
+const DEFAULT_HEALTH_CHECK_CONFIG: HostHealthCheckConfig = { port: 0, address: '', hostname: '', disabled: false };
+
+/** What an endpoint says about itself besides its address, weight and priority. */
+export interface HostPlacement {
+  locality?: HostLocality;
+  edsHealthStatus?: EdsHealthStatus;
+  healthCheckConfig?: HostHealthCheckConfig;
+}
+
 function hostKey(address: string, port: number): string {
   return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
+/**
+ * One upstream endpoint: an address to connect to, its load-balancing weight and priority, and a keep-alive
+ * connection pool created on first use. A host outlives configuration changes that keep its address, so its
+ * pooled connections survive them too.
+ */
 export class Host {
   /** `ip:port`, as Envoy prints upstream hosts (`%UPSTREAM_HOST%`, `/clusters`). */
   key: string;
@@ -29,6 +88,18 @@ export class Host {
   /** Requests dispatched to this host and still waiting for a connection. */
   pendingRequests = 0;
   private pool: Pool | undefined;
+  /**
+   * `HealthFlag` bits. Only `Cluster.setHostHealthFlag` changes them, so that load balancing and the membership
+   * gauges follow.
+   */
+  healthFlags: number;
+  readonly edsHealthStatus: EdsHealthStatus;
+  readonly locality: HostLocality;
+  readonly healthCheckConfig: HostHealthCheckConfig;
+  /** The host's outlier detection monitor when the cluster has `outlier_detection`: the request path reports to it. */
+  outlier: HostOutlierMonitor | undefined;
+  /** The host's active health check session, when the cluster has one. */
+  healthCheck: HostHealthCheck | undefined;
 
   constructor(
     /** The IP address new connections go to; LOGICAL_DNS clusters change it on re-resolution. */
@@ -41,18 +112,25 @@ export class Host {
     readonly hostname: string,
     readonly weight: number,
     readonly priority: number,
-    /**
-     * False for endpoints configured `UNHEALTHY`, `DRAINING` or `TIMEOUT`. Whatever changes it must then call
-     * the cluster's `refreshLoadBalancing()`.
-     */
-    public healthy: boolean,
+    /** False for endpoints configured `UNHEALTHY`, `DRAINING` or `TIMEOUT` (FAILED_EDS_HEALTH). */
+    edsHealthy: boolean,
     private readonly settings: ClusterSettings,
     /** The stats of the cluster this host belongs to. */
     readonly clusterStats: StatScope,
+    placement: HostPlacement = {},
     /** The cluster's `max_connections` circuit breaker, which this host's connections count against. */
     private readonly connectionLimit?: Resource,
   ) {
     this.key = hostKey(address, port);
+    this.healthFlags = edsHealthy ? 0 : HealthFlag.FAILED_EDS_HEALTH;
+    this.edsHealthStatus = placement.edsHealthStatus ?? (edsHealthy ? 'HEALTHY' : 'UNHEALTHY');
+    this.locality = placement.locality ?? NO_LOCALITY;
+    this.healthCheckConfig = placement.healthCheckConfig ?? DEFAULT_HEALTH_CHECK_CONFIG;
+  }
+
+  /** No FAILED_* flag: load balancers use the host (outside panic). */
+  get healthy(): boolean {
+    return (this.healthFlags & UNHEALTHY) === 0;
   }
 
   /** Points new connections at another address (LOGICAL_DNS re-resolution); pooled ones stay where they are. */

@@ -1,6 +1,9 @@
+import type { StatScope } from '../../stats/store.js';
 import type { Host } from './host.js';
 import { Hash64 } from './lb/hash.js';
+import { LocalityLevel } from './lb/locality.js';
 import type { LbPolicy, LevelBalancer, RandomSource } from './lb/policy.js';
+import { CLUSTER_STATS } from './stats.js';
 
 /** What a load balancer may ask of the request it chooses a host for. */
 export interface LoadBalancerContext {
@@ -16,6 +19,18 @@ interface PriorityLevel {
   cumulativeLoad: number;
   /** Over the level's healthy hosts, or all of them in panic; undefined when that set is empty. */
   balancer: LevelBalancer | undefined;
+  /** Balancing over all hosts, healthy or not: each pick counts `lb_healthy_panic`. */
+  panic: boolean;
+}
+
+export interface PriorityLoadBalancerOptions {
+  /**
+   * `locality_weighted_lb_config`: within a level, a locality is picked by its effective weight first, then a host
+   * within it by the policy. Hashing policies ignore it.
+   */
+  localityWeighted?: boolean;
+  /** The cluster's stats, for `lb_healthy_panic`. */
+  stats?: StatScope;
 }
 
 /**
@@ -27,7 +42,8 @@ interface PriorityLevel {
  * load follows host counts instead. With the threshold at 0 and nothing healthy, there is no host.
  *
  * Each level gets its own instance of the cluster's policy, built here: a new PriorityLoadBalancer is the
- * rebuild after any change of membership or health.
+ * rebuild after any change of membership or health. With locality weighting, a level whose localities have any
+ * effective weight picks a locality first (even in panic, as Envoy does) and gets one policy instance per locality.
  */
 export class PriorityLoadBalancer {
   private readonly levels: PriorityLevel[];
@@ -35,6 +51,7 @@ export class PriorityLoadBalancer {
   private readonly single: boolean;
   /** The request's hash, reused for every pick. */
   private readonly hash = new Hash64();
+  private readonly stats: StatScope | undefined;
 
   constructor(
     hosts: readonly Host[],
@@ -42,7 +59,9 @@ export class PriorityLoadBalancer {
     private readonly random: RandomSource,
     overprovisioningFactor = 140,
     panicThreshold = 50,
+    options: PriorityLoadBalancerOptions = {},
   ) {
+    this.stats = options.stats;
     const byPriority = new Map<number, Host[]>();
     for (const host of hosts) {
       const list = byPriority.get(host.priority) ?? [];
@@ -63,10 +82,13 @@ export class PriorityLoadBalancer {
       loads = distribute(groups.map((list) => Math.floor((100 * list.length) / hosts.length)), 0);
     }
     let cumulative = 0;
+    const localityWeighted = options.localityWeighted === true && !policy.hashing;
     this.levels = groups.map((list, i): PriorityLevel => {
       cumulative += loads[i]!;
+      const byLocality = localityWeighted ? LocalityLevel.build(list, policy, overprovisioningFactor) : undefined;
+      if (byLocality !== undefined) return { cumulativeLoad: cumulative, balancer: byLocality, panic: false };
       const members = panic[i] ? list : healthy[i]!;
-      return { cumulativeLoad: cumulative, balancer: members.length > 0 ? policy.create(members) : undefined };
+      return { cumulativeLoad: cumulative, balancer: members.length > 0 ? policy.create(members) : undefined, panic: panic[i]! };
     });
     this.single = this.levels.length <= 1 || loads[0] === 100;
   }
@@ -86,7 +108,9 @@ export class PriorityLoadBalancer {
     }
     let i = 0;
     while (i < levels.length - 1 && draw >= levels[i]!.cumulativeLoad) i++;
-    return levels[i]!.balancer?.choose(hash);
+    const level = levels[i]!;
+    if (level.panic && this.stats !== undefined) this.stats.counters[CLUSTER_STATS.c.lb_healthy_panic]++;
+    return level.balancer?.choose(hash);
   }
 }
 

@@ -54,6 +54,7 @@ export const CLUSTER_STATS = defineStats({
     'ssl.connection_error',
     'ssl.fail_verify_error',
     'ssl.fail_verify_san',
+    'lb_healthy_panic',
   ],
   gauges: [
     'upstream_cx_active',
@@ -81,5 +82,59 @@ export const CLUSTER_MANAGER_STATS = defineStats({
   sharedCounters: ['cluster_added'],
   gauges: ['active_clusters', 'warming_clusters'],
   sharedGauges: ['active_clusters', 'warming_clusters'],
+  histograms: [],
+});
+
+/** `cluster.<name>.health_check.`: the cluster's active health checker (Envoy's ALL_HEALTH_CHECKER_STATS). */
+export const HEALTH_CHECK_STATS = defineStats({
+  counters: ['attempt', 'success', 'failure', 'network_failure', 'passive_failure', 'verify_cluster'],
+  gauges: ['healthy', 'degraded'],
+  // Every worker checks the same hosts: their views agree, they do not add up.
+  sharedGauges: ['healthy', 'degraded'],
+  histograms: [],
+});
+
+/**
+ * The kinds of ejection, as Envoy names them in `ejections_{detected,enforced}_<kind>`; the order is the
+ * outlier detector's `EjectionType`.
+ */
+export const EJECTION_KINDS = [
+  'consecutive_5xx',
+  'consecutive_gateway_failure',
+  'consecutive_local_origin_failure',
+  'success_rate',
+  'local_origin_success_rate',
+  'failure_percentage',
+  'failure_percentage_local_origin',
+] as const;
+
+/** `cluster.<name>.outlier_detection.` (Envoy's ALL_OUTLIER_DETECTION_STATS, deprecated counters included). */
+export const OUTLIER_DETECTION_STATS = defineStats({
+  counters: [
+    'ejections_enforced_total',
+    'ejections_overflow',
+    ...EJECTION_KINDS.map((kind) => `ejections_enforced_${kind}` as const),
+    ...EJECTION_KINDS.map((kind) => `ejections_detected_${kind}` as const),
+    'ejections_total',
+    'ejections_consecutive_5xx',
+    'ejections_success_rate',
+  ],
+  gauges: ['ejections_active'],
+  histograms: [],
+});
+
+/** `cluster.<name>.ring_hash_lb.`, for RING_HASH clusters. */
+export const RING_HASH_LB_STATS = defineStats({
+  counters: [],
+  gauges: ['size', 'min_hashes_per_host', 'max_hashes_per_host'],
+  sharedGauges: ['size', 'min_hashes_per_host', 'max_hashes_per_host'],
+  histograms: [],
+});
+
+/** `cluster.<name>.maglev_lb.`, for MAGLEV clusters. */
+export const MAGLEV_LB_STATS = defineStats({
+  counters: [],
+  gauges: ['min_entries_per_host', 'max_entries_per_host'],
+  sharedGauges: ['min_entries_per_host', 'max_entries_per_host'],
   histograms: [],
 });

@@ -11,6 +11,9 @@ import { type LevelBalancer, normalizedWeights } from './policy.js';
 export class MaglevTable implements LevelBalancer {
   private readonly table: Int32Array;
   private readonly hosts: Host[];
+  /** The fewest and the most table entries any host has (Envoy's `maglev_lb.{min,max}_entries_per_host`). */
+  readonly minEntriesPerHost: number;
+  readonly maxEntriesPerHost: number;
 
   constructor(hosts: readonly Host[], private readonly size: number) {
     const sorted = [...hosts].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -40,6 +43,10 @@ export class MaglevTable implements LevelBalancer {
     }
     this.table = table;
     this.hosts = sorted;
+    const perHost = new Int32Array(n);
+    for (let c = 0; c < size; c++) perHost[table[c]!]!++;
+    this.minEntriesPerHost = Math.min(...perHost);
+    this.maxEntriesPerHost = Math.max(...perHost);
   }
 
   choose(hash: Hash64): Host {

@@ -1,4 +1,5 @@
 import type { envoy } from '../../../generated/envoy.js';
+import type { StatSchema, StatScope } from '../../../stats/store.js';
 import type { Runtime } from '../../runtime/runtime.js';
 import type { Host } from '../host.js';
 import type { Hash64 } from './hash.js';
@@ -7,6 +8,7 @@ import { MaglevTable } from './maglev.js';
 import { RandomLevel } from './random.js';
 import { RingHash } from './ring-hash.js';
 import { RoundRobinLevel } from './round-robin.js';
+import { MAGLEV_LB_STATS, RING_HASH_LB_STATS } from '../stats.js';
 
 type ClusterConfig = envoy.config.cluster.v3.Cluster;
 
@@ -30,8 +32,19 @@ export interface LbPolicy {
   create(hosts: readonly Host[]): LevelBalancer;
 }
 
-/** The policy of a (validated) cluster; `random` drives every random choice it makes. */
-export function compileLbPolicy(cluster: ClusterConfig, runtime: Runtime | undefined, random: RandomSource): LbPolicy {
+/** The stats a policy reports its structures to, and their scope under the cluster's: RING_HASH and MAGLEV only. */
+export function lbPolicyStats(cluster: ClusterConfig): { schema: StatSchema; scope: string } | undefined {
+  const policy = cluster.lb_policy ?? 'ROUND_ROBIN';
+  if (policy === 'RING_HASH') return { schema: RING_HASH_LB_STATS, scope: 'ring_hash_lb.' };
+  if (policy === 'MAGLEV') return { schema: MAGLEV_LB_STATS, scope: 'maglev_lb.' };
+  return undefined;
+}
+
+/**
+ * The policy of a (validated) cluster; `random` drives every random choice it makes. `stats`, of the schema
+ * `lbPolicyStats` gives, receives the size of each ring or table built (the last one built wins, as in Envoy).
+ */
+export function compileLbPolicy(cluster: ClusterConfig, runtime: Runtime | undefined, random: RandomSource, stats?: StatScope): LbPolicy {
   switch (cluster.lb_policy ?? 'ROUND_ROBIN') {
     case 'LEAST_REQUEST': {
       const config = cluster.least_request_lb_config;
@@ -50,11 +63,28 @@ export function compileLbPolicy(cluster: ClusterConfig, runtime: Runtime | undef
       const min = config?.minimum_ring_size ?? 1024;
       const max = config?.maximum_ring_size ?? 8_388_608;
       const murmur = config?.hash_function === 'MURMUR_HASH_2';
-      return { hashing: true, create: (hosts) => new RingHash(hosts, min, max, murmur) };
+      return {
+        hashing: true,
+        create: (hosts) => {
+          const ring = new RingHash(hosts, min, max, murmur);
+          stats?.setGauge(RING_HASH_LB_STATS.g.size, ring.size);
+          stats?.setGauge(RING_HASH_LB_STATS.g.min_hashes_per_host, ring.minHashesPerHost);
+          stats?.setGauge(RING_HASH_LB_STATS.g.max_hashes_per_host, ring.maxHashesPerHost);
+          return ring;
+        },
+      };
     }
     case 'MAGLEV': {
       const size = cluster.maglev_lb_config?.table_size ?? 65_537;
-      return { hashing: true, create: (hosts) => new MaglevTable(hosts, size) };
+      return {
+        hashing: true,
+        create: (hosts) => {
+          const table = new MaglevTable(hosts, size);
+          stats?.setGauge(MAGLEV_LB_STATS.g.min_entries_per_host, table.minEntriesPerHost);
+          stats?.setGauge(MAGLEV_LB_STATS.g.max_entries_per_host, table.maxEntriesPerHost);
+          return table;
+        },
+      };
     }
     default:
       return { hashing: false, create: (hosts) => new RoundRobinLevel(hosts) };

@@ -13,6 +13,9 @@ export class RingHash implements LevelBalancer {
   private readonly hi: Uint32Array;
   private readonly lo: Uint32Array;
   private readonly owner: Host[];
+  /** The fewest and the most points any host has (Envoy's `ring_hash_lb.{min,max}_hashes_per_host`). */
+  readonly minHashesPerHost: number;
+  readonly maxHashesPerHost: number;
 
   constructor(hosts: readonly Host[], minRingSize: number, maxRingSize: number, murmur: boolean) {
     const weights = normalizedWeights(hosts);
@@ -39,6 +42,10 @@ export class RingHash implements LevelBalancer {
       }
     });
     const count = current;
+    const perHost = new Int32Array(hosts.length);
+    for (let i = 0; i < count; i++) perHost[hostOf[i]!]!++;
+    this.minHashesPerHost = Math.min(...perHost);
+    this.maxHashesPerHost = Math.max(...perHost);
     const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => hi[a]! - hi[b]! || lo[a]! - lo[b]!);
     this.hi = Uint32Array.from(order, (i) => hi[i]!);
     this.lo = Uint32Array.from(order, (i) => lo[i]!);

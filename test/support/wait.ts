@@ -1,0 +1,16 @@
+/**
+ * Polling until a condition holds, for expectations that depend on timers (health checks, ejections): a
+ * generous deadline rather than a fixed sleep, so a slow machine only makes the test slower.
+ */
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  description: string | (() => string),
+  { timeoutMs = 15_000, intervalMs = 25 }: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof description === 'string' ? description : description()}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
