@@ -177,6 +177,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'validate_clusters',
     'max_direct_response_body_size_bytes',
     'ignore_port_in_host_matching',
+    'request_mirror_policies',
   ],
   'envoy.config.route.v3.VirtualHost': [
     'name',
@@ -189,6 +190,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'response_headers_to_remove',
     'include_request_attempt_count',
     'include_attempt_count_in_response',
+    'request_mirror_policies',
   ],
   'envoy.config.route.v3.Route': [
     'name',
@@ -235,6 +237,15 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'timeout',
     'idle_timeout',
     'hash_policy',
+    'request_mirror_policies',
+  ],
+  // trace_sampled only matters to tracing, which Portico does not do: no copy is traced either way.
+  'envoy.config.route.v3.RouteAction.RequestMirrorPolicy': [
+    'cluster',
+    'cluster_header',
+    'runtime_fraction',
+    'trace_sampled',
+    'disable_shadow_host_suffix_append',
   ],
   // filter_state is refused: nothing in Portico puts hashable objects in filter state.
   'envoy.config.route.v3.RouteAction.HashPolicy': ['header', 'cookie', 'connection_properties', 'query_parameter', 'terminal'],

@@ -14,6 +14,7 @@ import { ResponseFlag } from '../response-flags.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { applyHeaderMutation, applyHeaderMutations, type HeaderMap, type MutationChains } from '../router/header-mutation.js';
 import type { HashPolicy, HashRequest } from '../router/hash-policy.js';
+import { type RequestMirrors, startMirrors } from '../router/request-mirror.js';
 import { ActionKind, type ForwardAction, type RedirectActionCompiled, type WeightedClusterEntry } from '../router/route-action.js';
 import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripPort, type VirtualHost } from '../router/route-table.js';
 import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
@@ -320,7 +321,9 @@ function onRequestEnd(this: TrackedRequest): void {
 /** %BYTES_RECEIVED%: request body bytes, counted as the upstream request reads them. */
 function onRequestData(this: TrackedRequest, chunk: Buffer): void {
   const stream = this[kStream];
-  if (stream !== undefined) stream.info.bytesReceived += chunk.length;
+  if (stream === undefined) return;
+  stream.info.bytesReceived += chunk.length;
+  stream.mirrors?.write(chunk);
 }
 
 /** Whether a request head announces a body (a non-chunked transfer-encoding is refused before this matters). */
@@ -370,6 +373,8 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
   private hashPolicy: HashPolicy | undefined;
   /** `Set-Cookie` values the hash policy generated, added to the upstream response. */
   private generatedCookies: string[] | undefined;
+  /** Copies of this request sent by the route's mirror policies, which get its body as it is read. */
+  mirrors: RequestMirrors | undefined;
 
   private readonly socket: Socket;
 
@@ -620,13 +625,14 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     if (action.timeoutMs > 0 && !hcm.suppressEnvoyHeaders) headers['x-envoy-expected-rq-timeout-ms'] = String(action.timeoutMs);
 
     const req = this.req;
+    const sentHeaders = upstreamHeaders(headers);
     this.upstreamStart = performance.now();
     this.startUpstream(cluster, host);
     host.dispatcher().dispatch(
       {
         path: this.head.path,
         method: this.head.method as Dispatcher.HttpMethod,
-        headers: upstreamHeaders(headers),
+        headers: sentHeaders,
         body: this.hasBody ? req : null,
         headersTimeout: 0,
         bodyTimeout: 0,
@@ -634,6 +640,10 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
       },
       this,
     );
+    if (action.mirrorPolicies !== undefined) {
+      const body = this.hasBody ? req : undefined;
+      this.mirrors = startMirrors(action.mirrorPolicies, hcm.context, this.head, sentHeaders, body, this.timeoutMs, cluster);
+    }
     if (!this.hasBody || req.complete) this.onRequestComplete();
     else req.on('end', onRequestEnd);
   }
@@ -964,6 +974,7 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     if (info.lastResponseByteMonotonic === 0) info.lastResponseByteMonotonic = now;
     const connection = (this.socket as TrackedSocket)[kConnection];
     if (connection !== undefined) connection.activeStreams--;
+    this.mirrors?.release();
     const hcm = this.hcm;
     const stats = hcm.stats;
     stats.gauges[SG.downstream_rq_active]--;

@@ -4,6 +4,7 @@ import type { ConfigError } from '../../config/errors.js';
 import { compileRegexRewrite } from '../matching/regex.js';
 import { compileHashPolicy, type HashPolicy } from './hash-policy.js';
 import { compileLevelMutations, type LevelMutations } from './header-mutation.js';
+import { compileMirrorPolicies, type MirrorPolicy } from './request-mirror.js';
 
 type RouteConfig = envoy.config.route.v3.Route;
 type RouteActionConfig = envoy.config.route.v3.RouteAction;
@@ -46,6 +47,8 @@ export interface ForwardAction {
   readonly idleTimeoutMs: number | undefined;
   /** `hash_policy`, for RING_HASH and MAGLEV clusters. */
   readonly hashPolicy: HashPolicy | undefined;
+  /** `request_mirror_policies` of the route, else of its virtual host, else of its route configuration. */
+  readonly mirrorPolicies: readonly MirrorPolicy[] | undefined;
 }
 
 export interface RedirectActionCompiled {
@@ -86,17 +89,24 @@ export function compileRouteAction(
   path: string,
   errors: ConfigError[],
   maxDirectResponseBody: number,
+  /** The virtual host's (or else the route configuration's) mirror policies, for a route without its own. */
+  outerMirrorPolicies: readonly MirrorPolicy[] | undefined,
 ): CompiledAction {
   if (route.redirect !== undefined) return compileRedirect(route.redirect, `${path}.redirect`, errors);
   if (route.direct_response !== undefined) {
     return compileDirectResponse(route.direct_response, `${path}.direct_response`, errors, maxDirectResponseBody);
   }
-  if (route.route !== undefined) return compileForward(route.route, `${path}.route`, errors);
+  if (route.route !== undefined) return compileForward(route.route, `${path}.route`, errors, outerMirrorPolicies);
   errors.push({ code: 'missing_required', path, message: 'a route needs one of route, redirect or direct_response' });
   return { kind: ActionKind.DirectResponse, status: 500, body: undefined };
 }
 
-function compileForward(action: RouteActionConfig, path: string, errors: ConfigError[]): ForwardAction {
+function compileForward(
+  action: RouteActionConfig,
+  path: string,
+  errors: ConfigError[],
+  outerMirrorPolicies: readonly MirrorPolicy[] | undefined,
+): ForwardAction {
   let total = 0;
   const weighted = action.weighted_clusters?.clusters?.map((entry, i): WeightedClusterEntry => {
     const entryPath = `${path}.weighted_clusters.clusters[${i}]`;
@@ -134,6 +144,9 @@ function compileForward(action: RouteActionConfig, path: string, errors: ConfigE
     timeoutMs: action.timeout ?? 15_000,
     idleTimeoutMs: action.idle_timeout,
     hashPolicy: compileHashPolicy(action.hash_policy, `${path}.hash_policy`, errors),
+    // Envoy does not merge levels: the most specific non-empty list applies.
+    mirrorPolicies:
+      compileMirrorPolicies(action.request_mirror_policies, `${path}.request_mirror_policies`, errors) ?? outerMirrorPolicies,
   };
 }
 

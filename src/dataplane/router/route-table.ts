@@ -8,6 +8,7 @@ import type { RequestHead } from '../stream-info.js';
 import { chainMutations, compileLevelMutations, type LevelMutations, type MutationChains } from './header-mutation.js';
 import { ActionKind, type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT_RESPONSE_BODY } from './route-action.js';
 import { RouteMatcher } from './route-matcher.js';
+import { compileMirrorPolicies, type MirrorPolicy } from './request-mirror.js';
 
 type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
 type VirtualHostConfig = envoy.config.route.v3.VirtualHost;
@@ -64,6 +65,7 @@ export class RouteEntry {
     /** The virtual host's and route configuration's mutations. */
     outer: readonly LevelMutations[],
     mostSpecificMutationsWin: boolean,
+    outerMirrorPolicies: readonly MirrorPolicy[] | undefined,
   ) {
     const match = config.match ?? {};
     this.name = config.name ?? '';
@@ -98,7 +100,7 @@ export class RouteEntry {
     this.runtimeKey = match.runtime_fraction?.runtime_key;
     this.runtimeDefault = match.runtime_fraction?.default_value;
     this.grpcOnly = match.grpc !== undefined;
-    this.action = compileRouteAction(config, path, errors, maxDirectResponseBody);
+    this.action = compileRouteAction(config, path, errors, maxDirectResponseBody, outerMirrorPolicies);
     const own = compileLevelMutations(config, path, errors);
     this.mutations = chainMutations([own, ...outer], mostSpecificMutationsWin);
     const weighted = this.action.kind === ActionKind.Forward ? this.action.weightedClusters : undefined;
@@ -201,10 +203,11 @@ export class RouteTable {
     const tableMutations = compileLevelMutations(config, path, errors);
     const mostSpecificWins = config.most_specific_header_mutations_wins ?? false;
     const maxDirectResponseBody = config.max_direct_response_body_size_bytes ?? DEFAULT_MAX_DIRECT_RESPONSE_BODY;
+    const tableMirrors = compileMirrorPolicies(config.request_mirror_policies, `${path}.request_mirror_policies`, errors);
     let fallback: VirtualHost | undefined;
     (config.virtual_hosts ?? []).forEach((vhostConfig, i) => {
       const vhostPath = `${path}.virtual_hosts[${i}]`;
-      const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime, maxDirectResponseBody, tableMutations, mostSpecificWins);
+      const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime, maxDirectResponseBody, tableMutations, mostSpecificWins, tableMirrors);
       for (const rawDomain of vhostConfig.domains ?? []) {
         const domain = rawDomain.toLowerCase();
         if (domain === '*') fallback = vhost;
@@ -258,13 +261,16 @@ function compileVirtualHost(
   maxDirectResponseBody: number,
   tableMutations: LevelMutations,
   mostSpecificWins: boolean,
+  tableMirrors: readonly MirrorPolicy[] | undefined,
 ): VirtualHost {
   const outer = [compileLevelMutations(config, path, errors), tableMutations];
+  const mirrors = compileMirrorPolicies(config.request_mirror_policies, `${path}.request_mirror_policies`, errors) ?? tableMirrors;
   return {
     name: config.name ?? '',
     routes: new RouteMatcher(
       (config.routes ?? []).map(
-        (route, i) => new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime, maxDirectResponseBody, outer, mostSpecificWins),
+        (route, i) =>
+          new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime, maxDirectResponseBody, outer, mostSpecificWins, mirrors),
       ),
     ),
     requireTls: config.require_tls ?? 'NONE',

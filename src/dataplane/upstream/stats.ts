@@ -26,6 +26,7 @@ export const CLUSTER_STATS = defineStats({
     'upstream_rq_timeout',
     'upstream_rq_rx_reset',
     'upstream_rq_tx_reset',
+    'retry_or_shadow_abandoned',
     'membership_change',
     'update_attempt',
     'update_success',
