@@ -21,6 +21,14 @@ import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info
 import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { Host } from '../upstream/host.js';
+import {
+  classifyUpstreamFailure,
+  countUpstreamRequestAssigned,
+  countUpstreamRequestEnd,
+  countUpstreamRequestStart,
+  countUpstreamResponseCode,
+  UpstreamFailure,
+} from '../upstream/request-stats.js';
 import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
 import type { Hash64 } from '../upstream/lb/hash.js';
 import type { LoadBalancerContext } from '../upstream/load-balancer.js';
@@ -35,10 +43,8 @@ const SG = HCM_STATS.g;
 const SH = HCM_STATS.h;
 const LS = LISTENER_HTTP_STATS.c;
 const CS = CLUSTER_STATS.c;
-const CG = CLUSTER_STATS.g;
 const CH = CLUSTER_STATS.h;
 const HS = HOST_STATS.c;
-const HG = HOST_STATS.g;
 
 type HcmConfig = envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager;
 type RouterConfig = envoy.extensions.filters.http.router.v3.Router;
@@ -757,28 +763,19 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     this.host = host;
     this.upstreamPending = true;
     this.upstreamActive = true;
-    const stats = cluster.stats;
-    stats.counters[CS.upstream_rq_total]++;
-    stats.counters[CS.upstream_rq_pending_total]++;
-    stats.gauges[CG.upstream_rq_active]++;
-    stats.gauges[CG.upstream_rq_pending_active]++;
-    host.stats.counters[HS.rq_total]++;
-    host.stats.gauges[HG.rq_active]++;
+    countUpstreamRequestStart(cluster, host);
   }
 
   /** The request got a connection: no longer pending. */
   private upstreamAssigned(): void {
     if (!this.upstreamPending) return;
     this.upstreamPending = false;
-    this.cluster!.stats.gauges[CG.upstream_rq_pending_active]--;
+    countUpstreamRequestAssigned(this.cluster!);
   }
 
   /** `upstream_rq_<code>`, `upstream_rq_<N>xx` and `upstream_rq_completed`, for a response from upstream or generated for it. */
   private chargeUpstreamCode(status: number): void {
-    const stats = this.cluster!.stats;
-    stats.countCode(0, status);
-    stats.counters[CS.upstream_rq_1xx + Math.floor(status / 100) - 1]++;
-    stats.counters[CS.upstream_rq_completed]++;
+    countUpstreamResponseCode(this.cluster!, status);
   }
 
   /** Ends the upstream request's accounting, once, however it ended. */
@@ -786,10 +783,7 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     if (!this.upstreamActive) return;
     this.upstreamActive = false;
     this.upstreamAssigned();
-    const host = this.host!;
-    this.cluster!.stats.gauges[CG.upstream_rq_active]--;
-    host.stats.gauges[HG.rq_active]--;
-    host.stats.counters[success ? HS.rq_success : HS.rq_error]++;
+    countUpstreamRequestEnd(this.cluster!, this.host!, success);
   }
 
   // ---- undici dispatch handler ---------------------------------------------------------------------------
@@ -873,15 +867,15 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
       this.res.destroy();
       return;
     }
-    const code = error.code ?? '';
+    const failure = classifyUpstreamFailure(error);
     this.chargeUpstreamCode(503);
-    if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+    if (error.code === 'UND_ERR_CONNECT_TIMEOUT') {
       this.info.upstreamTransportFailureReason = error.message;
       this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection timeout', ResponseFlag.UF, 'upstream_reset_before_response_started{connection_timeout}');
-    } else if (CONNECT_FAILURES.has(code)) {
+    } else if (failure === UpstreamFailure.ConnectFailure) {
       this.info.upstreamTransportFailureReason = error.message;
       this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'connection failure', ResponseFlag.UF, 'upstream_reset_before_response_started{connection_failure}');
-    } else if (error.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO') {
+    } else if (failure === UpstreamFailure.ProtocolError) {
       cluster.counters[CS.upstream_cx_protocol_error]++;
       this.sendLocalReply(503, UPSTREAM_FAILURE_PREFIX + 'protocol error', ResponseFlag.UPE, 'upstream_reset_before_response_started{protocol_error}');
     } else {
@@ -1057,16 +1051,6 @@ class ActiveStream implements Dispatcher.DispatchHandler, LoadBalancerContext, H
     this.info.lastResponseByteMonotonic = performance.now();
   }
 }
-
-const CONNECT_FAILURES = new Set([
-  'ECONNREFUSED',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EADDRNOTAVAIL',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
 
 /** Request headers for the upstream: everything received except hop-by-hop headers, as a flat list. */
 function upstreamHeaders(headers: HeaderMap): string[] {
