@@ -179,6 +179,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'validate_clusters',
     'max_direct_response_body_size_bytes',
     'ignore_port_in_host_matching',
+    'request_mirror_policies',
   ],
   'envoy.config.route.v3.VirtualHost': [
     'name',
@@ -193,6 +194,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'include_attempt_count_in_response',
     'retry_policy',
     'per_request_buffer_limit_bytes',
+    'request_mirror_policies',
   ],
   'envoy.config.route.v3.Route': [
     'name',
@@ -242,6 +244,15 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'hash_policy',
     'retry_policy',
     'priority',
+    'request_mirror_policies',
+  ],
+  // trace_sampled only matters to tracing, which Portico does not do: no copy is traced either way.
+  'envoy.config.route.v3.RouteAction.RequestMirrorPolicy': [
+    'cluster',
+    'cluster_header',
+    'runtime_fraction',
+    'trace_sampled',
+    'disable_shadow_host_suffix_append',
   ],
   // retry_priority, rate_limited_retry_back_off and retry_options_predicates are refused.
   'envoy.config.route.v3.RetryPolicy': [

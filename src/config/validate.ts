@@ -117,6 +117,7 @@ export function validateRouteConfiguration(
   errors: ConfigError[],
 ): void {
   const checkClusters = clusters !== undefined && config.validate_clusters !== false;
+  if (checkClusters) checkMirrorClusters(config.request_mirror_policies, `${path}.request_mirror_policies`, clusters, errors);
   const vhostNames = new Set<string>();
   const domains = new Map<string, string>();
   (config.virtual_hosts ?? []).forEach((vhost, i) => {
@@ -146,6 +147,7 @@ export function validateRouteConfiguration(
       }
     });
     if (!checkClusters) return;
+    checkMirrorClusters(vhost.request_mirror_policies, `${vhostPath}.request_mirror_policies`, clusters, errors);
     (vhost.routes ?? []).forEach((route, k) => {
       const action = route.route;
       if (!action) return;
@@ -153,6 +155,7 @@ export function validateRouteConfiguration(
       if (action.cluster !== undefined && !clusters.has(action.cluster)) {
         errors.push({ code: 'unknown_cluster', path: `${actionPath}.cluster`, message: `route names unknown cluster "${action.cluster}"` });
       }
+      checkMirrorClusters(action.request_mirror_policies, `${actionPath}.request_mirror_policies`, clusters, errors);
       (action.weighted_clusters?.clusters ?? []).forEach((weighted, w) => {
         if (weighted.name !== undefined && !clusters.has(weighted.name)) {
           errors.push({
@@ -163,6 +166,20 @@ export function validateRouteConfiguration(
         }
       });
     });
+  });
+}
+
+/** A fixed mirror cluster must exist, as route clusters must (a cluster named by a header is looked up per request). */
+function checkMirrorClusters(
+  policies: readonly envoy.config.route.v3.RouteAction.RequestMirrorPolicy[] | undefined,
+  path: string,
+  clusters: Set<string>,
+  errors: ConfigError[],
+): void {
+  (policies ?? []).forEach((policy, i) => {
+    if (policy.cluster && !clusters.has(policy.cluster)) {
+      errors.push({ code: 'unknown_cluster', path: `${path}[${i}].cluster`, message: `mirror policy names unknown cluster "${policy.cluster}"` });
+    }
   });
 }
 

@@ -383,4 +383,95 @@ export const LOCALITY_LOAD_BALANCING: ExampleSpec = {
   ],
 };
 
-export const EXAMPLES: ExampleSpec[] = [FRONT_PROXY, DOUBLE_PROXY_EDGE, TLS_HTTPS_HTTP, LOCALITY_LOAD_BALANCING];
+// ---------------------------------------------------------------------------------------------------------------
+// route-mirror: request mirroring with a fixed cluster and one named by a header
+
+/** Mirror deliveries are asynchronous: waits until the fake has received `count` requests in all. */
+async function mirrorReceived(service: HelloService, count: number): Promise<void> {
+  await waitFor(() => service.requests.length >= count, () => `${count} requests at the mirror (it has ${service.requests.length})`);
+}
+
+export const ROUTE_MIRROR: ExampleSpec = {
+  name: 'route-mirror',
+  tier: 1,
+  upstreams: {
+    service1: () => startHelloService(1),
+    'service1-mirror': () => startHelloService(1),
+    service2: () => startHelloService(2),
+    'service2-mirror': () => startHelloService(2),
+  },
+  instances: [
+    {
+      id: 'proxy',
+      file: 'route-mirror/envoy.yaml',
+      run: 'plane',
+      clusters: Object.fromEntries(
+        ['service1', 'service1-mirror', 'service2', 'service2-mirror'].map((name) => [name, [{ upstream: name }]]),
+      ),
+    },
+  ],
+  expectations: [
+    {
+      name: '1. GET /service/1 → service 1 body; service1 saw Host localhost:P, service1-mirror a GET /service/1 with Host localhost-shadow:P',
+      run: async (env) => {
+        const port = env.instance('proxy').listenerPort(0);
+        const main = env.upstream<HelloService>('service1');
+        const mirror = env.upstream<HelloService>('service1-mirror');
+        const before = mirror.requests.length;
+        const res = await fetchText(`${env.instance('proxy').url(0)}/service/1`, { headers: { host: `localhost:${port}` } });
+        assert.equal(res.status, 200);
+        assert.equal(res.body, helloBody(1));
+        assert.equal(main.requests.at(-1)!.headers.host, `localhost:${port}`);
+        await mirrorReceived(mirror, before + 1);
+        const copy = mirror.requests.at(-1)!;
+        assert.equal(copy.method, 'GET');
+        assert.equal(copy.url, '/service/1');
+        assert.equal(copy.headers.host, `localhost-shadow:${port}`);
+      },
+    },
+    {
+      name: '2. GET /service/2 with x-mirror-cluster: service2-mirror → service 2 body; the mirror got a GET with Host localhost-shadow:P',
+      run: async (env) => {
+        const port = env.instance('proxy').listenerPort(0);
+        const main = env.upstream<HelloService>('service2');
+        const mirror = env.upstream<HelloService>('service2-mirror');
+        const before = mirror.requests.length;
+        const res = await fetchText(`${env.instance('proxy').url(0)}/service/2`, {
+          headers: { host: `localhost:${port}`, 'x-mirror-cluster': 'service2-mirror' },
+        });
+        assert.equal(res.status, 200);
+        assert.equal(res.body, helloBody(2));
+        assert.equal(main.requests.at(-1)!.headers.host, `localhost:${port}`);
+        await mirrorReceived(mirror, before + 1);
+        assert.equal(mirror.requests.at(-1)!.method, 'GET');
+        assert.equal(mirror.requests.at(-1)!.headers.host, `localhost-shadow:${port}`);
+      },
+    },
+    {
+      name: '3. GET /service/2 without x-mirror-cluster, or naming an unknown cluster → service 2 body, nothing mirrored',
+      run: async (env) => {
+        const port = env.instance('proxy').listenerPort(0);
+        const main = env.upstream<HelloService>('service2');
+        const mirror = env.upstream<HelloService>('service2-mirror');
+        // Expectation 2 mirrored one request; this one must leave it at one in total.
+        await mirrorReceived(mirror, 1);
+        const servedBefore = main.requests.length;
+        for (const headers of [{}, { 'x-mirror-cluster': 'service2-mirror-non-existent' }] as Record<string, string>[]) {
+          const res = await fetchText(`${env.instance('proxy').url(0)}/service/2`, { headers: { host: `localhost:${port}`, ...headers } });
+          assert.equal(res.status, 200);
+          assert.equal(res.body, helloBody(2));
+        }
+        assert.equal(main.requests.length, servedBefore + 2);
+        // A copy is dispatched before the response is: one later copy to service1-mirror arriving makes a stray
+        // copy to service2-mirror all but certain to have arrived too.
+        const otherMirror = env.upstream<HelloService>('service1-mirror');
+        const otherBefore = otherMirror.requests.length;
+        await fetchText(`${env.instance('proxy').url(0)}/service/1`);
+        await mirrorReceived(otherMirror, otherBefore + 1);
+        assert.equal(mirror.requests.length, 1);
+      },
+    },
+  ],
+};
+
+export const EXAMPLES: ExampleSpec[] = [FRONT_PROXY, DOUBLE_PROXY_EDGE, TLS_HTTPS_HTTP, ROUTE_MIRROR, LOCALITY_LOAD_BALANCING];

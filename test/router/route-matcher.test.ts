@@ -35,7 +35,7 @@ function randomRoute(random: () => number, i: number): Record<string, unknown> {
 function entries(configs: Record<string, unknown>[]): RouteEntry[] {
   const errors: ConfigError[] = [];
   const runtime = new Runtime(undefined);
-  const built = configs.map((config, i) => new RouteEntry(config, `routes[${i}]`, errors, runtime, 4096, [], false, { retryPolicy: undefined, bufferLimit: undefined }));
+  const built = configs.map((config, i) => new RouteEntry(config, `routes[${i}]`, errors, runtime, 4096, [], false, { retryPolicy: undefined, bufferLimit: undefined, mirrorPolicies: undefined }));
   assert.deepEqual(errors, []);
   return built;
 }

@@ -13,17 +13,19 @@ import type { AccessLogSinks } from '../access-log/sinks.js';
 import { ResponseFlag } from '../response-flags.js';
 import { RequestBody, type RequestBodyOwner } from '../router/request-body.js';
 import { DEFAULT_RETRY_POLICY, RETRY_REQUEST_HEADERS, ResetReason, type RetryPolicy, RetryState, RetryStatus } from '../router/retry-policy.js';
-import { chargeUpstreamCode, UpstreamRequest, type UpstreamRequestOwner } from '../router/upstream-request.js';
+import { UpstreamRequest, type UpstreamRequestOwner } from '../router/upstream-request.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { applyHeaderMutation, applyHeaderMutations, type HeaderMap, type MutationChains } from '../router/header-mutation.js';
 import type { HashPolicy, HashRequest } from '../router/hash-policy.js';
+import { type RequestMirrors, startMirrors } from '../router/request-mirror.js';
 import { ActionKind, type ForwardAction, type RedirectActionCompiled, type WeightedClusterEntry } from '../router/route-action.js';
 import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripPort, type VirtualHost } from '../router/route-table.js';
 import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { LocalOriginFailure } from '../upstream/health/outlier-detector.js';
-import { type Host, isConnectFailure } from '../upstream/host.js';
+import type { Host } from '../upstream/host.js';
+import { classifyUpstreamFailure, countUpstreamResponseCode, UpstreamFailure } from '../upstream/request-stats.js';
 import type { ResourceManager } from '../upstream/resource-manager.js';
 import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
 import type { Hash64 } from '../upstream/lb/hash.js';
@@ -338,7 +340,9 @@ function onRequestEnd(this: TrackedRequest): void {
 /** %BYTES_RECEIVED%: request body bytes, counted as the upstream request reads them. */
 function onRequestData(this: TrackedRequest, chunk: Buffer): void {
   const stream = this[kStream];
-  if (stream !== undefined) stream.info.bytesReceived += chunk.length;
+  if (stream === undefined) return;
+  stream.info.bytesReceived += chunk.length;
+  stream.mirrors?.write(chunk);
 }
 
 /** Whether a request head announces a body (a non-chunked transfer-encoding is refused before this matters). */
@@ -408,6 +412,8 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
   private hashPolicy: HashPolicy | undefined;
   /** `Set-Cookie` values the hash policy generated, added to the upstream response. */
   private generatedCookies: string[] | undefined;
+  /** Copies of this request sent by the route's mirror policies, which get its body as it is read. */
+  mirrors: RequestMirrors | undefined;
 
   private readonly socket: Socket;
 
@@ -663,6 +669,11 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
 
     const req = this.req;
     this.startAttempt(host);
+    if (action.mirrorPolicies !== undefined) {
+      // Once per stream, whatever the retries: the copy carries the headers of the first attempt.
+      const body = this.hasBody ? this.req : undefined;
+      this.mirrors = startMirrors(action.mirrorPolicies, hcm.context, this.head, upstreamHeaders(this.head.headers), body, this.timeoutMs, cluster);
+    }
     if (!this.hasBody || req.complete) this.onRequestComplete();
     else req.on('end', onRequestEnd);
   }
@@ -734,7 +745,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     this.info.upstreamHost = host.key;
     if (!resources.requests.canCreate() || (host.wouldWaitForConnection() && !resources.pendingRequests.canCreate())) {
       cluster.stats.counters[CS.upstream_rq_pending_overflow]++;
-      chargeUpstreamCode(cluster.stats, 503);
+      countUpstreamResponseCode(cluster, 503);
       const prefix = this.info.upstreamRequestAttemptCount > 1 ? RETRIED_UPSTREAM_FAILURE_PREFIX : UPSTREAM_FAILURE_PREFIX;
       this.sendLocalReply(503, prefix + 'overflow', ResponseFlag.UO, 'upstream_reset_before_response_started{overflow}');
       return;
@@ -809,8 +820,9 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
   }
 
   // RequestBodyOwner: the body kept for retries.
-  onRequestBodyData(length: number): void {
-    this.info.bytesReceived += length;
+  onRequestBodyData(chunk: Buffer): void {
+    this.info.bytesReceived += chunk.length;
+    this.mirrors?.write(chunk);
   }
 
   /** Envoy gives up retrying a request whose body outgrows the buffer (`retry_or_shadow_abandoned`). */
@@ -1004,14 +1016,15 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     let message: string;
     let flag: number;
     let details: string;
-    if (code === 'UND_ERR_CONNECT_TIMEOUT' || isConnectFailure(error)) {
+    const failure = classifyUpstreamFailure(error);
+    if (failure === UpstreamFailure.ConnectFailure) {
       const timeout = code === 'UND_ERR_CONNECT_TIMEOUT';
       this.info.upstreamTransportFailureReason = error.message;
       reason = ResetReason.ConnectFailure;
       message = timeout ? 'connection timeout' : 'connection failure';
       flag = ResponseFlag.UF;
       details = timeout ? 'upstream_reset_before_response_started{connection_timeout}' : 'upstream_reset_before_response_started{connection_failure}';
-    } else if (error.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO') {
+    } else if (failure === UpstreamFailure.ProtocolError) {
       cluster.counters[CS.upstream_cx_protocol_error]++;
       reason = ResetReason.ProtocolError;
       message = 'protocol error';
@@ -1078,7 +1091,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
       this.ended = true;
       this.res.destroy();
     } else {
-      chargeUpstreamCode(cluster, 504);
+      countUpstreamResponseCode(this.cluster!, 504);
       this.sendLocalReply(504, 'upstream request timeout', ResponseFlag.UT, 'upstream_response_timeout');
     }
     this.abortUpstream('route timeout');
@@ -1142,6 +1155,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     if (info.lastResponseByteMonotonic === 0) info.lastResponseByteMonotonic = now;
     const connection = (this.socket as TrackedSocket)[kConnection];
     if (connection !== undefined) connection.activeStreams--;
+    this.mirrors?.release();
     const hcm = this.hcm;
     const stats = hcm.stats;
     stats.gauges[SG.downstream_rq_active]--;

@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 
 /** What the body tells the request it belongs to. */
 export interface RequestBodyOwner {
-  onRequestBodyData(length: number): void;
+  onRequestBodyData(chunk: Buffer): void;
   /** The body outgrew the buffer limit: it can no longer be replayed. */
   onRequestBodyOverflow(): void;
 }
@@ -61,7 +61,7 @@ export class RequestBody {
   }
 
   onData(chunk: Buffer): void {
-    this.owner.onRequestBodyData(chunk.length);
+    this.owner.onRequestBodyData(chunk);
     if (!this.overflowed) {
       if (this.size + chunk.length > this.limit) {
         this.overflowed = true;

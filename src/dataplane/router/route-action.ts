@@ -6,6 +6,7 @@ import { compileHashPolicy, type HashPolicy } from './hash-policy.js';
 import { compileLevelMutations, type LevelMutations } from './header-mutation.js';
 import { DEFAULT_RETRY_BUFFER_LIMIT } from './request-body.js';
 import { compileRetryPolicy, type RetryPolicy } from './retry-policy.js';
+import { compileMirrorPolicies, type MirrorPolicy } from './request-mirror.js';
 
 type RouteConfig = envoy.config.route.v3.Route;
 type RouteActionConfig = envoy.config.route.v3.RouteAction;
@@ -54,12 +55,16 @@ export interface ForwardAction {
   readonly highPriority: boolean;
   /** How much request body is kept for retries (`per_request_buffer_limit_bytes`); beyond it there is no retry. */
   readonly retryBufferLimit: number;
+  /** `request_mirror_policies` of the route, else of its virtual host, else of its route configuration. */
+  readonly mirrorPolicies: readonly MirrorPolicy[] | undefined;
 }
 
 /** What a virtual host gives the routes that do not set it themselves. */
 export interface VirtualHostRouteDefaults {
   readonly retryPolicy: RetryPolicy | undefined;
   readonly bufferLimit: number | undefined;
+  /** The virtual host's (or else the route configuration's) mirror policies, for a route without its own. */
+  readonly mirrorPolicies: readonly MirrorPolicy[] | undefined;
 }
 
 export interface RedirectActionCompiled {
@@ -108,7 +113,7 @@ export function compileRouteAction(
   }
   if (route.route !== undefined) {
     const bufferLimit = route.per_request_buffer_limit_bytes ?? vhostDefaults.bufferLimit ?? DEFAULT_RETRY_BUFFER_LIMIT;
-    return compileForward(route.route, `${path}.route`, errors, vhostDefaults.retryPolicy, bufferLimit);
+    return compileForward(route.route, `${path}.route`, errors, vhostDefaults.retryPolicy, bufferLimit, vhostDefaults.mirrorPolicies);
   }
   errors.push({ code: 'missing_required', path, message: 'a route needs one of route, redirect or direct_response' });
   return { kind: ActionKind.DirectResponse, status: 500, body: undefined };
@@ -120,6 +125,7 @@ function compileForward(
   errors: ConfigError[],
   vhostRetryPolicy: RetryPolicy | undefined,
   retryBufferLimit: number,
+  outerMirrorPolicies: readonly MirrorPolicy[] | undefined,
 ): ForwardAction {
   let total = 0;
   const weighted = action.weighted_clusters?.clusters?.map((entry, i): WeightedClusterEntry => {
@@ -162,6 +168,9 @@ function compileForward(
     retryPolicy: action.retry_policy ? compileRetryPolicy(action.retry_policy, `${path}.retry_policy`, errors) : vhostRetryPolicy,
     highPriority: action.priority === 'HIGH',
     retryBufferLimit,
+    // Envoy does not merge levels: the most specific non-empty list applies.
+    mirrorPolicies:
+      compileMirrorPolicies(action.request_mirror_policies, `${path}.request_mirror_policies`, errors) ?? outerMirrorPolicies,
   };
 }
 

@@ -9,6 +9,7 @@ import { chainMutations, compileLevelMutations, type LevelMutations, type Mutati
 import { ActionKind, type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT_RESPONSE_BODY, type VirtualHostRouteDefaults } from './route-action.js';
 import { compileRetryPolicy } from './retry-policy.js';
 import { RouteMatcher } from './route-matcher.js';
+import { compileMirrorPolicies, type MirrorPolicy } from './request-mirror.js';
 
 type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
 type VirtualHostConfig = envoy.config.route.v3.VirtualHost;
@@ -203,10 +204,11 @@ export class RouteTable {
     const tableMutations = compileLevelMutations(config, path, errors);
     const mostSpecificWins = config.most_specific_header_mutations_wins ?? false;
     const maxDirectResponseBody = config.max_direct_response_body_size_bytes ?? DEFAULT_MAX_DIRECT_RESPONSE_BODY;
+    const tableMirrors = compileMirrorPolicies(config.request_mirror_policies, `${path}.request_mirror_policies`, errors);
     let fallback: VirtualHost | undefined;
     (config.virtual_hosts ?? []).forEach((vhostConfig, i) => {
       const vhostPath = `${path}.virtual_hosts[${i}]`;
-      const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime, maxDirectResponseBody, tableMutations, mostSpecificWins);
+      const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime, maxDirectResponseBody, tableMutations, mostSpecificWins, tableMirrors);
       for (const rawDomain of vhostConfig.domains ?? []) {
         const domain = rawDomain.toLowerCase();
         if (domain === '*') fallback = vhost;
@@ -260,11 +262,13 @@ function compileVirtualHost(
   maxDirectResponseBody: number,
   tableMutations: LevelMutations,
   mostSpecificWins: boolean,
+  tableMirrors: readonly MirrorPolicy[] | undefined,
 ): VirtualHost {
   const outer = [compileLevelMutations(config, path, errors), tableMutations];
   const defaults: VirtualHostRouteDefaults = {
     retryPolicy: config.retry_policy ? compileRetryPolicy(config.retry_policy, `${path}.retry_policy`, errors) : undefined,
     bufferLimit: config.per_request_buffer_limit_bytes,
+    mirrorPolicies: compileMirrorPolicies(config.request_mirror_policies, `${path}.request_mirror_policies`, errors) ?? tableMirrors,
   };
   return {
     name: config.name ?? '',

@@ -4,18 +4,16 @@
  * circuit breakers. What to do with a response or a failure (forward it, retry) is the owner's decision.
  */
 import type { Dispatcher } from 'undici';
-import type { StatScope } from '../../stats/store.js';
 import type { Cluster } from '../upstream/cluster.js';
 import { LocalOriginFailure } from '../upstream/health/outlier-detector.js';
 import type { Host } from '../upstream/host.js';
 import type { ResourceManager } from '../upstream/resource-manager.js';
+import { countUpstreamRequestAssigned, countUpstreamRequestEnd, countUpstreamRequestStart, countUpstreamResponseCode } from '../upstream/request-stats.js';
 import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
 
 const CS = CLUSTER_STATS.c;
-const CG = CLUSTER_STATS.g;
 const CH = CLUSTER_STATS.h;
 const HS = HOST_STATS.c;
-const HG = HOST_STATS.g;
 
 type Headers = Record<string, string | string[] | undefined>;
 
@@ -29,13 +27,6 @@ export interface UpstreamRequestOwner {
   onUpstreamReset(attempt: UpstreamRequest, error: Error & { code?: string }): void;
   /** `per_try_timeout` (idle false) or `per_try_idle_timeout` (idle true) expired; the attempt is already abandoned. */
   onPerTryTimeout(attempt: UpstreamRequest, idle: boolean): void;
-}
-
-/** `upstream_rq_<code>`, `upstream_rq_<N>xx` and `upstream_rq_completed`, for a response from upstream or generated for it. */
-export function chargeUpstreamCode(stats: StatScope, status: number): void {
-  stats.countCode(0, status);
-  stats.counters[CS.upstream_rq_1xx + Math.floor(status / 100) - 1]++;
-  stats.counters[CS.upstream_rq_completed]++;
 }
 
 function onPerTryTimer(attempt: UpstreamRequest): void {
@@ -72,13 +63,7 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
     private readonly perTryTimeoutMs: number,
     private readonly perTryIdleTimeoutMs: number,
   ) {
-    const stats = cluster.stats;
-    stats.counters[CS.upstream_rq_total]++;
-    stats.counters[CS.upstream_rq_pending_total]++;
-    stats.gauges[CG.upstream_rq_active]++;
-    stats.gauges[CG.upstream_rq_pending_active]++;
-    host.stats.counters[HS.rq_total]++;
-    host.stats.gauges[HG.rq_active]++;
+    countUpstreamRequestStart(cluster, host);
     host.pendingRequests++;
     resources.pendingRequests.inc();
     resources.requestsChanged();
@@ -104,7 +89,7 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
   }
 
   chargeCode(status: number): void {
-    chargeUpstreamCode(this.cluster.stats, status);
+    countUpstreamResponseCode(this.cluster, status);
   }
 
   /** The same under `retry.`, for a response that was retried instead of forwarded. */
@@ -193,7 +178,7 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
   private assigned(): void {
     if (!this.pending) return;
     this.pending = false;
-    this.cluster.stats.gauges[CG.upstream_rq_pending_active]--;
+    countUpstreamRequestAssigned(this.cluster);
     this.host.pendingRequests--;
     const resources = this.resources;
     resources.pendingRequests.dec();
@@ -207,16 +192,13 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
     const resources = this.resources;
     if (this.pending) {
       this.pending = false;
-      this.cluster.stats.gauges[CG.upstream_rq_pending_active]--;
+      countUpstreamRequestAssigned(this.cluster);
       this.host.pendingRequests--;
       resources.pendingRequests.dec();
     } else {
       resources.requests.dec();
     }
     resources.requestsChanged();
-    const host = this.host;
-    this.cluster.stats.gauges[CG.upstream_rq_active]--;
-    host.stats.gauges[HG.rq_active]--;
-    host.stats.counters[success ? HS.rq_success : HS.rq_error]++;
+    countUpstreamRequestEnd(this.cluster, this.host, success);
   }
 }
