@@ -94,4 +94,17 @@ describe('the periodic resync', () => {
     await convergence(control, 3, '/by-sql/x');
     assert.match(b.output(), /LISTEN portico_config: terminating connection/);
   });
+
+  it('catches up when its LISTEN connection comes back, even with no resync due', async (t) => {
+    if (!postgres) return t.skip(POSTGRES_MISSING);
+    const killed = await sql.query(
+      "SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE application_name = 'control' AND query LIKE 'LISTEN %'",
+    );
+    assert.deepEqual(killed.rows, [{ killed: true }]);
+    // Notified while the control process has no listener (it reconnects a second later): only the catch-up
+    // that follows the reconnection can tell it, since its resync is 10 minutes away.
+    const put = await httpRequest(`${a.api}/api/v1/mappings/missed`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(mapping('missed')) });
+    assert.equal(put.headers['x-portico-config-version'], '4');
+    t.diagnostic(`the control process served version 4 ${await convergence(control, 4, '/missed/x')} ms after the write`);
+  });
 });

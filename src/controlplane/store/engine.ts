@@ -79,18 +79,31 @@ export async function openPostgres(url: string, onError: (message: string) => vo
   const listeners: Client[] = [];
   let closed = false;
 
-  const listen = async (channel: string, onNotify: (payload: string) => void): Promise<void> => {
+  /** `reconnecting`: after a lost connection, whatever was notified in between is missed, so say so once. */
+  const listen = async (channel: string, onNotify: (payload: string) => void, reconnecting = false): Promise<void> => {
     const client = new pg.Client({ connectionString: url });
+    let retrying = false;
     const retry = () => {
-      listeners.splice(listeners.indexOf(client), 1);
-      if (!closed) setTimeout(() => listen(channel, onNotify).catch((err: Error) => onError(`LISTEN ${channel}: ${err.message}`)), 1000).unref();
+      if (retrying) return;
+      retrying = true;
+      const index = listeners.indexOf(client);
+      if (index >= 0) listeners.splice(index, 1);
+      if (!closed) setTimeout(() => listen(channel, onNotify, true).catch((err: Error) => onError(`LISTEN ${channel}: ${err.message}`)), 1000).unref();
     };
     client.on('notification', (n) => n.channel === channel && onNotify(n.payload ?? ''));
     client.on('error', (err) => onError(`LISTEN ${channel}: ${err.message}`));
     client.once('end', retry);
     listeners.push(client);
-    await client.connect();
-    await client.query(`LISTEN ${channel}`);
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${channel}`);
+    } catch (err) {
+      // At start-up the caller hears of it; later, keep trying.
+      if (reconnecting) retry();
+      void client.end().catch(() => undefined);
+      throw err;
+    }
+    if (reconnecting) onNotify('');
   };
 
   return {
