@@ -50,6 +50,8 @@ export function simpleBootstrap(options: {
   listenerPort?: number;
   /** Adds an admin endpoint on this port. */
   adminPort?: number;
+  /** YAML list items: HTTP filters before the router. */
+  httpFilters?: string;
 }): string {
   const admin = options.adminPort === undefined ? '' : `admin: { address: { socket_address: { address: 127.0.0.1, port_value: ${options.adminPort} } } }`;
   return `${admin}
@@ -72,6 +74,7 @@ ${indent(options.routeConfigExtra ?? '', 12)}
               routes:
 ${indent(options.routes, 14)}
           http_filters:
+${indent(options.httpFilters ?? '', 10)}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
