@@ -9,11 +9,10 @@ import { checkBootstrap, parseDocument } from '../../src/config/load.js';
 import type { ConfigError } from '../../src/config/errors.js';
 import { compileBootstrap } from '../../src/dataplane/data-plane.js';
 import { createLogger } from '../../src/util/logger.js';
-import { type RunningPortico, type Json, simpleBootstrap, startPortico, staticCluster } from '../support/portico.js';
+import { httpListener, type Json, type RunningPortico, simpleBootstrap, startPortico, staticCluster } from '../support/portico.js';
 import { httpRequest, refusedPort, type RecordingUpstream, startRecordingUpstream } from '../support/upstreams.js';
 
 const CORS_FILTER = { name: 'envoy.filters.http.cors', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors' } };
-const ROUTER = { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } };
 
 function corsPolicy(policy: Json): Json {
   return { 'envoy.filters.http.cors': { '@type': 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy', ...policy } };
@@ -29,32 +28,8 @@ function cluster(name: string, port: number): Json {
   };
 }
 
-function bootstrap(routeConfig: Json, clusters: Json[], httpFilters: Json[] = [CORS_FILTER, ROUTER]): string {
-  return JSON.stringify({
-    static_resources: {
-      listeners: [
-        {
-          address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
-          filter_chains: [
-            {
-              filters: [
-                {
-                  name: 'envoy.filters.network.http_connection_manager',
-                  typed_config: {
-                    '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-                    stat_prefix: 'ingress_http',
-                    route_config: routeConfig,
-                    http_filters: httpFilters,
-                  },
-                },
-              ],
-            },
-          ],
-        },
-      ],
-      clusters,
-    },
-  });
+function bootstrap(routeConfig: Json, clusters: Json[], httpFilters: Json[] = [CORS_FILTER], extra: Json = {}): string {
+  return JSON.stringify({ ...extra, static_resources: { listeners: [httpListener(routeConfig, {}, httpFilters)], clusters } });
 }
 
 function stat(gw: RunningPortico, name: string): number | undefined {
@@ -136,7 +111,9 @@ describe('CORS filter', () => {
           ],
         },
         clusters,
-      ).replace('"static_resources"', '"layered_runtime":{"layers":[{"name":"static","static_layer":{"cors.off":0}}]},"static_resources"'),
+        [CORS_FILTER],
+        { layered_runtime: { layers: [{ name: 'static', static_layer: { 'cors.off': 0 } }] } },
+      ),
     );
     legacy = await startPortico(
       bootstrap(
@@ -157,7 +134,7 @@ describe('CORS filter', () => {
         clusters,
       ),
     );
-    routerOnly = await startPortico(bootstrap({ name: 'plain', virtual_hosts: [{ name: 'all', domains: ['*'], routes: [route('/')] }] }, clusters, [ROUTER]));
+    routerOnly = await startPortico(bootstrap({ name: 'plain', virtual_hosts: [{ name: 'all', domains: ['*'], routes: [route('/')] }] }, clusters, []));
   });
 
   after(async () => {

@@ -108,8 +108,11 @@ function indent(text: string, spaces: number): string {
 
 export type Json = Record<string, unknown>;
 
-/** A plain-HTTP listener on a free port whose connection manager serves `routeConfig` (JSON form). */
-export function httpListener(routeConfig: Json, hcmExtra: Json = {}): Json {
+/**
+ * A plain-HTTP listener on a free port whose connection manager serves `routeConfig` (JSON form), with
+ * `httpFilters` before the router.
+ */
+export function httpListener(routeConfig: Json, hcmExtra: Json = {}, httpFilters: Json[] = []): Json {
   return {
     address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
     filter_chains: [
@@ -123,6 +126,7 @@ export function httpListener(routeConfig: Json, hcmExtra: Json = {}): Json {
               ...hcmExtra,
               route_config: routeConfig,
               http_filters: [
+                ...httpFilters,
                 {
                   name: 'envoy.filters.http.router',
                   typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },
