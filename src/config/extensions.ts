@@ -9,6 +9,9 @@ const TYPE_PREFIX = 'type.googleapis.com/';
 const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', 'envoy.filters.network.http_connection_manager'],
   ['envoy.extensions.filters.http.router.v3.Router', 'envoy.filters.http.router'],
+  // HTTP filters (src/extensions/filters/http/registry.ts): the filter's config and its per-route config.
+  ['envoy.extensions.filters.http.cors.v3.Cors', 'envoy.filters.http.cors'],
+  ['envoy.extensions.filters.http.cors.v3.CorsPolicy', 'envoy.filters.http.cors'],
   ['envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext', 'envoy.transport_sockets.tls'],
   ['envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', 'envoy.transport_sockets.tls'],
   ['envoy.extensions.upstreams.http.v3.HttpProtocolOptions', 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'],

@@ -165,6 +165,10 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   'envoy.config.accesslog.v3.ResponseFlagFilter': '*',
   'envoy.extensions.filters.http.router.v3.Router': ['dynamic_stats', 'start_child_span', 'suppress_envoy_headers', 'respect_expected_rq_timeout'],
   'envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig': [],
+  'envoy.extensions.filters.http.cors.v3.Cors': [],
+  'envoy.extensions.filters.http.cors.v3.CorsPolicy': '*',
+  // The deprecated `cors` of virtual hosts and route actions: the same fields.
+  'envoy.config.route.v3.CorsPolicy': '*',
 
   // Routing
   'envoy.config.route.v3.RouteConfiguration': [
@@ -180,6 +184,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'max_direct_response_body_size_bytes',
     'ignore_port_in_host_matching',
     'request_mirror_policies',
+    'typed_per_filter_config',
   ],
   'envoy.config.route.v3.VirtualHost': [
     'name',
@@ -195,6 +200,8 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'retry_policy',
     'per_request_buffer_limit_bytes',
     'request_mirror_policies',
+    'typed_per_filter_config',
+    'cors',
   ],
   'envoy.config.route.v3.Route': [
     'name',
@@ -208,6 +215,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'response_headers_to_add',
     'response_headers_to_remove',
     'per_request_buffer_limit_bytes',
+    'typed_per_filter_config',
   ],
   'envoy.config.route.v3.RouteMatch': [
     'prefix',
@@ -245,6 +253,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'retry_policy',
     'priority',
     'request_mirror_policies',
+    'cors',
   ],
   // trace_sampled only matters to tracing, which Portico does not do: no copy is traced either way.
   'envoy.config.route.v3.RouteAction.RequestMirrorPolicy': [

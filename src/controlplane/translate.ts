@@ -499,13 +499,18 @@ function list(value: string | string[] | undefined): string[] {
   return (Array.isArray(value) ? value : value.split(',')).map((s) => s.trim()).filter(Boolean);
 }
 
+/**
+ * Emissary's IRCORS: each origin an exact match (`*` included: Envoy's CORS filter treats a matcher of the literal
+ * `*` as "any origin"); lists joined with `, `, strings kept as written.
+ */
 function corsPolicy(cors: Cors): Json {
   const out: Json = {};
   const origins = list(cors.origins);
-  if (origins.length) out.allow_origin_string_match = origins.map((o) => (o === '*' ? { prefix: '' } : { exact: o }));
-  if (cors.methods !== undefined) out.allow_methods = list(cors.methods).join(',');
-  if (cors.headers !== undefined) out.allow_headers = list(cors.headers).join(',');
-  if (cors.exposed_headers !== undefined) out.expose_headers = list(cors.exposed_headers).join(',');
+  if (origins.length) out.allow_origin_string_match = origins.map((exact) => ({ exact }));
+  const header = (value: string | string[]): string => (Array.isArray(value) ? value.join(', ') : value);
+  if (cors.methods !== undefined) out.allow_methods = header(cors.methods);
+  if (cors.headers !== undefined) out.allow_headers = header(cors.headers);
+  if (cors.exposed_headers !== undefined) out.expose_headers = header(cors.exposed_headers);
   if (cors.max_age !== undefined) out.max_age = cors.max_age;
   if (cors.credentials !== undefined) out.allow_credentials = cors.credentials;
   return out;

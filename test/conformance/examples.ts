@@ -5,7 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { type EchoResponseBody, startEchoServer } from '../../src/echo/echo-server.js';
-import { type HelloService, helloBody, startHelloService, startToggleBackend, type ToggleBackend } from '../support/upstreams.js';
+import {
+  type HelloService,
+  helloBody,
+  type RecordingUpstream,
+  startHelloService,
+  startRecordingUpstream,
+  startToggleBackend,
+  type ToggleBackend,
+} from '../support/upstreams.js';
 import { waitFor } from '../support/wait.js';
 import { type BootstrapJson, type ExampleEnv, type ExampleSpec, fetchText } from './harness.js';
 
@@ -55,6 +63,8 @@ export const FILE_EXPECTATIONS: Record<string, FileExpectation> = {
   'tls/envoy-https-http.yaml': { mustLoad: true },
   // Its only non-core part is a stdout access log.
   'csrf/crosssite/envoy.yaml': { mustLoad: true },
+  'cors/frontend/envoy.yaml': { mustLoad: true },
+  'cors/backend/envoy.yaml': { mustLoad: true },
   'lua/envoy.yaml': {
     rejects: [
       { extension: 'envoy.filters.http.lua', path: HTTP_FILTER_0 },
@@ -474,4 +484,90 @@ export const ROUTE_MIRROR: ExampleSpec = {
   ],
 };
 
-export const EXAMPLES: ExampleSpec[] = [FRONT_PROXY, DOUBLE_PROXY_EDGE, TLS_HTTPS_HTTP, ROUTE_MIRROR, LOCALITY_LOAD_BALANCING];
+/** The cors sandbox's backend service: `GET /cors/<anything>` → 200 `Success!`. */
+function startCorsBackend(): Promise<RecordingUpstream> {
+  return startRecordingUpstream((req, res) => {
+    const ok = req.method === 'GET' && (req.url ?? '').startsWith('/cors/');
+    res.writeHead(ok ? 200 : 404, { 'content-type': 'text/plain' });
+    res.end(ok ? 'Success!' : 'not found');
+  });
+}
+
+/** The cors sandbox's frontend service: a page. */
+function startCorsPage(): Promise<RecordingUpstream> {
+  return startRecordingUpstream((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end('<html><body><h1>Envoy CORS webpage</h1></body></html>');
+  });
+}
+
+export const CORS: ExampleSpec = {
+  name: 'cors',
+  tier: 1,
+  upstreams: { 'frontend-service': startCorsPage, 'backend-service': startCorsBackend },
+  instances: [
+    { id: 'frontend', file: 'cors/frontend/envoy.yaml', run: 'plane', clusters: { frontend_service: [{ upstream: 'frontend-service' }] } },
+    { id: 'backend', file: 'cors/backend/envoy.yaml', run: 'cli', clusters: { backend_service: [{ upstream: 'backend-service' }] } },
+  ],
+  expectations: [
+    {
+      name: '1. frontend GET / returns the page (Envoy CORS webpage)',
+      run: async (env) => {
+        const res = await fetchText(`${env.instance('frontend').url(0)}/`);
+        assert.equal(res.status, 200);
+        assert.match(res.body, /Envoy CORS webpage/);
+      },
+    },
+    {
+      name: '2. backend /cors/disabled with Origin http://example.com → 200 Success!, no access-control-allow-origin',
+      run: async (env) => {
+        const res = await fetchText(`${env.instance('backend').url(0)}/cors/disabled`, { headers: { origin: 'http://example.com' } });
+        assert.equal(res.status, 200);
+        assert.equal(res.body, 'Success!');
+        assert.equal(res.headers['access-control-allow-origin'], undefined);
+      },
+    },
+    {
+      name: '3. backend /cors/open with Origin http://example.com → 200 Success! and access-control-allow-origin: http://example.com',
+      run: async (env) => {
+        const res = await fetchText(`${env.instance('backend').url(0)}/cors/open`, { headers: { origin: 'http://example.com' } });
+        assert.equal(res.status, 200);
+        assert.equal(res.body, 'Success!');
+        assert.equal(res.headers['access-control-allow-origin'], 'http://example.com');
+      },
+    },
+    {
+      name: '4. backend /cors/restricted: http://example.com gets no allow-origin, http://foo.envoyproxy.io gets its own',
+      run: async (env) => {
+        const url = `${env.instance('backend').url(0)}/cors/restricted`;
+        const other = await fetchText(url, { headers: { origin: 'http://example.com' } });
+        assert.equal(other.status, 200);
+        assert.equal(other.body, 'Success!');
+        assert.equal(other.headers['access-control-allow-origin'], undefined);
+        const allowed = await fetchText(url, { headers: { origin: 'http://foo.envoyproxy.io' } });
+        assert.equal(allowed.status, 200);
+        assert.equal(allowed.body, 'Success!');
+        assert.equal(allowed.headers['access-control-allow-origin'], 'http://foo.envoyproxy.io');
+      },
+    },
+    {
+      name: '5. backend admin /stats?filter=ingress_http lists the http.ingress_http.cors.* counters',
+      run: async (env) => {
+        const backend = env.instance('backend');
+        // One request of each kind, so that both counters have moved whatever ran before.
+        await fetchText(`${backend.url(0)}/cors/open`, { headers: { origin: 'http://example.com' } });
+        await fetchText(`${backend.url(0)}/cors/restricted`, { headers: { origin: 'http://example.com' } });
+        const counter = (body: string, name: string): number => Number(new RegExp(`^http\\.ingress_http\\.cors\\.${name}: (\\d+)$`, 'm').exec(body)?.[1]);
+        let body = '';
+        // The admin adds up the worker's stats, which it pushes or is asked for: poll until both show.
+        await waitFor(async () => {
+          const res = await fetchText(`${backend.adminUrl()}/stats?filter=ingress_http`);
+          body = res.body;
+          return counter(body, 'origin_valid') >= 1 && counter(body, 'origin_invalid') >= 1;
+        }, () => `cors counters in /stats:\n${body}`);
+      },
+    },
+  ],
+};
+
+export const EXAMPLES: ExampleSpec[] = [FRONT_PROXY, DOUBLE_PROXY_EDGE, TLS_HTTPS_HTTP, ROUTE_MIRROR, LOCALITY_LOAD_BALANCING, CORS];

@@ -25,6 +25,7 @@ import {
   RING_HASH_LB_STATS,
 } from '../../src/dataplane/upstream/stats.js';
 import { startEchoServer } from '../../src/echo/echo-server.js';
+import { CORS_STATS } from '../../src/extensions/filters/http/cors/cors-filter.js';
 import { SERVER_STATS } from '../../src/server/server-admin.js';
 import { renderPrometheus } from '../../src/stats/render.js';
 import type { StatSchema } from '../../src/stats/store.js';
@@ -42,6 +43,7 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   LISTENER_STATS: { schema: LISTENER_STATS, prefix: 'listener.<address>.' },
   LISTENER_HTTP_STATS: { schema: LISTENER_HTTP_STATS, prefix: 'listener.<address>.http.<stat_prefix>.' },
   HCM_STATS: { schema: HCM_STATS, prefix: 'http.<stat_prefix>.' },
+  CORS_STATS: { schema: CORS_STATS, prefix: 'http.<stat_prefix>.cors.' },
   CLUSTER_STATS: { schema: CLUSTER_STATS, prefix: 'cluster.<name>.' },
   CLUSTER_MANAGER_STATS: { schema: CLUSTER_MANAGER_STATS, prefix: 'cluster_manager.' },
   CIRCUIT_BREAKER_STATS: { schema: CIRCUIT_BREAKER_STATS, prefix: 'cluster.<name>.circuit_breakers.<priority>.' },
@@ -345,6 +347,8 @@ async function collectInProcess(emitted: Map<string, Kind>, cleanups: Array<() =
               routes:
 ${routes}
           http_filters:
+          - name: envoy.filters.http.cors
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors }
           - name: envoy.filters.http.router
             typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }`;
   const gw = await startPortico(`

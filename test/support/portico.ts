@@ -50,6 +50,8 @@ export function simpleBootstrap(options: {
   listenerPort?: number;
   /** Adds an admin endpoint on this port. */
   adminPort?: number;
+  /** YAML list items: HTTP filters before the router. */
+  httpFilters?: string;
 }): string {
   const admin = options.adminPort === undefined ? '' : `admin: { address: { socket_address: { address: 127.0.0.1, port_value: ${options.adminPort} } } }`;
   return `${admin}
@@ -72,6 +74,7 @@ ${indent(options.routeConfigExtra ?? '', 12)}
               routes:
 ${indent(options.routes, 14)}
           http_filters:
+${indent(options.httpFilters ?? '', 10)}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -105,8 +108,11 @@ function indent(text: string, spaces: number): string {
 
 export type Json = Record<string, unknown>;
 
-/** A plain-HTTP listener on a free port whose connection manager serves `routeConfig` (JSON form). */
-export function httpListener(routeConfig: Json, hcmExtra: Json = {}): Json {
+/**
+ * A plain-HTTP listener on a free port whose connection manager serves `routeConfig` (JSON form), with
+ * `httpFilters` before the router.
+ */
+export function httpListener(routeConfig: Json, hcmExtra: Json = {}, httpFilters: Json[] = []): Json {
   return {
     address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
     filter_chains: [
@@ -120,6 +126,7 @@ export function httpListener(routeConfig: Json, hcmExtra: Json = {}): Json {
               ...hcmExtra,
               route_config: routeConfig,
               http_filters: [
+                ...httpFilters,
                 {
                   name: 'envoy.filters.http.router',
                   typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },

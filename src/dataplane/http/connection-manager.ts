@@ -32,6 +32,8 @@ import type { Hash64 } from '../upstream/lb/hash.js';
 import type { LoadBalancerContext } from '../upstream/load-balancer.js';
 import { inBlockList } from '../cidr.js';
 import { clientAddressFromXff, compileInternalAddresses, plainAddress } from './forwarded.js';
+import { FilterHeadersStatus, type FilterCallbacks, type StreamFilter } from './filter.js';
+import { HttpFilterChain } from './filter-chain.js';
 import { LocalReplyRenderer } from './local-reply.js';
 import { compilePathNormalizer } from './path-normalization.js';
 import { HCM_STATS, LISTENER_HTTP_STATS } from './stats.js';
@@ -115,6 +117,8 @@ export class HttpConnectionManager {
   readonly server: http.Server;
   readonly statPrefix: string;
   readonly routeTable: RouteTable;
+  /** The HTTP filters before the router; undefined when the router is the only one. */
+  readonly filterChain: HttpFilterChain | undefined;
   readonly localReply: LocalReplyRenderer;
   readonly suppressEnvoyHeaders: boolean;
   /** Router `respect_expected_rq_timeout`: a trusted `x-envoy-expected-rq-timeout-ms` sets the route timeout. */
@@ -167,7 +171,9 @@ export class HttpConnectionManager {
       () => `${context.listenerStatPrefix()}http.${this.statPrefix}.`,
       `${context.listenerStatKey} http.${this.statPrefix}.`,
     );
-    this.routeTable = new RouteTable(config.route_config ?? {}, `${path}.route_config`, errors, context.runtime);
+    const filterContext = { stats: context.stats, statPrefix: this.statPrefix, runtime: context.runtime, log: context.log };
+    this.filterChain = HttpFilterChain.compile(config.http_filters, filterContext, path, errors);
+    this.routeTable = new RouteTable(config.route_config ?? {}, `${path}.route_config`, errors, context.runtime, this.filterChain);
     this.localReply = new LocalReplyRenderer(config.local_reply_config, `${path}.local_reply_config`, errors, context.runtime);
     this.accessLogs = compileAccessLogs(config.access_log, `${path}.access_log`, errors, context);
     this.suppressEnvoyHeaders = router?.suppress_envoy_headers ?? false;
@@ -287,6 +293,7 @@ export class HttpConnectionManager {
     this.server.close();
     this.context.stats.release(this.stats);
     this.context.stats.release(this.listenerStats);
+    this.filterChain?.release();
   }
 }
 
@@ -374,11 +381,16 @@ function headerTimeoutMs(value: string | string[] | undefined): number | undefin
  * UpstreamRequest and the header objects, and no closures; retry state and a body buffer only when the request
  * can be retried.
  */
-class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalancerContext, HashRequest {
+class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalancerContext, HashRequest, FilterCallbacks {
   readonly info: StreamInfo;
   readonly head: RequestHead;
   private route: RouteEntry | undefined;
   private vhost: VirtualHost | undefined;
+  private matchContext: MatchContext | undefined;
+  /** This stream's HTTP filters (the router excepted); undefined when the chain has none. */
+  private filters: StreamFilter[] | undefined;
+  /** The filter whose decodeHeaders returned StopIteration, to resume after. */
+  private stoppedFilter = 0;
   private weighted: WeightedClusterEntry | undefined;
   /** Header mutations of the route (or of its chosen weighted cluster), once a route is selected. */
   private mutations: MutationChains | undefined;
@@ -454,9 +466,17 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     try {
       this.decodeHeaders();
     } catch (err) {
-      this.hcm.context.log.error(`bug while handling ${this.head.method} ${this.head.path}: ${(err as Error).stack ?? err}`);
-      this.sendLocalReply(500, '', 0, 'internal_error', true);
+      this.onBug(err);
     }
+  }
+
+  /** A bug (in Portico or an HTTP filter): logged, counted, and a 500 for this request when it can still get one. */
+  private onBug(err: unknown): void {
+    this.hcm.context.log.error(`bug while handling ${this.head.method} ${this.head.path}: ${(err as Error).stack ?? err}`);
+    this.hcm.stats.counters[S.rq_internal_error]++;
+    // No filter runs on this reply: one of them may be what threw.
+    this.filters = undefined;
+    this.sendLocalReply(500, '', 0, 'internal_error', true);
   }
 
   /** Runs when the request head has arrived: validation, sanitising, routing and dispatch. */
@@ -538,15 +558,59 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     const vhost = hcm.routeTable.selectVirtualHost(authority.toLowerCase());
     const ctx: MatchContext | undefined = vhost ? newMatchContext(this.head) : undefined;
     const route = vhost && ctx ? vhost.routes.match(ctx) : undefined;
+    this.vhost = vhost;
+    this.route = route;
+    this.matchContext = ctx;
+    if (route !== undefined) {
+      this.mutations = route.mutations;
+      this.info.routeName = route.name;
+    }
+    const chain = hcm.filterChain;
+    if (chain !== undefined) {
+      this.filters = chain.createStreamFilters(this, route);
+      if (!this.decodeFilterHeaders(0)) return;
+    }
+    this.routeRequest();
+  }
+
+  /** Runs the filters' decodeHeaders from `first` on; false when one stopped the chain or answered. */
+  private decodeFilterHeaders(first: number): boolean {
+    const filters = this.filters!;
+    const headers = this.head.headers;
+    for (let i = first; i < filters.length; i++) {
+      const status = filters[i]!.decodeHeaders(headers);
+      if (this.ended) return false;
+      if (status === FilterHeadersStatus.StopIteration) {
+        this.stoppedFilter = i;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // FilterCallbacks
+  continueDecoding(): void {
+    if (this.ended || this.filters === undefined) return;
+    try {
+      if (this.decodeFilterHeaders(this.stoppedFilter + 1)) this.routeRequest();
+    } catch (err) {
+      this.onBug(err);
+    }
+  }
+
+  /** The router, after the filters: the request is answered by the proxy or forwarded. */
+  private routeRequest(): void {
+    const hcm = this.hcm;
+    const vhost = this.vhost;
+    const route = this.route;
+    const ctx = this.matchContext;
     if (vhost === undefined || route === undefined || ctx === undefined) {
       hcm.stats.counters[S.no_route]++;
       this.sendLocalReply(404, '', ResponseFlag.NR, 'route_not_found');
       return;
     }
-    this.vhost = vhost;
-    this.route = route;
-    this.mutations = route.mutations;
-    this.info.routeName = route.name;
+    const authority = this.head.authority;
+    const path = this.head.path;
     if (vhost.requireTls !== 'NONE' && this.head.scheme !== 'https' && (vhost.requireTls === 'ALL' || this.external)) {
       this.sendLocalReply(301, '', 0, 'via_upstream', false, `https://${authority}${path}`);
       return;
@@ -965,7 +1029,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
       const upstream = headers['set-cookie'];
       headers['set-cookie'] = upstream === undefined ? this.generatedCookies : ([] as string[]).concat(upstream, this.generatedCookies);
     }
-    this.finalizeResponseHeaders(headers);
+    if (!this.finalizeResponseHeaders(statusCode, headers)) return;
     this.info.responseCode = statusCode;
     this.info.responseCodeDetails = 'via_upstream';
     this.info.responseHeaders = headers;
@@ -1187,14 +1251,27 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
 
   // ---- responses ---------------------------------------------------------------------------------------
 
-  /** `server`, response header mutations and `x-request-id`, on proxied and local responses alike. */
-  private finalizeResponseHeaders(headers: HeaderMap): void {
+  /**
+   * `server`, response header mutations, the filters' encodeHeaders and `x-request-id`, on proxied and local
+   * responses alike. False when a filter threw: the stream was answered with a 500 instead.
+   */
+  private finalizeResponseHeaders(status: number, headers: HeaderMap): boolean {
     const hcm = this.hcm;
     const transformation = hcm.serverHeaderTransformation;
     if (transformation === 'OVERWRITE' || (transformation === 'APPEND_IF_ABSENT' && headers.server === undefined)) {
       headers.server = hcm.serverName;
     }
     if (this.mutations !== undefined) applyHeaderMutations(this.mutations.response, headers, this.info);
+    const filters = this.filters;
+    if (filters !== undefined) {
+      // As Envoy's encoder filters: after the route's mutations, in reverse chain order.
+      try {
+        for (let i = filters.length - 1; i >= 0; i--) filters[i]!.encodeHeaders(status, headers);
+      } catch (err) {
+        this.onBug(err);
+        return false;
+      }
+    }
     if (hcm.alwaysSetRequestIdInResponse && this.info.requestId) headers['x-request-id'] = this.info.requestId;
     if (this.vhost?.includeAttemptCountInResponse && this.info.upstreamRequestAttemptCount > 0) {
       headers['x-envoy-attempt-count'] = String(this.info.upstreamRequestAttemptCount);
@@ -1204,6 +1281,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
       headers.connection = 'close';
       hcm.stats.counters[S.downstream_cx_drain_close]++;
     }
+    return true;
   }
 
   /**
@@ -1221,7 +1299,6 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
       res.destroy();
       return;
     }
-    this.ended = true;
     const reply = this.hcm.localReply.render(this.info, status, body);
     const headers: HeaderMap = {};
     if (location !== undefined) headers.location = location;
@@ -1230,16 +1307,39 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     const length = Buffer.byteLength(reply.body);
     if (length > 0) headers['content-type'] = reply.contentType;
     headers['content-length'] = length;
-    this.finalizeResponseHeaders(headers);
-    if (reply.headers) applyHeaderMutation(reply.headers, headers, this.info);
+    this.sendResponse(reply.status, headers, reply.body, length, reply.headers, closeConnection);
+  }
+
+  // FilterCallbacks
+  sendHeaders(status: number, headers: HeaderMap, details: string): void {
+    if (this.ended || this.res.headersSent) return;
+    this.clearTimers();
+    this.info.responseCodeDetails = details;
+    headers['content-length'] = 0;
+    this.sendResponse(status, headers, '', 0, undefined, false);
+  }
+
+  /** Writes a whole response made by the proxy: a local reply, or a filter's own. */
+  private sendResponse(
+    status: number,
+    headers: HeaderMap,
+    body: string,
+    length: number,
+    replyMutations: Parameters<typeof applyHeaderMutation>[0] | undefined,
+    closeConnection: boolean,
+  ): void {
+    // A filter that throws on these headers gets the stream answered with a 500 instead.
+    if (!this.finalizeResponseHeaders(status, headers)) return;
+    this.ended = true;
+    if (replyMutations) applyHeaderMutation(replyMutations, headers, this.info);
     if (closeConnection) headers.connection = 'close';
     headers.date = httpDate();
-    this.info.responseCode = reply.status;
+    this.info.responseCode = status;
     this.info.responseHeaders = headers;
     const head = this.head.method === 'HEAD';
     this.info.bytesSent = head ? 0 : length;
-    res.writeHead(reply.status, headers);
-    res.end(head ? undefined : reply.body);
+    this.res.writeHead(status, headers);
+    this.res.end(head ? undefined : body);
     this.info.lastResponseByteMonotonic = performance.now();
   }
 }

@@ -40,6 +40,8 @@ export const HCM_STATS = defineStats({
     'rq_total',
     'rq_reset_after_downstream_response_started',
     'rq_retry_skipped_request_not_complete',
+    // Portico's own: requests answered with a 500 because Portico or an HTTP filter threw (a bug).
+    'rq_internal_error',
   ],
   gauges: ['downstream_cx_active', 'downstream_cx_ssl_active', 'downstream_cx_http1_active', 'downstream_rq_active'],
   histograms: ['downstream_cx_length_ms', 'downstream_rq_time'],

@@ -1,5 +1,7 @@
 import type { envoy } from '../../generated/envoy.js';
-import type { ConfigError } from '../../config/errors.js';
+import { childPath, type ConfigError } from '../../config/errors.js';
+import { CorsPolicy } from '../../extensions/filters/http/cors/cors-policy.js';
+import { compilePerFilterConfigs, type HttpFilterChain, type PerFilterConfigs } from '../http/filter-chain.js';
 import { compileHeaderMatchers } from '../matching/header-matcher.js';
 import { compileQueryParameterMatchers, parseQuery, type QueryParams } from '../matching/query-matcher.js';
 import { compileRe2, fullMatch } from '../matching/regex.js';
@@ -56,6 +58,13 @@ export class RouteEntry {
   readonly mutations: MutationChains;
   /** The same for each weighted cluster (same indexes), whose own mutations come first. */
   readonly weightedMutations: readonly MutationChains[] | undefined;
+  /**
+   * The deprecated `cors` of the route action and of the virtual host, most specific first (Envoy's
+   * RouteEntry::corsPolicy and VirtualHost::corsPolicy), which the CORS filter falls back to.
+   */
+  readonly corsPolicies: readonly CorsPolicy[];
+  /** Per filter of the connection manager's chain (same indexes), this route's resolved per-route config. */
+  readonly filterConfigs: readonly unknown[] | undefined;
 
   constructor(
     config: RouteConfig,
@@ -67,6 +76,7 @@ export class RouteEntry {
     outer: readonly LevelMutations[],
     mostSpecificMutationsWin: boolean,
     vhostDefaults: VirtualHostRouteDefaults,
+    filters: RouteFilterContext = NO_FILTERS,
   ) {
     const match = config.match ?? {};
     this.name = config.name ?? '';
@@ -106,6 +116,11 @@ export class RouteEntry {
     this.mutations = chainMutations([own, ...outer], mostSpecificMutationsWin);
     const weighted = this.action.kind === ActionKind.Forward ? this.action.weightedClusters : undefined;
     this.weightedMutations = weighted?.map((entry) => chainMutations([entry.mutations, own, ...outer], mostSpecificMutationsWin));
+    const cors = config.route?.cors;
+    const ownCors = cors === undefined ? undefined : new CorsPolicy(cors, runtime, childPath(childPath(path, 'route'), 'cors'), errors);
+    this.corsPolicies = ownCors === undefined ? filters.outerCors : [ownCors, ...filters.outerCors];
+    const levels = [compilePerFilterConfigs(config.typed_per_filter_config, runtime, path, errors), ...filters.outerLevels];
+    this.filterConfigs = filters.chain?.resolveRouteConfigs(levels, this);
   }
 
   matches(ctx: MatchContext): boolean {
@@ -176,6 +191,17 @@ function isGrpcContentType(value: string | string[] | undefined): boolean {
   return value.length === 16 || value.charCodeAt(16) === 43 /* + */;
 }
 
+/** What a route inherits for the HTTP filters from the levels around it. */
+interface RouteFilterContext {
+  readonly chain: HttpFilterChain | undefined;
+  /** The virtual host's and route configuration's `typed_per_filter_config`. */
+  readonly outerLevels: readonly (PerFilterConfigs | undefined)[];
+  /** The virtual host's deprecated `cors`, if any. */
+  readonly outerCors: readonly CorsPolicy[];
+}
+
+const NO_FILTERS: RouteFilterContext = { chain: undefined, outerLevels: [], outerCors: [] };
+
 export interface VirtualHost {
   readonly name: string;
   readonly routes: RouteMatcher;
@@ -197,7 +223,8 @@ export class RouteTable {
   private readonly prefixes: [string, VirtualHost][] = [];
   private readonly fallback: VirtualHost | undefined;
 
-  constructor(config: RouteConfiguration, path: string, errors: ConfigError[], runtime: Runtime) {
+  /** `filters`: the connection manager's HTTP filters, for which routes resolve their per-route configs. */
+  constructor(config: RouteConfiguration, path: string, errors: ConfigError[], runtime: Runtime, filters?: HttpFilterChain) {
     this.name = config.name ?? '';
     this.internalOnlyHeaders = (config.internal_only_headers ?? []).map((h) => h.toLowerCase());
     this.ignorePortInHostMatching = config.ignore_port_in_host_matching ?? false;
@@ -205,10 +232,15 @@ export class RouteTable {
     const mostSpecificWins = config.most_specific_header_mutations_wins ?? false;
     const maxDirectResponseBody = config.max_direct_response_body_size_bytes ?? DEFAULT_MAX_DIRECT_RESPONSE_BODY;
     const tableMirrors = compileMirrorPolicies(config.request_mirror_policies, `${path}.request_mirror_policies`, errors);
+    const tableFilterConfigs = compilePerFilterConfigs(config.typed_per_filter_config, runtime, path, errors);
     let fallback: VirtualHost | undefined;
     (config.virtual_hosts ?? []).forEach((vhostConfig, i) => {
       const vhostPath = `${path}.virtual_hosts[${i}]`;
-      const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime, maxDirectResponseBody, tableMutations, mostSpecificWins, tableMirrors);
+      const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime, maxDirectResponseBody, tableMutations, mostSpecificWins, tableMirrors, {
+        chain: filters,
+        outerLevels: [tableFilterConfigs],
+        outerCors: [],
+      });
       for (const rawDomain of vhostConfig.domains ?? []) {
         const domain = rawDomain.toLowerCase();
         if (domain === '*') fallback = vhost;
@@ -263,6 +295,7 @@ function compileVirtualHost(
   tableMutations: LevelMutations,
   mostSpecificWins: boolean,
   tableMirrors: readonly MirrorPolicy[] | undefined,
+  tableFilters: RouteFilterContext,
 ): VirtualHost {
   const outer = [compileLevelMutations(config, path, errors), tableMutations];
   const defaults: VirtualHostRouteDefaults = {
@@ -270,12 +303,17 @@ function compileVirtualHost(
     bufferLimit: config.per_request_buffer_limit_bytes,
     mirrorPolicies: compileMirrorPolicies(config.request_mirror_policies, `${path}.request_mirror_policies`, errors) ?? tableMirrors,
   };
+  const filters: RouteFilterContext = {
+    chain: tableFilters.chain,
+    outerLevels: [compilePerFilterConfigs(config.typed_per_filter_config, runtime, path, errors), ...tableFilters.outerLevels],
+    outerCors: config.cors === undefined ? [] : [new CorsPolicy(config.cors, runtime, childPath(path, 'cors'), errors)],
+  };
   return {
     name: config.name ?? '',
     routes: new RouteMatcher(
       (config.routes ?? []).map(
         (route, i) =>
-          new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime, maxDirectResponseBody, outer, mostSpecificWins, defaults),
+          new RouteEntry(route, `${path}.routes[${i}]`, errors, runtime, maxDirectResponseBody, outer, mostSpecificWins, defaults, filters),
       ),
     ),
     requireTls: config.require_tls ?? 'NONE',
