@@ -114,7 +114,10 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'forward_client_cert_details',
     'append_x_forwarded_port',
     'access_log',
+    'upgrade_configs',
   ],
+  // filters (a filter chain of its own for upgrades) is refused.
+  'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig': ['upgrade_type', 'enabled'],
   'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig': [
     'unix_sockets',
     'cidr_ranges',
@@ -245,7 +248,10 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'retry_policy',
     'priority',
     'request_mirror_policies',
+    'upgrade_configs',
   ],
+  // connect_config (CONNECT terminated as raw TCP) is refused.
+  'envoy.config.route.v3.RouteAction.UpgradeConfig': ['upgrade_type', 'enabled'],
   // trace_sampled only matters to tracing, which Portico does not do: no copy is traced either way.
   'envoy.config.route.v3.RouteAction.RequestMirrorPolicy': [
     'cluster',
