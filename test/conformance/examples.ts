@@ -5,8 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { type EchoResponseBody, startEchoServer } from '../../src/echo/echo-server.js';
+import { readFileSync } from 'node:fs';
+import { makeTestPki } from '../support/certificates.js';
 import { type HelloService, helloBody, startHelloService, startToggleBackend, type ToggleBackend } from '../support/upstreams.js';
 import { waitFor } from '../support/wait.js';
+import { connectWebSocket, type HandshakeResult, startWebSocketServer } from '../support/websocket.js';
 import { type BootstrapJson, type ExampleEnv, type ExampleSpec, fetchText } from './harness.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -55,6 +58,9 @@ export const FILE_EXPECTATIONS: Record<string, FileExpectation> = {
   'tls/envoy-https-http.yaml': { mustLoad: true },
   // Its only non-core part is a stdout access log.
   'csrf/crosssite/envoy.yaml': { mustLoad: true },
+  'websocket/envoy-ws.yaml': { mustLoad: true },
+  'websocket/envoy-ws-route.yaml': { mustLoad: true },
+  'websocket/envoy-wss.yaml': { mustLoad: true },
   'lua/envoy.yaml': {
     rejects: [
       { extension: 'envoy.filters.http.lua', path: HTTP_FILTER_0 },
@@ -474,4 +480,113 @@ export const ROUTE_MIRROR: ExampleSpec = {
   ],
 };
 
-export const EXAMPLES: ExampleSpec[] = [FRONT_PROXY, DOUBLE_PROXY_EDGE, TLS_HTTPS_HTTP, ROUTE_MIRROR, LOCALITY_LOAD_BALANCING];
+// websocket: upgrades at connection-manager and route level, over TLS both sides, and TCP passthrough
+
+/** `service-ws` (websocat in the sandbox): a literal reply to every message, a 400 to plain requests. */
+const startServiceWs = () => startWebSocketServer({ reply: () => '[ws] HELO' });
+
+/** `service-wss`: the same over TLS, with a throwaway self-signed certificate. */
+function startServiceWss() {
+  const pki = makeTestPki([{ name: 'service-wss', commonName: 'service-wss' }]);
+  return startWebSocketServer({
+    reply: () => '[wss] HELO',
+    tls: { cert: readFileSync(pki.file('service-wss.crt')), key: readFileSync(pki.file('service-wss.key')) },
+  });
+}
+
+/** The README's exchange: open, send HELO, expect the reply, send GOODBYE, expect the same reply again. */
+async function heloTwice(handshake: HandshakeResult, reply: string): Promise<void> {
+  assert.equal(handshake.status, 101, `the upgrade was answered ${handshake.status}: ${handshake.body}`);
+  const client = handshake.client!;
+  try {
+    client.send('HELO');
+    assert.equal(await client.receive(), reply);
+    client.send('GOODBYE');
+    assert.equal(await client.receive(), reply);
+  } finally {
+    await client.close();
+  }
+}
+
+export const WEBSOCKET_WS: ExampleSpec = {
+  name: 'websocket (envoy-ws.yaml)',
+  tier: 1,
+  upstreams: { 'service-ws': startServiceWs },
+  instances: [{ id: 'proxy', file: 'websocket/envoy-ws.yaml', run: 'plane', clusters: { service_ws: [{ upstream: 'service-ws' }] } }],
+  expectations: [
+    {
+      name: '1. ws://P/ → [ws] HELO twice',
+      run: async (env) => heloTwice(await connectWebSocket({ port: env.instance('proxy').listenerPort(), path: '/' }), '[ws] HELO'),
+    },
+  ],
+};
+
+export const WEBSOCKET_WS_ROUTE: ExampleSpec = {
+  name: 'websocket (envoy-ws-route.yaml)',
+  tier: 1,
+  upstreams: { 'service-ws': startServiceWs },
+  instances: [
+    {
+      id: 'proxy',
+      file: 'websocket/envoy-ws-route.yaml',
+      // Through `portico run`, with an admin endpoint added to read the stat of expectation 6.
+      run: 'cli',
+      clusters: { service_ws: [{ upstream: 'service-ws' }] },
+      rewrite: (json, env) => {
+        json['admin'] = { address: { socket_address: { address: '127.0.0.1', port_value: env.resolve({ admin: 'proxy' }) } } };
+      },
+    },
+  ],
+  expectations: [
+    {
+      name: '2. ws://P/ws → [ws] HELO twice',
+      run: async (env) => heloTwice(await connectWebSocket({ port: env.instance('proxy').listenerPort(), path: '/ws' }), '[ws] HELO'),
+    },
+    {
+      name: '5. plain GET / → 200 NotWebSocket; plain GET /ws is proxied and gets the upstream\'s refusal',
+      run: async (env) => {
+        const root = await fetchText(`${env.instance('proxy').url()}/`);
+        assert.equal(root.status, 200);
+        assert.equal(root.body, 'NotWebSocket\n');
+        const ws = await fetchText(`${env.instance('proxy').url()}/ws`);
+        assert.equal(ws.body, 'Only WebSocket connections are welcome here');
+      },
+    },
+    {
+      name: '6. an upgrade on / is refused: 403, empty body, connection closed, downstream_rq_ws_on_non_ws_route counted',
+      run: async (env) => {
+        const refused = await connectWebSocket({ port: env.instance('proxy').listenerPort(), path: '/' });
+        assert.equal(refused.status, 403);
+        assert.equal(refused.body, '');
+        assert.equal(refused.headers['connection'], 'close');
+        const stats = await fetchText(`${env.instance('proxy').adminUrl()}/stats?filter=ws_on_non_ws_route`);
+        assert.match(stats.body, /^http\.ingress_ws_to_ws\.downstream_rq_ws_on_non_ws_route: [1-9]/m);
+      },
+    },
+  ],
+};
+
+export const WEBSOCKET_WSS: ExampleSpec = {
+  name: 'websocket (envoy-wss.yaml)',
+  tier: 1,
+  upstreams: { 'service-wss': startServiceWss },
+  instances: [{ id: 'proxy', file: 'websocket/envoy-wss.yaml', run: 'plane', clusters: { service_wss: [{ upstream: 'service-wss' }] } }],
+  expectations: [
+    {
+      name: '3. wss://P/ (no certificate verification) → [wss] HELO twice',
+      run: async (env) =>
+        heloTwice(await connectWebSocket({ port: env.instance('proxy').listenerPort(), path: '/', tls: true }), '[wss] HELO'),
+    },
+  ],
+};
+
+export const EXAMPLES: ExampleSpec[] = [
+  FRONT_PROXY,
+  DOUBLE_PROXY_EDGE,
+  TLS_HTTPS_HTTP,
+  ROUTE_MIRROR,
+  LOCALITY_LOAD_BALANCING,
+  WEBSOCKET_WS,
+  WEBSOCKET_WS_ROUTE,
+  WEBSOCKET_WSS,
+];
