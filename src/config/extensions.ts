@@ -9,6 +9,7 @@ const TYPE_PREFIX = 'type.googleapis.com/';
 const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', 'envoy.filters.network.http_connection_manager'],
   ['envoy.extensions.filters.http.router.v3.Router', 'envoy.filters.http.router'],
+  ['envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', 'envoy.filters.network.tcp_proxy'],
   ['envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext', 'envoy.transport_sockets.tls'],
   ['envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', 'envoy.transport_sockets.tls'],
   ['envoy.extensions.upstreams.http.v3.HttpProtocolOptions', 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'],

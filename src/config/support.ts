@@ -82,6 +82,18 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   'envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher': ['san_type', 'matcher'],
   'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext': ['common_tls_context', 'sni'],
 
+  // TCP proxy
+  'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy': [
+    'stat_prefix',
+    'cluster',
+    'weighted_clusters',
+    'idle_timeout',
+    'access_log',
+    'max_connect_attempts',
+  ],
+  'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster': ['clusters'],
+  'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight': ['name', 'weight'],
+
   // HTTP connection manager
   'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager': [
     'codec_type',

@@ -13,6 +13,7 @@ import type { Socket } from 'node:net';
 import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
 import type { UpstreamRequest } from '../router/upstream-request.js';
+import { splice } from '../tcp/splice.js';
 
 type HcmUpgradeConfig = envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig;
 type RouteUpgradeConfig = envoy.config.route.v3.RouteAction.UpgradeConfig;
@@ -88,9 +89,8 @@ const kTunnel = Symbol('portico.tunnel');
 type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
 
 /**
- * The bytes of an upgraded connection, piped both ways with backpressure until both sides are done. A side
- * that ends (FIN) ends the other's write side and the opposite direction keeps flowing (half-close); a side
- * that fails or is reset tears the other down. The upstream attempt lasts as long as the upstream connection.
+ * An upgraded connection: the downstream and upstream sockets spliced together (see splice.ts) until both
+ * sides are done. The upstream attempt lasts as long as the upstream connection, as Envoy's upstream request.
  */
 export class Tunnel {
   /** Downstream byte counts when the tunnel opened, so that the access log counts tunnel bytes only. */
@@ -99,24 +99,18 @@ export class Tunnel {
 
   constructor(
     private readonly downstream: Socket,
-    private readonly upstream: Socket,
+    upstream: Socket,
     /** Bytes the client sent after its request head, read along with it: the first upstream-bound bytes. */
     downstreamHead: Buffer,
     private readonly attempt: UpstreamRequest,
   ) {
     this.receivedBefore = downstream.bytesRead - downstreamHead.length;
     this.sentBefore = downstream.bytesWritten;
-    downstream.allowHalfOpen = true;
-    upstream.allowHalfOpen = true;
     upstream.setNoDelay(true);
-    (downstream as TunnelSocket)[kTunnel] = this;
     (upstream as TunnelSocket)[kTunnel] = this;
-    upstream.on('error', onTunnelSocketError);
-    downstream.on('close', onTunnelSocketClose);
-    upstream.on('close', onTunnelSocketClose);
+    upstream.once('close', onTunnelUpstreamClose);
     if (downstreamHead.length > 0) upstream.write(downstreamHead);
-    downstream.pipe(upstream);
-    upstream.pipe(downstream);
+    splice(downstream, upstream);
   }
 
   /** Bytes the client sent through the tunnel (%BYTES_RECEIVED%). */
@@ -129,18 +123,11 @@ export class Tunnel {
     return this.downstream.bytesWritten - this.sentBefore;
   }
 
-  onSocketClose(socket: Socket): void {
-    const other = socket === this.downstream ? this.upstream : this.downstream;
-    // Closed cleanly, both ways: the other side still flushes what it was given, then closes by itself.
-    if (!socket.readableEnded || !socket.writableFinished) other.destroy();
-    if (socket === this.upstream) this.attempt.complete();
+  onUpstreamClose(): void {
+    this.attempt.complete();
   }
 }
 
-function onTunnelSocketError(this: TunnelSocket): void {
-  this.destroy();
-}
-
-function onTunnelSocketClose(this: TunnelSocket): void {
-  this[kTunnel]?.onSocketClose(this);
+function onTunnelUpstreamClose(this: TunnelSocket): void {
+  this[kTunnel]?.onUpstreamClose();
 }
