@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { makeTestPki } from '../support/certificates.js';
 import { type HelloService, helloBody, startHelloService, startToggleBackend, type ToggleBackend } from '../support/upstreams.js';
 import { waitFor } from '../support/wait.js';
-import { connectWebSocket, type HandshakeResult, startWebSocketServer } from '../support/websocket.js';
+import { connectWebSocket, startWebSocketServer } from '../support/websocket.js';
 import { type BootstrapJson, type ExampleEnv, type ExampleSpec, fetchText } from './harness.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -497,8 +497,12 @@ function startServiceWss() {
   });
 }
 
-/** The README's exchange: open, send HELO, expect the reply, send GOODBYE, expect the same reply again. */
-async function heloTwice(handshake: HandshakeResult, reply: string): Promise<void> {
+/**
+ * The README's exchange through the example's proxy: open the socket, send HELO, expect the reply, send
+ * GOODBYE, expect the same reply again.
+ */
+async function heloTwice(env: ExampleEnv, path: string, reply: string, tls = false): Promise<void> {
+  const handshake = await connectWebSocket({ port: env.instance('proxy').listenerPort(), path, tls });
   assert.equal(handshake.status, 101, `the upgrade was answered ${handshake.status}: ${handshake.body}`);
   const client = handshake.client!;
   try {
@@ -519,7 +523,7 @@ export const WEBSOCKET_WS: ExampleSpec = {
   expectations: [
     {
       name: '1. ws://P/ → [ws] HELO twice',
-      run: async (env) => heloTwice(await connectWebSocket({ port: env.instance('proxy').listenerPort(), path: '/' }), '[ws] HELO'),
+      run: (env) => heloTwice(env, '/', '[ws] HELO'),
     },
   ],
 };
@@ -543,7 +547,7 @@ export const WEBSOCKET_WS_ROUTE: ExampleSpec = {
   expectations: [
     {
       name: '2. ws://P/ws → [ws] HELO twice',
-      run: async (env) => heloTwice(await connectWebSocket({ port: env.instance('proxy').listenerPort(), path: '/ws' }), '[ws] HELO'),
+      run: (env) => heloTwice(env, '/ws', '[ws] HELO'),
     },
     {
       name: '5. plain GET / → 200 NotWebSocket; plain GET /ws is proxied and gets the upstream\'s refusal',
@@ -577,8 +581,7 @@ export const WEBSOCKET_WSS: ExampleSpec = {
   expectations: [
     {
       name: '3. wss://P/ (no certificate verification) → [wss] HELO twice',
-      run: async (env) =>
-        heloTwice(await connectWebSocket({ port: env.instance('proxy').listenerPort(), path: '/', tls: true }), '[wss] HELO'),
+      run: (env) => heloTwice(env, '/', '[wss] HELO', true),
     },
   ],
 };
@@ -598,8 +601,7 @@ export const WEBSOCKET_WSS_PASSTHROUGH: ExampleSpec = {
   expectations: [
     {
       name: '4. wss://P/ through tcp_proxy (TLS end to end with service-wss) → [wss] HELO twice',
-      run: async (env) =>
-        heloTwice(await connectWebSocket({ port: env.instance('proxy').listenerPort(), path: '/', tls: true }), '[wss] HELO'),
+      run: (env) => heloTwice(env, '/', '[wss] HELO', true),
     },
   ],
 };

@@ -5,7 +5,6 @@
  * and configuration errors.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,7 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { hasOpenssl, makeTestPki, OPENSSL_MISSING, type TestPki } from '../support/certificates.js';
-import { checkYaml, type RunningPortico, startPortico, staticCluster } from '../support/portico.js';
+import { checkYaml, type RunningPortico, startPortico, staticCluster, statValue, tlsCluster } from '../support/portico.js';
+import { sendAndHalfClose, sha256 } from '../support/streams.js';
 import { refusedPort } from '../support/upstreams.js';
 import { waitFor } from '../support/wait.js';
 
@@ -49,10 +49,6 @@ function bootstrap(listeners: string[], clusters: string): string {
   return `static_resources:\n  listeners:\n${listeners.join('')}\n  clusters:\n${indented}\n`;
 }
 
-function stat(gw: RunningPortico, name: string): number | undefined {
-  const snapshot = gw.plane.stats.snapshot();
-  return new Map([...snapshot.counters, ...snapshot.gauges].map(([n, value]) => [n, value])).get(name);
-}
 
 /** Connects, reads the greeting, sends `message`, half-closes, and resolves with everything received. */
 function exchange(socket: Socket, message: string): Promise<string> {
@@ -112,66 +108,46 @@ describe('tcp_proxy', () => {
     assert.equal(await exchange(socket, 'hello'), 'one\nhello');
     await waitFor(() => readFileSync(logFile, 'utf8').startsWith('one '), 'the access log line');
     assert.equal(readFileSync(logFile, 'utf8').split('\n')[0], `one 127.0.0.1:${one.port} - 5 9`);
-    assert.equal(stat(gw, 'tcp.plain.downstream_cx_total'), 1);
-    assert.equal(stat(gw, 'tcp.plain.downstream_cx_rx_bytes_total'), 5);
-    assert.equal(stat(gw, 'tcp.plain.downstream_cx_tx_bytes_total'), 9);
-    assert.equal(stat(gw, 'cluster.one.upstream_cx_total'), 1);
-    assert.equal(stat(gw, 'cluster.one.upstream_cx_http1_total'), 0);
-    await waitFor(() => stat(gw, 'cluster.one.upstream_cx_active') === 0, 'the upstream connection closed');
+    assert.equal(statValue(gw, 'tcp.plain.downstream_cx_total'), 1);
+    assert.equal(statValue(gw, 'tcp.plain.downstream_cx_rx_bytes_total'), 5);
+    assert.equal(statValue(gw, 'tcp.plain.downstream_cx_tx_bytes_total'), 9);
+    assert.equal(statValue(gw, 'cluster.one.upstream_cx_total'), 1);
+    assert.equal(statValue(gw, 'cluster.one.upstream_cx_http1_total'), 0);
+    await waitFor(() => statValue(gw, 'cluster.one.upstream_cx_active') === 0, 'the upstream connection closed');
   });
 
   it('carries 20 MiB each way with backpressure', { timeout: 60_000 }, async () => {
-    const socket = connect(gw.port(0), '127.0.0.1');
     const size = 20 * 1024 * 1024;
-    const chunk = Buffer.alloc(64 * 1024, 7);
-    const sent = createHash('sha256');
-    const got = createHash('sha256');
-    let received = 0;
-    const greeting = Buffer.from('one\n');
-    let skip = greeting.length;
-    const done = new Promise<void>((resolve, reject) => {
-      socket.on('data', (data: Buffer) => {
-        const body = data.subarray(Math.min(skip, data.length));
-        skip -= data.length - body.length;
-        got.update(body);
-        received += body.length;
-      });
-      socket.on('end', () => resolve());
-      socket.on('error', reject);
-    });
-    for (let written = 0; written < size; written += chunk.length) {
-      sent.update(chunk);
-      if (!socket.write(chunk)) await new Promise((resolve) => socket.once('drain', resolve));
-    }
-    socket.end();
-    await done;
-    assert.equal(received, size);
-    assert.equal(got.digest('hex'), sent.digest('hex'));
+    const { sent, received } = await sendAndHalfClose(connect(gw.port(0), '127.0.0.1'), size);
+    // The echo server's greeting, then every byte back.
+    assert.equal(received.subarray(0, 4).toString(), 'one\n');
+    assert.equal(received.length, 4 + size);
+    assert.equal(sha256(received.subarray(4)), sent);
   });
 
   it('splits connections between weighted clusters', async () => {
     const before = [one.connections(), two.connections()];
     for (let i = 0; i < 24; i++) await exchange(connect(gw.port(1), '127.0.0.1'), 'x');
     assert.ok(one.connections() > before[0]! && two.connections() > before[1]!, `one ${one.connections()}, two ${two.connections()}`);
-    assert.equal(stat(gw, 'tcp.split.downstream_cx_total'), 24);
+    assert.equal(statValue(gw, 'tcp.split.downstream_cx_total'), 24);
   });
 
   it('closes a connection idle for idle_timeout', async () => {
     const socket = connect(gw.port(2), '127.0.0.1');
     await closed(socket);
-    assert.equal(stat(gw, 'tcp.idle.idle_timeout'), 1);
+    assert.equal(statValue(gw, 'tcp.idle.idle_timeout'), 1);
   });
 
   it('closes the downstream when no attempt connects, after max_connect_attempts', async () => {
     await closed(connect(gw.port(3), '127.0.0.1'));
-    assert.equal(stat(gw, 'cluster.refused.upstream_cx_connect_fail'), 3);
+    assert.equal(statValue(gw, 'cluster.refused.upstream_cx_connect_fail'), 3);
     await waitFor(() => readFileSync(logFile, 'utf8').includes('refused '), 'the access log line');
     assert.match(readFileSync(logFile, 'utf8'), new RegExp(`^refused 127\\.0\\.0\\.1:${refused} UF 0 0$`, 'm'));
   });
 
   it('closes the downstream when the cluster does not exist', async () => {
     await closed(connect(gw.port(4), '127.0.0.1'));
-    assert.equal(stat(gw, 'tcp.nowhere.downstream_cx_no_route'), 1);
+    assert.equal(statValue(gw, 'tcp.nowhere.downstream_cx_no_route'), 1);
     await waitFor(() => readFileSync(logFile, 'utf8').includes('missing '), 'the access log line');
     assert.match(readFileSync(logFile, 'utf8'), /^missing - NC 0 0$/m);
   });
@@ -194,17 +170,7 @@ describe('tcp_proxy', () => {
       tlsGw = await startPortico(
         bootstrap(
           [tcpListener('stat_prefix: terminated, cluster: one', termination), tcpListener('stat_prefix: originated, cluster: secure')],
-          `${staticCluster('one', one.port)}- name: secure
-  connect_timeout: 1s
-  transport_socket:
-    name: envoy.transport_sockets.tls
-    typed_config: { "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext }
-  load_assignment:
-    cluster_name: secure
-    endpoints:
-    - lb_endpoints:
-      - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${secure.port} } } }
-`,
+          staticCluster('one', one.port) + tlsCluster('secure', secure.port),
         ),
       );
     });
@@ -221,7 +187,7 @@ describe('tcp_proxy', () => {
 
     it('originates TLS to a cluster with an UpstreamTlsContext', async () => {
       assert.equal(await exchange(connect(tlsGw.port(1), '127.0.0.1'), 'hi'), 'secure\nhi');
-      assert.equal(stat(tlsGw, 'cluster.secure.ssl.handshake'), 1);
+      assert.equal(statValue(tlsGw, 'cluster.secure.ssl.handshake'), 1);
     });
   });
 

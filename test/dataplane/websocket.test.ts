@@ -5,7 +5,6 @@
  * timeout, stats and access logs, and configuration errors.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
@@ -13,19 +12,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { hasOpenssl, makeTestPki, OPENSSL_MISSING } from '../support/certificates.js';
-import { checkYaml, type RunningPortico, simpleBootstrap, startPortico, staticCluster } from '../support/portico.js';
+import { checkYaml, type RunningPortico, simpleBootstrap, startPortico, staticCluster, statValue, tlsCluster } from '../support/portico.js';
+import { sendAndHalfClose, sha256 } from '../support/streams.js';
 import { httpRequest, refusedPort } from '../support/upstreams.js';
 import { waitFor } from '../support/wait.js';
 import { connectWebSocket, startWebSocketServer, type WebSocketServer } from '../support/websocket.js';
 
 const HCM_UPGRADES = 'upgrade_configs: [{ upgrade_type: websocket }]';
 const FILE_LOG = 'type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog';
-
-/** Counters and gauges by full name. */
-function stat(gw: RunningPortico, name: string): number | undefined {
-  const snapshot = gw.plane.stats.snapshot();
-  return new Map([...snapshot.counters, ...snapshot.gauges].map(([n, value]) => [n, value])).get(name);
-}
 
 /**
  * An upstream for the `echo` upgrade type: after its 101 it sends back every byte it receives, and when the
@@ -131,7 +125,7 @@ describe('WebSocket and HTTP upgrades', () => {
   });
 
   it('proxies a WebSocket when the connection manager enables upgrades: messages both ways, stats, access log', async () => {
-    const before = stat(gw, 'http.ingress_http.downstream_cx_upgrades_total') ?? 0;
+    const before = statValue(gw, 'http.ingress_http.downstream_cx_upgrades_total') ?? 0;
     const upgradesSeen = ws.upgrades.length;
     const { status, client, headers } = await connectWebSocket({ port: gw.port(), path: '/room?x=1' });
     assert.equal(status, 101);
@@ -150,15 +144,15 @@ describe('WebSocket and HTTP upgrades', () => {
     assert.match(String(seen.headers['connection']), /upgrade/i);
     assert.equal(seen.headers['x-forwarded-proto'], 'http');
     assert.ok(seen.headers['x-request-id']);
-    assert.equal(stat(gw, 'http.ingress_http.downstream_cx_upgrades_total'), before + 1);
-    assert.equal(stat(gw, 'http.ingress_http.downstream_cx_upgrades_active'), 1);
-    assert.equal(stat(gw, 'cluster.ws.upstream_rq_active'), 1);
-    assert.equal(stat(gw, 'cluster.ws.upstream_cx_active'), 1);
+    assert.equal(statValue(gw, 'http.ingress_http.downstream_cx_upgrades_total'), before + 1);
+    assert.equal(statValue(gw, 'http.ingress_http.downstream_cx_upgrades_active'), 1);
+    assert.equal(statValue(gw, 'cluster.ws.upstream_rq_active'), 1);
+    assert.equal(statValue(gw, 'cluster.ws.upstream_cx_active'), 1);
     await client.close();
-    await waitFor(() => stat(gw, 'http.ingress_http.downstream_cx_upgrades_active') === 0, 'upgrades_active back to 0');
-    await waitFor(() => stat(gw, 'cluster.ws.upstream_rq_active') === 0, 'upstream_rq_active back to 0');
-    assert.equal(stat(gw, 'cluster.ws.upstream_rq_101'), 1);
-    assert.equal(stat(gw, 'http.ingress_http.downstream_rq_1xx'), 1);
+    await waitFor(() => statValue(gw, 'http.ingress_http.downstream_cx_upgrades_active') === 0, 'upgrades_active back to 0');
+    await waitFor(() => statValue(gw, 'cluster.ws.upstream_rq_active') === 0, 'upstream_rq_active back to 0');
+    assert.equal(statValue(gw, 'cluster.ws.upstream_rq_101'), 1);
+    assert.equal(statValue(gw, 'http.ingress_http.downstream_rq_1xx'), 1);
     // One line when the tunnel closes: the bytes of the frames each way (HELO 10 + GOODBYE 13 + close 8 from
     // the client, masked; 11 + 14 + 4 back), the upstream host.
     await waitFor(() => readFileSync(logFile, 'utf8').includes('/room?x=1 101'), 'the access log line');
@@ -178,13 +172,13 @@ describe('WebSocket and HTTP upgrades', () => {
   });
 
   it('refuses an upgrade on a route that does not enable it: 403, empty body, connection closed, counted', async () => {
-    const before = stat(routeGw, 'http.ingress_http.downstream_rq_ws_on_non_ws_route') ?? 0;
+    const before = statValue(routeGw, 'http.ingress_http.downstream_rq_ws_on_non_ws_route') ?? 0;
     const refusedRoute = await connectWebSocket({ port: routeGw.port(), path: '/' });
     assert.equal(refusedRoute.status, 403);
     assert.equal(refusedRoute.body, '');
     assert.equal(refusedRoute.headers['content-length'], '0');
     assert.equal(refusedRoute.headers['connection'], 'close');
-    assert.equal(stat(routeGw, 'http.ingress_http.downstream_rq_ws_on_non_ws_route'), before + 1);
+    assert.equal(statValue(routeGw, 'http.ingress_http.downstream_rq_ws_on_non_ws_route'), before + 1);
     // The same path without upgrade headers gets the direct response; /ws upgrades.
     const plain = await httpRequest(`${routeGw.url()}/`);
     assert.equal(plain.status, 200);
@@ -220,11 +214,11 @@ describe('WebSocket and HTTP upgrades', () => {
   });
 
   it('answers 503 UF when the upstream refuses the connection', async () => {
-    const before = stat(gw, 'cluster.refused.upstream_cx_connect_fail') ?? 0;
+    const before = statValue(gw, 'cluster.refused.upstream_cx_connect_fail') ?? 0;
     const result = await connectWebSocket({ port: gw.port(), path: '/refused' });
     assert.equal(result.status, 503);
     assert.match(result.body, /upstream connect error or disconnect\/reset before headers\. reset reason: connection failure/);
-    assert.ok((stat(gw, 'cluster.refused.upstream_cx_connect_fail') ?? 0) > before);
+    assert.ok((statValue(gw, 'cluster.refused.upstream_cx_connect_fail') ?? 0) > before);
     await waitFor(() => readFileSync(logFile, 'utf8').includes('/refused 503 UF'), 'a 503 UF access log line');
   });
 
@@ -232,48 +226,23 @@ describe('WebSocket and HTTP upgrades', () => {
     const { socket, head, rest } = await openEchoTunnel(gw.port(), '/echo');
     assert.match(head, /^HTTP\/1\.1 101 /);
     const size = 20 * 1024 * 1024;
-    const chunk = Buffer.alloc(64 * 1024);
-    for (let i = 0; i < chunk.length; i++) chunk[i] = i & 0xff;
-    const sent = createHash('sha256');
-    const got = createHash('sha256');
-    let received = rest.length;
-    got.update(rest);
-    let tail = Buffer.alloc(0);
-    const done = new Promise<void>((resolve, reject) => {
-      socket.on('data', (data: Buffer) => {
-        // Everything past the echoed bytes is the server's goodbye.
-        const echoed = Math.max(0, Math.min(data.length, size - received));
-        got.update(data.subarray(0, echoed));
-        if (echoed < data.length) tail = Buffer.concat([tail, data.subarray(echoed)]);
-        received += echoed;
-      });
-      socket.on('end', () => resolve());
-      socket.on('error', reject);
-    });
-    socket.resume();
-    // Written as fast as the tunnel takes it: each write waits for drain when the socket buffer is full.
-    for (let written = 0; written < size; written += chunk.length) {
-      sent.update(chunk);
-      if (!socket.write(chunk)) await new Promise((resolve) => socket.once('drain', resolve));
-    }
-    // Half-close: the client is done sending, the reply still comes back through the tunnel.
-    socket.end();
-    await done;
-    assert.equal(received, size);
-    assert.equal(got.digest('hex'), sent.digest('hex'));
-    assert.equal(tail.toString(), 'bye');
+    // Half-close at the end: the client is done sending, the server's goodbye still comes back through the tunnel.
+    const { sent, received } = await sendAndHalfClose(socket, size, rest);
+    assert.equal(received.length, size + 3);
+    assert.equal(sha256(received.subarray(0, size)), sent);
+    assert.equal(received.subarray(size).toString(), 'bye');
     assert.equal(echo.received(), size);
   });
 
   it('closes a tunnel that stays idle for the stream idle timeout (route idle_timeout)', async () => {
-    const before = stat(routeGw, 'http.ingress_http.downstream_rq_idle_timeout') ?? 0;
+    const before = statValue(routeGw, 'http.ingress_http.downstream_rq_idle_timeout') ?? 0;
     const { client } = await connectWebSocket({ port: routeGw.port(), path: '/idle' });
     assert.ok(client);
     client.send('HELO');
     assert.equal(await client.receive(), '[ws] HELO');
     await new Promise<void>((resolve) => (client.socket.destroyed ? resolve() : client.socket.once('close', () => resolve())));
-    assert.equal(stat(routeGw, 'http.ingress_http.downstream_rq_idle_timeout'), before + 1);
-    await waitFor(() => stat(routeGw, 'http.ingress_http.downstream_cx_upgrades_active') === 0, 'upgrades_active back to 0');
+    assert.equal(statValue(routeGw, 'http.ingress_http.downstream_rq_idle_timeout'), before + 1);
+    await waitFor(() => statValue(routeGw, 'http.ingress_http.downstream_cx_upgrades_active') === 0, 'upgrades_active back to 0');
   });
 
   describe('to a TLS upstream', { skip: hasOpenssl ? false : OPENSSL_MISSING }, () => {
@@ -290,17 +259,7 @@ describe('WebSocket and HTTP upgrades', () => {
         simpleBootstrap({
           hcmExtra: HCM_UPGRADES,
           routes: '- match: { prefix: "/" }\n  route: { cluster: wss }',
-          clusters: `- name: wss
-  connect_timeout: 1s
-  transport_socket:
-    name: envoy.transport_sockets.tls
-    typed_config: { "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext }
-  load_assignment:
-    cluster_name: wss
-    endpoints:
-    - lb_endpoints:
-      - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${wss.port} } } }
-`,
+          clusters: tlsCluster('wss', wss.port),
         }),
       );
     });
@@ -317,7 +276,7 @@ describe('WebSocket and HTTP upgrades', () => {
       assert.equal(await client.receive(), '[wss] HELO');
       client.send('GOODBYE');
       assert.equal(await client.receive(), '[wss] GOODBYE');
-      assert.equal(stat(tlsGw, 'cluster.wss.ssl.handshake'), 1);
+      assert.equal(statValue(tlsGw, 'cluster.wss.ssl.handshake'), 1);
       await client.close();
     });
   });
