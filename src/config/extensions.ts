@@ -12,6 +12,7 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
   // HTTP filters (src/extensions/filters/http/registry.ts): the filter's config and its per-route config.
   ['envoy.extensions.filters.http.cors.v3.Cors', 'envoy.filters.http.cors'],
   ['envoy.extensions.filters.http.cors.v3.CorsPolicy', 'envoy.filters.http.cors'],
+  ['envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', 'envoy.filters.network.tcp_proxy'],
   ['envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext', 'envoy.transport_sockets.tls'],
   ['envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', 'envoy.transport_sockets.tls'],
   ['envoy.extensions.upstreams.http.v3.HttpProtocolOptions', 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'],

@@ -82,6 +82,18 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   'envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher': ['san_type', 'matcher'],
   'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext': ['common_tls_context', 'sni'],
 
+  // TCP proxy
+  'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy': [
+    'stat_prefix',
+    'cluster',
+    'weighted_clusters',
+    'idle_timeout',
+    'access_log',
+    'max_connect_attempts',
+  ],
+  'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster': ['clusters'],
+  'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight': ['name', 'weight'],
+
   // HTTP connection manager
   'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager': [
     'codec_type',
@@ -114,7 +126,10 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'forward_client_cert_details',
     'append_x_forwarded_port',
     'access_log',
+    'upgrade_configs',
   ],
+  // filters (a filter chain of its own for upgrades) is refused.
+  'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig': ['upgrade_type', 'enabled'],
   'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig': [
     'unix_sockets',
     'cidr_ranges',
@@ -254,7 +269,10 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'priority',
     'request_mirror_policies',
     'cors',
+    'upgrade_configs',
   ],
+  // connect_config (CONNECT terminated as raw TCP) is refused.
+  'envoy.config.route.v3.RouteAction.UpgradeConfig': ['upgrade_type', 'enabled'],
   // trace_sampled only matters to tracing, which Portico does not do: no copy is traced either way.
   'envoy.config.route.v3.RouteAction.RequestMirrorPolicy': [
     'cluster',

@@ -9,6 +9,7 @@ type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
 
 export const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 export const ROUTER_TYPE = 'envoy.extensions.filters.http.router.v3.Router';
+export const TCP_PROXY_TYPE = 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
 
 /**
  * Cross-reference and value checks that the schema cannot express: names that must be unique, clusters that
@@ -64,11 +65,13 @@ export function validateBootstrap(bootstrap: Bootstrap, errors: ConfigError[]): 
           errors.push({ code: 'missing_required', path: filterPath, message: `network filter ${filter.name ?? ''} has no typed_config` });
           return;
         }
-        if (typeNameFromUrl(filter.typed_config.type_url) !== HCM_TYPE) return;
+        const type = typeNameFromUrl(filter.typed_config.type_url);
+        if (type !== HCM_TYPE && type !== TCP_PROXY_TYPE) return;
         if (k !== filters.length - 1) {
-          errors.push({ code: 'invalid_value', path: filterPath, message: 'http_connection_manager is a terminal filter and must be last' });
+          const name = type === HCM_TYPE ? 'http_connection_manager' : 'tcp_proxy';
+          errors.push({ code: 'invalid_value', path: filterPath, message: `${name} is a terminal filter and must be last` });
         }
-        validateHcm(filter.typed_config.value as HttpConnectionManager, `${filterPath}.typed_config`, clusterNames, errors);
+        if (type === HCM_TYPE) validateHcm(filter.typed_config.value as HttpConnectionManager, `${filterPath}.typed_config`, clusterNames, errors);
       });
     }
   });

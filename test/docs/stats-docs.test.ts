@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { HCM_STATS, LISTENER_HTTP_STATS } from '../../src/dataplane/http/stats.js';
 import { LISTENER_MANAGER_STATS, LISTENER_STATS } from '../../src/dataplane/listener/stats.js';
+import { TCP_PROXY_STATS } from '../../src/dataplane/tcp/stats.js';
 import { CIRCUIT_BREAKER_REMAINING_STATS, CIRCUIT_BREAKER_STATS } from '../../src/dataplane/upstream/resource-manager.js';
 import {
   CLUSTER_MANAGER_STATS,
@@ -44,6 +45,7 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   LISTENER_HTTP_STATS: { schema: LISTENER_HTTP_STATS, prefix: 'listener.<address>.http.<stat_prefix>.' },
   HCM_STATS: { schema: HCM_STATS, prefix: 'http.<stat_prefix>.' },
   CORS_STATS: { schema: CORS_STATS, prefix: 'http.<stat_prefix>.cors.' },
+  TCP_PROXY_STATS: { schema: TCP_PROXY_STATS, prefix: 'tcp.<stat_prefix>.' },
   CLUSTER_STATS: { schema: CLUSTER_STATS, prefix: 'cluster.<name>.' },
   CLUSTER_MANAGER_STATS: { schema: CLUSTER_MANAGER_STATS, prefix: 'cluster_manager.' },
   CIRCUIT_BREAKER_STATS: { schema: CIRCUIT_BREAKER_STATS, prefix: 'cluster.<name>.circuit_breakers.<priority>.' },
@@ -153,7 +155,7 @@ function tables(markdown: string): Array<{ header: string[]; rows: Array<{ cells
   return out;
 }
 
-const STAT_ROOTS = /^(server|listener|listener_manager|http|cluster|cluster_manager)\./;
+const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager)\./;
 
 /** The stats of every table whose first column is `Name`: each backticked name in that column. */
 function documentedStats(markdown: string): DocumentedStat[] {

@@ -98,6 +98,23 @@ ${endpoints || '      []'}
 `;
 }
 
+/** A STATIC cluster on loopback ports that originates TLS (an empty UpstreamTlsContext: no verification). */
+export function tlsCluster(name: string, ...ports: number[]): string {
+  return staticCluster(name, ...ports).replace(
+    '  load_assignment:',
+    `  transport_socket:
+    name: envoy.transport_sockets.tls
+    typed_config: { "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext }
+  load_assignment:`,
+  );
+}
+
+/** A counter's or gauge's value by its full name; undefined when no such stat exists. */
+export function statValue(gw: RunningPortico, name: string): number | undefined {
+  const snapshot = gw.plane.stats.snapshot();
+  return [...snapshot.counters, ...snapshot.gauges].find(([n]) => n === name)?.[1];
+}
+
 function indent(text: string, spaces: number): string {
   const pad = ' '.repeat(spaces);
   return text

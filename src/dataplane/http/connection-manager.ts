@@ -37,6 +37,7 @@ import { HttpFilterChain } from './filter-chain.js';
 import { LocalReplyRenderer } from './local-reply.js';
 import { compilePathNormalizer } from './path-normalization.js';
 import { HCM_STATS, LISTENER_HTTP_STATS } from './stats.js';
+import { compileUpgradeConfigs, Tunnel, type UpgradeMap, upgradeAllowed, upgradeResponse } from './upgrade.js';
 
 const S = HCM_STATS.c;
 const SG = HCM_STATS.g;
@@ -145,6 +146,8 @@ export class HttpConnectionManager {
   readonly stripAnyHostPort: boolean;
   readonly appendXForwardedPort: boolean;
   readonly idleTimeoutMs: number;
+  /** `upgrade_configs`: the upgrade types allowed unless a route says otherwise. */
+  readonly upgrades: UpgradeMap | undefined;
   /** Set when the listener drains: every response then closes its connection. */
   draining = false;
   private closed = false;
@@ -199,6 +202,7 @@ export class HttpConnectionManager {
     this.stripMatchingHostPort = config.strip_matching_host_port ?? false;
     this.stripAnyHostPort = config.strip_any_host_port ?? false;
     this.appendXForwardedPort = config.append_x_forwarded_port ?? false;
+    this.upgrades = compileUpgradeConfigs(config.upgrade_configs, `${path}.upgrade_configs`, errors);
 
     const headersTimeout = config.request_headers_timeout ?? 0;
     this.server = http.createServer({
@@ -216,6 +220,11 @@ export class HttpConnectionManager {
     this.server.maxHeadersCount = this.maxHeadersCount + 1;
     if (common.max_requests_per_connection) this.server.maxRequestsPerSocket = common.max_requests_per_connection;
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => new ActiveStream(this, req, res).start());
+    // Requests with `Connection: upgrade` and `Upgrade:` come here with their raw socket (see upgrade.ts).
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      const res = upgradeResponse(req, socket);
+      if (res !== undefined) new ActiveStream(this, req, res, head).start();
+    });
     this.server.on('clientError', (err: Error & { code?: string }, socket: Socket) => this.onClientError(err, socket));
     this.server.on('timeout', onSocketTimeout);
     // The server never listens (the listener feeds it sockets), but Node only tracks connections (for
@@ -426,6 +435,11 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
   private generatedCookies: string[] | undefined;
   /** Copies of this request sent by the route's mirror policies, which get its body as it is read. */
   mirrors: RequestMirrors | undefined;
+  /** The `Upgrade` header of an upgrade request; set once the upgrade is allowed (`upgradeAccepted`). */
+  private readonly upgradeType: string | undefined;
+  private upgradeAccepted = false;
+  /** The raw byte tunnel, once the upstream switched protocols. */
+  private tunnel: Tunnel | undefined;
 
   private readonly socket: Socket;
 
@@ -433,6 +447,8 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     private readonly hcm: HttpConnectionManager,
     private readonly req: TrackedRequest,
     private readonly res: TrackedResponse,
+    /** For an upgrade request: the bytes that followed its head, which go upstream once it is upgraded. */
+    private readonly upgradeHead?: Buffer,
   ) {
     const socket = req.socket;
     this.socket = socket;
@@ -446,7 +462,9 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     info.downstreamLocalAddress = plainAddress(socket.localAddress);
     info.downstreamLocalPort = socket.localPort ?? 0;
     if (hcm.context.scheme === 'https') info.requestedServerName = (socket as Socket & { servername?: string | false }).servername || '';
-    this.hasBody = announcesBody(req.headers);
+    this.upgradeType = upgradeHead === undefined ? undefined : String(req.headers.upgrade);
+    // What follows an upgrade request's head is the upgraded protocol's, not a body.
+    this.hasBody = upgradeHead === undefined && announcesBody(req.headers);
     // A request without a body is complete with its head (Envoy's REQUEST_DURATION is then 0).
     if (!this.hasBody) info.lastRequestByteMonotonic = info.startMonotonic;
     this.info = info;
@@ -544,10 +562,6 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     }
     this.head.path = path;
     if (hcm.headersWithUnderscoresAction !== 'ALLOW' && !this.dropOrRejectUnderscores()) return;
-    if (headers.upgrade !== undefined && /\bupgrade\b/i.test(String(headers.connection ?? ''))) {
-      this.sendLocalReply(403, '', 0, 'upgrade_failed');
-      return;
-    }
     if (hcm.stripAnyHostPort || (hcm.stripMatchingHostPort && authority.endsWith(`:${hcm.context.listenerPort}`))) {
       authority = stripPort(authority);
     }
@@ -558,6 +572,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     const vhost = hcm.routeTable.selectVirtualHost(authority.toLowerCase());
     const ctx: MatchContext | undefined = vhost ? newMatchContext(this.head) : undefined;
     const route = vhost && ctx ? vhost.routes.match(ctx) : undefined;
+    if (this.upgradeType !== undefined && !this.acceptUpgrade(route)) return;
     this.vhost = vhost;
     this.route = route;
     this.matchContext = ctx;
@@ -629,6 +644,24 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
         if (action.idleTimeoutMs !== undefined) this.res.setTimeout(action.idleTimeoutMs);
         this.forward(action, ctx);
     }
+  }
+
+  /**
+   * Whether the route (else the connection manager) allows this upgrade; if not, Envoy's 403 with an empty body
+   * (the connection closes after it, as after any answer to an upgrade request).
+   */
+  private acceptUpgrade(route: RouteEntry | undefined): boolean {
+    const hcm = this.hcm;
+    const routeUpgrades = route?.action.kind === ActionKind.Forward ? route.action.upgrades : undefined;
+    if (!upgradeAllowed(this.upgradeType!, hcm.upgrades, routeUpgrades)) {
+      hcm.stats.counters[S.downstream_rq_ws_on_non_ws_route]++;
+      this.sendLocalReply(403, '', 0, 'upgrade_failed');
+      return false;
+    }
+    this.upgradeAccepted = true;
+    hcm.stats.counters[S.downstream_cx_upgrades_total]++;
+    hcm.stats.gauges[SG.downstream_cx_upgrades_active]++;
+    return true;
   }
 
   /** Applies `headers_with_underscores_action`; false when the request was refused. */
@@ -827,6 +860,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
       headersTimeout: 0,
       bodyTimeout: 0,
       reset: host.closeAfterEachRequest,
+      upgrade: this.upgradeType,
     });
     if (this.downstreamComplete) attempt.onDownstreamComplete();
   }
@@ -1037,6 +1071,39 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     res.writeHead(statusCode, headers);
   }
 
+  /**
+   * A 101 to an upgrade request: forwarded with the upgrade headers, then bytes flow both ways. The route timeout
+   * covered the wait for this response and ends here; the stream idle timeout stays, on the downstream socket.
+   */
+  onUpstreamUpgrade(attempt: UpstreamRequest, statusCode: number, headers: Record<string, string | string[] | undefined>, socket: Socket): void {
+    this.upstream = undefined;
+    this.clearTimers();
+    if (this.ended) {
+      socket.destroy();
+      attempt.complete();
+      return;
+    }
+    attempt.chargeCode(statusCode);
+    const upgrade = headers.upgrade ?? this.upgradeType!;
+    for (const name of HOP_BY_HOP_RESPONSE_HEADERS) if (headers[name] !== undefined) delete headers[name];
+    if (!this.finalizeResponseHeaders(statusCode, headers)) {
+      // A filter threw and the client got a 500 instead: no tunnel.
+      socket.destroy();
+      attempt.complete();
+      return;
+    }
+    headers.connection = 'upgrade';
+    headers.upgrade = upgrade;
+    const info = this.info;
+    info.responseCode = statusCode;
+    info.responseCodeDetails = 'via_upstream';
+    info.responseHeaders = headers;
+    info.firstResponseByteMonotonic = performance.now();
+    this.res.writeHead(statusCode, headers);
+    this.res.end();
+    this.tunnel = new Tunnel(this.socket, socket, this.upgradeHead!, attempt);
+  }
+
   onUpstreamData(_attempt: UpstreamRequest, controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.info.bytesSent += chunk.length;
     if (!this.res.write(chunk)) {
@@ -1223,6 +1290,11 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     const hcm = this.hcm;
     const stats = hcm.stats;
     stats.gauges[SG.downstream_rq_active]--;
+    if (this.upgradeAccepted) stats.gauges[SG.downstream_cx_upgrades_active]--;
+    if (this.tunnel !== undefined) {
+      info.bytesReceived = this.tunnel.bytesReceived;
+      info.bytesSent = this.tunnel.bytesSent;
+    }
     stats.histograms[SH.downstream_rq_time]!.record(now - info.startMonotonic);
     const status = info.responseCode;
     if (status >= 100 && status < 600) {

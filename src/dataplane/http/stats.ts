@@ -17,6 +17,7 @@ export const HCM_STATS = defineStats({
     'downstream_cx_tx_bytes_total',
     'downstream_cx_idle_timeout',
     'downstream_cx_drain_close',
+    'downstream_cx_upgrades_total',
     'downstream_rq_total',
     'downstream_rq_http1_total',
     'downstream_rq_completed',
@@ -33,6 +34,7 @@ export const HCM_STATS = defineStats({
     'downstream_rq_timeout',
     'downstream_rq_header_timeout',
     'downstream_rq_redirected_with_normalized_path',
+    'downstream_rq_ws_on_non_ws_route',
     'no_route',
     'no_cluster',
     'rq_redirect',
@@ -43,7 +45,13 @@ export const HCM_STATS = defineStats({
     // Portico's own: requests answered with a 500 because Portico or an HTTP filter threw (a bug).
     'rq_internal_error',
   ],
-  gauges: ['downstream_cx_active', 'downstream_cx_ssl_active', 'downstream_cx_http1_active', 'downstream_rq_active'],
+  gauges: [
+    'downstream_cx_active',
+    'downstream_cx_ssl_active',
+    'downstream_cx_http1_active',
+    'downstream_cx_upgrades_active',
+    'downstream_rq_active',
+  ],
   histograms: ['downstream_cx_length_ms', 'downstream_rq_time'],
 });
 

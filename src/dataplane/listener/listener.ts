@@ -4,7 +4,7 @@ import tls from 'node:tls';
 import type { AnyMessage, envoy } from '../../generated/envoy.js';
 import { type ConfigError } from '../../config/errors.js';
 import { typeNameFromUrl } from '../../config/extensions.js';
-import { HCM_TYPE } from '../../config/validate.js';
+import { HCM_TYPE, TCP_PROXY_TYPE } from '../../config/validate.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
 import { LISTENER_STATS } from './stats.js';
@@ -18,6 +18,7 @@ import type { StreamInfo } from '../stream-info.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { compileDownstreamTls, type TlsTermination } from '../tls/downstream.js';
+import { TcpProxy } from '../tcp/tcp-proxy.js';
 
 type ListenerConfig = envoy.config.listener.v3.Listener;
 type FilterChainConfig = envoy.config.listener.v3.FilterChain;
@@ -37,10 +38,11 @@ const L = LISTENER_STATS.c;
 const LG = LISTENER_STATS.g;
 const LH = LISTENER_STATS.h;
 
-/** A compiled filter chain: match criteria, optional TLS termination and the HTTP connection manager. */
+/** A compiled filter chain: match criteria, optional TLS termination and its terminal filter. */
 class FilterChain {
   readonly tls: TlsTermination | undefined;
   readonly hcm: HttpConnectionManager | undefined;
+  readonly tcpProxy: TcpProxy | undefined;
   readonly match: CompiledChainMatch;
   /** Connections accepted on this chain, so that a replaced chain knows when it has drained. */
   readonly sockets = new Set<Socket>();
@@ -58,28 +60,38 @@ class FilterChain {
     const transport = config.transport_socket?.typed_config;
     this.tls = transport ? downstreamTls(transport, `${path}.transport_socket.typed_config`, errors) : undefined;
     const filters = config.filters ?? [];
-    const terminal = filters.at(-1);
-    if (terminal?.typed_config && typeNameFromUrl(terminal.typed_config.type_url) === HCM_TYPE) {
+    const terminal = filters.at(-1)?.typed_config;
+    const terminalType = terminal === undefined ? undefined : typeNameFromUrl(terminal.type_url);
+    const terminalPath = `${path}.filters[${filters.length - 1}].typed_config`;
+    if (terminalType === HCM_TYPE) {
       this.hcm = new HttpConnectionManager(
-        terminal.typed_config.value as envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager,
-        `${path}.filters[${filters.length - 1}].typed_config`,
+        terminal!.value as envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager,
+        terminalPath,
         errors,
         { ...context, listenerPort: port, scheme: transport ? 'https' : 'http', listenerStatPrefix: () => listenerStats.prefix, listenerStatKey: listenerKey },
       );
+    } else if (terminalType === TCP_PROXY_TYPE) {
+      this.tcpProxy = new TcpProxy(terminal!.value as envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, terminalPath, errors, context);
     }
   }
 
-  /** Wraps the socket in TLS when the chain terminates it, then hands it to the connection manager. */
+  /** Ends the terminal filter (its stats); its connections are closed by the listener. */
+  close(): void {
+    this.hcm?.close();
+    this.tcpProxy?.close();
+  }
+
+  /** Wraps the socket in TLS when the chain terminates it, then hands it to the terminal filter. */
   accept(socket: Socket, log: Logger): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
-    const hcm = this.hcm;
-    if (hcm === undefined) {
+    const terminal = this.hcm ?? this.tcpProxy;
+    if (terminal === undefined) {
       socket.destroy();
       return;
     }
     if (this.tls === undefined) {
-      hcm.handleConnection(socket);
+      terminal.handleConnection(socket);
       return;
     }
     const secure = new tls.TLSSocket(socket, {
@@ -93,7 +105,7 @@ class FilterChain {
     secure.once('secure', () => {
       handshaken = true;
       this.listenerStats.counters[L['ssl.handshake']]++;
-      hcm.handleConnection(secure);
+      terminal.handleConnection(secure);
     });
     secure.on('error', (err) => {
       if (!handshaken) this.listenerStats.counters[L['ssl.connection_error']]++;
@@ -215,7 +227,7 @@ export class Listener {
 
   /** Destroys every remaining connection. */
   closeConnections(): void {
-    for (const chain of this.allChains()) chain.hcm?.close();
+    for (const chain of this.allChains()) chain.close();
     for (const socket of this.sockets) socket.destroy();
   }
 
@@ -262,7 +274,7 @@ export class Listener {
     const deadline = Date.now() + drainTimeoutMs;
     while (chains.some((c) => c.sockets.size > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     for (const chain of chains) {
-      chain.hcm?.close();
+      chain.close();
       for (const socket of chain.sockets) socket.destroy();
     }
   }

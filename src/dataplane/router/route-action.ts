@@ -7,6 +7,7 @@ import { compileLevelMutations, type LevelMutations } from './header-mutation.js
 import { DEFAULT_RETRY_BUFFER_LIMIT } from './request-body.js';
 import { compileRetryPolicy, type RetryPolicy } from './retry-policy.js';
 import { compileMirrorPolicies, type MirrorPolicy } from './request-mirror.js';
+import { compileUpgradeConfigs, type UpgradeMap } from '../http/upgrade.js';
 
 type RouteConfig = envoy.config.route.v3.Route;
 type RouteActionConfig = envoy.config.route.v3.RouteAction;
@@ -57,6 +58,8 @@ export interface ForwardAction {
   readonly retryBufferLimit: number;
   /** `request_mirror_policies` of the route, else of its virtual host, else of its route configuration. */
   readonly mirrorPolicies: readonly MirrorPolicy[] | undefined;
+  /** The route's `upgrade_configs`, which override the connection manager's per upgrade type. */
+  readonly upgrades: UpgradeMap | undefined;
 }
 
 /** What a virtual host gives the routes that do not set it themselves. */
@@ -171,6 +174,7 @@ function compileForward(
     // Envoy does not merge levels: the most specific non-empty list applies.
     mirrorPolicies:
       compileMirrorPolicies(action.request_mirror_policies, `${path}.request_mirror_policies`, errors) ?? outerMirrorPolicies,
+    upgrades: compileUpgradeConfigs(action.upgrade_configs, `${path}.upgrade_configs`, errors),
   };
 }
 

@@ -3,6 +3,8 @@
  * that receives its response, its per-try timers, and its accounting in the cluster's and host's stats and
  * circuit breakers. What to do with a response or a failure (forward it, retry) is the owner's decision.
  */
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Cluster } from '../upstream/cluster.js';
 import { LocalOriginFailure } from '../upstream/health/outlier-detector.js';
@@ -24,6 +26,11 @@ export interface UpstreamRequestOwner {
   onUpstreamHeaders(attempt: UpstreamRequest, status: number, headers: Headers): void;
   onUpstreamData(attempt: UpstreamRequest, controller: Dispatcher.DispatchController, chunk: Buffer): void;
   onUpstreamEnd(attempt: UpstreamRequest, trailers: Headers): void;
+  /**
+   * The upstream switched protocols (an upgrade request answered 101) and handed over its connection. The
+   * attempt stays active until `complete()`.
+   */
+  onUpstreamUpgrade(attempt: UpstreamRequest, status: number, headers: Headers, socket: Socket): void;
   onUpstreamReset(attempt: UpstreamRequest, error: Error & { code?: string }): void;
   /** `per_try_timeout` (idle false) or `per_try_idle_timeout` (idle true) expired; the attempt is already abandoned. */
   onPerTryTimeout(attempt: UpstreamRequest, idle: boolean): void;
@@ -133,10 +140,21 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Headers): void {
-    this.clearTimers();
-    this.cluster.stats.histograms[CH.upstream_rq_time]!.record(performance.now() - this.startTime);
-    this.finish(this.status < 500);
+    this.complete();
     if (!this.abandoned) this.owner.onUpstreamEnd(this, trailers);
+  }
+
+  onRequestUpgrade(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers, socket: Duplex): void {
+    this.controller = controller;
+    this.clearTimers();
+    this.status = statusCode;
+    this.host.outlier?.onResponse(statusCode);
+    if (this.abandoned) {
+      socket.destroy();
+      this.complete();
+      return;
+    }
+    this.owner.onUpstreamUpgrade(this, statusCode, headers, socket as Socket);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error & { code?: string }): void {
@@ -172,6 +190,16 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
     if (this.perTryTimer !== undefined) clearTimeout(this.perTryTimer);
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
     this.perTryTimer = this.idleTimer = undefined;
+  }
+
+  /**
+   * The response is over; or the connection an upgrade handed over has closed, which ends the attempt as it
+   * ends Envoy's upstream request.
+   */
+  complete(): void {
+    this.clearTimers();
+    this.cluster.stats.histograms[CH.upstream_rq_time]!.record(performance.now() - this.startTime);
+    this.finish(this.status < 500);
   }
 
   /** The request got a connection: no longer pending, now one of the cluster's requests. */

@@ -88,6 +88,8 @@ export class Host {
   /** Requests dispatched to this host and still waiting for a connection. */
   pendingRequests = 0;
   private pool: Pool | undefined;
+  /** Opens this host's connections (its pool's and raw ones), made on first use. */
+  private connector: buildConnector.connector | undefined;
   /**
    * `HealthFlag` bits. Only `Cluster.setHostHealthFlag` changes them, so that load balancing and the membership
    * gauges follow.
@@ -178,34 +180,10 @@ export class Host {
   private createPool(): Pool {
     const settings = this.settings;
     const tls = settings.tls;
-    const connector = buildConnector(
-      tls === undefined
-        ? { timeout: settings.connectTimeoutMs }
-        : {
-            timeout: settings.connectTimeoutMs,
-            secureContext: tls.secureContext,
-            servername: tls.servername,
-            rejectUnauthorized: tls.rejectUnauthorized,
-            checkServerIdentity: tls.checkServerIdentity,
-          },
-    );
-    // Connect to whatever address the host has now: LOGICAL_DNS re-resolution moves new connections only.
-    const connect: buildConnector.connector = (options, callback) => {
-      const started = performance.now();
-      connector({ ...options, hostname: this.address, port: String(this.port) }, (err, socket) => {
-        if (err === null) {
-          this.onConnected(socket as Socket, started);
-          callback(null, socket!);
-        } else {
-          this.onConnectFailed(err as Error & { code?: string });
-          callback(err, null);
-        }
-      });
-    };
     return new Pool(`${tls === undefined ? 'http' : 'https'}://${this.key}`, {
       connections: settings.maxConnections,
       pipelining: 1,
-      connect,
+      connect: (options, callback) => this.connect(options, callback, true),
       keepAliveTimeout: settings.idleTimeoutMs || 2_147_483_647,
       keepAliveMaxTimeout: settings.idleTimeoutMs || 2_147_483_647,
       // Timeouts are the router's (route timeout, idle timeout), as in Envoy.
@@ -219,11 +197,51 @@ export class Host {
     });
   }
 
-  private onConnected(socket: Socket, started: number): void {
+  /**
+   * Opens a connection to this host outside its pool (TCP proxying): plain or the cluster's TLS, with its connect
+   * timeout, counted in the cluster's and host's connection stats and circuit breaker like the pool's.
+   */
+  openConnection(callback: buildConnector.Callback): void {
+    const protocol = this.settings.tls === undefined ? 'http:' : 'https:';
+    this.connect({ hostname: this.address, protocol, port: String(this.port) }, callback, false);
+  }
+
+  /** Connects to whatever address the host has now: LOGICAL_DNS re-resolution moves new connections only. */
+  private connect(options: buildConnector.Options, callback: buildConnector.Callback, http: boolean): void {
+    const started = performance.now();
+    this.connector ??= this.createConnector();
+    this.connector({ ...options, hostname: this.address, port: String(this.port) }, (err, socket) => {
+      if (err === null) {
+        this.onConnected(socket, started, http);
+        callback(null, socket);
+      } else {
+        this.onConnectFailed(err as Error & { code?: string });
+        callback(err, null);
+      }
+    });
+  }
+
+  private createConnector(): buildConnector.connector {
+    const settings = this.settings;
+    const tls = settings.tls;
+    return buildConnector(
+      tls === undefined
+        ? { timeout: settings.connectTimeoutMs }
+        : {
+            timeout: settings.connectTimeoutMs,
+            secureContext: tls.secureContext,
+            servername: tls.servername,
+            rejectUnauthorized: tls.rejectUnauthorized,
+            checkServerIdentity: tls.checkServerIdentity,
+          },
+    );
+  }
+
+  private onConnected(socket: Socket, started: number, http: boolean): void {
     const cluster = this.clusterStats;
     const now = performance.now();
     cluster.counters[C.upstream_cx_total]++;
-    cluster.counters[C.upstream_cx_http1_total]++;
+    if (http) cluster.counters[C.upstream_cx_http1_total]++;
     cluster.gauges[G.upstream_cx_active]++;
     cluster.histograms[H.upstream_cx_connect_ms]!.record(now - started);
     this.stats.counters[HC.cx_total]++;
