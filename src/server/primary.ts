@@ -50,7 +50,7 @@ export class Primary extends ServerAdmin {
   /** Starts the workers; rejects when they cannot serve the configuration. */
   async start(): Promise<void> {
     await this.pool.start();
-    this.becameLive();
+    if (this.stopping === undefined) this.becameLive();
   }
 
   protected dataPlaneStats(): Promise<StatsSnapshot> {

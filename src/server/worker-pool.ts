@@ -115,7 +115,11 @@ export class WorkerPool {
         }
       });
       worker.on('exit', (code, signal) => {
-        if (!ready) reject(new Error(`worker ${slot.index} exited before serving (code ${code ?? signal})`));
+        // A shutdown (SIGTERM) can come while workers are still starting: then exiting first is what was asked.
+        if (!ready) {
+          if (this.stopping) resolve();
+          else reject(new Error(`worker ${slot.index} exited before serving (code ${code ?? signal})`));
+        }
         this.onExit(slot, worker, code, signal);
       });
     });
