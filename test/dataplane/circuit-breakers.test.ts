@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { simpleBootstrap, startPortico, staticCluster, type RunningPortico } from '../support/portico.js';
+import { type RunningPortico, simpleBootstrap, startPortico, stat, staticCluster } from '../support/portico.js';
 import { httpRequest, startMisbehavingUpstream, startRecordingUpstream, type HttpResponse, type MisbehavingUpstream } from '../support/upstreams.js';
+import { eventually } from '../support/wait.js';
 
 const started: { close(): Promise<void> }[] = [];
 after(async () => {
@@ -29,24 +30,6 @@ async function hanging(): Promise<MisbehavingUpstream> {
   const upstream = await startMisbehavingUpstream('hang');
   started.push(upstream);
   return upstream;
-}
-
-function stat(gw: RunningPortico, name: string): number | undefined {
-  const snapshot = gw.plane.stats.snapshot();
-  return [...snapshot.counters, ...snapshot.gauges].find(([n]) => n === name)?.[1];
-}
-
-async function eventually(check: () => void, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
 }
 
 /** A request left hanging; it fails when the gateway closes, which the test does not care about. */

@@ -9,7 +9,7 @@ import { checkBootstrap, parseDocument } from '../../src/config/load.js';
 import type { ConfigError } from '../../src/config/errors.js';
 import { compileBootstrap } from '../../src/dataplane/data-plane.js';
 import { createLogger } from '../../src/util/logger.js';
-import { httpListener, type Json, type RunningPortico, simpleBootstrap, startPortico, staticCluster } from '../support/portico.js';
+import { httpListener, type Json, type RunningPortico, simpleBootstrap, startPortico, stat, staticCluster } from '../support/portico.js';
 import { httpRequest, refusedPort, type RecordingUpstream, startRecordingUpstream } from '../support/upstreams.js';
 
 const CORS_FILTER = { name: 'envoy.filters.http.cors', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors' } };
@@ -30,10 +30,6 @@ function cluster(name: string, port: number): Json {
 
 function bootstrap(routeConfig: Json, clusters: Json[], httpFilters: Json[] = [CORS_FILTER], extra: Json = {}): string {
   return JSON.stringify({ ...extra, static_resources: { listeners: [httpListener(routeConfig, {}, httpFilters)], clusters } });
-}
-
-function stat(gw: RunningPortico, name: string): number | undefined {
-  return new Map(gw.plane.stats.snapshot().counters.map(([n, value]) => [n, value])).get(name);
 }
 
 const VALID = 'http.ingress_http.cors.origin_valid';

@@ -12,7 +12,7 @@ import type { ConfigError } from '../../src/config/errors.js';
 import { compileBootstrap } from '../../src/dataplane/data-plane.js';
 import { clusterStatus } from '../../src/dataplane/status.js';
 import { createLogger } from '../../src/util/logger.js';
-import { checkYaml, simpleBootstrap, startPortico, type RunningPortico } from '../support/portico.js';
+import { checkYaml, type RunningPortico, simpleBootstrap, startPortico, stat as statValue } from '../support/portico.js';
 import {
   httpRequest,
   refusedPort,
@@ -71,11 +71,11 @@ function healthFlags(gw: RunningPortico, port: number): string | undefined {
   return new RegExp(`^c::127\\.0\\.0\\.1:${port}::health_flags::(.*)$`, 'm').exec(clustersText(gw))?.[1];
 }
 
+/** A stat that must exist. */
 function stat(gw: RunningPortico, name: string): number {
-  const snapshot = gw.plane.stats.snapshot();
-  const found = [...snapshot.counters, ...snapshot.gauges].find(([n]) => n === name);
-  assert.ok(found, `no stat ${name}`);
-  return found[1];
+  const value = statValue(gw, name);
+  assert.ok(value !== undefined, `no stat ${name}`);
+  return value;
 }
 
 /** Sends `n` requests and returns the bodies. */

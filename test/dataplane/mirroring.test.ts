@@ -12,7 +12,7 @@ import type { ConfigError } from '../../src/config/errors.js';
 import { compileBootstrap } from '../../src/dataplane/data-plane.js';
 import { shadowAuthority } from '../../src/dataplane/router/request-mirror.js';
 import { createLogger } from '../../src/util/logger.js';
-import { simpleBootstrap, startPortico, staticCluster, type RunningPortico } from '../support/portico.js';
+import { type RunningPortico, simpleBootstrap, startPortico, stat, staticCluster } from '../support/portico.js';
 import {
   httpRequest,
   refusedPort,
@@ -40,11 +40,6 @@ async function recording(status = 200): Promise<RecordingUpstream> {
       res.end(`${status} ok`);
     }),
   );
-}
-
-function stat(gw: RunningPortico, name: string): number | undefined {
-  const snapshot = gw.plane.stats.snapshot();
-  return new Map([...snapshot.counters, ...snapshot.gauges].map(([n, value]) => [n, value])).get(name);
 }
 
 /** A gateway with a `main` and a `mirror` cluster (plus `extra`) whose routes are given in YAML. */

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { simpleBootstrap, startPortico, staticCluster, type RunningPortico } from '../support/portico.js';
+import { type RunningPortico, simpleBootstrap, startPortico, stat, staticCluster } from '../support/portico.js';
 import {
   httpRequest,
   refusedPort,
@@ -17,6 +17,7 @@ import {
   type RecordingHandler,
   type RecordingUpstream,
 } from '../support/upstreams.js';
+import { eventually } from '../support/wait.js';
 
 const started: { close(): Promise<void> }[] = [];
 after(async () => {
@@ -61,24 +62,6 @@ ${options.hcmExtra ?? ''}`;
   const gw = await startPortico(yaml);
   started.push(gw);
   return Object.assign(gw, { log });
-}
-
-function stat(gw: RunningPortico, name: string): number | undefined {
-  const snapshot = gw.plane.stats.snapshot();
-  return [...snapshot.counters, ...snapshot.gauges].find(([n]) => n === name)?.[1];
-}
-
-async function eventually(check: () => void, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
 }
 
 async function logLines(path: string, count: number): Promise<string[]> {

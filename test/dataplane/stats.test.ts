@@ -10,6 +10,7 @@ import { startEchoServer, type EchoServer } from '../../src/echo/echo-server.js'
 import { binTotal } from '../../src/stats/histogram.js';
 import { simpleBootstrap, startPortico, staticCluster, type RunningPortico } from '../support/portico.js';
 import { httpRequest, rawRequest, refusedPort, startMisbehavingUpstream, type MisbehavingUpstream } from '../support/upstreams.js';
+import { eventually as pollUntilPasses } from '../support/wait.js';
 
 const started: Array<{ close(): Promise<void> }> = [];
 after(async () => {
@@ -67,18 +68,8 @@ function expectConnectionBalance(gw: RunningPortico, cluster: string): void {
 }
 
 /** Retries an assertion until it holds: stream and connection stats are counted when sockets close. */
-async function eventually(check: () => void, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-}
+/** Stats move within moments of the traffic that moves them. */
+const eventually = (check: () => void): Promise<void> => pollUntilPasses(check, 5000);
 
 const listenerPrefix = (gw: RunningPortico) => `listener.127.0.0.1_${gw.port()}.`;
 

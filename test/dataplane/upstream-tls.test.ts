@@ -10,7 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import type { ConfigValidationError } from '../../src/config/errors.js';
 import { hasOpenssl, makeTestPki, OPENSSL_MISSING, type TestPki } from '../support/certificates.js';
-import { checkYaml, type RunningPortico, simpleBootstrap, startPortico } from '../support/portico.js';
+import { checkYaml, type RunningPortico, simpleBootstrap, startPortico, stat } from '../support/portico.js';
 import { httpRequest, startHelloService, type HelloService } from '../support/upstreams.js';
 
 describe('upstream TLS', { skip: hasOpenssl ? false : OPENSSL_MISSING }, () => {
@@ -84,7 +84,7 @@ ${context.replace(/^/gm, '      ')}
     upstream?.close();
   });
 
-  const counter = (name: string): number => gw.plane.stats.snapshot().counters.find(([n]) => n === name)?.[1] ?? 0;
+  const counter = (name: string): number => stat(gw, name) ?? 0;
   const get = async (path: string) => {
     const res = await httpRequest(`${gw.url()}${path}`);
     return { ...res, json: res.status === 200 ? JSON.parse(res.body) : undefined };

@@ -39,6 +39,12 @@ export async function startPortico(yaml: string): Promise<RunningPortico> {
   return { plane, port, url: (index = 0) => `http://127.0.0.1:${port(index)}`, close: () => plane.close(0) };
 }
 
+/** A counter's or gauge's current value in a running data plane's stats; undefined when there is no such stat. */
+export function stat(gw: RunningPortico, name: string): number | undefined {
+  const snapshot = gw.plane.stats.snapshot();
+  return [...snapshot.counters, ...snapshot.gauges].find(([n]) => n === name)?.[1];
+}
+
 /** A one-listener bootstrap routing everything under `routes` to clusters, for compact tests. */
 export function simpleBootstrap(options: {
   routes: string;
