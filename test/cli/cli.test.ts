@@ -67,8 +67,13 @@ describe('portico CLI', () => {
     const [listenerPort, adminPort] = [await freePort(), await freePort()];
     const file = write('serve.yaml', bootstrap(listenerPort, echo.port, adminPort));
     const child = spawn(process.execPath, [BIN, 'run', '-c', file, '-l', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk));
     try {
-      await waitFor(async () => (await httpRequest(`http://127.0.0.1:${adminPort}/ready`)).status === 200);
+      await waitFor(async () => (await httpRequest(`http://127.0.0.1:${adminPort}/ready`)).status === 200).catch((err: Error) => {
+        throw new Error(`${err.message} (exit code ${child.exitCode}); portico said:\n${output}`);
+      });
       const response = await httpRequest(`http://127.0.0.1:${listenerPort}/hello`);
       assert.equal(response.status, 200);
       assert.equal(JSON.parse(response.body).name, 'cli-echo');
