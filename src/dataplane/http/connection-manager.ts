@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { BlockList } from 'node:net';
-import type { Dispatcher } from 'undici';
 import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
@@ -14,6 +13,7 @@ import { ResponseFlag } from '../response-flags.js';
 import { RequestBody, type RequestBodyOwner } from '../router/request-body.js';
 import { DEFAULT_RETRY_POLICY, RETRY_REQUEST_HEADERS, ResetReason, type RetryPolicy, RetryState, RetryStatus } from '../router/retry-policy.js';
 import { UpstreamRequest, type UpstreamRequestOwner } from '../router/upstream-request.js';
+import type { UpstreamStreamController } from '../upstream/http1/types.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { applyHeaderMutation, applyHeaderMutations, type HeaderMap, type MutationChains } from '../router/header-mutation.js';
 import type { HashPolicy, HashRequest } from '../router/hash-policy.js';
@@ -24,7 +24,7 @@ import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info
 import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { LocalOriginFailure } from '../upstream/health/outlier-detector.js';
-import type { Host } from '../upstream/host.js';
+import { isConnectTimeout, type Host } from '../upstream/host.js';
 import { classifyUpstreamFailure, countUpstreamResponseCode, UpstreamFailure } from '../upstream/request-stats.js';
 import type { ResourceManager } from '../upstream/resource-manager.js';
 import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
@@ -854,12 +854,9 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     const body = this.body;
     attempt.dispatch({
       path: this.head.path,
-      method: this.head.method as Dispatcher.HttpMethod,
+      method: this.head.method,
       headers: upstreamHeaders(this.head.headers),
       body: body !== undefined ? body.forAttempt() : this.hasBody ? this.req : null,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      reset: host.closeAfterEachRequest,
       upgrade: this.upgradeType,
     });
     if (this.downstreamComplete) attempt.onDownstreamComplete();
@@ -1104,7 +1101,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     this.tunnel = new Tunnel(this.socket, socket, this.upgradeHead!, attempt);
   }
 
-  onUpstreamData(_attempt: UpstreamRequest, controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onUpstreamData(_attempt: UpstreamRequest, controller: UpstreamStreamController, chunk: Buffer): void {
     this.info.bytesSent += chunk.length;
     if (!this.res.write(chunk)) {
       controller.pause();
@@ -1142,14 +1139,13 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
       this.res.destroy();
       return;
     }
-    const code = error.code ?? '';
     let reason: ResetReason;
     let message: string;
     let flag: number;
     let details: string;
     const failure = classifyUpstreamFailure(error);
     if (failure === UpstreamFailure.ConnectFailure) {
-      const timeout = code === 'UND_ERR_CONNECT_TIMEOUT';
+      const timeout = isConnectTimeout(error);
       this.info.upstreamTransportFailureReason = error.message;
       reason = ResetReason.ConnectFailure;
       message = timeout ? 'connection timeout' : 'connection failure';

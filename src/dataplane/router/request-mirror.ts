@@ -8,7 +8,6 @@
  * (`retry_or_shadow_abandoned` on the main request's cluster).
  */
 import { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
@@ -16,6 +15,7 @@ import type { RequestHead } from '../stream-info.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { Host } from '../upstream/host.js';
+import type { UpstreamStreamController, UpstreamStreamHandler } from '../upstream/http1/types.js';
 import {
   countUpstreamRequestAssigned,
   countUpstreamRequestEnd,
@@ -176,18 +176,18 @@ function onMirrorTimeout(copy: MirrorRequest): void {
   copy.onTimeout();
 }
 
-/** One mirrored copy: an upstream request whose response is discarded. It is its own undici dispatch handler. */
-class MirrorRequest implements Dispatcher.DispatchHandler {
-  /** The body as handed to undici; chunks are queued on it without backpressure. */
+/** One mirrored copy: an upstream request whose response is discarded. It is its own pool handler. */
+class MirrorRequest implements UpstreamStreamHandler {
+  /** The body as handed to the pool; chunks are queued on it without backpressure. */
   private readonly body: Readable | undefined;
-  private controller: Dispatcher.DispatchController | undefined;
+  private controller: UpstreamStreamController | undefined;
   private timer: NodeJS.Timeout | undefined;
   private startedAt = 0;
   private pending = true;
   private responseStarted = false;
   /** The response status, once it started; the host counts 5xx as errors. */
   private status = 0;
-  /** Accounting is over (response complete, failed, timed out, cancelled); only undici's callbacks remain. */
+  /** Accounting is over (response complete, failed, timed out, cancelled); only the pool's callbacks remain. */
   private finished = false;
 
   constructor(
@@ -206,18 +206,7 @@ class MirrorRequest implements Dispatcher.DispatchHandler {
     }
     this.startedAt = performance.now();
     countUpstreamRequestStart(this.cluster, this.host);
-    this.host.dispatcher().dispatch(
-      {
-        path: head.path,
-        method: head.method as Dispatcher.HttpMethod,
-        headers: copy,
-        body: this.body ?? null,
-        headersTimeout: 0,
-        bodyTimeout: 0,
-        reset: this.host.closeAfterEachRequest,
-      },
-      this,
-    );
+    this.host.pool().dispatch({ path: head.path, method: head.method, headers: copy, body: this.body ?? null, upgrade: undefined }, this);
     // Envoy's route timeout runs from the end of the request, here the end of its head when it has no body.
     if (this.body === undefined) this.startTimer();
   }
@@ -267,7 +256,7 @@ class MirrorRequest implements Dispatcher.DispatchHandler {
     this.timer = undefined;
     if (this.pending) this.assigned();
     countUpstreamRequestEnd(this.cluster, this.host, success);
-    // Frees whatever is still queued; undici, once it reads the body, fails the request, which is already counted.
+    // Frees whatever is still queued; the pool, seeing it end early, fails the request, which is already counted.
     this.body?.destroy();
   }
 
@@ -277,13 +266,12 @@ class MirrorRequest implements Dispatcher.DispatchHandler {
   }
 
   private abort(reason: string): void {
-    const controller = this.controller;
-    if (controller !== undefined && !controller.aborted) controller.abort(new Error(reason));
+    this.controller?.abort(new Error(reason));
   }
 
-  // ---- undici dispatch handler ---------------------------------------------------------------------------
+  // ---- the pool's handler ---------------------------------------------------------------------------------
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
+  onRequestStart(controller: UpstreamStreamController): void {
     this.controller = controller;
     if (this.finished) {
       controller.abort(new Error('mirror request already ended'));
@@ -292,8 +280,8 @@ class MirrorRequest implements Dispatcher.DispatchHandler {
     if (this.pending) this.assigned();
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number): void {
-    if (statusCode < 200 || this.finished) return;
+  onResponseStart(_controller: UpstreamStreamController, statusCode: number): void {
+    if (this.finished) return;
     this.responseStarted = true;
     this.status = statusCode;
     countUpstreamResponseCode(this.cluster, statusCode);
@@ -307,7 +295,7 @@ class MirrorRequest implements Dispatcher.DispatchHandler {
     this.finish(this.status < 500);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error & { code?: string }): void {
+  onResponseError(_controller: UpstreamStreamController, error: Error & { code?: string }): void {
     if (this.finished) return;
     countUpstreamFailure(this.cluster, error, this.responseStarted);
     this.finish(false);

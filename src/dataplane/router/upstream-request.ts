@@ -1,14 +1,13 @@
 /**
- * One attempt at an upstream request (Envoy's UpstreamRequest): the host it went to, the undici dispatch handler
- * that receives its response, its per-try timers, and its accounting in the cluster's and host's stats and
+ * One attempt at an upstream request (Envoy's UpstreamRequest): the host it went to, the handler that receives
+ * its response from the host's connection pool, its per-try timers, and its accounting in the cluster's and host's stats and
  * circuit breakers. What to do with a response or a failure (forward it, retry) is the owner's decision.
  */
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import type { Cluster } from '../upstream/cluster.js';
 import { LocalOriginFailure } from '../upstream/health/outlier-detector.js';
-import type { Host } from '../upstream/host.js';
+import { isConnectTimeout, type Host } from '../upstream/host.js';
+import type { UpstreamHeaders, UpstreamRequestHead, UpstreamStreamController, UpstreamStreamHandler } from '../upstream/http1/types.js';
 import type { ResourceManager } from '../upstream/resource-manager.js';
 import { countUpstreamRequestAssigned, countUpstreamRequestEnd, countUpstreamRequestStart, countUpstreamResponseCode } from '../upstream/request-stats.js';
 import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';
@@ -17,20 +16,18 @@ const CS = CLUSTER_STATS.c;
 const CH = CLUSTER_STATS.h;
 const HS = HOST_STATS.c;
 
-type Headers = Record<string, string | string[] | undefined>;
-
 /** The stream an attempt reports to. Calls stop once the owner abandons the attempt (`abandon`). */
 export interface UpstreamRequestOwner {
-  /** The attempt got a connection and undici is about to write it. */
+  /** The attempt got a connection and is about to be written. */
   onUpstreamRequestStart(attempt: UpstreamRequest): void;
-  onUpstreamHeaders(attempt: UpstreamRequest, status: number, headers: Headers): void;
-  onUpstreamData(attempt: UpstreamRequest, controller: Dispatcher.DispatchController, chunk: Buffer): void;
-  onUpstreamEnd(attempt: UpstreamRequest, trailers: Headers): void;
+  onUpstreamHeaders(attempt: UpstreamRequest, status: number, headers: UpstreamHeaders): void;
+  onUpstreamData(attempt: UpstreamRequest, controller: UpstreamStreamController, chunk: Buffer): void;
+  onUpstreamEnd(attempt: UpstreamRequest, trailers: UpstreamHeaders): void;
   /**
    * The upstream switched protocols (an upgrade request answered 101) and handed over its connection. The
    * attempt stays active until `complete()`.
    */
-  onUpstreamUpgrade(attempt: UpstreamRequest, status: number, headers: Headers, socket: Socket): void;
+  onUpstreamUpgrade(attempt: UpstreamRequest, status: number, headers: UpstreamHeaders, socket: Socket): void;
   onUpstreamReset(attempt: UpstreamRequest, error: Error & { code?: string }): void;
   /** `per_try_timeout` (idle false) or `per_try_idle_timeout` (idle true) expired; the attempt is already abandoned. */
   onPerTryTimeout(attempt: UpstreamRequest, idle: boolean): void;
@@ -44,11 +41,11 @@ function onPerTryIdleTimer(attempt: UpstreamRequest): void {
   attempt.onPerTryTimeout(true);
 }
 
-export class UpstreamRequest implements Dispatcher.DispatchHandler {
-  controller: Dispatcher.DispatchController | undefined;
+export class UpstreamRequest implements UpstreamStreamHandler {
+  controller: UpstreamStreamController | undefined;
   /** `performance.now()` at dispatch, for `x-envoy-upstream-service-time` and `upstream_rq_time`. */
   readonly startTime = performance.now();
-  /** The request reached a connection (undici's onRequestStart): a reset is no longer "before request". */
+  /** The request reached a connection (onRequestStart): a reset is no longer "before request". */
   sent = false;
   /** Response status, once headers arrived. */
   status = 0;
@@ -76,8 +73,8 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
     resources.requestsChanged();
   }
 
-  dispatch(options: Dispatcher.DispatchOptions): void {
-    this.host.dispatcher().dispatch(options, this);
+  dispatch(head: UpstreamRequestHead): void {
+    this.host.pool().dispatch(head, this);
   }
 
   /** The downstream request is complete: the per-try timeout runs from here (or from the connection, if later). */
@@ -91,8 +88,7 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
     if (this.abandoned) return;
     this.abandoned = true;
     this.clearTimers();
-    const controller = this.controller;
-    if (controller !== undefined && !controller.aborted) controller.abort(new Error(reason));
+    this.controller?.abort(new Error(reason));
   }
 
   chargeCode(status: number): void {
@@ -107,9 +103,9 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
     stats.counters[CS['retry.upstream_rq_completed']]++;
   }
 
-  // ---- undici dispatch handler ---------------------------------------------------------------------------
+  // ---- the pool's handler ---------------------------------------------------------------------------------
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
+  onRequestStart(controller: UpstreamStreamController): void {
     this.assigned();
     this.controller = controller;
     if (this.abandoned) {
@@ -122,9 +118,8 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
     this.owner.onUpstreamRequestStart(this);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers): void {
-    this.controller = controller;
-    if (this.abandoned || statusCode < 200) return;
+  onResponseStart(_controller: UpstreamStreamController, statusCode: number, headers: UpstreamHeaders): void {
+    if (this.abandoned) return;
     this.status = statusCode;
     this.idleTimer?.refresh();
     const host = this.host;
@@ -133,19 +128,18 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
     this.owner.onUpstreamHeaders(this, statusCode, headers);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(controller: UpstreamStreamController, chunk: Buffer): void {
     if (this.abandoned) return;
     this.idleTimer?.refresh();
     this.owner.onUpstreamData(this, controller, chunk);
   }
 
-  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Headers): void {
+  onResponseEnd(_controller: UpstreamStreamController, trailers: UpstreamHeaders): void {
     this.complete();
     if (!this.abandoned) this.owner.onUpstreamEnd(this, trailers);
   }
 
-  onRequestUpgrade(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers, socket: Duplex): void {
-    this.controller = controller;
+  onRequestUpgrade(_controller: UpstreamStreamController, statusCode: number, headers: UpstreamHeaders, socket: Socket): void {
     this.clearTimers();
     this.status = statusCode;
     this.host.outlier?.onResponse(statusCode);
@@ -154,15 +148,15 @@ export class UpstreamRequest implements Dispatcher.DispatchHandler {
       this.complete();
       return;
     }
-    this.owner.onUpstreamUpgrade(this, statusCode, headers, socket as Socket);
+    this.owner.onUpstreamUpgrade(this, statusCode, headers, socket);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error & { code?: string }): void {
+  onResponseError(_controller: UpstreamStreamController, error: Error & { code?: string }): void {
     this.clearTimers();
     this.finish(false);
     // Abandoned: the proxy aborted the attempt itself (timeouts, client gone) and reported why.
     if (this.abandoned) return;
-    this.host.outlier?.onLocalOriginFailure(error.code === 'UND_ERR_CONNECT_TIMEOUT' ? LocalOriginFailure.TIMEOUT : LocalOriginFailure.CONNECT_FAILED);
+    this.host.outlier?.onLocalOriginFailure(isConnectTimeout(error) ? LocalOriginFailure.TIMEOUT : LocalOriginFailure.CONNECT_FAILED);
     this.owner.onUpstreamReset(this, error);
   }
 

@@ -13,7 +13,7 @@ import type { StreamInfo } from '../stream-info.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { LocalOriginFailure } from '../upstream/health/outlier-detector.js';
-import type { Host } from '../upstream/host.js';
+import { isConnectTimeout, type Host } from '../upstream/host.js';
 import { CLUSTER_STATS } from '../upstream/stats.js';
 import { splice } from './splice.js';
 import { TCP_PROXY_STATS } from './stats.js';
@@ -128,11 +128,11 @@ class TcpProxySession {
     }
     this.attempts++;
     if (info !== undefined) info.upstreamHost = host.key;
-    host.openConnection((err, socket) => (err === null ? this.onConnected(socket) : this.onConnectFailed(host, err)));
+    host.openConnection((err, socket) => (err === null ? this.onConnected(socket) : this.onConnectFailed(host, err)), false);
   }
 
   private onConnectFailed(host: Host, err: Error & { code?: string }): void {
-    host.outlier?.onLocalOriginFailure(err.code === 'UND_ERR_CONNECT_TIMEOUT' ? LocalOriginFailure.TIMEOUT : LocalOriginFailure.CONNECT_FAILED);
+    host.outlier?.onLocalOriginFailure(isConnectTimeout(err) ? LocalOriginFailure.TIMEOUT : LocalOriginFailure.CONNECT_FAILED);
     if (this.info !== undefined) this.info.upstreamTransportFailureReason = err.message;
     if (this.downstream.destroyed) return;
     if (this.attempts < this.proxy.maxConnectAttempts) this.connect(this.cluster!.name);

@@ -1,10 +1,10 @@
-import { isIP, type Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
-import { Pool, buildConnector } from 'undici';
+import { connect as connectTcp, isIP, type Socket } from 'node:net';
+import { connect as connectTls, type TLSSocket } from 'node:tls';
 import { StatScope } from '../../stats/store.js';
 import type { ClusterSettings } from './cluster-settings.js';
 import type { HostHealthCheck } from './health/health-checker.js';
 import type { HostOutlierMonitor } from './health/outlier-detector.js';
+import { Http1ConnectionPool, type ConnectError, type ConnectionSource } from './http1/pool.js';
 import type { Resource } from './resource-manager.js';
 import { CLUSTER_STATS, HOST_STATS } from './stats.js';
 
@@ -80,16 +80,18 @@ function hostKey(address: string, port: number): string {
  * connection pool created on first use. A host outlives configuration changes that keep its address, so its
  * pooled connections survive them too.
  */
-export class Host {
+export type ConnectCallback = (...result: [null, Socket] | [ConnectError, null]) => void;
+
+export class Host implements ConnectionSource {
   /** `ip:port`, as Envoy prints upstream hosts (`%UPSTREAM_HOST%`, `/clusters`). */
   key: string;
   /** Counters shown per host by `/clusters`. */
   readonly stats = new StatScope(HOST_STATS, '');
   /** Requests dispatched to this host and still waiting for a connection. */
   pendingRequests = 0;
-  private pool: Pool | undefined;
-  /** Opens this host's connections (its pool's and raw ones), made on first use. */
-  private connector: buildConnector.connector | undefined;
+  private connectionPool: Http1ConnectionPool | undefined;
+  /** The last TLS session the host gave, offered for resumption on the next connection. */
+  private tlsSession: Buffer | undefined;
   /**
    * `HealthFlag` bits. Only `Cluster.setHostHealthFlag` changes them, so that load balancing and the membership
    * gauges follow.
@@ -142,14 +144,6 @@ export class Host {
   }
 
   /**
-   * With `max_requests_per_connection: 1` every request must close its connection (`reset` on dispatch):
-   * undici's `maxRequestsPerClient` cannot express 1.
-   */
-  get closeAfterEachRequest(): boolean {
-    return this.settings.maxRequestsPerConnection === 1;
-  }
-
-  /**
    * Counts `upstream_cx_overflow` when a request about to be dispatched finds no idle connection and may not
    * open one: this host's pool is full, or the cluster is at its `max_connections`. The request then waits for a
    * connection (pending), as in Envoy. Returns whether it will wait for one.
@@ -165,76 +159,68 @@ export class Host {
   }
 
   /** The pool requests to this host are dispatched on. */
-  dispatcher(): Pool {
-    if (this.pool === undefined) this.pool = this.createPool();
-    return this.pool;
+  pool(): Http1ConnectionPool {
+    return (this.connectionPool ??= new Http1ConnectionPool(this, this.settings));
   }
 
   /** Closes pooled connections once their requests finish. */
   async close(): Promise<void> {
-    const pool = this.pool;
-    this.pool = undefined;
-    if (pool) await pool.close().catch(() => undefined);
-  }
-
-  private createPool(): Pool {
-    const settings = this.settings;
-    const tls = settings.tls;
-    return new Pool(`${tls === undefined ? 'http' : 'https'}://${this.key}`, {
-      connections: settings.maxConnections,
-      pipelining: 1,
-      connect: (options, callback) => this.connect(options, callback, true),
-      keepAliveTimeout: settings.idleTimeoutMs || 2_147_483_647,
-      keepAliveMaxTimeout: settings.idleTimeoutMs || 2_147_483_647,
-      // Timeouts are the router's (route timeout, idle timeout), as in Envoy.
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      maxHeaderSize: 60 * 1024,
-      // undici lets one request more than maxRequestsPerClient through a connection (it marks the connection
-      // for closing once its counter already equals the limit), so Envoy's N is undici's N - 1.
-      maxRequestsPerClient: settings.maxRequestsPerConnection > 1 ? settings.maxRequestsPerConnection - 1 : undefined,
-      strictContentLength: true,
-    });
+    const pool = this.connectionPool;
+    this.connectionPool = undefined;
+    if (pool) await pool.close();
   }
 
   /**
-   * Opens a connection to this host outside its pool (TCP proxying): plain or the cluster's TLS, with its connect
-   * timeout, counted in the cluster's and host's connection stats and circuit breaker like the pool's.
+   * The cluster's `max_connections` circuit breaker allows another connection. (The pool may still open one when
+   * it has none, as Envoy's does.)
    */
-  openConnection(callback: buildConnector.Callback): void {
-    const protocol = this.settings.tls === undefined ? 'http:' : 'https:';
-    this.connect({ hostname: this.address, protocol, port: String(this.port) }, callback, false);
+  mayOpenConnection(): boolean {
+    return this.connectionLimit === undefined || this.connectionLimit.canCreate();
   }
 
-  /** Connects to whatever address the host has now: LOGICAL_DNS re-resolution moves new connections only. */
-  private connect(options: buildConnector.Options, callback: buildConnector.Callback, http: boolean): void {
+  /**
+   * Opens a connection to whatever address the host has now (LOGICAL_DNS re-resolution moves new connections
+   * only): plain or the cluster's TLS, within its connect timeout, counted in the cluster's and host's
+   * connection stats and circuit breaker. `http` says it is for the pool (`upstream_cx_http1_total`) rather than
+   * TCP proxying.
+   */
+  openConnection(callback: ConnectCallback, http = true): void {
     const started = performance.now();
-    this.connector ??= this.createConnector();
-    this.connector({ ...options, hostname: this.address, port: String(this.port) }, (err, socket) => {
-      if (err === null) {
-        this.onConnected(socket, started, http);
-        callback(null, socket);
-      } else {
-        this.onConnectFailed(err as Error & { code?: string });
-        callback(err, null);
-      }
-    });
-  }
-
-  private createConnector(): buildConnector.connector {
     const settings = this.settings;
     const tls = settings.tls;
-    return buildConnector(
+    this.connectionLimit?.inc();
+    const socket: Socket =
       tls === undefined
-        ? { timeout: settings.connectTimeoutMs }
-        : {
-            timeout: settings.connectTimeoutMs,
-            secureContext: tls.secureContext,
+        ? connectTcp({ host: this.address, port: this.port })
+        : connectTls({
+            host: this.address,
+            port: this.port,
             servername: tls.servername,
+            secureContext: tls.secureContext,
             rejectUnauthorized: tls.rejectUnauthorized,
             checkServerIdentity: tls.checkServerIdentity,
-          },
-    );
+            session: this.tlsSession,
+            ALPNProtocols: http ? HTTP1_ALPN : undefined,
+          });
+    socket.setNoDelay(true);
+    const ready = tls === undefined ? 'connect' : 'secureConnect';
+    const timer = setTimeout(() => socket.destroy(connectTimeoutError()), settings.connectTimeoutMs);
+    const onFailed = (err: ConnectError): void => {
+      clearTimeout(timer);
+      socket.removeListener(ready, onReady);
+      this.connectionLimit?.dec();
+      this.onConnectFailed(err);
+      callback(err, null);
+    };
+    const onReady = (): void => {
+      clearTimeout(timer);
+      socket.removeListener('error', onFailed);
+      this.onConnected(socket, started, http);
+      callback(null, socket);
+    };
+    socket.once('error', onFailed);
+    socket.once(ready, onReady);
+    if (tls !== undefined) socket.on('session', (session: Buffer) => (this.tlsSession = session));
   }
 
   private onConnected(socket: Socket, started: number, http: boolean): void {
@@ -250,7 +236,6 @@ export class Host {
       cluster.counters[C['ssl.handshake']]++;
       if ((socket as TLSSocket).isSessionReused()) cluster.counters[C['ssl.session_reused']]++;
     }
-    this.connectionLimit?.inc();
     (socket as UpstreamSocket)[kConnection] = { host: this, openedAt: now };
     socket.once('close', onUpstreamSocketClose);
   }
@@ -261,24 +246,36 @@ export class Host {
   }
 
   private onConnectFailed(err: Error & { code?: string }): void {
-    (err as ConnectError)[kConnectFailure] = true;
+    (err as TaggedConnectError)[kConnectFailure] = true;
     const cluster = this.clusterStats;
     cluster.counters[C.upstream_cx_connect_fail]++;
-    if (err.code === 'UND_ERR_CONNECT_TIMEOUT') cluster.counters[C.upstream_cx_connect_timeout]++;
+    if (err.code === CONNECT_TIMEOUT) cluster.counters[C.upstream_cx_connect_timeout]++;
     else if (this.settings.tls !== undefined && !TCP_CONNECT_ERRORS.has(err.code ?? '')) countTlsFailure(cluster, err.code ?? '');
     this.stats.counters[HC.cx_connect_fail]++;
   }
 }
 
+const HTTP1_ALPN = ['http/1.1'];
+const CONNECT_TIMEOUT = 'ETIMEDOUT';
+
+function connectTimeoutError(): ConnectError {
+  return Object.assign(new Error('connect timeout'), { code: CONNECT_TIMEOUT });
+}
+
 const kConnectFailure = Symbol('portico.connectFailure');
-type ConnectError = Error & { [kConnectFailure]?: true };
+type TaggedConnectError = ConnectError & { [kConnectFailure]?: true };
 
 /**
  * True for an error that ended an upstream connection attempt (refused, unreachable, TLS handshake) rather than
  * an established connection: the request then fails with UF, not UC.
  */
 export function isConnectFailure(err: Error): boolean {
-  return (err as ConnectError)[kConnectFailure] === true;
+  return (err as TaggedConnectError)[kConnectFailure] === true;
+}
+
+/** True for a connection attempt that ran out of `connect_timeout` (or the kernel's). */
+export function isConnectTimeout(err: ConnectError): boolean {
+  return isConnectFailure(err) && err.code === CONNECT_TIMEOUT;
 }
 
 /** Failures before any TLS byte was exchanged; anything else on a TLS cluster failed in the handshake. */

@@ -5,6 +5,7 @@
  */
 import type { Cluster } from './cluster.js';
 import { type Host, isConnectFailure } from './host.js';
+import { PROTOCOL_ERROR } from './http1/types.js';
 import { CLUSTER_STATS, HOST_STATS } from './stats.js';
 
 const CS = CLUSTER_STATS.c;
@@ -49,11 +50,11 @@ export const enum UpstreamFailure {
   Reset,
 }
 
-/** What went wrong with an upstream request undici reports as failed. */
+/** What went wrong with an upstream request the connection pool reports as failed. */
 export function classifyUpstreamFailure(error: Error & { code?: string }): UpstreamFailure {
   if (isConnectFailure(error)) return UpstreamFailure.ConnectFailure;
   const code = error.code ?? '';
-  if (error.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO') return UpstreamFailure.ProtocolError;
+  if (code.startsWith('HPE_') || code === PROTOCOL_ERROR) return UpstreamFailure.ProtocolError;
   return UpstreamFailure.Reset;
 }
 
