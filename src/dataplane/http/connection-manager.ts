@@ -422,7 +422,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
   private upstream: UpstreamRequest | undefined;
   /** Only for a request that can be retried. */
   private retry: RetryState | undefined;
-  /** The request body, kept for retries; undefined when undici reads the request directly. */
+  /** The request body, kept for retries; undefined when the upstream connection reads the request directly. */
   private body: RequestBody | undefined;
   /** The whole downstream request has arrived. */
   private downstreamComplete = false;
@@ -1032,8 +1032,9 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
   // ---- upstream attempts (UpstreamRequestOwner) ----------------------------------------------------------
 
   onUpstreamRequestStart(): void {
-    // Without a body buffer, undici reads the request itself, starting right after this call: counting from here
-    // sees every chunk, and adds a listener to a stream that is about to flow anyway. There is a single attempt.
+    // Without a body buffer, the upstream connection reads the request itself, right after this call: counting
+    // from here sees every chunk, and adds a listener to a stream that is about to flow anyway. There is a single
+    // attempt.
     if (this.hasBody && this.body === undefined) this.req.on('data', onRequestData);
   }
 

@@ -5,8 +5,8 @@
  *
  * The request itself takes the normal path (header sanitising, routing, rewrites, load balancing, circuit
  * breakers, retries before the upstream answers): the connection manager only asks `upgradeAllowed` after route
- * selection and dispatches the request with undici's `upgrade` option, which hands over the upstream socket on
- * a 101 (plain TCP or the cluster's TLS, through the host's connection pool connector).
+ * selection and dispatches the request with an `upgrade` token; the host's connection pool hands over the
+ * upstream socket on a 101 (plain TCP or the cluster's TLS).
  */
 import { type IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';

@@ -1,7 +1,7 @@
 /**
  * The request body of a request that may be retried: read from the downstream request once, kept (up to the
  * buffer limit) so that a retry can send it again, and streamed to the attempt in flight with back-pressure.
- * Requests that cannot be retried never get one: undici reads the downstream request directly.
+ * Requests that cannot be retried never get one: the upstream connection reads the downstream request directly.
  */
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
