@@ -54,6 +54,12 @@ describe('portico CLI', () => {
     const flag = spawnSync(process.execPath, [BIN, 'run', '--no-such-flag'], { encoding: 'utf8' });
     assert.equal(flag.status, 1);
     assert.match(flag.stderr, /no-such-flag/);
+    const good = write('flush.yaml', bootstrap(1, 2));
+    for (const value of ['0', '-5', '1.5', 'soon', '', '2147483648']) {
+      const interval = spawnSync(process.execPath, [BIN, 'validate', '-c', good, `--file-flush-interval-msec=${value}`], { encoding: 'utf8' });
+      assert.equal(interval.status, 1, value);
+      assert.equal(interval.stderr, `portico: invalid --file-flush-interval-msec "${value}" (a whole number, 1 to 2147483647)\n`);
+    }
   });
 
   it('run refuses to start on an invalid configuration', () => {
@@ -79,6 +85,7 @@ describe('portico CLI', () => {
       assert.equal(JSON.parse(response.body).name, 'cli-echo');
       const info = JSON.parse((await httpRequest(`http://127.0.0.1:${adminPort}/server_info`)).body);
       assert.equal(info.state, 'LIVE');
+      assert.equal(info.command_line_options.file_flush_interval, '10s');
       const dump = JSON.parse((await httpRequest(`http://127.0.0.1:${adminPort}/config_dump`)).body);
       assert.deepEqual(
         dump.configs.map((c: { '@type': string }) => c['@type']),

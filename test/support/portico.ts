@@ -2,7 +2,7 @@
  * Starts Portico's data plane in the test process from a bootstrap written as YAML, with listeners on
  * ephemeral ports, and offers the URL of each listener.
  */
-import { checkBootstrap, parseDocument } from '../../src/config/load.js';
+import { type Bootstrap, checkBootstrap, parseDocument } from '../../src/config/load.js';
 import { type ConfigError, formatConfigErrors } from '../../src/config/errors.js';
 import { DataPlane, type DataPlaneOptions } from '../../src/dataplane/data-plane.js';
 import { createLogger } from '../../src/util/logger.js';
@@ -30,13 +30,18 @@ export function checkYaml(yaml: string): ConfigError[] {
  */
 export const TEST_FILE_FLUSH_INTERVAL_MS = 50;
 
-export async function startPortico(yaml: string, options: DataPlaneOptions = {}): Promise<RunningPortico> {
+/** Decodes and checks a bootstrap given as YAML (or JSON); throws with every problem. */
+export function parseBootstrap(yaml: string): Bootstrap {
   const errors: ConfigError[] = [];
   const json = parseDocument(yaml, 'test.yaml', errors);
   const checked = checkBootstrap(json);
   errors.push(...checked.errors);
   if (errors.length) throw new Error(`invalid test configuration:\n${formatConfigErrors(errors)}`);
-  const plane = await DataPlane.start(checked.bootstrap, createLogger('error'), { fileFlushIntervalMs: TEST_FILE_FLUSH_INTERVAL_MS, ...options });
+  return checked.bootstrap;
+}
+
+export async function startPortico(yaml: string, options: DataPlaneOptions = {}): Promise<RunningPortico> {
+  const plane = await DataPlane.start(parseBootstrap(yaml), createLogger('error'), { fileFlushIntervalMs: TEST_FILE_FLUSH_INTERVAL_MS, ...options });
   const port = (index = 0): number => {
     const bound = plane.listeners[index]?.boundAddress();
     if (!bound) throw new Error(`no listener ${index}`);
