@@ -82,7 +82,8 @@ abstract class BatchingSink implements AccessLogSink {
   }
 
   async close(): Promise<void> {
-    await this.idle();
+    // Lines can come while waiting: stop only when nothing is queued or being written at this very moment.
+    while (this.writing || this.pending !== '') await this.idle();
     this.closed = true;
     this.release();
   }
