@@ -24,6 +24,9 @@ Options of run and validate:
   -l, --log-level LEVEL    trace, debug, info (default), warning, error, critical, off
       --drain-time-s N     on SIGTERM/SIGINT, seconds in-flight requests get to finish (default 5)
       --concurrency N      worker processes serving the listeners (default: the number of CPUs)
+      --file-flush-interval-msec N
+                           access log files are written when 64 KiB are queued or N ms after the first
+                           queued line (default 10000, as Envoy); stdout/stderr logs every event-loop turn
       --mode MODE          serve (default) or validate: "portico run --mode validate" equals "portico validate"
 
 Options of start (docs/control-plane.md):

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { AdminServer } from '../admin/admin-server.js';
 import { formatConfigErrors } from '../config/errors.js';
 import { loadBootstrap } from '../config/load.js';
+import { DEFAULT_FILE_FLUSH_INTERVAL_MS } from '../dataplane/access-log/sinks.js';
 import { compileBootstrap } from '../dataplane/data-plane.js';
 import { Primary } from '../server/primary.js';
 import { createLogger, isLogLevel, type LogLevel } from '../util/logger.js';
@@ -14,6 +15,7 @@ const OPTIONS = {
   'drain-time-s': { type: 'string', default: '5' },
   mode: { type: 'string', default: 'serve' },
   concurrency: { type: 'string' },
+  'file-flush-interval-msec': { type: 'string', default: String(DEFAULT_FILE_FLUSH_INTERVAL_MS) },
 } as const;
 
 interface RunOptions {
@@ -23,6 +25,7 @@ interface RunOptions {
   drainTimeMs: number;
   mode: 'serve' | 'validate';
   concurrency: number;
+  fileFlushIntervalMs: number;
 }
 
 function parseRunOptions(argv: string[]): RunOptions {
@@ -36,9 +39,21 @@ function parseRunOptions(argv: string[]): RunOptions {
   if (values['config-path'] === undefined && values['config-yaml'] === undefined) {
     throw new Error('a configuration is required: -c FILE or --config-yaml YAML');
   }
-  const concurrency = values.concurrency === undefined ? availableParallelism() : Number(values.concurrency);
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`invalid --concurrency "${values.concurrency}" (a whole number, 1 or more)`);
-  return { configPath: values['config-path'], configYaml: values['config-yaml'], logLevel, drainTimeMs: drain * 1000, mode, concurrency };
+  const concurrency = values.concurrency === undefined ? availableParallelism() : wholeNumber(values.concurrency, 'concurrency');
+  const fileFlushIntervalMs = wholeNumber(values['file-flush-interval-msec'], 'file-flush-interval-msec', MAX_TIMER_MS);
+  return { configPath: values['config-path'], configYaml: values['config-yaml'], logLevel, drainTimeMs: drain * 1000, mode, concurrency, fileFlushIntervalMs };
+}
+
+/** The longest timer Node keeps (about 24.8 days); a longer one would fire after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function wholeNumber(raw: string, flag: string, max = Number.MAX_SAFE_INTEGER): number {
+  // Number('') is 0 and Number(' 7') is 7: only digits are a whole number here.
+  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= 1 && n <= max)) {
+    throw new Error(`invalid --${flag} "${raw}" (a whole number, ${max === Number.MAX_SAFE_INTEGER ? '1 or more' : `1 to ${max}`})`);
+  }
+  return n;
 }
 
 /** `portico validate`: decode, check and compile without binding anything; print every problem. */
@@ -77,12 +92,14 @@ export async function runCommand(argv: string[]): Promise<number> {
     document,
     concurrency: options.concurrency,
     drainTimeMs: options.drainTimeMs,
+    fileFlushIntervalMs: options.fileFlushIntervalMs,
     log,
     commandLineOptions: {
       config_path: options.configPath ?? '',
       log_level: options.logLevel,
       drain_time: `${options.drainTimeMs / 1000}s`,
       concurrency: options.concurrency,
+      file_flush_interval: `${options.fileFlushIntervalMs / 1000}s`,
     },
   });
   process.once('SIGTERM', () => void primary.stop());

@@ -19,22 +19,28 @@ export interface CompiledConfig {
   accessLogSinks: AccessLogSinks;
 }
 
+/** What the command line sets for a data plane, beyond its bootstrap. */
+export interface DataPlaneOptions {
+  /** `--file-flush-interval-msec`: how long an access log file's queued lines wait at most (default 10 s, as Envoy). */
+  fileFlushIntervalMs?: number;
+}
+
 /**
  * Builds every runtime object of a bootstrap (route tables, regexes, TLS contexts, clusters) and reports every
  * problem found on the way. Nothing is bound or resolved, so `portico validate` runs exactly this. A running data
- * plane passes its stats store (so stats carry across configurations) and its cluster manager (whose unchanged
- * clusters are taken over).
+ * plane passes its options, its stats store (so stats carry across configurations) and its cluster manager (whose
+ * unchanged clusters are taken over).
  */
 export function compileBootstrap(
   bootstrap: Bootstrap,
   log: Logger,
   errors: ConfigError[],
-  running: { stats?: StatsStore; clusters?: ClusterManager } = {},
+  running: DataPlaneOptions & { stats?: StatsStore; clusters?: ClusterManager } = {},
 ): CompiledConfig {
   const stats = running.stats ?? new StatsStore();
   const runtime = new Runtime(bootstrap.layered_runtime);
   const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], errors, log, stats, runtime, running.clusters);
-  const accessLogSinks = new AccessLogSinks(log);
+  const accessLogSinks = new AccessLogSinks(log, running.fileFlushIntervalMs);
   const listeners = (bootstrap.static_resources?.listeners ?? []).map(
     (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks }),
   );
@@ -49,15 +55,16 @@ export class DataPlane {
   private constructor(
     private current: CompiledConfig,
     private readonly log: Logger,
+    private readonly options: DataPlaneOptions,
   ) {}
 
   get config(): CompiledConfig {
     return this.current;
   }
 
-  static async start(bootstrap: Bootstrap, log: Logger): Promise<DataPlane> {
+  static async start(bootstrap: Bootstrap, log: Logger, options: DataPlaneOptions = {}): Promise<DataPlane> {
     const errors: ConfigError[] = [];
-    const config = compileBootstrap(bootstrap, log, errors);
+    const config = compileBootstrap(bootstrap, log, errors, options);
     if (errors.length) throw new ConfigValidationError(errors);
     // A log file that cannot be opened for appending is a configuration error, found before serving.
     config.accessLogSinks.open(errors);
@@ -65,7 +72,7 @@ export class DataPlane {
       await config.accessLogSinks.close();
       throw new ConfigValidationError(errors);
     }
-    const plane = new DataPlane(config, log);
+    const plane = new DataPlane(config, log, options);
     const stats = config.stats;
     const manager = stats.scope(LISTENER_MANAGER_STATS, 'listener_manager.');
     collectProcessStats(stats, () => config.listeners.reduce((sum, l) => sum + l.connectionCount, 0));
@@ -90,6 +97,8 @@ export class DataPlane {
   }
 
   private flushTimer: NodeJS.Timeout | undefined;
+  /** Access logs of configurations update() replaced, until their connections have drained. */
+  private readonly retiringAccessLogs = new Set<AccessLogSinks>();
 
   get stats(): StatsStore {
     return this.current.stats;
@@ -108,7 +117,7 @@ export class DataPlane {
   async update(bootstrap: Bootstrap, drainTimeoutMs: number): Promise<void> {
     const errors: ConfigError[] = [];
     const old = this.current;
-    const next = compileBootstrap(bootstrap, this.log, errors, { stats: old.stats, clusters: old.clusters });
+    const next = compileBootstrap(bootstrap, this.log, errors, { ...this.options, stats: old.stats, clusters: old.clusters });
     if (errors.length === 0) next.accessLogSinks.open(errors);
     if (errors.length) {
       await next.accessLogSinks.close();
@@ -132,7 +141,11 @@ export class DataPlane {
     }
     for (const gone of byName.values()) drains.push(gone.drain(drainTimeoutMs));
     this.current = { ...next, listeners };
-    void Promise.all(drains).then(() => Promise.all([old.clusters.close(next.clusters), old.accessLogSinks.close()]));
+    this.retiringAccessLogs.add(old.accessLogSinks);
+    void Promise.all(drains).then(async () => {
+      await Promise.all([old.clusters.close(next.clusters), old.accessLogSinks.close()]);
+      this.retiringAccessLogs.delete(old.accessLogSinks);
+    });
   }
 
   /**
@@ -162,8 +175,9 @@ export class DataPlane {
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
     await this.current.clusters.close();
-    // Last: every line queued so far is written before close() resolves.
-    await this.current.accessLogSinks.close();
+    // Last: every line queued so far is written before close() resolves, also by configurations still draining
+    // (their sinks write any later line synchronously once closed).
+    await Promise.all([this.current.accessLogSinks, ...this.retiringAccessLogs].map((sinks) => sinks.close()));
     this.log.debug('data plane closed');
   }
 

@@ -17,7 +17,7 @@ export type WorkerOperation = keyof WorkerOperations;
 
 export type ToWorker =
   /** The bootstrap document (already validated by the primary), decoded again by the worker. */
-  | { type: 'start'; config: unknown; logLevel: LogLevel; statsPushMs: number; runtimeOverrides: Record<string, string> }
+  | { type: 'start'; config: unknown; logLevel: LogLevel; statsPushMs: number; runtimeOverrides: Record<string, string>; fileFlushIntervalMs: number }
   | { type: 'request'; id: number; op: WorkerOperation; args: unknown }
   | { type: 'shutdown'; drainMs: number };
 

@@ -18,6 +18,8 @@ export interface PrimaryOptions {
   document: unknown;
   concurrency: number;
   drainTimeMs: number;
+  /** `--file-flush-interval-msec`, passed on to every worker. */
+  fileFlushIntervalMs: number;
   log: Logger;
   commandLineOptions: Record<string, unknown>;
 }
@@ -42,6 +44,7 @@ export class Primary extends ServerAdmin {
       statsPushMs: options.bootstrap.stats_flush_interval || DEFAULT_STATS_FLUSH_MS,
       runtimeOverrides: () => this.runtimeView.adminOverrides(),
       log: options.log,
+      fileFlushIntervalMs: options.fileFlushIntervalMs,
     });
     // The primary is a process of its own: its memory joins the workers' in `server.memory_*`.
     collectProcessStats(this.ownStats, () => 0);

@@ -39,6 +39,8 @@ export interface WorkerPoolOptions {
   runtimeOverrides: () => Record<string, string>;
   /** The primary's logger; workers start at its level of the moment. */
   log: Logger;
+  /** `--file-flush-interval-msec`, for the workers' access log files. */
+  fileFlushIntervalMs: number;
 }
 
 export class WorkerPool {
@@ -94,6 +96,7 @@ export class WorkerPool {
               logLevel: this.options.log.level,
               statsPushMs: this.options.statsPushMs,
               runtimeOverrides: this.options.runtimeOverrides(),
+              fileFlushIntervalMs: this.options.fileFlushIntervalMs,
             };
             worker.send(start);
             return;

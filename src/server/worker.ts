@@ -22,7 +22,7 @@ async function start(message: Extract<ToWorker, { type: 'start' }>): Promise<voi
   log = createLogger(message.logLevel);
   const { bootstrap, errors } = checkBootstrap(message.config);
   if (errors.length > 0) throw new Error(formatConfigErrors(errors));
-  plane = await DataPlane.start(bootstrap, log);
+  plane = await DataPlane.start(bootstrap, log, { fileFlushIntervalMs: message.fileFlushIntervalMs });
   const running = plane;
   // A worker started again after a death takes the overrides `/runtime_modify` made before.
   running.config.runtime.modify(message.runtimeOverrides);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -54,6 +54,12 @@ describe('portico CLI', () => {
     const flag = spawnSync(process.execPath, [BIN, 'run', '--no-such-flag'], { encoding: 'utf8' });
     assert.equal(flag.status, 1);
     assert.match(flag.stderr, /no-such-flag/);
+    const good = write('flush.yaml', bootstrap(1, 2));
+    for (const value of ['0', '-5', '1.5', 'soon', '', '2147483648']) {
+      const interval = spawnSync(process.execPath, [BIN, 'validate', '-c', good, `--file-flush-interval-msec=${value}`], { encoding: 'utf8' });
+      assert.equal(interval.status, 1, value);
+      assert.equal(interval.stderr, `portico: invalid --file-flush-interval-msec "${value}" (a whole number, 1 to 2147483647)\n`);
+    }
   });
 
   it('run refuses to start on an invalid configuration', () => {
@@ -79,6 +85,7 @@ describe('portico CLI', () => {
       assert.equal(JSON.parse(response.body).name, 'cli-echo');
       const info = JSON.parse((await httpRequest(`http://127.0.0.1:${adminPort}/server_info`)).body);
       assert.equal(info.state, 'LIVE');
+      assert.equal(info.command_line_options.file_flush_interval, '10s');
       const dump = JSON.parse((await httpRequest(`http://127.0.0.1:${adminPort}/config_dump`)).body);
       assert.deepEqual(
         dump.configs.map((c: { '@type': string }) => c['@type']),
@@ -137,6 +144,31 @@ describe('portico CLI', () => {
       release();
       await upstream.close();
     }
+  });
+
+  it('run --file-flush-interval-msec reaches the workers: their access log files are written that often', async () => {
+    const listenerPort = await freePort();
+    const log = join(dir, 'flush.log');
+    const accessLog = `access_log:
+- name: envoy.access_loggers.file
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+    path: ${log}
+    log_format: { text_format_source: { inline_string: "%REQ(:PATH)%\\n" } }`;
+    const file = write(
+      'flush.yaml',
+      simpleBootstrap({ routes: '- match: { prefix: "/" }\n  route: { cluster: echo }', clusters: staticCluster('echo', echo.port), listenerPort, hcmExtra: accessLog }),
+    );
+    const child = spawn(process.execPath, [BIN, 'run', '-c', file, '-l', 'warning', '--concurrency', '1', '--file-flush-interval-msec', '50'], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    try {
+      await waitFor(async () => (await httpRequest(`http://127.0.0.1:${listenerPort}/flushed`)).status === 200);
+      // A deadline shorter than the default interval (10 s): only the flag makes the line come in time.
+      await waitFor(async () => existsSync(log) && readFileSync(log, 'utf8').includes('/flushed\n'), 8_000);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0);
   });
 
   it('merges --config-yaml over the file', () => {

@@ -1,7 +1,8 @@
 /**
  * Access logs end to end through real sockets: Envoy's default format, the command operators, json_format,
- * access log filters, listener (per connection) logs, local replies and resets, stdout/stderr through a real
- * `portico run`, nothing lost on shutdown, log reopening, and configuration errors with their paths.
+ * access log filters, listener (per connection) logs, local replies and resets, file flushing (64 KiB batches, the
+ * flush interval, configuration updates), stdout/stderr through a real `portico run`, nothing lost on shutdown, log
+ * reopening, and configuration errors with their paths.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -14,7 +15,8 @@ import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { ConfigValidationError } from '../../src/config/errors.js';
 import { PACKAGE_ROOT } from '../../src/util/package-root.js';
-import { checkYaml, httpListener, type Json, type RunningPortico, startPortico } from '../support/portico.js';
+import { checkYaml, httpListener, type Json, parseBootstrap, type RunningPortico, startPortico } from '../support/portico.js';
+import { waitFor } from '../support/wait.js';
 import { freePort } from '../support/ports.js';
 import {
   httpRequest,
@@ -522,7 +524,116 @@ describe('access logs', () => {
     ]);
   });
 
-  it('stdout, stderr and /dev/stdout through `portico run`; SIGTERM during requests loses no line', async () => {
+  describe('file flushing (Envoy: at 64 KiB, or --file-flush-interval-msec after the first queued line)', () => {
+    const LONG_INTERVAL = { fileFlushIntervalMs: 60_000 };
+    /** Polls for `count` lines, longer than waitForLines: the point is only that they come without waiting the interval. */
+    const waitLong = async (path: string, count: number): Promise<string[]> => {
+      await waitFor(() => readLines(path).length >= count, () => `${count} lines in ${path}, found ${readLines(path).length}`);
+      return readLines(path);
+    };
+
+    it('with a long interval, lines wait in memory until 64 KiB are queued; stopping writes the rest', async () => {
+      const path = logPath('batched');
+      const padding = 'x'.repeat(1000);
+      const portico = await startPortico(
+        bootstrap({ routes: baseRoutes(), clusters: baseClusters(), hcmExtra: { access_log: [fileLog(path, `%REQ(:PATH)% ${padding}\n`)] } }),
+        LONG_INTERVAL,
+      );
+      const path3 = (i: number): string => `/ok/${String(i).padStart(3, '0')}`;
+      // The batch is written when the queued text reaches 64 KiB: after this many lines of equal length.
+      const perBatch = Math.ceil((64 * 1024) / `${path3(0)} ${padding}\n`.length);
+      const total = perBatch + 5;
+      try {
+        for (let i = 0; i < 3; i++) assert.equal((await httpRequest(`${portico.url()}${path3(i)}`)).status, 200);
+        // Writing once per event-loop turn would have written these by now; a slow machine cannot make this fail.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.deepEqual(readLines(path), []);
+        // Concurrent requests, so that lines also come while the batch is being written: they stay queued too.
+        const agent = new Agent({ connections: 10 });
+        try {
+          const statuses = await Promise.all(
+            Array.from({ length: total - 3 }, async (_, i) => {
+              const res = await request(`${portico.url()}${path3(i + 3)}`, { dispatcher: agent });
+              await res.body.text();
+              return res.statusCode;
+            }),
+          );
+          assert.ok(statuses.every((status) => status === 200));
+        } finally {
+          await agent.close();
+        }
+        await waitLong(path, perBatch);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.equal(readLines(path).length, perBatch, 'one batch of 64 KiB, the rest still queued');
+      } finally {
+        await portico.close();
+      }
+      const all = Array.from({ length: total }, (_, i) => `${path3(i)} ${padding}`);
+      assert.deepEqual(readLines(path).sort(), all, 'close() wrote the lines still queued, every line whole');
+    });
+
+    it('with a short interval, queued lines are written without further traffic, batch after batch', async () => {
+      const path = logPath('interval');
+      const portico = await startPortico(bootstrap({ routes: baseRoutes(), clusters: baseClusters(), hcmExtra: { access_log: [fileLog(path, '%REQ(:PATH)%\n')] } }), {
+        fileFlushIntervalMs: 20,
+      });
+      try {
+        await httpRequest(`${portico.url()}/ok/first`);
+        assert.deepEqual(await waitLong(path, 1), ['/ok/first']);
+        // The timer that fired is armed again by the next line.
+        await httpRequest(`${portico.url()}/ok/second`);
+        assert.deepEqual(await waitLong(path, 2), ['/ok/first', '/ok/second']);
+      } finally {
+        await portico.close();
+      }
+    });
+
+    it('a configuration update writes the lines of the loggers it drops once their connections drain, and close() those still draining', async () => {
+      const routeLogs = [logPath('update-1'), logPath('update-2'), logPath('update-3')];
+      const connectionLogs = [logPath('update-listener-1'), logPath('update-listener-2'), logPath('update-listener-3')];
+      const config = (i: number): string => {
+        const yaml = JSON.parse(
+          bootstrap({ routes: baseRoutes(), clusters: baseClusters(), hcmExtra: { access_log: [fileLog(routeLogs[i]!, '%REQ(:PATH)%\n')] } }),
+        ) as { static_resources: { listeners: Json[] } };
+        yaml.static_resources.listeners[0]!.name = 'main';
+        yaml.static_resources.listeners[0]!.access_log = [fileLog(connectionLogs[i]!, '%DOWNSTREAM_REMOTE_ADDRESS%\n')];
+        return JSON.stringify(yaml);
+      };
+      const portico = await startPortico(config(0), LONG_INTERVAL);
+      let kept: Socket | undefined;
+      let keptPort: number | undefined;
+      try {
+        assert.equal((await httpRequest(`${portico.url()}/ok/one`)).status, 200);
+        await portico.plane.update(parseBootstrap(config(1)), 60_000);
+        // The dropped logger's line is written when the old connections are gone, not a minute later.
+        assert.deepEqual(await waitLong(routeLogs[0]!, 1), ['/ok/one']);
+
+        // A keep-alive connection stays open on the second configuration while a third one comes.
+        const socket = connect(portico.port(), '127.0.0.1');
+        kept = socket;
+        await new Promise((resolve) => socket.once('connect', resolve));
+        keptPort = socket.localPort;
+        let answer = '';
+        socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+        socket.write('GET /ok/kept HTTP/1.1\r\nhost: a\r\n\r\n');
+        await waitFor(() => answer.endsWith('ok'), 'the response on the kept connection');
+        await portico.plane.update(parseBootstrap(config(2)), 60_000);
+        assert.equal((await httpRequest(`${portico.url()}/ok/after`)).status, 200);
+      } finally {
+        await portico.close();
+        kept?.destroy();
+      }
+      // close() wrote the second configuration's line although its connection was still draining.
+      assert.deepEqual(readLines(routeLogs[1]!), ['/ok/kept']);
+      assert.deepEqual(readLines(routeLogs[2]!), ['/ok/after']);
+      // One line per connection; the kept connection closed after the last update, so through its loggers.
+      const connections = connectionLogs.flatMap(readLines);
+      assert.equal(connections.length, 3, connections.join('\n'));
+      assert.ok(readLines(connectionLogs[2]!).includes(`127.0.0.1:${keptPort}`), readLines(connectionLogs[2]!).join('\n'));
+    });
+  });
+
+  it('stdout, stderr and /dev/stdout through `portico run`; SIGTERM during requests loses no line, a file buffered for a minute included', async () => {
     const slow = await startRecordingUpstream((_req, res) => {
       setTimeout(() => {
         res.writeHead(200, { 'content-length': 2 });
@@ -542,7 +653,7 @@ describe('access logs', () => {
     (listener.address as { socket_address: Json }).socket_address.port_value = port;
     const config = join(dir, 'subprocess.yaml');
     writeFileSync(config, JSON.stringify({ static_resources: { listeners: [listener], clusters: [cluster('slow', slow.port)] } }));
-    const child = spawn(process.execPath, [join(PACKAGE_ROOT, 'bin', 'portico.js'), 'run', '-c', config, '-l', 'warning'], {
+    const child = spawn(process.execPath, [join(PACKAGE_ROOT, 'bin', 'portico.js'), 'run', '-c', config, '-l', 'warning', '--file-flush-interval-msec', '60000'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -1,8 +1,11 @@
 /**
- * Where access log lines go. Lines are queued and written asynchronously in batches (once per event-loop turn,
- * or as soon as 64 KiB are queued), one write in flight per destination, so logging never blocks a request.
- * Every logger writing to the same file shares one sink; files are opened with O_APPEND, so several worker
- * processes can append to the same file without tearing each other's batches.
+ * Where access log lines go. Lines are queued in memory and written asynchronously in batches, one write in flight
+ * per destination, so logging never blocks a request. Files are written as Envoy writes them: when 64 KiB are
+ * queued, or when the flush interval (`--file-flush-interval-msec`, 10 s by default) has passed since the first
+ * line waiting; so a busy proxy makes one write per 64 KiB, not one per event-loop turn. stdout and stderr are
+ * written every event-loop turn instead, as people watch consoles. Every logger writing to the same file shares
+ * one sink; files are opened with O_APPEND, so several worker processes can append to the same file without
+ * tearing each other's batches.
  */
 import { appendFileSync, closeSync, openSync, write as fsWrite } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
@@ -10,8 +13,10 @@ import type { Writable } from 'node:stream';
 import type { ConfigError } from '../../config/errors.js';
 import type { Logger } from '../../util/logger.js';
 
-/** Queued text above which a batch is written at once rather than at the end of the event-loop turn. */
+/** Queued text at which a batch is written at once rather than when its flush is due. */
 const BATCH_BYTES = 64 * 1024;
+/** Envoy's default `--file-flush-interval-msec`. */
+export const DEFAULT_FILE_FLUSH_INTERVAL_MS = 10_000;
 const NO_BYTES = Buffer.alloc(0);
 
 export interface AccessLogSink {
@@ -23,11 +28,14 @@ function flushScheduled(sink: BatchingSink): void {
   sink.flush();
 }
 
-/** The batching shared by files and standard streams; subclasses write one batch at a time. */
+/** The batching shared by files and standard streams; subclasses say when a flush is due and write one batch at a time. */
 abstract class BatchingSink implements AccessLogSink {
   private pending = '';
   protected writing = false;
+  /** A flush is due later (see schedule()) for the lines queued. */
   scheduled = false;
+  /** A flush came while a write was in flight: the write's completion writes everything queued. */
+  private flushRequested = false;
   /** Set by close(): later lines (from connections torn down at shutdown) are written synchronously. */
   protected closed = false;
   private idleWaiters: Array<() => void> = [];
@@ -38,31 +46,31 @@ abstract class BatchingSink implements AccessLogSink {
     protected readonly log: Logger,
   ) {}
 
+  /** The hot path: append, and at most start a write or arm the flush when none is armed. */
   write(line: string): void {
     if (this.closed) {
       this.writeNow(line);
       return;
     }
     this.pending += line;
-    if (this.writing) return;
     if (this.pending.length >= BATCH_BYTES) {
-      this.flush();
+      // While a write is in flight, its completion writes the full batch.
+      if (!this.writing) this.writeQueued();
     } else if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(flushScheduled, this);
+      this.schedule();
     }
   }
 
-  /** Starts writing what is queued, unless a write is in flight (its completion writes the rest). */
+  /** Writes everything queued now, or as soon as the write in flight completes. */
   flush(): void {
-    if (this.writing || this.pending === '') {
-      if (!this.writing) this.settle();
-      return;
+    if (this.writing) {
+      this.flushRequested = true;
+    } else if (this.pending === '') {
+      this.settle();
+    } else {
+      this.writeQueued();
     }
-    const batch = this.pending;
-    this.pending = '';
-    this.writing = true;
-    this.writeBatch(batch);
   }
 
   /** Resolves once everything queued so far has been handed to the operating system. */
@@ -74,9 +82,17 @@ abstract class BatchingSink implements AccessLogSink {
   }
 
   async close(): Promise<void> {
-    await this.idle();
+    // Lines can come while waiting: stop only when nothing is queued or being written at this very moment.
+    while (this.writing || this.pending !== '') await this.idle();
     this.closed = true;
     this.release();
+  }
+
+  private writeQueued(): void {
+    const batch = this.pending;
+    this.pending = '';
+    this.writing = true;
+    this.writeBatch(batch);
   }
 
   /** Called by subclasses when a batch has been written (or has failed, with the error). */
@@ -90,7 +106,14 @@ abstract class BatchingSink implements AccessLogSink {
       this.failing = false;
     }
     this.beforeNextBatch();
-    this.flush();
+    if (this.pending === '') {
+      this.flushRequested = false;
+      this.settle();
+    } else if (this.flushRequested || this.idleWaiters.length > 0 || this.pending.length >= BATCH_BYTES) {
+      this.flushRequested = false;
+      this.writeQueued();
+    }
+    // Otherwise the lines queued during the write wait for the flush write() armed for them.
   }
 
   private settle(): void {
@@ -100,6 +123,8 @@ abstract class BatchingSink implements AccessLogSink {
     for (const resolve of waiters) resolve();
   }
 
+  /** Arms the flush (a call to flushScheduled) of the lines just queued; called only when none is armed. */
+  protected abstract schedule(): void;
   protected abstract writeBatch(batch: string): void;
   /** Synchronous write, used once the sink is closed. */
   protected abstract writeNow(line: string): void;
@@ -114,6 +139,8 @@ class FileSink extends BatchingSink {
   private buffer = NO_BYTES;
   private offset = 0;
   private reopenWaiters: Array<() => void> | undefined;
+  /** The flush timer, created once and re-armed (refresh()) for each batch; unref'd, as the data plane's close() flushes. */
+  private flushTimer: NodeJS.Timeout | undefined;
   private readonly onWrite = (err: NodeJS.ErrnoException | null, bytes: number): void => this.onWritten(err, bytes);
 
   constructor(
@@ -121,8 +148,18 @@ class FileSink extends BatchingSink {
     /** The config field that first named this file, for errors. */
     readonly configPath: string,
     log: Logger,
+    private readonly flushIntervalMs: number,
   ) {
     super(path, log);
+  }
+
+  protected schedule(): void {
+    if (this.flushTimer === undefined) {
+      this.flushTimer = setTimeout(flushScheduled, this.flushIntervalMs, this);
+      this.flushTimer.unref();
+    } else {
+      this.flushTimer.refresh();
+    }
   }
 
   open(errors: ConfigError[]): void {
@@ -182,12 +219,16 @@ class FileSink extends BatchingSink {
   }
 
   protected override release(): void {
+    clearTimeout(this.flushTimer);
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
   }
 }
 
-/** stdout or stderr: Node's stream does the writing (pipes, files and terminals alike), batched here. */
+/**
+ * stdout or stderr: Node's stream does the writing (pipes, files and terminals alike), batched here once per
+ * event-loop turn rather than buffered for seconds like files, as people watch consoles.
+ */
 class StreamSink extends BatchingSink {
   private readonly onWrite = (err: Error | null | undefined): void => this.written(err);
 
@@ -197,6 +238,10 @@ class StreamSink extends BatchingSink {
     log: Logger,
   ) {
     super(name, log);
+  }
+
+  protected schedule(): void {
+    setImmediate(flushScheduled, this);
   }
 
   protected writeBatch(batch: string): void {
@@ -217,7 +262,11 @@ export class AccessLogSinks {
   private stdoutSink: StreamSink | undefined;
   private stderrSink: StreamSink | undefined;
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    /** How long a file's first queued line waits at most before its batch is written (`--file-flush-interval-msec`). */
+    private readonly fileFlushIntervalMs = DEFAULT_FILE_FLUSH_INTERVAL_MS,
+  ) {}
 
   stdout(): AccessLogSink {
     return (this.stdoutSink ??= new StreamSink('stdout', process.stdout, this.log));
@@ -234,7 +283,7 @@ export class AccessLogSinks {
     const absolute = resolvePath(path);
     let sink = this.files.get(absolute);
     if (sink === undefined) {
-      sink = new FileSink(absolute, configPath, this.log);
+      sink = new FileSink(absolute, configPath, this.log, this.fileFlushIntervalMs);
       this.files.set(absolute, sink);
     }
     return sink;

@@ -153,8 +153,8 @@ export class Listener {
   private readonly sockets = new Set<Socket>();
   /** `listener.<address>.`, or `listener.<stat_prefix>.` */
   readonly stats: StatScope;
-  /** Listener access logs: one line per downstream connection, when it closes. */
-  private readonly accessLogs: readonly AccessLogger[] | undefined;
+  /** Listener access logs: one line per downstream connection, when it closes (those of the current configuration). */
+  private accessLogs: readonly AccessLogger[] | undefined;
 
   constructor(
     config: ListenerConfig,
@@ -239,6 +239,8 @@ export class Listener {
     const old = this.allChains();
     this.chains = next.chains;
     this.defaultChain = next.defaultChain;
+    // Connections log through the new configuration's sinks: the old ones are closed once the old chains drain.
+    this.accessLogs = next.accessLogs;
     // `next` shares this listener's stats scope (same name); only its chains live on.
     this.context.stats.release(next.stats);
     return this.drainChains(old, drainTimeoutMs);
@@ -311,10 +313,12 @@ export class Listener {
 
   /** The connection's line: its bytes on the wire both ways and its duration. */
   private logConnection(info: StreamInfo, socket: Socket): void {
+    // A newer configuration may have dropped the listener's access logs since the connection opened.
+    if (this.accessLogs === undefined) return;
     info.bytesReceived = socket.bytesRead;
     info.bytesSent = socket.bytesWritten;
     info.lastResponseByteMonotonic = performance.now();
-    emitAccessLogs(this.accessLogs!, info);
+    emitAccessLogs(this.accessLogs, info);
   }
 
   private selectChain(socket: Socket): FilterChain | undefined {
