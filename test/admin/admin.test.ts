@@ -673,6 +673,9 @@ describe('admin endpoint of portico run --concurrency 2', () => {
     }, 'a replacement worker');
     for (const pid of gw.workers()) seenWorkers.add(pid);
     await waitFor(async () => (await gw.admin('/ready')).status === 200, 'the server to be live');
+    // The replacement logs its listener once it serves, which can come after the primary is live; a replacement
+    // started at another level than the one in force would never log it.
+    await waitFor(() => logged() === 1, 'the replacement worker to log its listener at info');
     const runtime = JSON.parse((await gw.admin('/runtime')).body) as { entries: Record<string, { final_value: string }> };
     assert.equal(runtime.entries['routing.canary']?.final_value, '100');
     // Both workers, the replacement included, serve what /runtime shows.

@@ -116,16 +116,16 @@ export class Http1Connection {
   }
 
   /**
-   * Sends a request. False when its handler gave it up in `onRequestStart`, before a byte was written: the
-   * connection is still clean and idle.
+   * Sends a request. False when it ended before a byte was written (its handler gave it up in `onRequestStart`,
+   * or its head could not be written): the connection is still clean and idle.
    */
   start(head: UpstreamRequestHead, handler: UpstreamStreamHandler): boolean {
     const stream = new UpstreamStream(this, handler, head);
     this.stream = stream;
     handler.onRequestStart(stream);
-    if (stream.done) return false;
+    if (!stream.done) this.writeRequest(stream);
+    if (!stream.written) return false;
     this.requests++;
-    this.writeRequest(stream);
     return true;
   }
 

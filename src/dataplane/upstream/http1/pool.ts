@@ -86,8 +86,9 @@ export class Http1ConnectionPool implements ConnectionOwner {
     const index = this.idle.lastIndexOf(connection);
     if (index >= 0) this.idle.splice(index, 1);
     this.connections--;
+    // Requests still waiting get a connection even from a closing pool; it is closed once none is left.
+    this.connectForPending();
     if (this.connections === 0 && this.onClosed !== undefined) this.onClosed();
-    else this.connectForPending();
   }
 
   /** Closes idle connections now and the others once their response is over; resolves when all are closed. */
