@@ -4,6 +4,7 @@
  * `content-length` or chunked. Response heads become a header object without the connection-level headers the
  * codec consumed (`connection`, `keep-alive`, `transfer-encoding`).
  */
+import type { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { HTTPParser, type HttpParser } from './parser.js';
@@ -108,11 +109,7 @@ export class Http1Connection {
     parser[kConnection] = this;
     this.parser = parser;
     (socket as ConnectionSocket)[kConnection] = this;
-    socket.on('data', onSocketData);
-    socket.on('end', onSocketEnd);
-    socket.on('error', onSocketError);
-    socket.on('close', onSocketClose);
-    socket.on('drain', onSocketDrain);
+    listen(socket, SOCKET_LISTENERS);
   }
 
   /**
@@ -180,10 +177,7 @@ export class Http1Connection {
       stream.bodyRemaining = contentLength;
       stream.body = body;
       (body as BodySource)[kStream] = stream;
-      body.on('data', onBodyData);
-      body.on('end', onBodyEnd);
-      body.on('close', onBodyClose);
-      body.on('error', onBodyError);
+      listen(body, BODY_LISTENERS);
     }
   }
 
@@ -227,10 +221,7 @@ export class Http1Connection {
     if (body === undefined) return;
     stream.body = undefined;
     (body as BodySource)[kStream] = undefined;
-    body.removeListener('data', onBodyData);
-    body.removeListener('end', onBodyEnd);
-    body.removeListener('close', onBodyClose);
-    body.removeListener('error', onBodyError);
+    unlisten(body, BODY_LISTENERS);
   }
 
   // ---- response --------------------------------------------------------------------------------------------
@@ -330,7 +321,7 @@ export class Http1Connection {
   onEnd(): void {
     // A response delimited by the connection's end completes here; any other is cut short.
     if (this.stream !== undefined) this.parser.finish();
-    if (this.responseComplete) this.responseComplete = false;
+    this.responseComplete = false;
     const stream = this.stream;
     if (stream !== undefined) this.fail(stream, upstreamError(CONNECTION_CLOSED, 'upstream closed the connection'));
     this.socket.destroy();
@@ -351,11 +342,7 @@ export class Http1Connection {
     if (this.closed) return;
     this.closed = true;
     const socket = this.socket;
-    socket.removeListener('data', onSocketData);
-    socket.removeListener('end', onSocketEnd);
-    socket.removeListener('error', onSocketError);
-    socket.removeListener('close', onSocketClose);
-    socket.removeListener('drain', onSocketDrain);
+    unlisten(socket, SOCKET_LISTENERS);
     (socket as ConnectionSocket)[kConnection] = undefined;
     this.parser[kConnection] = undefined;
     // Not from inside the parser's own callbacks: close and upgrade hand-over both run after execute returned.
@@ -446,4 +433,30 @@ function onBodyClose(this: BodySource): void {
 function onBodyError(this: BodySource, error: Error): void {
   const stream = this[kStream];
   stream?.connection.onBodyAborted(stream, error);
+}
+
+/** Each list is both attached and detached from here, so the two can never disagree. */
+type Listeners = ReadonlyArray<readonly [string, (...args: never[]) => void]>;
+
+const SOCKET_LISTENERS: Listeners = [
+  ['data', onSocketData],
+  ['end', onSocketEnd],
+  ['error', onSocketError],
+  ['close', onSocketClose],
+  ['drain', onSocketDrain],
+];
+
+const BODY_LISTENERS: Listeners = [
+  ['data', onBodyData],
+  ['end', onBodyEnd],
+  ['close', onBodyClose],
+  ['error', onBodyError],
+];
+
+function listen(emitter: EventEmitter, listeners: Listeners): void {
+  for (const [event, listener] of listeners) emitter.on(event, listener as (...args: unknown[]) => void);
+}
+
+function unlisten(emitter: EventEmitter, listeners: Listeners): void {
+  for (const [event, listener] of listeners) emitter.removeListener(event, listener as (...args: unknown[]) => void);
 }

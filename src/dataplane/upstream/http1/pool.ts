@@ -86,9 +86,7 @@ export class Http1ConnectionPool implements ConnectionOwner {
     const index = this.idle.lastIndexOf(connection);
     if (index >= 0) this.idle.splice(index, 1);
     this.connections--;
-    // Requests still waiting get a connection even from a closing pool; it is closed once none is left.
-    this.connectForPending();
-    if (this.connections === 0 && this.onClosed !== undefined) this.onClosed();
+    this.afterConnectionGone();
   }
 
   /** Closes idle connections now and the others once their response is over; resolves when all are closed. */
@@ -141,6 +139,15 @@ export class Http1ConnectionPool implements ConnectionOwner {
     const failed = this.pending;
     this.pending = [];
     for (const request of failed) request.handler.onResponseError(UNCONNECTED, error);
+    this.afterConnectionGone();
+  }
+
+  /**
+   * A connection closed or never opened. Requests still waiting get one, even from a closing pool, which is
+   * closed once none is left.
+   */
+  private afterConnectionGone(): void {
+    this.connectForPending();
     if (this.connections === 0 && this.onClosed !== undefined) this.onClosed();
   }
 }
