@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
-import type { BlockList } from 'node:net';
+import { STATUS_CODES } from 'node:http';
+import type { BlockList, Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
@@ -37,7 +37,16 @@ import { HttpFilterChain } from './filter-chain.js';
 import { LocalReplyRenderer } from './local-reply.js';
 import { compilePathNormalizer } from './path-normalization.js';
 import { HCM_STATS, LISTENER_HTTP_STATS } from './stats.js';
-import { compileUpgradeConfigs, Tunnel, type UpgradeMap, upgradeAllowed, upgradeResponse } from './upgrade.js';
+import {
+  type DownstreamRequest,
+  type DownstreamResponse,
+  type DownstreamStreamHandler,
+  HEADERS_TIMEOUT,
+  Http1ServerConnection,
+  type ServerConnectionOptions,
+  type ServerConnectionOwner,
+} from './http1/server-connection.js';
+import { compileUpgradeConfigs, Tunnel, type UpgradeMap, upgradeAllowed } from './upgrade.js';
 
 const S = HCM_STATS.c;
 const SG = HCM_STATS.g;
@@ -97,25 +106,19 @@ const ENVOY_CONTROL_HEADERS = [
 ];
 
 const kStream = Symbol('portico.stream');
-type TrackedResponse = ServerResponse & { [kStream]?: ActiveStream };
-type TrackedRequest = IncomingMessage & { [kStream]?: ActiveStream };
-
-/** What a connection manager keeps on each downstream socket: its manager, when it opened, streams in flight. */
-const kConnection = Symbol('portico.connection');
-interface ConnectionState {
-  hcm: HttpConnectionManager;
-  openedAt: number;
-  activeStreams: number;
-}
-type TrackedSocket = Socket & { [kConnection]?: ConnectionState };
+/** A request body, and the stream it belongs to. */
+type TrackedBody = Readable & { [kStream]?: ActiveStream };
 
 /**
- * Envoy's HTTP connection manager for HTTP/1.1: owns a Node HTTP server that is fed connections by its
- * listener, normalises and sanitises requests, selects routes and runs the router. Everything configurable is
- * resolved here once; per request only an ActiveStream is allocated.
+ * Envoy's HTTP connection manager for HTTP/1.1: runs the HTTP/1.1 codec on the connections its listener hands it,
+ * normalises and sanitises requests, selects routes and runs the router. Everything configurable is resolved
+ * here once; per request only an ActiveStream is allocated.
  */
-export class HttpConnectionManager {
-  readonly server: http.Server;
+export class HttpConnectionManager implements ServerConnectionOwner {
+  private readonly connections = new Set<Http1ServerConnection>();
+  private readonly codecOptions: ServerConnectionOptions;
+  /** Set once this manager's filter chain is retired: picks the manager that serves further requests. */
+  private successor: ((socket: Socket) => HttpConnectionManager | undefined) | undefined;
   readonly statPrefix: string;
   readonly routeTable: RouteTable;
   /** The HTTP filters before the router; undefined when the router is the only one. */
@@ -204,33 +207,29 @@ export class HttpConnectionManager {
     this.appendXForwardedPort = config.append_x_forwarded_port ?? false;
     this.upgrades = compileUpgradeConfigs(config.upgrade_configs, `${path}.upgrade_configs`, errors);
 
-    const headersTimeout = config.request_headers_timeout ?? 0;
-    this.server = http.createServer({
+    this.codecOptions = {
       maxHeaderSize: (config.max_request_headers_kb ?? 60) * 1024,
-      requestTimeout: 0,
-      headersTimeout,
-      connectionsCheckingInterval: headersTimeout > 0 ? Math.max(10, Math.min(1000, headersTimeout / 4)) : 30_000,
-      // The connection idle timeout is the socket timeout set between streams (handleConnection,
-      // onDownstreamClose); Node's own keep-alive timer would also add a `Keep-Alive` header Envoy never sends.
-      keepAliveTimeout: 0,
-      requireHostHeader: false,
-      insecureHTTPParser: false,
-    });
-    // One more than the limit, so that a request over the limit can be told apart and refused with 431.
-    this.server.maxHeadersCount = this.maxHeadersCount + 1;
-    if (common.max_requests_per_connection) this.server.maxRequestsPerSocket = common.max_requests_per_connection;
-    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => new ActiveStream(this, req, res).start());
-    // Requests with `Connection: upgrade` and `Upgrade:` come here with their raw socket (see upgrade.ts).
-    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-      const res = upgradeResponse(req, socket);
-      if (res !== undefined) new ActiveStream(this, req, res, head).start();
-    });
-    this.server.on('clientError', (err: Error & { code?: string }, socket: Socket) => this.onClientError(err, socket));
-    this.server.on('timeout', onSocketTimeout);
-    // The server never listens (the listener feeds it sockets), but Node only tracks connections (for
-    // headersTimeout, closeIdleConnections and closeAllConnections) once 'listening' was emitted.
-    this.server.emit('listening');
+      headersTimeoutMs: config.request_headers_timeout ?? 0,
+      maxRequestsPerConnection: common.max_requests_per_connection ?? 0,
+    };
     this.idleTimeoutMs = common.idle_timeout ?? 3_600_000;
+  }
+
+  // ServerConnectionOwner
+  onRequest(connection: Http1ServerConnection, request: DownstreamRequest, response: DownstreamResponse): void {
+    const successor = this.successor;
+    if (successor !== undefined) {
+      // A request on a connection of a retired chain: served by the chain selected now, and the connection
+      // closes after it.
+      response.keepAlive = false;
+      connection.closeAfterResponse = true;
+      const current = successor(connection.socket);
+      if (current !== undefined && current !== this) {
+        new ActiveStream(current, request, response).start();
+        return;
+      }
+    }
+    new ActiveStream(this, request, response).start();
   }
 
   /**
@@ -238,22 +237,18 @@ export class HttpConnectionManager {
    * parser fails, and the connection gets Envoy's protocol-error reply (the status text as body) and is closed,
    * without touching other connections.
    */
-  private onClientError(err: Error & { code?: string }, socket: Socket): void {
-    if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+  onProtocolError(connection: Http1ServerConnection, code: string): void {
+    const socket = connection.socket;
+    if (!socket.writable || code === 'HPE_INVALID_EOF_STATE') {
       socket.destroy();
       return;
     }
-    const code = err.code ?? '';
-    if (code === 'ECONNRESET' || code === 'HPE_INVALID_EOF_STATE') {
-      socket.destroy();
-      return;
-    }
-    const timeout = code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    const timeout = code === HEADERS_TIMEOUT;
     this.stats.counters[timeout ? S.downstream_rq_header_timeout : S.downstream_cx_protocol_error]++;
     const status = timeout ? 408 : code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const body = timeout ? '' : http.STATUS_CODES[status]!;
+    const body = timeout ? '' : STATUS_CODES[status]!;
     socket.end(
-      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: ${body.length}\r\n` +
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-length: ${body.length}\r\n` +
         `${body ? 'content-type: text/plain\r\n' : ''}date: ${httpDate()}\r\nserver: ${this.serverName}\r\n` +
         `connection: close\r\n\r\n${body}`,
     );
@@ -268,7 +263,33 @@ export class HttpConnectionManager {
     }
   }
 
-  /** Hands an accepted (and, with TLS, handshaken) connection to the HTTP server. */
+  /** The connection timed out with no stream in flight: Envoy's idle_timeout. */
+  onIdleTimeout(connection: Http1ServerConnection): void {
+    this.stats.counters[S.downstream_cx_idle_timeout]++;
+    connection.socket.destroy();
+  }
+
+  /** Connection teardown stats; a peer that sent FIN first closed it (remote), otherwise the proxy did (local). */
+  onClose(connection: Http1ServerConnection, activeRequest: boolean): void {
+    this.connections.delete(connection);
+    const socket = connection.socket;
+    const stats = this.stats;
+    const remote = socket.readableEnded;
+    stats.gauges[SG.downstream_cx_active]--;
+    stats.gauges[SG.downstream_cx_http1_active]--;
+    if (this.context.scheme === 'https') stats.gauges[SG.downstream_cx_ssl_active]--;
+    stats.counters[S.downstream_cx_destroy]++;
+    stats.counters[remote ? S.downstream_cx_destroy_remote : S.downstream_cx_destroy_local]++;
+    if (activeRequest) {
+      stats.counters[S.downstream_cx_destroy_active_rq]++;
+      stats.counters[remote ? S.downstream_cx_destroy_remote_active_rq : S.downstream_cx_destroy_local_active_rq]++;
+    }
+    stats.counters[S.downstream_cx_rx_bytes_total] += socket.bytesRead;
+    stats.counters[S.downstream_cx_tx_bytes_total] += socket.bytesWritten;
+    stats.histograms[SH.downstream_cx_length_ms]!.record(performance.now() - connection.openedAt);
+  }
+
+  /** Runs the HTTP/1.1 codec on an accepted (and, with TLS, handshaken) connection. */
   handleConnection(socket: Socket): void {
     // Envoy's idle_timeout: a connection with no stream in flight is closed after it. Each stream replaces it
     // with the stream idle timeout, and puts it back when it ends.
@@ -282,89 +303,43 @@ export class HttpConnectionManager {
       stats.counters[S.downstream_cx_ssl_total]++;
       stats.gauges[SG.downstream_cx_ssl_active]++;
     }
-    (socket as TrackedSocket)[kConnection] = { hcm: this, openedAt: performance.now(), activeStreams: 0 };
-    // Registered before the HTTP server's own listeners, so streams still count as active when it runs.
-    socket.once('close', onConnectionClose);
-    this.server.emit('connection', socket);
+    this.connections.add(new Http1ServerConnection(this, socket, this.codecOptions));
+  }
+
+  /**
+   * Retires this manager (its filter chain left the listener's configuration): a further request on one of its
+   * connections is served by the manager `select` picks for the connection now, and closes the connection.
+   */
+  retire(select: (socket: Socket) => HttpConnectionManager | undefined): void {
+    this.successor = select;
   }
 
   /** Closes keep-alive connections that have no request in flight. */
   closeIdleConnections(): void {
-    this.server.closeIdleConnections();
+    for (const connection of this.connections) if (connection.idle) connection.socket.destroy();
   }
 
   /** Destroys every connection. */
   close(): void {
-    this.server.closeAllConnections();
+    for (const connection of this.connections) connection.socket.destroy();
     if (this.closed) return;
     this.closed = true;
-    // Stops Node's connection-checking interval (the server itself never listened).
-    this.server.close();
     this.context.stats.release(this.stats);
     this.context.stats.release(this.listenerStats);
     this.filterChain?.release();
   }
 }
 
-/** Connection teardown stats; a peer that sent FIN first closed it (remote), otherwise the proxy did (local). */
-function onConnectionClose(this: TrackedSocket): void {
-  const state = this[kConnection];
-  if (state === undefined) return;
-  const stats = state.hcm.stats;
-  const remote = this.readableEnded;
-  stats.gauges[SG.downstream_cx_active]--;
-  stats.gauges[SG.downstream_cx_http1_active]--;
-  if (state.hcm.context.scheme === 'https') stats.gauges[SG.downstream_cx_ssl_active]--;
-  stats.counters[S.downstream_cx_destroy]++;
-  stats.counters[remote ? S.downstream_cx_destroy_remote : S.downstream_cx_destroy_local]++;
-  if (state.activeStreams > 0) {
-    stats.counters[S.downstream_cx_destroy_active_rq]++;
-    stats.counters[remote ? S.downstream_cx_destroy_remote_active_rq : S.downstream_cx_destroy_local_active_rq]++;
-  }
-  stats.counters[S.downstream_cx_rx_bytes_total] += this.bytesRead;
-  stats.counters[S.downstream_cx_tx_bytes_total] += this.bytesWritten;
-  stats.histograms[SH.downstream_cx_length_ms]!.record(performance.now() - state.openedAt);
-}
-
-/**
- * The socket timeout: during a stream it is the stream idle timeout (handled by the stream); between streams it
- * is the connection idle timeout, which closes the connection.
- */
-function onSocketTimeout(socket: TrackedSocket): void {
-  const state = socket[kConnection];
-  if (state !== undefined && state.activeStreams > 0) return;
-  if (state !== undefined) state.hcm.stats.counters[S.downstream_cx_idle_timeout]++;
-  socket.destroy();
-}
-
-function onResponseClose(this: TrackedResponse): void {
-  this[kStream]?.onDownstreamClose();
-}
-
-function onResponseDrain(this: TrackedResponse): void {
-  this[kStream]?.onDownstreamDrain();
-}
-
-function onStreamIdleTimeout(this: TrackedResponse): void {
-  this[kStream]?.onIdleTimeout();
-}
-
-function onRequestEnd(this: TrackedRequest): void {
+function onRequestEnd(this: TrackedBody): void {
   this[kStream]?.onRequestComplete();
 }
 
 /** %BYTES_RECEIVED%: request body bytes, counted as the upstream request reads them. */
-function onRequestData(this: TrackedRequest, chunk: Buffer): void {
+function onRequestData(this: TrackedBody, chunk: Buffer): void {
   const stream = this[kStream];
   if (stream === undefined) return;
   stream.info.bytesReceived += chunk.length;
   stream.mirrors?.write(chunk);
-}
-
-/** Whether a request head announces a body (a non-chunked transfer-encoding is refused before this matters). */
-function announcesBody(headers: IncomingMessage['headers']): boolean {
-  const length = headers['content-length'];
-  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 function onRouteTimeoutTimer(stream: ActiveStream): void {
@@ -390,7 +365,7 @@ function headerTimeoutMs(value: string | string[] | undefined): number | undefin
  * UpstreamRequest and the header objects, and no closures; retry state and a body buffer only when the request
  * can be retried.
  */
-class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalancerContext, HashRequest, FilterCallbacks {
+class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalancerContext, HashRequest, FilterCallbacks, DownstreamStreamHandler {
   readonly info: StreamInfo;
   readonly head: RequestHead;
   private route: RouteEntry | undefined;
@@ -428,7 +403,6 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
   private downstreamComplete = false;
   /** When it did, for the timeout left to later attempts. */
   private downstreamCompleteAt = 0;
-  private readonly hasBody: boolean;
   /** The route's hash policy, for hashing load balancers. */
   private hashPolicy: HashPolicy | undefined;
   /** `Set-Cookie` values the hash policy generated, added to the upstream response. */
@@ -445,16 +419,14 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
 
   constructor(
     private readonly hcm: HttpConnectionManager,
-    private readonly req: TrackedRequest,
-    private readonly res: TrackedResponse,
-    /** For an upgrade request: the bytes that followed its head, which go upstream once it is upgraded. */
-    private readonly upgradeHead?: Buffer,
+    private readonly req: DownstreamRequest,
+    private readonly res: DownstreamResponse,
   ) {
     const socket = req.socket;
     this.socket = socket;
-    this.head = { method: req.method ?? 'GET', path: req.url ?? '/', authority: '', scheme: hcm.context.scheme, headers: req.headers };
+    this.head = { method: req.method, path: req.url, authority: '', scheme: hcm.context.scheme, headers: req.headers };
     const info = newStreamInfo(this.head, 0);
-    info.protocol = req.httpVersionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1';
+    info.protocol = req.versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1';
     info.downstreamDirectRemoteAddress = plainAddress(socket.remoteAddress);
     info.downstreamDirectRemotePort = socket.remotePort ?? 0;
     info.downstreamRemoteAddress = info.downstreamDirectRemoteAddress;
@@ -462,17 +434,14 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     info.downstreamLocalAddress = plainAddress(socket.localAddress);
     info.downstreamLocalPort = socket.localPort ?? 0;
     if (hcm.context.scheme === 'https') info.requestedServerName = (socket as Socket & { servername?: string | false }).servername || '';
-    this.upgradeType = upgradeHead === undefined ? undefined : String(req.headers.upgrade);
+    this.upgradeType = req.upgrade ? String(req.headers.upgrade) : undefined;
     // What follows an upgrade request's head is the upgraded protocol's, not a body.
-    this.hasBody = upgradeHead === undefined && announcesBody(req.headers);
+    const body = req.body;
     // A request without a body is complete with its head (Envoy's REQUEST_DURATION is then 0).
-    if (!this.hasBody) info.lastRequestByteMonotonic = info.startMonotonic;
+    if (body === undefined) info.lastRequestByteMonotonic = info.startMonotonic;
+    else (body as TrackedBody)[kStream] = this;
     this.info = info;
-    req[kStream] = this;
-    res[kStream] = this;
-    res.on('close', onResponseClose);
-    const connection = (socket as TrackedSocket)[kConnection];
-    if (connection !== undefined) connection.activeStreams++;
+    res.handler = this;
     const stats = hcm.stats;
     stats.counters[S.downstream_rq_total]++;
     stats.counters[S.downstream_rq_http1_total]++;
@@ -506,7 +475,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
       this.sendLocalReply(426, '', 0, 'low_version', true);
       return;
     }
-    if (req.rawHeaders.length > 2 * hcm.maxHeadersCount) {
+    if (req.headerCount > hcm.maxHeadersCount) {
       this.sendLocalReply(431, '', 0, 'too_many_headers', true);
       return;
     }
@@ -519,7 +488,6 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     }
     // Always set (0 disables): it replaces the connection idle timeout set when the connection was accepted.
     this.res.setTimeout(hcm.streamIdleTimeoutMs);
-    if (hcm.streamIdleTimeoutMs > 0) this.res.on('timeout', onStreamIdleTimeout);
     if (hcm.requestTimeoutMs > 0) {
       this.requestTimer = setTimeout(onRequestTimeoutTimer, hcm.requestTimeoutMs, this);
     }
@@ -768,11 +736,11 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     this.startAttempt(host);
     if (action.mirrorPolicies !== undefined) {
       // Once per stream, whatever the retries: the copy carries the headers of the first attempt.
-      const body = this.hasBody ? this.req : undefined;
+      const body = this.req.body;
       this.mirrors = startMirrors(action.mirrorPolicies, hcm.context, this.head, upstreamHeaders(this.head.headers), body, this.timeoutMs, cluster);
     }
-    if (!this.hasBody || req.complete) this.onRequestComplete();
-    else req.on('end', onRequestEnd);
+    if (req.body === undefined || req.complete) this.onRequestComplete();
+    else req.body.on('end', onRequestEnd);
   }
 
   /**
@@ -802,7 +770,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
       const retry = new RetryState(policy ?? DEFAULT_RETRY_POLICY, trusted ? headers : undefined, cluster.stats, this.resources!);
       if (retry.retryOn !== 0 && this.retriableRequest(retry.policy.retriableRequestHeaders)) {
         this.retry = retry;
-        if (this.hasBody) this.body = new RequestBody(this.req, action.retryBufferLimit, this);
+        if (this.req.body !== undefined) this.body = new RequestBody(this.req.body, action.retryBufferLimit, this);
       }
     }
     if (trusted) for (const name of RETRY_REQUEST_HEADERS) if (headers[name] !== undefined) delete headers[name];
@@ -856,7 +824,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
       path: this.head.path,
       method: this.head.method,
       headers: upstreamHeaders(this.head.headers),
-      body: body !== undefined ? body.forAttempt() : this.hasBody ? this.req : null,
+      body: body !== undefined ? body.forAttempt() : (this.req.body ?? null),
       upgrade: this.upgradeType,
     });
     if (this.downstreamComplete) attempt.onDownstreamComplete();
@@ -1035,7 +1003,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     // Without a body buffer, the upstream connection reads the request itself, right after this call: counting
     // from here sees every chunk, and adds a listener to a stream that is about to flow anyway. There is a single
     // attempt.
-    if (this.hasBody && this.body === undefined) this.req.on('data', onRequestData);
+    if (this.req.body !== undefined && this.body === undefined) this.req.body.on('data', onRequestData);
   }
 
   onUpstreamHeaders(attempt: UpstreamRequest, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
@@ -1099,15 +1067,12 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     info.firstResponseByteMonotonic = performance.now();
     this.res.writeHead(statusCode, headers);
     this.res.end();
-    this.tunnel = new Tunnel(this.socket, socket, this.upgradeHead!, attempt);
+    this.tunnel = new Tunnel(this.socket, socket, this.req.upgradeHead!, attempt);
   }
 
   onUpstreamData(_attempt: UpstreamRequest, controller: UpstreamStreamController, chunk: Buffer): void {
     this.info.bytesSent += chunk.length;
-    if (!this.res.write(chunk)) {
-      controller.pause();
-      if (this.res.listenerCount('drain') === 0) this.res.on('drain', onResponseDrain);
-    }
+    if (!this.res.write(chunk)) controller.pause();
   }
 
   onUpstreamEnd(_attempt: UpstreamRequest, trailers: Record<string, string | string[] | undefined>): void {
@@ -1116,7 +1081,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     if (this.ended) return;
     if (this.forwardTrailers) {
       if (Object.keys(trailers).length > 0) {
-        this.res.addTrailers(trailers as Record<string, string>);
+        this.res.addTrailers(trailers);
         this.info.responseTrailers = trailers as Record<string, string>;
       }
     }
@@ -1259,7 +1224,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
   }
 
   onDownstreamClose(): void {
-    if (this.res.writableFinished) {
+    if (this.res.finished) {
       // Back to the connection idle timeout until the next request on this connection.
       if (!this.socket.destroyed) this.socket.setTimeout(this.hcm.idleTimeoutMs);
     } else if (this.ended) {
@@ -1281,8 +1246,6 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     const info = this.info;
     const now = performance.now();
     if (info.lastResponseByteMonotonic === 0) info.lastResponseByteMonotonic = now;
-    const connection = (this.socket as TrackedSocket)[kConnection];
-    if (connection !== undefined) connection.activeStreams--;
     this.mirrors?.release();
     const hcm = this.hcm;
     const stats = hcm.stats;

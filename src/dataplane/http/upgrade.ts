@@ -1,14 +1,13 @@
 /**
  * HTTP/1.1 upgrades (WebSocket and any other `Upgrade:` protocol), as Envoy proxies them: which upgrade types
- * a connection manager and a route allow, the response object an upgrade request is answered through, and the
- * tunnel that carries raw bytes both ways once the upstream answered `101 Switching Protocols`.
+ * a connection manager and a route allow, and the tunnel that carries raw bytes both ways once the upstream
+ * answered `101 Switching Protocols`. The downstream codec answers a refused upgrade and closes the connection.
  *
  * The request itself takes the normal path (header sanitising, routing, rewrites, load balancing, circuit
  * breakers, retries before the upstream answers): the connection manager only asks `upgradeAllowed` after route
  * selection and dispatches the request with an `upgrade` token; the host's connection pool hands over the
  * upstream socket on a 101 (plain TCP or the cluster's TLS).
  */
-import { type IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
@@ -50,39 +49,6 @@ export function compileUpgradeConfigs(
 export function upgradeAllowed(type: string, hcm: UpgradeMap | undefined, route: UpgradeMap | undefined): boolean {
   const lower = type.toLowerCase();
   return route?.get(lower) ?? hcm?.get(lower) ?? false;
-}
-
-const kUpgradeResponse = Symbol('portico.upgradeResponse');
-type UpgradeSocket = Socket & { [kUpgradeResponse]?: ServerResponse; _httpMessage?: unknown };
-
-/**
- * The response an upgrade request is answered through. Node hands an upgrade request over with its raw socket
- * and no response object: this one writes to that socket like any response. A 101 leaves the socket to the
- * tunnel; anything else closes the connection once written, as Envoy does after a refused upgrade. The socket
- * timeout (the stream idle timeout the stream sets) is reported on the response, as Node's server does for
- * ordinary requests. Undefined when the socket still carries an earlier response (a pipelined upgrade).
- */
-export function upgradeResponse(req: IncomingMessage, socket: Socket): ServerResponse | undefined {
-  const upgradeSocket = socket as UpgradeSocket;
-  if (upgradeSocket._httpMessage) {
-    socket.destroy();
-    return undefined;
-  }
-  const res = new ServerResponse(req);
-  res.shouldKeepAlive = false;
-  res.assignSocket(socket);
-  upgradeSocket[kUpgradeResponse] = res;
-  socket.on('timeout', onUpgradeSocketTimeout);
-  res.once('finish', onUpgradeResponseFinish);
-  return res;
-}
-
-function onUpgradeSocketTimeout(this: UpgradeSocket): void {
-  this[kUpgradeResponse]?.emit('timeout', this);
-}
-
-function onUpgradeResponseFinish(this: ServerResponse): void {
-  if (this.statusCode !== 101) this.socket?.destroySoon();
 }
 
 const kTunnel = Symbol('portico.tunnel');

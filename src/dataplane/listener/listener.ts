@@ -1,4 +1,3 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import net, { type BlockList, type Socket } from 'node:net';
 import tls from 'node:tls';
 import type { AnyMessage, envoy } from '../../generated/envoy.js';
@@ -261,18 +260,7 @@ export class Listener {
    * still open after `drainTimeoutMs` are closed.
    */
   private async drainChains(chains: FilterChain[], drainTimeoutMs: number): Promise<void> {
-    for (const chain of chains) {
-      const server = chain.hcm?.server;
-      if (server === undefined) continue;
-      const handlers = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
-      server.removeAllListeners('request');
-      server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-        res.shouldKeepAlive = false;
-        const current = this.selectChain(req.socket)?.hcm?.server;
-        if (current !== undefined && current !== server) current.emit('request', req, res);
-        else for (const handler of handlers) handler(req, res);
-      });
-    }
+    for (const chain of chains) chain.hcm?.retire((socket) => this.selectChain(socket)?.hcm);
     const deadline = Date.now() + drainTimeoutMs;
     while (chains.some((c) => c.sockets.size > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     for (const chain of chains) {

@@ -3,7 +3,6 @@
  * buffer limit) so that a retry can send it again, and streamed to the attempt in flight with back-pressure.
  * Requests that cannot be retried never get one: the upstream connection reads the downstream request directly.
  */
-import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 
 /** What the body tells the request it belongs to. */
@@ -14,7 +13,7 @@ export interface RequestBodyOwner {
 }
 
 const kBody = Symbol('portico.requestBody');
-type BufferedRequest = IncomingMessage & { [kBody]?: RequestBody };
+type BufferedRequest = Readable & { [kBody]?: RequestBody };
 
 /** Envoy's default connection buffer limit (`per_connection_buffer_limit_bytes`), which bounds retry buffering. */
 export const DEFAULT_RETRY_BUFFER_LIMIT = 1024 * 1024;
@@ -31,7 +30,7 @@ export class RequestBody {
   private joined: Buffer | undefined;
 
   constructor(
-    private readonly req: IncomingMessage,
+    private readonly req: Readable,
     private readonly limit: number,
     private readonly owner: RequestBodyOwner,
   ) {
@@ -87,7 +86,7 @@ export class RequestBody {
 
 /** One attempt's view of the body: pushed by RequestBody, and asking for more (resuming the request) when read. */
 class AttemptBody extends Readable {
-  constructor(private readonly source: IncomingMessage) {
+  constructor(private readonly source: Readable) {
     super();
   }
 

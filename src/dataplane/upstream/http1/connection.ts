@@ -4,10 +4,10 @@
  * `content-length` or chunked. Response heads become a header object without the connection-level headers the
  * codec consumed (`connection`, `keep-alive`, `transfer-encoding`).
  */
-import type { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { HTTPParser, type HttpParser } from './parser.js';
+import { HTTPParser, type HttpParser } from '../../llhttp.js';
+import { listen, type Listeners, unlisten } from '../../../util/listeners.js';
 import {
   CONNECTION_CLOSED,
   PROTOCOL_ERROR,
@@ -435,9 +435,6 @@ function onBodyError(this: BodySource, error: Error): void {
   stream?.connection.onBodyAborted(stream, error);
 }
 
-/** Each list is both attached and detached from here, so the two can never disagree. */
-type Listeners = ReadonlyArray<readonly [string, (...args: never[]) => void]>;
-
 const SOCKET_LISTENERS: Listeners = [
   ['data', onSocketData],
   ['end', onSocketEnd],
@@ -452,11 +449,3 @@ const BODY_LISTENERS: Listeners = [
   ['close', onBodyClose],
   ['error', onBodyError],
 ];
-
-function listen(emitter: EventEmitter, listeners: Listeners): void {
-  for (const [event, listener] of listeners) emitter.on(event, listener as (...args: unknown[]) => void);
-}
-
-function unlisten(emitter: EventEmitter, listeners: Listeners): void {
-  for (const [event, listener] of listeners) emitter.removeListener(event, listener as (...args: unknown[]) => void);
-}

@@ -1,6 +1,7 @@
 /**
- * Node's own HTTP/1.x parser (llhttp, the one node:http uses), for reading upstream responses. It is exported
- * by the `_http_common` built-in without types; this file gives it the few that the upstream codec uses.
+ * Node's own HTTP/1.x parser (llhttp, the one node:http uses), for the downstream codec (requests) and the
+ * upstream one (responses). It is exported by the `_http_common` built-in without types; this file gives it the
+ * few that the codecs use.
  */
 import { createRequire } from 'node:module';
 
@@ -18,18 +19,23 @@ export interface HttpParser {
 interface HttpParserModule {
   HTTPParser: {
     new (): HttpParser;
+    readonly REQUEST: number;
     readonly RESPONSE: number;
+    /** () once the first byte of a message was parsed. */
+    readonly kOnMessageBegin: number;
     /** (headers: string[], url: string): header lines beyond the first batch, and trailers. */
     readonly kOnHeaders: number;
     /**
-     * (versionMajor, versionMinor, headers: string[] | undefined, method, url, statusCode, statusMessage, upgrade,
-     * shouldKeepAlive) => 0, or 1 to skip the body (a response to HEAD).
+     * (versionMajor, versionMinor, headers: string[] | undefined, method: index into `methods`, url, statusCode,
+     * statusMessage, upgrade, shouldKeepAlive) => 0, or 1 to skip the body (a response to HEAD).
      */
     readonly kOnHeadersComplete: number;
     /** (chunk: Buffer) */
     readonly kOnBody: number;
     readonly kOnMessageComplete: number;
   };
+  /** Method names, indexed by the number the parser reports. */
+  methods: readonly string[];
 }
 
-export const { HTTPParser } = createRequire(import.meta.url)('_http_common') as HttpParserModule;
+export const { HTTPParser, methods: METHODS } = createRequire(import.meta.url)('_http_common') as HttpParserModule;
