@@ -154,6 +154,25 @@ describe('downstream HTTP/1.1 codec', () => {
     assert.equal(recorded.headers.cookie, 'a=1; b=2');
   });
 
+  it('reads a chunked body with trailers, then a head too long for one parser batch on the same connection', async () => {
+    const many = Array.from({ length: 40 }, (_, i) => `x-h-${i}: ${i}\r\n`).join('');
+    const result = await rawRequest(
+      gw.port(),
+      'POST /chunked-upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n' +
+        `GET /long HTTP/1.1\r\nHost: a\r\n${many}\r\n`,
+      { responses: 2 },
+    );
+    assert.deepEqual(
+      result.responses.map((r) => r.body),
+      ['ok /chunked-upload', 'ok /long'],
+    );
+    const [upload, long] = upstream.requests.slice(-2);
+    assert.equal(upload?.body.toString(), 'hello');
+    assert.equal(long?.headers['x-trailer'], undefined);
+    assert.equal(long?.headers['x-h-0'], '0');
+    assert.equal(long?.headers['x-h-39'], '39');
+  });
+
   it('drops the rest of a body the answer did not wait for, then serves the next request', async () => {
     const socket = connect(gw.port(), '127.0.0.1');
     let text = '';

@@ -292,7 +292,7 @@ export class Http1ServerConnection {
       // llhttp stops after an upgrade request's head: what follows is the upgraded protocol's.
       this.parsing = undefined;
       this.socket.pause();
-      unlisten(this.socket, READING_LISTENERS);
+      this.socket.removeListener('data', onSocketData);
       request.upgradeHead = data.subarray(result);
       request.complete = true;
       this.startOrQueue(request);
@@ -346,6 +346,9 @@ export class Http1ServerConnection {
     const request = this.parsing;
     if (request === undefined || request.upgrade) return;
     this.parsing = undefined;
+    // Trailers of a chunked request body arrive as header lines (with the url again); they are not forwarded.
+    this.headerLines = undefined;
+    this.url = '';
     request.complete = true;
     request.body?.push(null);
     if (this.dumping) {
@@ -393,7 +396,6 @@ export class Http1ServerConnection {
     if (response.statusCode === 101) {
       // The socket now belongs to the tunnel; the stream lasts until it closes.
       this.upgraded = true;
-      unlisten(this.socket, READING_LISTENERS);
       return;
     }
     this.active = undefined;
@@ -445,7 +447,7 @@ export class Http1ServerConnection {
     }
     this.parsing = undefined;
     this.waiting.length = 0;
-    unlisten(this.socket, READING_LISTENERS);
+    this.socket.removeListener('data', onSocketData);
     this.socket.pause();
     this.owner.onProtocolError(this, code);
   }
@@ -583,14 +585,10 @@ function onParserMessageComplete(this: ConnectionParser): void {
   this[kConnection]?.onMessageComplete();
 }
 
-/** Detached once the socket stops carrying HTTP (an upgrade, a refused request). */
-const READING_LISTENERS: Listeners = [
+/** 'data' alone is detached early, once the socket stops carrying HTTP requests (an upgrade, a refused request). */
+const SOCKET_LISTENERS: Listeners = [
   ['data', onSocketData],
   ['drain', onSocketDrain],
-];
-
-const SOCKET_LISTENERS: Listeners = [
-  ...READING_LISTENERS,
   ['timeout', onSocketTimeout],
   ['error', onSocketError],
   ['close', onSocketClose],
