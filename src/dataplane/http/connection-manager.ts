@@ -481,7 +481,7 @@ class ActiveStream implements UpstreamRequestOwner, RequestBodyOwner, LoadBalanc
     }
     const te = headers['transfer-encoding'];
     if (te !== undefined && te.toLowerCase() !== 'chunked') {
-      // Node's parser hands over the head of `Transfer-Encoding: xchunked` and only fails on the body; Envoy's
+      // llhttp hands over the head of `Transfer-Encoding: xchunked` and only fails on the body; Envoy's
       // codec refuses transfer-codings it does not understand (400) before anything goes upstream.
       this.sendLocalReply(400, 'Bad Request', 0, 'invalid_transfer_encoding', true);
       return;
