@@ -222,7 +222,6 @@ export class HttpConnectionManager implements ServerConnectionOwner {
       // A request on a connection of a retired chain: served by the chain selected now, and the connection
       // closes after it.
       response.keepAlive = false;
-      connection.closeAfterResponse = true;
       const current = successor(connection.socket);
       if (current !== undefined && current !== this) {
         new ActiveStream(current, request, response).start();

@@ -212,7 +212,7 @@ export class DownstreamResponse {
       if (this.trailers !== undefined) for (const name in this.trailers) tail += headerLines(name, this.trailers[name] ?? []);
       tail += '\r\n';
     }
-    if (tail !== '') this.connection.writeHead(tail);
+    if (tail !== '') this.connection.writeText(tail);
     this.finished = true;
     this.connection.onResponseEnd(this);
   }
@@ -236,8 +236,6 @@ export class Http1ServerConnection {
   /** Requests started on this connection. */
   requests = 0;
   readonly openedAt = performance.now();
-  /** Set once the connection should close after the response in flight (draining, or past its request limit). */
-  closeAfterResponse = false;
   private readonly parser: ConnectionParser;
   /** The response in flight; it stays set after a 101, for the life of the tunnel. */
   private active: DownstreamResponse | undefined;
@@ -378,7 +376,7 @@ export class Http1ServerConnection {
     this.active = response;
     this.requests++;
     const limit = this.options.maxRequestsPerConnection;
-    if (this.closeAfterResponse || (limit > 0 && this.requests >= limit)) response.keepAlive = false;
+    if (limit > 0 && this.requests >= limit) response.keepAlive = false;
     // Envoy answers `Expect: 100-continue` itself and does not forward it.
     const expect = request.headers.expect;
     if (request.versionMinor === 1 && typeof expect === 'string' && CONTINUE.test(expect)) this.socket.write(CONTINUE_RESPONSE, 'latin1');
@@ -433,8 +431,8 @@ export class Http1ServerConnection {
     return ok && !socket.writableNeedDrain;
   }
 
-  writeHead(head: string): void {
-    this.socket.write(head, 'latin1');
+  writeText(text: string): void {
+    this.socket.write(text, 'latin1');
   }
 
   // ---- connection ------------------------------------------------------------------------------------------
