@@ -13,6 +13,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { httpDate } from '../../../util/http-date.js';
 import { listen, type Listeners, unlisten } from '../../../util/listeners.js';
+import { chunkHeader, UNSAFE_FIELD, writeFramed } from '../../http1-wire.js';
 import { HTTPParser, type HttpParser, METHODS } from '../../llhttp.js';
 import type { HeaderMap } from '../../router/header-mutation.js';
 
@@ -87,10 +88,6 @@ export class DownstreamBody extends Readable {
   }
 }
 
-/** Responses this size or smaller are copied into one buffer with their framing: one write, one system call. */
-const COALESCE_LIMIT = 16 * 1024;
-/** Header names and values that would split or end the head are never written. */
-const UNSAFE_VALUE = /[\r\n\0]/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const CLOSE = /(?:^|,)\s*close\s*(?:,|$)/i;
 const CONTINUE = /^100-continue$/i;
@@ -105,11 +102,11 @@ function headerLines(name: string, value: string | string[] | number): string {
   if (!TOKEN.test(name)) return '';
   if (typeof value === 'object') {
     let lines = '';
-    for (const v of value) if (!UNSAFE_VALUE.test(v)) lines += `${name}: ${v}\r\n`;
+    for (const v of value) if (!UNSAFE_FIELD.test(v)) lines += `${name}: ${v}\r\n`;
     return lines;
   }
   const text = typeof value === 'number' ? String(value) : value;
-  return UNSAFE_VALUE.test(text) ? '' : `${name}: ${text}\r\n`;
+  return UNSAFE_FIELD.test(text) ? '' : `${name}: ${text}\r\n`;
 }
 
 /**
@@ -183,12 +180,17 @@ export class DownstreamResponse {
   /** False when the socket's buffer is full: the handler's onDownstreamDrain says when to write again. */
   write(chunk: Buffer): boolean {
     if (this.finished || this.noBody || chunk.length === 0) return true;
-    let prefix = this.pendingHead;
-    this.pendingHead = '';
-    if (this.chunked) prefix += `${chunk.length.toString(16)}\r\n`;
-    const ok = this.connection.write(prefix, chunk, this.chunked ? '\r\n' : '');
+    const ok = this.writeBody(chunk);
     if (!ok) this.waitingDrain = true;
     return ok;
+  }
+
+  /** Body bytes in their framing, preceded by the head if it is still waiting. */
+  private writeBody(chunk: Buffer): boolean {
+    const head = this.pendingHead;
+    this.pendingHead = '';
+    if (!this.chunked) return writeFramed(this.connection.socket, head, chunk, '');
+    return writeFramed(this.connection.socket, head + chunkHeader(chunk.length), chunk, '\r\n');
   }
 
   /** Trailers go out with the end of a chunked body; a response with a length has nowhere to put them. */
@@ -199,20 +201,15 @@ export class DownstreamResponse {
   /** Ends the response, with `body` (a local reply's) as its whole body. */
   end(body?: string): void {
     if (this.finished) return;
+    if (body !== undefined && body !== '' && !this.noBody) this.writeBody(Buffer.from(body));
     let tail = this.pendingHead;
     this.pendingHead = '';
-    if (body !== undefined && body !== '' && !this.noBody) {
-      const bytes = Buffer.from(body);
-      if (this.chunked) tail += `${bytes.length.toString(16)}\r\n`;
-      this.connection.write(tail, bytes, this.chunked ? '\r\n' : '');
-      tail = '';
-    }
     if (this.chunked) {
       tail += '0\r\n';
       if (this.trailers !== undefined) for (const name in this.trailers) tail += headerLines(name, this.trailers[name] ?? []);
       tail += '\r\n';
     }
-    if (tail !== '') this.connection.writeText(tail);
+    if (tail !== '') this.connection.socket.write(tail, 'latin1');
     this.finished = true;
     this.connection.onResponseEnd(this);
   }
@@ -234,7 +231,7 @@ type ConnectionParser = HttpParser & { [kConnection]?: Http1ServerConnection };
 
 export class Http1ServerConnection {
   /** Requests started on this connection. */
-  requests = 0;
+  private requests = 0;
   readonly openedAt = performance.now();
   private readonly parser: ConnectionParser;
   /** The response in flight; it stays set after a 101, for the life of the tunnel. */
@@ -411,28 +408,6 @@ export class Http1ServerConnection {
       return;
     }
     this.startNext();
-  }
-
-  /** Writes framing around a body chunk; false when the socket's buffer is full. */
-  write(prefix: string, chunk: Buffer, suffix: string): boolean {
-    const socket = this.socket;
-    if (chunk.length <= COALESCE_LIMIT) {
-      const out = Buffer.allocUnsafe(prefix.length + chunk.length + suffix.length);
-      out.write(prefix, 0, 'latin1');
-      chunk.copy(out, prefix.length);
-      if (suffix !== '') out.write(suffix, prefix.length + chunk.length, 'latin1');
-      return socket.write(out);
-    }
-    socket.cork();
-    if (prefix !== '') socket.write(prefix, 'latin1');
-    socket.write(chunk);
-    const ok = suffix === '' || socket.write(suffix, 'latin1');
-    socket.uncork();
-    return ok && !socket.writableNeedDrain;
-  }
-
-  writeText(text: string): void {
-    this.socket.write(text, 'latin1');
   }
 
   // ---- connection ------------------------------------------------------------------------------------------

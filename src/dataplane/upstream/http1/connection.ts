@@ -6,6 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
+import { CHUNKED_END, chunkHeader, UNSAFE_FIELD, writeFramed } from '../../http1-wire.js';
 import { HTTPParser, type HttpParser } from '../../llhttp.js';
 import { listen, type Listeners, unlisten } from '../../../util/listeners.js';
 import {
@@ -20,11 +21,8 @@ import {
 
 /** Envoy's default `max_response_headers_kb` is 60. */
 const MAX_HEADER_SIZE = 60 * 1024;
-/** Characters a header value or path must not carry onto the wire: they would split or end the head. */
-const UNSAFE_FIELD = /[\r\n\0]/;
 const METHODS_WITH_PAYLOAD = new Set(['POST', 'PUT', 'PATCH']);
 const NO_TRAILERS: UpstreamHeaders = Object.freeze({}) as UpstreamHeaders;
-const CHUNKED_END = '0\r\n\r\n';
 
 /** What the connection asks of the pool that owns it. */
 export interface ConnectionOwner {
@@ -166,10 +164,7 @@ export class Http1Connection {
       stream.requestComplete = true;
     } else if (Buffer.isBuffer(body)) {
       if (contentLength < 0) text += 'content-length: ' + body.length + '\r\n';
-      socket.cork();
-      socket.write(text + '\r\n', 'latin1');
-      if (body.length > 0) socket.write(body);
-      socket.uncork();
+      writeFramed(socket, text + '\r\n', body, '');
       stream.requestComplete = true;
     } else {
       if (contentLength < 0) text += 'transfer-encoding: chunked\r\n';
@@ -186,11 +181,7 @@ export class Http1Connection {
     const socket = this.socket;
     let flowing: boolean;
     if (stream.bodyRemaining < 0) {
-      socket.cork();
-      socket.write(chunk.length.toString(16) + '\r\n', 'latin1');
-      socket.write(chunk);
-      flowing = socket.write('\r\n', 'latin1');
-      socket.uncork();
+      flowing = writeFramed(socket, chunkHeader(chunk.length), chunk, '\r\n');
     } else {
       stream.bodyRemaining -= chunk.length;
       if (stream.bodyRemaining < 0) return this.fail(stream, upstreamError(PROTOCOL_ERROR, 'request body longer than its content-length'));
