@@ -50,6 +50,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'default_filter_chain',
     'access_log',
     'stat_prefix',
+    'per_connection_buffer_limit_bytes',
     'traffic_direction',
   ],
   'envoy.config.listener.v3.FilterChain': ['filter_chain_match', 'filters', 'transport_socket', 'name'],

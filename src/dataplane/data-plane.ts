@@ -8,6 +8,7 @@ import { Listener } from './listener/listener.js';
 import { LISTENER_MANAGER_STATS } from './listener/stats.js';
 import { Runtime } from './runtime/runtime.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
+import type { HttpFilterRegistry } from './http/filter.js';
 
 /** A bootstrap compiled into runtime objects, not yet bound to any socket. */
 export interface CompiledConfig {
@@ -21,6 +22,8 @@ export interface CompiledConfig {
 
 /** What the command line sets for a data plane, beyond its bootstrap. */
 export interface DataPlaneOptions {
+  /** The HTTP filter extensions the program is composed with (src/extensions/filters/http/registry.ts). */
+  httpFilters: HttpFilterRegistry;
   /** `--file-flush-interval-msec`: how long an access log file's queued lines wait at most (default 10 s, as Envoy). */
   fileFlushIntervalMs?: number;
 }
@@ -35,14 +38,14 @@ export function compileBootstrap(
   bootstrap: Bootstrap,
   log: Logger,
   errors: ConfigError[],
-  running: DataPlaneOptions & { stats?: StatsStore; clusters?: ClusterManager } = {},
+  running: DataPlaneOptions & { stats?: StatsStore; clusters?: ClusterManager },
 ): CompiledConfig {
   const stats = running.stats ?? new StatsStore();
   const runtime = new Runtime(bootstrap.layered_runtime);
   const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], errors, log, stats, runtime, running.clusters);
   const accessLogSinks = new AccessLogSinks(log, running.fileFlushIntervalMs);
   const listeners = (bootstrap.static_resources?.listeners ?? []).map(
-    (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks }),
+    (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks, httpFilters: running.httpFilters }),
   );
   return { runtime, clusters, listeners, stats, accessLogSinks };
 }
@@ -62,7 +65,7 @@ export class DataPlane {
     return this.current;
   }
 
-  static async start(bootstrap: Bootstrap, log: Logger, options: DataPlaneOptions = {}): Promise<DataPlane> {
+  static async start(bootstrap: Bootstrap, log: Logger, options: DataPlaneOptions): Promise<DataPlane> {
     const errors: ConfigError[] = [];
     const config = compileBootstrap(bootstrap, log, errors, options);
     if (errors.length) throw new ConfigValidationError(errors);

@@ -6,6 +6,7 @@ import { type Bootstrap, checkBootstrap, parseDocument } from '../../src/config/
 import { type ConfigError, formatConfigErrors } from '../../src/config/errors.js';
 import { DataPlane, type DataPlaneOptions } from '../../src/dataplane/data-plane.js';
 import { createLogger } from '../../src/util/logger.js';
+import { HTTP_FILTERS } from '../../src/extensions/filters/http/registry.js';
 
 export interface RunningPortico {
   plane: DataPlane;
@@ -40,8 +41,12 @@ export function parseBootstrap(yaml: string): Bootstrap {
   return checked.bootstrap;
 }
 
-export async function startPortico(yaml: string, options: DataPlaneOptions = {}): Promise<RunningPortico> {
-  const plane = await DataPlane.start(parseBootstrap(yaml), createLogger('error'), { fileFlushIntervalMs: TEST_FILE_FLUSH_INTERVAL_MS, ...options });
+export async function startPortico(yaml: string, options: Partial<DataPlaneOptions> = {}): Promise<RunningPortico> {
+  const plane = await DataPlane.start(parseBootstrap(yaml), createLogger('error'), {
+    fileFlushIntervalMs: TEST_FILE_FLUSH_INTERVAL_MS,
+    httpFilters: HTTP_FILTERS,
+    ...options,
+  });
   const port = (index = 0): number => {
     const bound = plane.listeners[index]?.boundAddress();
     if (!bound) throw new Error(`no listener ${index}`);

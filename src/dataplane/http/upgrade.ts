@@ -11,7 +11,6 @@
 import type { Socket } from 'node:net';
 import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
-import type { UpstreamRequest } from '../router/upstream-request.js';
 import { splice } from '../tcp/splice.js';
 
 type HcmUpgradeConfig = envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig;
@@ -51,6 +50,11 @@ export function upgradeAllowed(type: string, hcm: UpgradeMap | undefined, route:
   return route?.get(lower) ?? hcm?.get(lower) ?? false;
 }
 
+/** The upstream request a tunnel belongs to, which ends when the upstream connection closes. */
+export interface TunnelOwner {
+  complete(): void;
+}
+
 const kTunnel = Symbol('portico.tunnel');
 type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
 
@@ -68,7 +72,7 @@ export class Tunnel {
     upstream: Socket,
     /** Bytes the client sent after its request head, read along with it: the first upstream-bound bytes. */
     downstreamHead: Buffer,
-    private readonly attempt: UpstreamRequest,
+    private readonly attempt: TunnelOwner,
   ) {
     this.receivedBefore = downstream.bytesRead - downstreamHead.length;
     this.sentBefore = downstream.bytesWritten;

@@ -9,7 +9,8 @@ import type { Logger } from '../../util/logger.js';
 import { LISTENER_STATS } from './stats.js';
 import { type AccessLogger, compileAccessLogs, connectionStreamInfo, emitAccessLogs } from '../access-log/access-log.js';
 import type { AccessLogSinks } from '../access-log/sinks.js';
-import { HttpConnectionManager } from '../http/connection-manager.js';
+import { DEFAULT_BUFFER_LIMIT, HttpConnectionManager } from '../http/connection-manager.js';
+import type { HttpFilterRegistry } from '../http/filter.js';
 import { cidrBlockList, inBlockList } from '../cidr.js';
 import { plainAddress } from '../http/forwarded.js';
 import { ResponseFlag } from '../response-flags.js';
@@ -31,6 +32,7 @@ export interface ListenerContext {
   log: Logger;
   stats: StatsStore;
   accessLogSinks: AccessLogSinks;
+  httpFilters: HttpFilterRegistry;
 }
 
 const L = LISTENER_STATS.c;
@@ -54,6 +56,7 @@ class FilterChain {
     port: number,
     private readonly listenerStats: StatScope,
     listenerKey: string,
+    bufferLimit: number | undefined,
   ) {
     this.match = compileChainMatch(config.filter_chain_match ?? {});
     const transport = config.transport_socket?.typed_config;
@@ -67,7 +70,14 @@ class FilterChain {
         terminal!.value as envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager,
         terminalPath,
         errors,
-        { ...context, listenerPort: port, scheme: transport ? 'https' : 'http', listenerStatPrefix: () => listenerStats.prefix, listenerStatKey: listenerKey },
+        {
+          ...context,
+          listenerPort: port,
+          scheme: transport ? 'https' : 'http',
+          listenerStatPrefix: () => listenerStats.prefix,
+          listenerStatKey: listenerKey,
+          bufferLimit: bufferLimit ?? DEFAULT_BUFFER_LIMIT,
+        },
       );
     } else if (terminalType === TCP_PROXY_TYPE) {
       this.tcpProxy = new TcpProxy(terminal!.value as envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, terminalPath, errors, context);
@@ -168,7 +178,7 @@ export class Listener {
     const statPrefix = config.stat_prefix;
     const key = `listener ${this.name}`;
     this.stats = context.stats.scope(LISTENER_STATS, statPrefix ? `listener.${statPrefix}.` : () => `listener.${this.statAddress()}.`, key);
-    const chain = (c: FilterChainConfig, at: string) => new FilterChain(c, at, errors, context, this.port, this.stats, key);
+    const chain = (c: FilterChainConfig, at: string) => new FilterChain(c, at, errors, context, this.port, this.stats, key, config.per_connection_buffer_limit_bytes);
     this.chains = (config.filter_chains ?? []).map((c, i) => chain(c, `${path}.filter_chains[${i}]`));
     this.defaultChain = config.default_filter_chain ? chain(config.default_filter_chain, `${path}.default_filter_chain`) : undefined;
     this.accessLogs = compileAccessLogs(config.access_log, `${path}.access_log`, errors, context);

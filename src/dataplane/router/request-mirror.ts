@@ -92,8 +92,8 @@ export interface MirrorContext {
 
 /**
  * Starts the copies that a request's mirror policies select, after its main upstream request was dispatched.
- * `headers` is the flat header list sent upstream; `body` is the downstream request when it has a body, whose
- * chunks the caller then passes to `write()` as the main upstream request reads them. Returns undefined when
+ * `headers` is the flat header list sent upstream; with `hasBody`, the caller then passes the body's chunks to
+ * `write()` as they arrive, and says when it is complete with `end()`. Returns undefined when
  * no copy is sent (runtime fraction, missing header, unknown cluster, no healthy host), so a request that
  * mirrors nothing allocates nothing more.
  */
@@ -102,7 +102,7 @@ export function startMirrors(
   context: MirrorContext,
   head: RequestHead,
   headers: readonly string[],
-  body: Readable | undefined,
+  hasBody: boolean,
   timeoutMs: number,
   mainCluster: Cluster,
 ): RequestMirrors | undefined {
@@ -118,8 +118,8 @@ export function startMirrors(
       cluster.stats.counters[CS.upstream_cx_none_healthy]++;
       continue;
     }
-    mirrors ??= new RequestMirrors(mainCluster, body);
-    mirrors.add(new MirrorRequest(cluster, host, timeoutMs, body !== undefined), head, headers, policy.appendHostSuffix);
+    mirrors ??= new RequestMirrors(mainCluster, hasBody);
+    mirrors.add(new MirrorRequest(cluster, host, timeoutMs, hasBody), head, headers, policy.appendHostSuffix);
   }
   return mirrors;
 }
@@ -136,11 +136,9 @@ export class RequestMirrors {
 
   constructor(
     private readonly mainCluster: Cluster,
-    body: Readable | undefined,
+    hasBody: boolean,
   ) {
-    if (body === undefined) this.bodyComplete = true;
-    // The downstream request emits `end` only after its last chunk was read, however that is.
-    else body.once('end', () => this.end());
+    this.bodyComplete = !hasBody;
   }
 
   add(copy: MirrorRequest, head: RequestHead, headers: readonly string[], appendHostSuffix: boolean): void {
@@ -148,14 +146,16 @@ export class RequestMirrors {
     copy.dispatch(head, headers, appendHostSuffix);
   }
 
-  /** A chunk of the request body, as the main upstream request reads it. */
+  /** A chunk of the request body, as it arrives. */
   write(chunk: Buffer): void {
     for (const copy of this.copies) {
       if (!copy.write(chunk)) this.mainCluster.stats.counters[CS.retry_or_shadow_abandoned]++;
     }
   }
 
-  private end(): void {
+  /** The request body is complete. */
+  end(): void {
+    if (this.bodyComplete) return;
     this.bodyComplete = true;
     for (const copy of this.copies) copy.endBody();
   }

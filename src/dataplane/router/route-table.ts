@@ -1,6 +1,5 @@
 import type { envoy } from '../../generated/envoy.js';
 import { childPath, type ConfigError } from '../../config/errors.js';
-import { CorsPolicy } from '../../extensions/filters/http/cors/cors-policy.js';
 import { compilePerFilterConfigs, type HttpFilterChain, type PerFilterConfigs } from '../http/filter-chain.js';
 import { compileHeaderMatchers } from '../matching/header-matcher.js';
 import { compileQueryParameterMatchers, parseQuery, type QueryParams } from '../matching/query-matcher.js';
@@ -62,7 +61,6 @@ export class RouteEntry {
    * The deprecated `cors` of the route action and of the virtual host, most specific first (Envoy's
    * RouteEntry::corsPolicy and VirtualHost::corsPolicy), which the CORS filter falls back to.
    */
-  readonly corsPolicies: readonly CorsPolicy[];
   /** Per filter of the connection manager's chain (same indexes), this route's resolved per-route config. */
   readonly filterConfigs: readonly unknown[] | undefined;
 
@@ -116,11 +114,12 @@ export class RouteEntry {
     this.mutations = chainMutations([own, ...outer], mostSpecificMutationsWin);
     const weighted = this.action.kind === ActionKind.Forward ? this.action.weightedClusters : undefined;
     this.weightedMutations = weighted?.map((entry) => chainMutations([entry.mutations, own, ...outer], mostSpecificMutationsWin));
-    const cors = config.route?.cors;
-    const ownCors = cors === undefined ? undefined : new CorsPolicy(cors, runtime, childPath(childPath(path, 'route'), 'cors'), errors);
-    this.corsPolicies = ownCors === undefined ? filters.outerCors : [ownCors, ...filters.outerCors];
-    const levels = [compilePerFilterConfigs(config.typed_per_filter_config, runtime, path, errors), ...filters.outerLevels];
-    this.filterConfigs = filters.chain?.resolveRouteConfigs(levels, this);
+    const chain = filters.chain;
+    if (chain !== undefined) {
+      const levels = [compilePerFilterConfigs(config.typed_per_filter_config, chain.registry, runtime, path, errors), ...filters.outerLevels];
+      const deprecated = [chain.compileDeprecatedLevel(config.route, runtime, childPath(path, 'route'), errors), ...filters.outerDeprecated];
+      this.filterConfigs = chain.resolveRouteConfigs(levels, deprecated, this);
+    }
   }
 
   matches(ctx: MatchContext): boolean {
@@ -193,14 +192,15 @@ function isGrpcContentType(value: string | string[] | undefined): boolean {
 
 /** What a route inherits for the HTTP filters from the levels around it. */
 interface RouteFilterContext {
+  /** Undefined only where routes are compiled on their own (tests of route matching). */
   readonly chain: HttpFilterChain | undefined;
   /** The virtual host's and route configuration's `typed_per_filter_config`. */
   readonly outerLevels: readonly (PerFilterConfigs | undefined)[];
-  /** The virtual host's deprecated `cors`, if any. */
-  readonly outerCors: readonly CorsPolicy[];
+  /** The virtual host's deprecated per-filter fields (`cors`), if any. */
+  readonly outerDeprecated: readonly (PerFilterConfigs | undefined)[];
 }
 
-const NO_FILTERS: RouteFilterContext = { chain: undefined, outerLevels: [], outerCors: [] };
+const NO_FILTERS: RouteFilterContext = { chain: undefined, outerLevels: [], outerDeprecated: [] };
 
 export interface VirtualHost {
   readonly name: string;
@@ -224,7 +224,7 @@ export class RouteTable {
   private readonly fallback: VirtualHost | undefined;
 
   /** `filters`: the connection manager's HTTP filters, for which routes resolve their per-route configs. */
-  constructor(config: RouteConfiguration, path: string, errors: ConfigError[], runtime: Runtime, filters?: HttpFilterChain) {
+  constructor(config: RouteConfiguration, path: string, errors: ConfigError[], runtime: Runtime, filters: HttpFilterChain) {
     this.name = config.name ?? '';
     this.internalOnlyHeaders = (config.internal_only_headers ?? []).map((h) => h.toLowerCase());
     this.ignorePortInHostMatching = config.ignore_port_in_host_matching ?? false;
@@ -232,14 +232,14 @@ export class RouteTable {
     const mostSpecificWins = config.most_specific_header_mutations_wins ?? false;
     const maxDirectResponseBody = config.max_direct_response_body_size_bytes ?? DEFAULT_MAX_DIRECT_RESPONSE_BODY;
     const tableMirrors = compileMirrorPolicies(config.request_mirror_policies, `${path}.request_mirror_policies`, errors);
-    const tableFilterConfigs = compilePerFilterConfigs(config.typed_per_filter_config, runtime, path, errors);
+    const tableFilterConfigs = compilePerFilterConfigs(config.typed_per_filter_config, filters.registry, runtime, path, errors);
     let fallback: VirtualHost | undefined;
     (config.virtual_hosts ?? []).forEach((vhostConfig, i) => {
       const vhostPath = `${path}.virtual_hosts[${i}]`;
       const vhost = compileVirtualHost(vhostConfig, vhostPath, errors, runtime, maxDirectResponseBody, tableMutations, mostSpecificWins, tableMirrors, {
         chain: filters,
         outerLevels: [tableFilterConfigs],
-        outerCors: [],
+        outerDeprecated: [],
       });
       for (const rawDomain of vhostConfig.domains ?? []) {
         const domain = rawDomain.toLowerCase();
@@ -305,8 +305,8 @@ function compileVirtualHost(
   };
   const filters: RouteFilterContext = {
     chain: tableFilters.chain,
-    outerLevels: [compilePerFilterConfigs(config.typed_per_filter_config, runtime, path, errors), ...tableFilters.outerLevels],
-    outerCors: config.cors === undefined ? [] : [new CorsPolicy(config.cors, runtime, childPath(path, 'cors'), errors)],
+    outerLevels: [compilePerFilterConfigs(config.typed_per_filter_config, tableFilters.chain!.registry, runtime, path, errors), ...tableFilters.outerLevels],
+    outerDeprecated: [tableFilters.chain!.compileDeprecatedLevel(config, runtime, path, errors)],
   };
   return {
     name: config.name ?? '',

@@ -18,8 +18,6 @@ const HS = HOST_STATS.c;
 
 /** The stream an attempt reports to. Calls stop once the owner abandons the attempt (`abandon`). */
 export interface UpstreamRequestOwner {
-  /** The attempt got a connection and is about to be written. */
-  onUpstreamRequestStart(attempt: UpstreamRequest): void;
   onUpstreamHeaders(attempt: UpstreamRequest, status: number, headers: UpstreamHeaders): void;
   onUpstreamData(attempt: UpstreamRequest, controller: UpstreamStreamController, chunk: Buffer): void;
   onUpstreamEnd(attempt: UpstreamRequest, trailers: UpstreamHeaders): void;
@@ -115,7 +113,6 @@ export class UpstreamRequest implements UpstreamStreamHandler {
     this.sent = true;
     if (this.downstreamComplete) this.armPerTryTimer();
     if (this.perTryIdleTimeoutMs > 0) this.idleTimer = setTimeout(onPerTryIdleTimer, this.perTryIdleTimeoutMs, this);
-    this.owner.onUpstreamRequestStart(this);
   }
 
   onResponseStart(_controller: UpstreamStreamController, statusCode: number, headers: UpstreamHeaders): void {

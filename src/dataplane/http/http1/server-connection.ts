@@ -28,6 +28,8 @@ export interface ServerConnectionOptions {
   headersTimeoutMs: number;
   /** Requests a connection carries before it closes; 0 is unlimited. */
   maxRequestsPerConnection: number;
+  /** `http_protocol_options.enable_trailers`: chunked trailers are read and written; otherwise dropped. */
+  enableTrailers: boolean;
 }
 
 /** What a connection asks of its connection manager. */
@@ -61,6 +63,8 @@ export class DownstreamRequest {
   complete = false;
   /** For an upgrade request: the bytes that followed its head, which belong to the upgraded protocol. */
   upgradeHead: Buffer | undefined;
+  /** The trailers of a chunked body, set before the body ends. */
+  trailers: RequestHeaders | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -152,7 +156,7 @@ export class DownstreamResponse {
       if (value === undefined) continue;
       if (name === 'content-length') hasLength = true;
       else if (name === 'date') hasDate = true;
-      else if (name === 'transfer-encoding') continue;
+      else if (name === 'transfer-encoding' || (name === 'trailer' && !this.connection.enableTrailers)) continue;
       else if (name === 'connection') {
         hasConnection = true;
         if (typeof value === 'string' && CLOSE.test(value)) keepAlive = false;
@@ -195,7 +199,7 @@ export class DownstreamResponse {
 
   /** Trailers go out with the end of a chunked body; a response with a length has nowhere to put them. */
   addTrailers(trailers: HeaderMap): void {
-    this.trailers = trailers;
+    if (this.connection.enableTrailers) this.trailers = trailers;
   }
 
   /** Ends the response, with `body` (a local reply's) as its whole body. */
@@ -265,6 +269,10 @@ export class Http1ServerConnection {
     this.parser = parser;
     (socket as ConnectionSocket)[kConnection] = this;
     listen(socket, SOCKET_LISTENERS);
+  }
+
+  get enableTrailers(): boolean {
+    return this.options.enableTrailers;
   }
 
   /** No request in flight or waiting. */
@@ -341,9 +349,11 @@ export class Http1ServerConnection {
     const request = this.parsing;
     if (request === undefined || request.upgrade) return;
     this.parsing = undefined;
-    // Trailers of a chunked request body arrive as header lines (with the url again); they are not forwarded.
+    // Trailers of a chunked request body arrive as header lines (with the url again).
+    const trailers = this.headerLines;
     this.headerLines = undefined;
     this.url = '';
+    if (trailers !== undefined && trailers.length > 0 && this.options.enableTrailers) request.trailers = requestHeaders(trailers);
     request.complete = true;
     request.body?.push(null);
     if (this.dumping) {

@@ -193,7 +193,10 @@ export class Http1Connection {
   onBodyEnd(stream: UpstreamStream): void {
     if (stream.done) return;
     if (stream.bodyRemaining > 0) return this.fail(stream, upstreamError(PROTOCOL_ERROR, 'request body shorter than its content-length'));
-    if (stream.bodyRemaining < 0) this.socket.write(CHUNKED_END, 'latin1');
+    if (stream.bodyRemaining < 0) {
+      const trailers = (stream.body as Readable & { trailers?: Record<string, string | string[] | number | undefined> }).trailers;
+      this.socket.write(trailers === undefined ? CHUNKED_END : chunkedEndWithTrailers(trailers), 'latin1');
+    }
     stream.requestComplete = true;
     this.detachBody(stream);
   }
@@ -340,6 +343,17 @@ export class Http1Connection {
     this.parser.close();
     this.owner.remove(this);
   }
+}
+
+/** The last chunk of a chunked body with its trailers; fields with unsafe characters are left out. */
+function chunkedEndWithTrailers(trailers: Record<string, string | string[] | number | undefined>): string {
+  let text = '0\r\n';
+  for (const name in trailers) {
+    const value = trailers[name];
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [String(value)]) if (!UNSAFE_FIELD.test(v)) text += name + ': ' + v + '\r\n';
+  }
+  return text + '\r\n';
 }
 
 /** Lower-case names; repeated headers become arrays; the headers the codec itself consumed are left out. */

@@ -1,9 +1,10 @@
 /**
- * Every HTTP filter extension Portico implements, in one place. The router is not here: it is the connection
- * manager's own terminal stage. A filter's config types must also be listed as supported extensions
- * (src/config/extensions.ts) and their fields in src/config/support.ts.
+ * Every HTTP filter extension Portico implements, in one place; the program hands this registry to the data plane
+ * where it is composed (src/cli, src/server, src/controlplane). A filter's config types must also be listed as
+ * supported extensions (src/config/extensions.ts) and their fields in src/config/support.ts.
  */
-import type { HttpFilterFactory } from '../../../dataplane/http/filter.js';
+import { HttpFilterRegistry } from '../../../dataplane/http/filter.js';
 import { CORS_FILTER_FACTORY } from './cors/cors-filter.js';
+import { ROUTER_FILTER_FACTORY } from './router/router-filter.js';
 
-export const HTTP_FILTER_FACTORIES: readonly HttpFilterFactory[] = [CORS_FILTER_FACTORY];
+export const HTTP_FILTERS = new HttpFilterRegistry([CORS_FILTER_FACTORY, ROUTER_FILTER_FACTORY]);

@@ -13,12 +13,12 @@ import type { envoy } from '../../../../generated/envoy.js';
 import type { ConfigError } from '../../../../config/errors.js';
 import { defineStats, type StatScope } from '../../../../stats/store.js';
 import {
-  type FilterCallbacks,
+  type DecoderFilterCallbacks,
   type FilterFactoryContext,
   FilterHeadersStatus,
   type HttpFilterConfig,
   type HttpFilterFactory,
-  PASS_THROUGH_FILTER,
+  type ResponseHead,
   type StreamFilter,
 } from '../../../../dataplane/http/filter.js';
 import type { HeaderMap } from '../../../../dataplane/router/header-mutation.js';
@@ -38,8 +38,8 @@ class CorsFilterConfig implements HttpFilterConfig {
     private readonly context: FilterFactoryContext,
   ) {}
 
-  createFilter(stream: FilterCallbacks, routeConfig: unknown): StreamFilter {
-    return routeConfig === undefined ? PASS_THROUGH_FILTER : new CorsFilter(this.stats, stream, routeConfig as EffectiveCorsPolicy);
+  createFilter(stream: DecoderFilterCallbacks, routeConfig: unknown): StreamFilter | undefined {
+    return routeConfig === undefined ? undefined : new CorsFilter(this.stats, stream, routeConfig as EffectiveCorsPolicy);
   }
 
   release(): void {
@@ -53,11 +53,12 @@ class CorsFilter implements StreamFilter {
 
   constructor(
     private readonly stats: StatScope,
-    private readonly stream: FilterCallbacks,
+    private readonly stream: DecoderFilterCallbacks,
     private readonly policy: EffectiveCorsPolicy,
   ) {}
 
-  decodeHeaders(headers: RequestHead['headers']): FilterHeadersStatus {
+  decodeHeaders(head: RequestHead): FilterHeadersStatus {
+    const headers = head.headers;
     const policy = this.policy;
     const enabled = policy.decider.enabled();
     if (!enabled && !policy.decider.shadowed()) return FilterHeadersStatus.Continue;
@@ -68,9 +69,11 @@ class CorsFilter implements StreamFilter {
     if (!enabled) return FilterHeadersStatus.Continue;
     if (allowed) this.allowedOrigin = origin;
     const requestMethod = headers['access-control-request-method'];
-    if (this.stream.head.method !== 'OPTIONS' || requestMethod === undefined || requestMethod === '') return FilterHeadersStatus.Continue;
+    if (head.method !== 'OPTIONS' || requestMethod === undefined || requestMethod === '') return FilterHeadersStatus.Continue;
     if (!allowed && policy.forwardNotMatchingPreflights) return FilterHeadersStatus.Continue;
-    this.stream.sendHeaders(200, this.preflightHeaders(headers, allowed ? origin : undefined, requestMethod), 'cors_response');
+    // The preflight's answer is the filter's own, not a local reply: local_reply_config does not rewrite it.
+    this.stream.info.responseCodeDetails = 'cors_response';
+    this.stream.encodeHeaders({ status: 200, headers: this.preflightHeaders(headers, allowed ? origin : undefined, requestMethod) }, true);
     return FilterHeadersStatus.StopIteration;
   }
 
@@ -91,12 +94,14 @@ class CorsFilter implements StreamFilter {
     return out;
   }
 
-  encodeHeaders(_status: number, headers: HeaderMap): void {
+  encodeHeaders(response: ResponseHead): FilterHeadersStatus {
     const origin = this.allowedOrigin;
-    if (origin === undefined) return;
+    if (origin === undefined) return FilterHeadersStatus.Continue;
+    const headers = response.headers;
     headers['access-control-allow-origin'] = origin;
     if (this.policy.allowCredentials) headers['access-control-allow-credentials'] = 'true';
     if (this.policy.exposeHeaders !== '') headers['access-control-expose-headers'] = this.policy.exposeHeaders;
+    return FilterHeadersStatus.Continue;
   }
 }
 
@@ -113,11 +118,13 @@ export const CORS_FILTER_FACTORY: HttpFilterFactory = {
     return new CorsPolicy(config as envoy.extensions.filters.http.cors.v3.CorsPolicy, runtime, path, errors);
   },
 
-  resolveRouteConfig(levels: readonly unknown[], route: RouteEntry): EffectiveCorsPolicy | undefined {
+  deprecatedRouteField: 'cors',
+
+  resolveRouteConfig(levels: readonly unknown[], route: RouteEntry, deprecated: readonly unknown[]): EffectiveCorsPolicy | undefined {
     // Envoy's CORS filter passes over routes without a route entry: redirects and direct responses.
     if (route.action.kind !== ActionKind.Forward) return undefined;
     // The deprecated `cors` fields count only when no level has a typed_per_filter_config for this filter.
-    const policies = levels.length > 0 ? (levels as CorsPolicy[]) : route.corsPolicies;
+    const policies = (levels.length > 0 ? levels : deprecated) as CorsPolicy[];
     return policies.length > 0 ? new EffectiveCorsPolicy(policies) : undefined;
   },
 };
