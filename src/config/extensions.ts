@@ -9,6 +9,8 @@ const TYPE_PREFIX = 'type.googleapis.com/';
 const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', 'envoy.filters.network.http_connection_manager'],
   ['envoy.extensions.filters.http.router.v3.Router', 'envoy.filters.http.router'],
+  // A route's typed_per_filter_config entry that turns a filter on or off (`disabled`) around its own config.
+  ['envoy.config.route.v3.FilterConfig', 'envoy.config.route.v3.FilterConfig'],
   // HTTP filters (src/extensions/filters/http/registry.ts): the filter's config and its per-route config.
   ['envoy.extensions.filters.http.cors.v3.Cors', 'envoy.filters.http.cors'],
   ['envoy.extensions.filters.http.cors.v3.CorsPolicy', 'envoy.filters.http.cors'],

@@ -135,7 +135,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'unix_sockets',
     'cidr_ranges',
   ],
-  'envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter': ['name', 'typed_config'],
+  'envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter': ['name', 'typed_config', 'disabled'],
   'envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig': ['mappers', 'body_format'],
   'envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper': [
     'filter',
@@ -183,6 +183,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   'envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig': [],
   'envoy.extensions.filters.http.cors.v3.Cors': [],
   'envoy.extensions.filters.http.cors.v3.CorsPolicy': '*',
+  'envoy.config.route.v3.FilterConfig': ['config', 'disabled'],
   // The deprecated `cors` of virtual hosts and route actions: the same fields.
   'envoy.config.route.v3.CorsPolicy': '*',
 

@@ -399,10 +399,10 @@ class FilterHandle implements RouterFilterCallbacks, EncoderFilterCallbacks {
     this.stream.startResponse(this.index, response, endStream);
   }
   encodeData(chunk: Buffer, endStream: boolean): void {
-    this.stream.encoder?.data(0, chunk, endStream);
+    this.stream.encodeData(chunk, endStream);
   }
   encodeTrailers(trailers: HeaderMap): void {
-    this.stream.encoder?.trailers(0, trailers);
+    this.stream.encodeTrailers(trailers);
   }
   onDecoderFilterAboveWriteBufferHighWatermark(): void {
     this.stream.readDisable(true);
@@ -817,9 +817,31 @@ class ActiveStream implements DownstreamStreamHandler, FilterIterationOwner<Requ
       clearTimeout(this.requestTimer);
       this.requestTimer = undefined;
     }
-    if (this.mutations !== undefined) applyHeaderMutations(this.mutations.response, response.headers, this.info);
-    const encoder = this.encoder ?? this.setupEncoder();
-    encoder.headers(0, response, endStream);
+    try {
+      if (this.mutations !== undefined) applyHeaderMutations(this.mutations.response, response.headers, this.info);
+      const encoder = this.encoder ?? this.setupEncoder();
+      encoder.headers(0, response, endStream);
+    } catch (err) {
+      this.onBug(err);
+    }
+  }
+
+  // Response body and trailers from the router (or a filter's own response); a filter that throws on them gets
+  // the stream reset, the response having started.
+  encodeData(chunk: Buffer, endStream: boolean): void {
+    try {
+      this.encoder?.data(0, chunk, endStream);
+    } catch (err) {
+      this.onBug(err);
+    }
+  }
+
+  encodeTrailers(trailers: HeaderMap): void {
+    try {
+      this.encoder?.trailers(0, trailers);
+    } catch (err) {
+      this.onBug(err);
+    }
   }
 
   writeResponseHeaders(response: ResponseHead, endStream: boolean): void {
