@@ -26,10 +26,10 @@ import { DECODE_CALLS, ENCODE_CALLS, type FilterCalls, FilterIteration, type Fil
 import { LocalReplyRenderer } from './local-reply.js';
 import { compilePathNormalizer } from './path-normalization.js';
 import { HCM_STATS, LISTENER_HTTP_STATS } from './stats.js';
+import type { CodecRequest, CodecResponse, CodecStreamHandler } from './codec.js';
 import {
   type DownstreamRequest,
   type DownstreamResponse,
-  type DownstreamStreamHandler,
   HEADERS_TIMEOUT,
   Http1ServerConnection,
   type ServerConnectionOptions,
@@ -457,7 +457,7 @@ class ResponseSink implements FilterIterationOwner<ResponseHead> {
  * request checks and sanitising, route selection, the HTTP filters (the router last) in both directions,
  * the stream's timeouts, and its stats and access log once it is over.
  */
-class ActiveStream implements DownstreamStreamHandler, FilterIterationOwner<RequestHead> {
+class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHead> {
   readonly info: StreamInfo;
   readonly head: RequestHead;
   route: RouteEntry | undefined;
@@ -489,8 +489,8 @@ class ActiveStream implements DownstreamStreamHandler, FilterIterationOwner<Requ
 
   constructor(
     private readonly hcm: HttpConnectionManager,
-    private readonly req: DownstreamRequest,
-    readonly res: DownstreamResponse,
+    private readonly req: CodecRequest,
+    readonly res: CodecResponse,
   ) {
     const socket = req.socket;
     this.head = { method: req.method, path: req.url, authority: '', scheme: hcm.context.scheme, headers: req.headers };

@@ -16,8 +16,7 @@ import { listen, type Listeners, unlisten } from '../../../util/listeners.js';
 import { chunkHeader, UNSAFE_FIELD, writeFramed } from '../../http1-wire.js';
 import { HTTPParser, type HttpParser, METHODS } from '../../llhttp.js';
 import type { HeaderMap } from '../../router/header-mutation.js';
-
-export type RequestHeaders = Record<string, string | string[] | undefined>;
+import type { CodecRequest, CodecResponse, CodecStreamHandler, RequestHeaders } from '../codec.js';
 
 /** The code `onProtocolError` reports when a request head did not arrive within `headersTimeoutMs`. */
 export const HEADERS_TIMEOUT = 'REQUEST_HEADERS_TIMEOUT';
@@ -47,18 +46,8 @@ export interface ServerConnectionOwner {
   onClose(connection: Http1ServerConnection, activeRequest: boolean): void;
 }
 
-/** What a response tells the stream that writes it. */
-export interface DownstreamStreamHandler {
-  /** The socket took the data a `write` returned false for. */
-  onDownstreamDrain(): void;
-  /** The socket timed out while this stream was in flight (the stream idle timeout). */
-  onIdleTimeout(): void;
-  /** The response is complete (`finished`), or the connection closed before; once, and last. */
-  onDownstreamClose(): void;
-}
-
 /** A request as parsed; its body, if it announced one, streams in on `body`. */
-export class DownstreamRequest {
+export class DownstreamRequest implements CodecRequest {
   /** The whole request, body included, has arrived. */
   complete = false;
   /** For an upgrade request: the bytes that followed its head, which belong to the upgraded protocol. */
@@ -118,8 +107,8 @@ function headerLines(name: string, value: string | string[] | number): string {
  * out with them. Framing follows the head: its `content-length`, else chunked (HTTP/1.1) or until close
  * (HTTP/1.0); no body after HEAD, 1xx, 204 and 304.
  */
-export class DownstreamResponse {
-  handler: DownstreamStreamHandler | undefined;
+export class DownstreamResponse implements CodecResponse {
+  handler: CodecStreamHandler | undefined;
   headersSent = false;
   /** The whole response was handed to the socket. */
   finished = false;
