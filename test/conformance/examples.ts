@@ -78,6 +78,8 @@ export const FILE_EXPECTATIONS: Record<string, FileExpectation> = {
   'cors/backend/envoy.yaml': { mustLoad: true },
   // Its tcp_proxy loads; its cluster's TLS files (certs/*.pem) are made by the sandbox and absent from the corpus.
   'double-proxy/envoy-frontend.yaml': { todo: 'needs the certificates the double-proxy sandbox generates (tier 2)' },
+  // Its tls_inspector loads; the rest is the mTLS of tier 2 (client SAN matching, sandbox-made certificates).
+  'double-proxy/envoy-backend.yaml': { todo: 'needs the certificates the double-proxy sandbox generates, and client SAN matching (tier 2)' },
   'websocket/envoy-ws.yaml': { mustLoad: true },
   'websocket/envoy-ws-route.yaml': { mustLoad: true },
   'websocket/envoy-wss.yaml': { mustLoad: true },

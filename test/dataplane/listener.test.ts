@@ -328,6 +328,24 @@ describe('filter chain selection by SNI, transport protocol and ALPN', { skip: h
     }
   });
 
+  it('after a configuration change, hands a further request on an open TLS connection to the chain its SNI selects now', async () => {
+    const yaml = (version: string) => bootstrap(sniChain('a', 'a.example.com').replace('"a"', `"a-${version}"`) + chain('other'), undefined, TLS_INSPECTOR);
+    const gw = await startPortico(yaml('v1'));
+    const socket = tls.connect({ host: '127.0.0.1', port: gw.port(), servername: 'a.example.com', rejectUnauthorized: false });
+    try {
+      let received = '';
+      socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+      socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      await waitFor(() => received.endsWith('a-v1'), () => `the first answer, got ${JSON.stringify(received)}`);
+      await gw.plane.update(parseBootstrap(yaml('v2')), 2000);
+      socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      await waitFor(() => received.endsWith('a-v2'), () => `the second answer, got ${JSON.stringify(received)}`);
+    } finally {
+      socket.destroy();
+      await gw.close();
+    }
+  });
+
   it('selects by the ALPN protocols offered, in the client\'s order of preference', async () => {
     const gw = await startPortico(
       bootstrap(
@@ -452,6 +470,15 @@ describe('filter chain match configuration', () => {
     );
     assert.deepEqual(compile(bootstrap(chain('one') + chain('two'))).map((e) => e.path), ['static_resources.listeners[0].filter_chains[1].filter_chain_match']);
     assert.deepEqual(compile(bootstrap(chain('one') + chain('two', 'filter_chain_match: { transport_protocol: raw_buffer }'))), []);
+  });
+
+  it('takes a listener filter named without typed_config, and refuses an unknown one', () => {
+    const named = (name: string) => bootstrap(chain('a', 'filter_chain_match: { transport_protocol: tls }') + chain('b'), undefined, `listener_filters: [{ name: ${name} }]`);
+    assert.deepEqual(compile(named('envoy.filters.listener.tls_inspector')), []);
+    assert.deepEqual(
+      compile(named('envoy.filters.listener.original_dst')).map((e) => [e.code, e.path, e.message]),
+      [['unsupported_extension', 'static_resources.listeners[0].listener_filters[0]', 'unsupported extension envoy.filters.listener.original_dst']],
+    );
   });
 
   it('refuses partial wildcards in server_names', () => {

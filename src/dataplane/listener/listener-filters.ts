@@ -8,8 +8,9 @@ import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
 import { typeNameFromUrl } from '../../config/extensions.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
-import type { ConnectionProtocols, ListenerFilter } from '../../extensions/filters/listener/listener-filter.js';
-import { LISTENER_FILTERS, listenerFilterByName, TLS_INSPECTOR_TYPE } from '../../extensions/filters/listener/registry.js';
+import type { ConnectionProtocols, ListenerFilter, ListenerFilterFactory } from '../../extensions/filters/listener/listener-filter.js';
+import { LISTENER_FILTERS, listenerFilterByName } from '../../extensions/filters/listener/registry.js';
+import { TLS_INSPECTOR } from '../../extensions/filters/listener/tls_inspector/tls-inspector.js';
 import { LISTENER_STATS } from './stats.js';
 
 type ListenerConfig = envoy.config.listener.v3.Listener;
@@ -41,17 +42,19 @@ export class ListenerFilters {
     stats: StatsStore,
     listenerStats: StatScope,
   ): ListenerFilters | undefined {
-    const factories = (config.listener_filters ?? []).map((filter, i) => {
+    const factories: { factory: ListenerFilterFactory; config: unknown }[] = [];
+    (config.listener_filters ?? []).forEach((filter, i) => {
       const type = filter.typed_config ? typeNameFromUrl(filter.typed_config.type_url) : undefined;
       const factory = type === undefined ? listenerFilterByName(filter.name ?? '') : LISTENER_FILTERS.get(type);
       if (factory === undefined) {
-        errors.push({ code: 'unsupported_extension', path: `${path}.listener_filters[${i}]`, message: `unsupported listener filter ${filter.name ?? type ?? ''}` });
+        errors.push({ code: 'unsupported_extension', path: `${path}.listener_filters[${i}]`, message: `unsupported extension ${filter.name ?? type ?? ''}` });
+      } else {
+        factories.push({ factory, config: filter.typed_config?.value });
       }
-      return { factory, config: filter.typed_config?.value };
     });
-    if (injectTlsInspector) factories.push({ factory: LISTENER_FILTERS.get(TLS_INSPECTOR_TYPE), config: undefined });
-    if (factories.length === 0 || errors.length > 0) return undefined;
-    const filters = factories.map(({ factory, config }) => factory!.create(config, stats));
+    if (injectTlsInspector) factories.push({ factory: TLS_INSPECTOR, config: undefined });
+    if (factories.length === 0) return undefined;
+    const filters = factories.map(({ factory, config }) => factory.create(config, stats));
     const timeoutMs = config.listener_filters_timeout ?? DEFAULT_TIMEOUT_MS;
     return new ListenerFilters(filters, timeoutMs, config.continue_on_listener_filters_timeout ?? false, listenerStats);
   }
