@@ -42,19 +42,19 @@ export class ListenerFilters {
     stats: StatsStore,
     listenerStats: StatScope,
   ): ListenerFilters | undefined {
-    const factories: { factory: ListenerFilterFactory; config: unknown }[] = [];
+    const factories: ListenerFilterFactory[] = [];
     (config.listener_filters ?? []).forEach((filter, i) => {
       const type = filter.typed_config ? typeNameFromUrl(filter.typed_config.type_url) : undefined;
       const factory = type === undefined ? listenerFilterByName(filter.name ?? '') : LISTENER_FILTERS.get(type);
       if (factory === undefined) {
         errors.push({ code: 'unsupported_extension', path: `${path}.listener_filters[${i}]`, message: `unsupported extension ${filter.name ?? type ?? ''}` });
       } else {
-        factories.push({ factory, config: filter.typed_config?.value });
+        factories.push(factory);
       }
     });
-    if (injectTlsInspector) factories.push({ factory: TLS_INSPECTOR, config: undefined });
+    if (injectTlsInspector) factories.push(TLS_INSPECTOR);
     if (factories.length === 0) return undefined;
-    const filters = factories.map(({ factory, config }) => factory.create(config, stats));
+    const filters = factories.map((factory) => factory.create(stats));
     const timeoutMs = config.listener_filters_timeout ?? DEFAULT_TIMEOUT_MS;
     return new ListenerFilters(filters, timeoutMs, config.continue_on_listener_filters_timeout ?? false, listenerStats);
   }

@@ -38,21 +38,22 @@ export interface ListenerContext {
 }
 
 const L = LISTENER_STATS.c;
+const LG = LISTENER_STATS.g;
+const LH = LISTENER_STATS.h;
+
 /** What chain matching assumes of a listener without listener filters: nothing detected, as Envoy. */
 const RAW_BUFFER: ConnectionProtocols = { serverName: '', transportProtocol: 'raw_buffer', applicationProtocols: [] };
 /** What the listener filters found on a connection, by its socket (and the TLS socket over it). */
 const inspected = new WeakMap<Socket, ConnectionProtocols>();
 
 /**
- * The transport protocol, SNI and ALPN protocols offered that the listener filters found on a connection
- * (undefined on listeners without listener filters).
+ * The transport protocol, SNI and ALPN protocols offered that the listener filters found on a connection, by
+ * its socket or the TLS socket over it (undefined on listeners without listener filters): for the layers above
+ * the listener, such as a codec chosen by ALPN.
  */
 export function connectionProtocols(socket: Socket): ConnectionProtocols | undefined {
   return inspected.get(socket);
 }
-
-const LG = LISTENER_STATS.g;
-const LH = LISTENER_STATS.h;
 
 /** A compiled filter chain: match criteria, optional TLS termination and its terminal filter. */
 class FilterChain {

@@ -30,5 +30,6 @@ export interface ListenerFilter {
 export interface ListenerFilterFactory {
   /** Envoy's extension name, which also identifies a filter configured by `name` alone. */
   name: string;
-  create(config: unknown, stats: StatsStore): ListenerFilter;
+  /** Neither inspector has options Portico supports, so there is no config to pass. */
+  create(stats: StatsStore): ListenerFilter;
 }

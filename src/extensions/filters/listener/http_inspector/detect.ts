@@ -9,8 +9,10 @@ const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 /** A request line longer than this is not worth waiting for (Envoy reads at most 8 KiB too). */
 export const MAX_INSPECT_BYTES = 8192;
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const REQUEST_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^\s]+ HTTP\/1\.([01])$/;
+/** A method is an RFC 9110 token. */
+const TCHAR = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]";
+const TOKEN = new RegExp(`^${TCHAR}+$`);
+const REQUEST_LINE = new RegExp(`^${TCHAR}+ \\S+ HTTP/1\\.([01])$`);
 
 export function detectHttp(data: Buffer): HttpDetection {
   const prefaceBytes = Math.min(data.length, H2_PREFACE.length);

@@ -50,5 +50,5 @@ class HttpInspector implements ListenerFilter {
 
 export const HTTP_INSPECTOR: ListenerFilterFactory = {
   name: 'envoy.filters.listener.http_inspector',
-  create: (_config, stats) => new HttpInspector(stats),
+  create: (stats) => new HttpInspector(stats),
 };

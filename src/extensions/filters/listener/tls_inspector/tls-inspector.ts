@@ -11,8 +11,8 @@ export const TLS_INSPECTOR_STATS = defineStats({
 });
 const C = TLS_INSPECTOR_STATS.c;
 
-/** Envoy's default `max_client_hello_size`. */
-const MAX_CLIENT_HELLO = 16 * 1024;
+/** The most Envoy's TLS inspector reads of a ClientHello. */
+const MAX_CLIENT_HELLO = 64 * 1024;
 
 class TlsInspector implements ListenerFilter {
   private readonly scope: StatScope;
@@ -51,5 +51,5 @@ class TlsInspector implements ListenerFilter {
 
 export const TLS_INSPECTOR: ListenerFilterFactory = {
   name: 'envoy.filters.listener.tls_inspector',
-  create: (_config, stats) => new TlsInspector(stats),
+  create: (stats) => new TlsInspector(stats),
 };
