@@ -4,8 +4,10 @@
  * chains match on SNI, transport protocol and ALPN (tls_inspector, http_inspector, their timeout).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { Agent, request } from 'undici';
@@ -264,9 +266,12 @@ describe('filter chain selection by SNI, transport protocol and ALPN', { skip: h
     }
   });
 
-  it('closes a connection whose SNI (or lack of one) no chain accepts, counting no_filter_chain_match', async () => {
-    const gw = await startPortico(bootstrap(sniChain('a', 'a.example.com'), undefined, TLS_INSPECTOR));
+  it('closes a connection whose SNI (or lack of one) no chain accepts, counting no_filter_chain_match; the SNI is logged', async () => {
+    const logFile = join(mkdtempSync(join(tmpdir(), 'portico-sni-')), 'listener.log');
+    const accessLog = `access_log: [{ name: envoy.access_loggers.file, typed_config: { "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: ${logFile}, log_format: { text_format_source: { inline_string: "%REQUESTED_SERVER_NAME% %RESPONSE_FLAGS%\\n" } } } }]`;
+    const gw = await startPortico(bootstrap(sniChain('a', 'a.example.com'), undefined, `${accessLog}\n    ${TLS_INSPECTOR}`));
     try {
+      assert.equal((await tlsGet(gw.port(), 'a.example.com')).body, 'a');
       await assert.rejects(tlsGet(gw.port(), 'z.example.com'));
       await assert.rejects(tlsGet(gw.port(), undefined));
       const plain = await rawRequest(gw.port(), 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 2000 });
@@ -274,6 +279,10 @@ describe('filter chain selection by SNI, transport protocol and ALPN', { skip: h
       assert.equal(statValue(gw, `listener.127.0.0.1_${gw.port()}.no_filter_chain_match`), 3);
       assert.equal(statValue(gw, 'tls_inspector.sni_not_found'), 1);
       assert.equal(statValue(gw, 'tls_inspector.tls_not_found'), 1);
+      const expected = ['a.example.com -', 'z.example.com NR', '- NR', '- NR'];
+      let lines: string[] = [];
+      await waitFor(() => existsSync(logFile) && (lines = readFileSync(logFile, 'utf8').split('\n').filter(Boolean)).length === expected.length, () => `4 log lines, got ${lines.join(' | ')}`);
+      assert.deepEqual(lines.sort(), expected.sort());
     } finally {
       await gw.close();
     }
