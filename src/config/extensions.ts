@@ -15,6 +15,9 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.filters.http.cors.v3.Cors', 'envoy.filters.http.cors'],
   ['envoy.extensions.filters.http.cors.v3.CorsPolicy', 'envoy.filters.http.cors'],
   ['envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', 'envoy.filters.network.tcp_proxy'],
+  // Listener filters (src/extensions/filters/listener/registry.ts).
+  ['envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector', 'envoy.filters.listener.tls_inspector'],
+  ['envoy.extensions.filters.listener.http_inspector.v3.HttpInspector', 'envoy.filters.listener.http_inspector'],
   ['envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext', 'envoy.transport_sockets.tls'],
   ['envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', 'envoy.transport_sockets.tls'],
   ['envoy.extensions.upstreams.http.v3.HttpProtocolOptions', 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'],

@@ -27,6 +27,8 @@ import {
 } from '../../src/dataplane/upstream/stats.js';
 import { startEchoServer } from '../../src/echo/echo-server.js';
 import { CORS_STATS } from '../../src/extensions/filters/http/cors/cors-filter.js';
+import { HTTP_INSPECTOR_STATS } from '../../src/extensions/filters/listener/http_inspector/http-inspector.js';
+import { TLS_INSPECTOR_STATS } from '../../src/extensions/filters/listener/tls_inspector/tls-inspector.js';
 import { SERVER_STATS } from '../../src/server/server-admin.js';
 import { renderPrometheus } from '../../src/stats/render.js';
 import type { StatSchema } from '../../src/stats/store.js';
@@ -46,6 +48,8 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   HCM_STATS: { schema: HCM_STATS, prefix: 'http.<stat_prefix>.' },
   CORS_STATS: { schema: CORS_STATS, prefix: 'http.<stat_prefix>.cors.' },
   TCP_PROXY_STATS: { schema: TCP_PROXY_STATS, prefix: 'tcp.<stat_prefix>.' },
+  TLS_INSPECTOR_STATS: { schema: TLS_INSPECTOR_STATS, prefix: 'tls_inspector.' },
+  HTTP_INSPECTOR_STATS: { schema: HTTP_INSPECTOR_STATS, prefix: 'http_inspector.' },
   CLUSTER_STATS: { schema: CLUSTER_STATS, prefix: 'cluster.<name>.' },
   CLUSTER_MANAGER_STATS: { schema: CLUSTER_MANAGER_STATS, prefix: 'cluster_manager.' },
   CIRCUIT_BREAKER_STATS: { schema: CIRCUIT_BREAKER_STATS, prefix: 'cluster.<name>.circuit_breakers.<priority>.' },
@@ -155,7 +159,7 @@ function tables(markdown: string): Array<{ header: string[]; rows: Array<{ cells
   return out;
 }
 
-const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager)\./;
+const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager|tls_inspector|http_inspector)\./;
 
 /** The stats of every table whose first column is `Name`: each backticked name in that column. */
 function documentedStats(markdown: string): DocumentedStat[] {

@@ -19,6 +19,10 @@ import type { Runtime } from '../runtime/runtime.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { compileDownstreamTls, type TlsTermination } from '../tls/downstream.js';
 import { TcpProxy } from '../tcp/tcp-proxy.js';
+import type { ConnectionProtocols } from '../../extensions/filters/listener/listener-filter.js';
+import { TLS_INSPECTOR_TYPE } from '../../extensions/filters/listener/registry.js';
+import { TLS_INSPECTOR } from '../../extensions/filters/listener/tls_inspector/tls-inspector.js';
+import { ListenerFilters } from './listener-filters.js';
 
 type ListenerConfig = envoy.config.listener.v3.Listener;
 type FilterChainConfig = envoy.config.listener.v3.FilterChain;
@@ -39,6 +43,20 @@ const L = LISTENER_STATS.c;
 const LG = LISTENER_STATS.g;
 const LH = LISTENER_STATS.h;
 
+/** What chain matching assumes of a listener without listener filters: nothing detected, as Envoy. */
+const RAW_BUFFER: ConnectionProtocols = { serverName: '', transportProtocol: 'raw_buffer', applicationProtocols: [] };
+/** What the listener filters found on a connection, by its socket (and the TLS socket over it). */
+const inspected = new WeakMap<Socket, ConnectionProtocols>();
+
+/**
+ * The transport protocol, SNI and ALPN protocols offered that the listener filters found on a connection, by
+ * its socket or the TLS socket over it (undefined on listeners without listener filters): for the layers above
+ * the listener, such as a codec chosen by ALPN.
+ */
+export function connectionProtocols(socket: Socket): ConnectionProtocols | undefined {
+  return inspected.get(socket);
+}
+
 /** A compiled filter chain: match criteria, optional TLS termination and its terminal filter. */
 class FilterChain {
   readonly tls: TlsTermination | undefined;
@@ -58,7 +76,7 @@ class FilterChain {
     listenerKey: string,
     bufferLimit: number | undefined,
   ) {
-    this.match = compileChainMatch(config.filter_chain_match ?? {});
+    this.match = compileChainMatch(config.filter_chain_match ?? {}, `${path}.filter_chain_match`, errors);
     const transport = config.transport_socket?.typed_config;
     this.tls = transport ? downstreamTls(transport, `${path}.transport_socket.typed_config`, errors) : undefined;
     const filters = config.filters ?? [];
@@ -91,7 +109,7 @@ class FilterChain {
   }
 
   /** Wraps the socket in TLS when the chain terminates it, then hands it to the terminal filter. */
-  accept(socket: Socket, log: Logger): void {
+  accept(socket: Socket, log: Logger, protocols: ConnectionProtocols | undefined): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     const terminal = this.hcm ?? this.tcpProxy;
@@ -110,6 +128,7 @@ class FilterChain {
       requestCert: this.tls.requestCert,
       rejectUnauthorized: this.tls.requestCert,
     });
+    if (protocols !== undefined) inspected.set(secure, protocols);
     let handshaken = false;
     secure.once('secure', () => {
       handshaken = true;
@@ -127,21 +146,118 @@ class FilterChain {
 interface CompiledChainMatch {
   destinationPort: number | undefined;
   destinationRanges: BlockList | undefined;
+  serverNames: ServerNames | undefined;
+  transportProtocol: string | undefined;
+  applicationProtocols: readonly string[] | undefined;
   directSourceRanges: BlockList | undefined;
   sourceType: string;
   sourceRanges: BlockList | undefined;
   sourcePorts: readonly number[] | undefined;
 }
 
-function compileChainMatch(match: FilterChainMatch): CompiledChainMatch {
+/** `server_names`, lower-cased: exact names, and the suffixes of `*.` wildcards (`.example.com`). */
+interface ServerNames {
+  exact: ReadonlySet<string>;
+  suffixes: readonly string[];
+}
+
+function compileChainMatch(match: FilterChainMatch, path: string, errors: ConfigError[]): CompiledChainMatch {
   return {
     destinationPort: match.destination_port,
     destinationRanges: blockList(match.prefix_ranges),
+    serverNames: compileServerNames(match.server_names ?? [], `${path}.server_names`, errors),
+    transportProtocol: match.transport_protocol || undefined,
+    applicationProtocols: match.application_protocols?.length ? match.application_protocols : undefined,
     directSourceRanges: blockList(match.direct_source_prefix_ranges),
     sourceType: match.source_type ?? 'ANY',
     sourceRanges: blockList(match.source_prefix_ranges),
     sourcePorts: match.source_ports?.length ? match.source_ports : undefined,
   };
+}
+
+function compileServerNames(names: readonly string[], path: string, errors: ConfigError[]): ServerNames | undefined {
+  if (names.length === 0) return undefined;
+  const exact = new Set<string>();
+  const suffixes: string[] = [];
+  names.forEach((name, i) => {
+    const lower = name.toLowerCase();
+    if (lower.startsWith('*.') && !lower.slice(1).includes('*')) {
+      suffixes.push(lower.slice(1));
+    } else if (lower.includes('*')) {
+      errors.push({ code: 'invalid_value', path: `${path}[${i}]`, message: `partial wildcards are not supported in server_names: "${name}" (only a leading "*.")` });
+    } else {
+      exact.add(lower);
+    }
+  });
+  // Longest first: the first suffix that matches is the most specific.
+  suffixes.sort((a, b) => b.length - a.length);
+  return { exact, suffixes };
+}
+
+/** An exact name beats any wildcard; a longer wildcard beats a shorter one; -1 when nothing matches. */
+function serverNameScore(names: ServerNames | undefined, serverName: string): number {
+  if (names === undefined) return 0;
+  if (serverName === '') return -1;
+  if (names.exact.has(serverName)) return Number.MAX_SAFE_INTEGER;
+  const suffix = names.suffixes.find((s) => serverName.length > s.length && serverName.endsWith(s));
+  return suffix === undefined ? -1 : suffix.length;
+}
+
+/** Envoy takes the client's protocols in its order: a chain with an earlier one wins. */
+function applicationProtocolScore(chainProtocols: readonly string[] | undefined, offered: readonly string[]): number {
+  if (chainProtocols === undefined) return 0;
+  const index = offered.findIndex((p) => chainProtocols.includes(p));
+  return index < 0 ? -1 : offered.length - index;
+}
+
+/** Whether chains match on what only a TLS inspector tells, without saying `raw_buffer` (Envoy's rule). */
+function needsTlsInspector(chains: readonly FilterChainConfig[]): boolean {
+  return chains.some(({ filter_chain_match: m }) => {
+    if (m === undefined) return false;
+    if (m.transport_protocol) return m.transport_protocol === 'tls';
+    return (m.server_names?.length ?? 0) > 0 || (m.application_protocols?.length ?? 0) > 0;
+  });
+}
+
+function hasTlsInspector(config: ListenerConfig): boolean {
+  return (config.listener_filters ?? []).some((f) =>
+    f.typed_config ? typeNameFromUrl(f.typed_config.type_url) === TLS_INSPECTOR_TYPE : f.name === TLS_INSPECTOR.name,
+  );
+}
+
+/**
+ * Envoy refuses a listener where two chains would match the same connection equally: every combination of
+ * their criteria values is a key, and no key may belong to two chains.
+ */
+function checkDistinctMatches(chains: readonly FilterChainConfig[], path: string, errors: ConfigError[]): void {
+  const owners = new Map<string, number>();
+  chains.forEach((chain, i) => {
+    const m = chain.filter_chain_match ?? {};
+    const cidrs = (ranges: envoy.config.core.v3.CidrRange[] | undefined): string[] =>
+      ranges?.length ? ranges.map((r) => `${r.address_prefix ?? ''}/${r.prefix_len ?? 0}`) : [''];
+    const dimensions: string[][] = [
+      [String(m.destination_port ?? '')],
+      cidrs(m.prefix_ranges),
+      m.server_names?.length ? m.server_names.map((n) => n.toLowerCase()) : [''],
+      [m.transport_protocol ?? ''],
+      m.application_protocols?.length ? m.application_protocols : [''],
+      cidrs(m.direct_source_prefix_ranges),
+      [m.source_type ?? 'ANY'],
+      cidrs(m.source_prefix_ranges),
+      m.source_ports?.length ? m.source_ports.map(String) : [''],
+    ];
+    const keys = dimensions.reduce<string[]>((acc, values) => acc.flatMap((k) => values.map((v) => `${k}|${v}`)), ['']);
+    const clash = keys.map((k) => owners.get(k)).find((owner) => owner !== undefined && owner !== i);
+    if (clash !== undefined) {
+      errors.push({
+        code: 'invalid_value',
+        path: `${path}.filter_chains[${i}].filter_chain_match`,
+        message: `filter_chains[${i}] and filter_chains[${clash}] have the same matching rules: a connection could match either`,
+      });
+      return;
+    }
+    for (const k of keys) owners.set(k, i);
+  });
 }
 
 function blockList(ranges: envoy.config.core.v3.CidrRange[] | undefined): BlockList | undefined {
@@ -158,6 +274,8 @@ export class Listener {
   readonly port: number;
   private chains: FilterChain[];
   private defaultChain: FilterChain | undefined;
+  /** Undefined on listeners without listener filters: their connections go straight to chain selection. */
+  private listenerFilters: ListenerFilters | undefined;
   private server: net.Server | undefined;
   private readonly sockets = new Set<Socket>();
   /** `listener.<address>.`, or `listener.<stat_prefix>.` */
@@ -181,6 +299,14 @@ export class Listener {
     const chain = (c: FilterChainConfig, at: string) => new FilterChain(c, at, errors, context, this.port, this.stats, key, config.per_connection_buffer_limit_bytes);
     this.chains = (config.filter_chains ?? []).map((c, i) => chain(c, `${path}.filter_chains[${i}]`));
     this.defaultChain = config.default_filter_chain ? chain(config.default_filter_chain, `${path}.default_filter_chain`) : undefined;
+    checkDistinctMatches(config.filter_chains ?? [], path, errors);
+    const inject = needsTlsInspector(config.filter_chains ?? []) && !hasTlsInspector(config);
+    if (inject) {
+      context.log.warn(
+        `listener ${this.name}: filter chain match rules require the TLS inspector listener filter, but it isn't configured; adding it`,
+      );
+    }
+    this.listenerFilters = ListenerFilters.compile(config, path, errors, inject, context.stats, this.stats);
     this.accessLogs = compileAccessLogs(config.access_log, `${path}.access_log`, errors, context);
   }
 
@@ -248,6 +374,8 @@ export class Listener {
     const old = this.allChains();
     this.chains = next.chains;
     this.defaultChain = next.defaultChain;
+    this.listenerFilters?.close();
+    this.listenerFilters = next.listenerFilters;
     // Connections log through the new configuration's sinks: the old ones are closed once the old chains drain.
     this.accessLogs = next.accessLogs;
     // `next` shares this listener's stats scope (same name); only its chains live on.
@@ -259,6 +387,7 @@ export class Listener {
   async drain(drainTimeoutMs: number): Promise<void> {
     this.stopAccepting();
     await this.drainChains(this.allChains(), drainTimeoutMs);
+    this.listenerFilters?.close();
     this.context.stats.release(this.stats);
   }
 
@@ -270,7 +399,7 @@ export class Listener {
    * still open after `drainTimeoutMs` are closed.
    */
   private async drainChains(chains: FilterChain[], drainTimeoutMs: number): Promise<void> {
-    for (const chain of chains) chain.hcm?.retire((socket) => this.selectChain(socket)?.hcm);
+    for (const chain of chains) chain.hcm?.retire((socket) => this.selectChain(socket, inspected.get(socket) ?? RAW_BUFFER)?.hcm);
     const deadline = Date.now() + drainTimeoutMs;
     while (chains.some((c) => c.sockets.size > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     for (const chain of chains) {
@@ -298,7 +427,21 @@ export class Listener {
       if (info !== undefined) this.logConnection(info, socket);
     });
     socket.on('error', () => socket.destroy());
-    const chain = this.selectChain(socket);
+    if (this.listenerFilters === undefined) {
+      this.dispatch(socket, undefined, info);
+      return;
+    }
+    this.listenerFilters.run(socket, (protocols) => {
+      inspected.set(socket, protocols);
+      if (info !== undefined) info.requestedServerName = protocols.serverName;
+      this.dispatch(socket, protocols, info);
+    });
+  }
+
+  /** Hands the connection to the filter chain that matches it, or closes it. */
+  private dispatch(socket: Socket, protocols: ConnectionProtocols | undefined, info: StreamInfo | undefined): void {
+    const stats = this.stats;
+    const chain = this.selectChain(socket, protocols ?? RAW_BUFFER);
     if (chain === undefined) {
       stats.counters[L.no_filter_chain_match]++;
       if (info !== undefined) info.responseFlags |= ResponseFlag.NR;
@@ -306,7 +449,7 @@ export class Listener {
       socket.destroy();
       return;
     }
-    chain.accept(socket, this.context.log);
+    chain.accept(socket, this.context.log, protocols);
   }
 
   /** The connection's line: its bytes on the wire both ways and its duration. */
@@ -319,7 +462,7 @@ export class Listener {
     emitAccessLogs(this.accessLogs, info);
   }
 
-  private selectChain(socket: Socket): FilterChain | undefined {
+  private selectChain(socket: Socket, protocols: ConnectionProtocols): FilterChain | undefined {
     if (this.chains.length === 1 && isCatchAll(this.chains[0]!.match)) return this.chains[0];
     const local = plainAddress(socket.localAddress);
     const remote = plainAddress(socket.remoteAddress);
@@ -328,6 +471,11 @@ export class Listener {
     let candidates = this.chains;
     candidates = narrow(candidates, (m) => (m.destinationPort === undefined ? 0 : m.destinationPort === localPort ? 1 : -1));
     candidates = narrow(candidates, (m) => rangeScore(m.destinationRanges, local));
+    candidates = narrow(candidates, (m) => serverNameScore(m.serverNames, protocols.serverName));
+    candidates = narrow(candidates, (m) =>
+      m.transportProtocol === undefined ? 0 : m.transportProtocol === protocols.transportProtocol ? 1 : -1,
+    );
+    candidates = narrow(candidates, (m) => applicationProtocolScore(m.applicationProtocols, protocols.applicationProtocols));
     candidates = narrow(candidates, (m) => rangeScore(m.directSourceRanges, remote));
     candidates = narrow(candidates, (m) => {
       if (m.sourceType === 'ANY') return 0;
@@ -349,6 +497,9 @@ function isCatchAll(m: CompiledChainMatch): boolean {
   return (
     m.destinationPort === undefined &&
     !m.destinationRanges &&
+    !m.serverNames &&
+    m.transportProtocol === undefined &&
+    !m.applicationProtocols &&
     !m.directSourceRanges &&
     m.sourceType === 'ANY' &&
     !m.sourceRanges &&

@@ -6,10 +6,11 @@ export const LISTENER_STATS = defineStats({
     'downstream_cx_total',
     'downstream_cx_destroy',
     'no_filter_chain_match',
+    'downstream_pre_cx_timeout',
     'ssl.handshake',
     'ssl.connection_error',
   ],
-  gauges: ['downstream_cx_active'],
+  gauges: ['downstream_cx_active', 'downstream_pre_cx_active'],
   histograms: ['downstream_cx_length_ms'],
 });
 

@@ -24,7 +24,7 @@ export function compileDownstreamTls(config: DownstreamTlsContext, path: string,
     errors.push({
       code: 'unsupported_field',
       path: `${path}.common_tls_context.validation_context.match_typed_subject_alt_names`,
-      message: 'matching client certificate SANs is not supported yet',
+      message: 'match_typed_subject_alt_names (matching client certificate SANs) is not supported yet on a filter chain',
     });
   }
   const { cert, key } = loadCertificates(common, path, errors);
