@@ -30,6 +30,7 @@ export interface ClusterSettings {
   maxConnections: number;
   dnsRefreshRateMs: number;
   dnsLookupFamily: string;
+  /** HTTP/1.1's `enable_trailers`; HTTP/2 carries trailers always. */
   enableTrailers: boolean;
   protocol: UpstreamProtocol;
   http2: Http2Settings;
@@ -56,7 +57,7 @@ export function clusterSettings(cluster: Cluster, path: string, errors: ConfigEr
     ),
     dnsRefreshRateMs: cluster.dns_refresh_rate ?? 5000,
     dnsLookupFamily: cluster.dns_lookup_family ?? 'AUTO',
-    enableTrailers: http1?.enable_trailers ?? false,
+    enableTrailers: protocol === 'http2' || (http1?.enable_trailers ?? false),
     protocol,
     http2: http2Settings(http2 ?? {}, http2Path(cluster, options, path), errors),
     tls,

@@ -96,6 +96,8 @@ export class Http2Connection {
   ready = false;
   /** No new streams: GOAWAY came, or the connection carried its `max_requests_per_connection`. */
   draining = false;
+  /** A GOAWAY came (peers may send several: only the first counts). */
+  goaway = false;
   /** In the pool's list of connections that can take a stream. */
   listed = false;
   /** `performance.now()` when the last stream closed (the pool's idle timeout). */
@@ -271,7 +273,9 @@ export class Http2Connection {
   }
 
   onGoaway(): void {
+    if (this.goaway) return;
     // node:http2 closes the session itself: streams above the last stream id close as REFUSED_STREAM.
+    this.goaway = true;
     this.draining = true;
     this.owner.onGoaway(this);
   }

@@ -120,6 +120,8 @@ export class Http2ConnectionPool implements UpstreamConnectionPool, Http2Connect
     }
     this.relist(connection);
     this.servePending();
+    // The peer may allow fewer streams than a new connection was expected to take.
+    this.connectForPending();
   }
 
   onStreamClosed(connection: Http2Connection): void {
