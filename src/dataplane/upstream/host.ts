@@ -249,7 +249,7 @@ export class Host {
       cluster.counters[C['ssl.handshake']]++;
       if ((socket as TLSSocket).isSessionReused()) cluster.counters[C['ssl.session_reused']]++;
     }
-    (socket as UpstreamSocket)[kConnection] = { host: this, openedAt: now };
+    (socket as UpstreamSocket)[kConnection] = { host: this, openedAt: now, closedLocally: false };
     socket.once('close', onUpstreamSocketClose);
   }
 
@@ -337,7 +337,16 @@ function countTlsFailure(cluster: StatScope, code: string): void {
 }
 
 const kConnection = Symbol('portico.upstreamConnection');
-type UpstreamSocket = Socket & { [kConnection]?: { host: Host; openedAt: number } };
+type UpstreamSocket = Socket & { [kConnection]?: { host: Host; openedAt: number; closedLocally: boolean } };
+
+/**
+ * Says that Portico is closing this connection, for a codec whose graceful close ends with the peer's FIN too
+ * (HTTP/2's GOAWAY): the FIN alone would make it look closed by the upstream.
+ */
+export function markClosedLocally(socket: Socket): void {
+  const connection = (socket as UpstreamSocket)[kConnection];
+  if (connection !== undefined) connection.closedLocally = true;
+}
 
 /** Connection teardown stats; a peer that sent FIN first closed it (remote), otherwise the proxy did (local). */
 function onUpstreamSocketClose(this: UpstreamSocket): void {
@@ -346,7 +355,7 @@ function onUpstreamSocketClose(this: UpstreamSocket): void {
   const cluster = connection.host.clusterStats;
   cluster.gauges[G.upstream_cx_active]--;
   cluster.counters[C.upstream_cx_destroy]++;
-  cluster.counters[this.readableEnded ? C.upstream_cx_destroy_remote : C.upstream_cx_destroy_local]++;
+  cluster.counters[this.readableEnded && !connection.closedLocally ? C.upstream_cx_destroy_remote : C.upstream_cx_destroy_local]++;
   cluster.counters[C.upstream_cx_rx_bytes_total] += this.bytesRead;
   cluster.counters[C.upstream_cx_tx_bytes_total] += this.bytesWritten;
   cluster.histograms[H.upstream_cx_length_ms]!.record(performance.now() - connection.openedAt);

@@ -8,6 +8,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHt
 import type { Socket } from 'node:net';
 import { listen, type Listeners, unlisten } from '../../../util/listeners.js';
 import type { Http2Settings } from '../cluster-settings.js';
+import { markClosedLocally } from '../host.js';
 import {
   CONNECTION_CLOSED,
   PROTOCOL_ERROR,
@@ -107,7 +108,7 @@ export class Http2Connection {
 
   constructor(
     private readonly owner: Http2ConnectionOwner,
-    socket: Socket,
+    private readonly socket: Socket,
     authority: string,
     private readonly scheme: string,
     private readonly settings: Http2Settings,
@@ -176,6 +177,7 @@ export class Http2Connection {
   /** Closes the connection once its streams are done (drain, idle timeout, pool closed). */
   close(): void {
     this.draining = true;
+    markClosedLocally(this.socket);
     this.session.close();
   }
 

@@ -117,6 +117,7 @@ export class Http2ConnectionPool implements UpstreamConnectionPool, Http2Connect
     if (first) {
       this.connecting--;
       connection.idleSince = performance.now();
+      if (this.closing && this.pending.length === 0) return connection.close();
     }
     this.relist(connection);
     this.servePending();
