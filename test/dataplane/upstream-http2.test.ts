@@ -259,6 +259,17 @@ describe('upstream HTTP/2', () => {
     await eventually(() => assert.equal(stat(gw, 'cluster.h2.upstream_cx_destroy'), 1));
   });
 
+  it('answers 503 UPE when the upstream does not speak HTTP/2', async () => {
+    const h1 = http.createServer((_req, res) => res.end('http/1.1'));
+    const port = await listen(h1);
+    started.push({ close: () => new Promise<void>((resolve) => h1.close(() => resolve())) });
+    const gw = await gateway(h2Cluster('h2', port));
+    const res = await httpRequest(`${gw.url()}/`);
+    assert.equal(res.status, 503);
+    assert.match(res.body, /reset reason: protocol error/);
+    assert.equal(stat(gw, 'cluster.h2.upstream_cx_protocol_error'), 1);
+  });
+
   it('refuses an upgrade over HTTP/2 with a protocol error', async () => {
     const upstream = await h2Upstream((stream) => stream.respond({ ':status': 200 }, { endStream: true }));
     const gw = await gateway(h2Cluster('h2', upstream.port), '- match: { prefix: "/" }\n  route: { cluster: h2, upgrade_configs: [{ upgrade_type: websocket }] }');

@@ -25,6 +25,9 @@ const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.const
 /** The code of a stream the upstream reset (RST_STREAM), or refused when it went away (GOAWAY): a reset. */
 export const STREAM_RESET = 'UPSTREAM_STREAM_RESET';
 
+/** What `session.request` throws for a session that can no longer open streams. */
+const SESSION_STATE_ERRORS = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_OUT_OF_STREAMS']);
+
 /** RFC 9113 §8.2.2: HTTP/1 connection-specific headers, which HTTP/2 forbids (`te` is allowed as `trailers`). */
 const CONNECTION_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host']);
 const NO_TRAILERS: UpstreamHeaders = Object.freeze({}) as UpstreamHeaders;
@@ -36,8 +39,11 @@ export interface Http2ConnectionOwner {
   onSettings(connection: Http2Connection, first: boolean): void;
   /** A stream ended: the connection has room for another, or is done if it drains. */
   onStreamClosed(connection: Http2Connection): void;
-  /** GOAWAY from the upstream: no new streams; the ones below its last stream id finish. */
-  onGoaway(connection: Http2Connection): void;
+  /**
+   * The connection takes no new streams: GOAWAY from the upstream (`goaway`; the streams below its last stream id
+   * finish), or the session failed and is closing.
+   */
+  onDraining(connection: Http2Connection, goaway: boolean): void;
   /** The session closed; `error` is why, when it failed. */
   remove(connection: Http2Connection, error: Error & { code?: string }): void;
   /** Counts for the cluster's `http2.*` stats. */
@@ -141,7 +147,9 @@ export class Http2Connection {
     try {
       request = this.session.request(requestHeaders(head, this.scheme), { endStream: body === null, waitForTrailers: streamed });
     } catch (err) {
-      this.fail(stream, upstreamError(PROTOCOL_ERROR, (err as Error).message));
+      // The session may be closing (its GOAWAY or error has not reached the pool yet); else the head is invalid.
+      const { code, message } = err as Error & { code?: string };
+      this.fail(stream, upstreamError(SESSION_STATE_ERRORS.has(code ?? '') ? CONNECTION_CLOSED : PROTOCOL_ERROR, message));
       return false;
     }
     stream.request = request;
@@ -252,10 +260,9 @@ export class Http2Connection {
     this.active--;
     this.owner.countStreams(-1);
     if (!stream.done) {
-      const code = request.rstCode ?? NGHTTP2_NO_ERROR;
-      const received = !stream.resetLocally && this.error === undefined && code !== NGHTTP2_NO_ERROR;
-      if (received) this.owner.countReset(true);
-      this.fail(stream, streamFailure(stream.error ?? this.error, code));
+      // node:http2 reports the peer's RST_STREAM (and streams a GOAWAY refused) as ERR_HTTP2_STREAM_ERROR.
+      if (!stream.resetLocally && stream.error?.code === 'ERR_HTTP2_STREAM_ERROR') this.owner.countReset(true);
+      this.fail(stream, streamFailure(stream.error ?? this.error, request.rstCode ?? NGHTTP2_NO_ERROR));
     }
     if (this.active === 0) this.idleSince = performance.now();
     this.owner.onStreamClosed(this);
@@ -279,11 +286,14 @@ export class Http2Connection {
     // node:http2 closes the session itself: streams above the last stream id close as REFUSED_STREAM.
     this.goaway = true;
     this.draining = true;
-    this.owner.onGoaway(this);
+    this.owner.onDraining(this, true);
   }
 
   onSessionError(error: Error & { code?: string }): void {
     this.error ??= codecFailure(error);
+    if (this.draining) return;
+    this.draining = true;
+    this.owner.onDraining(this, false);
   }
 
   onSessionClose(): void {
@@ -331,7 +341,7 @@ function responseHeaders(raw: string[]): UpstreamHeaders {
 /** node:http2's own errors for what the peer sent wrongly (nghttp2's protocol errors, invalid headers). */
 function codecFailure(error: Error & { code?: string }): Error & { code?: string } {
   const code = error.code ?? '';
-  if (code === 'ERR_HTTP2_ERROR' || code.startsWith('ERR_HTTP2_INVALID')) return upstreamError(PROTOCOL_ERROR, error.message);
+  if (code === 'ERR_HTTP2_ERROR' || (code.startsWith('ERR_HTTP2_INVALID') && !SESSION_STATE_ERRORS.has(code))) return upstreamError(PROTOCOL_ERROR, error.message);
   return error;
 }
 

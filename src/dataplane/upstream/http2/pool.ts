@@ -138,8 +138,8 @@ export class Http2ConnectionPool implements UpstreamConnectionPool, Http2Connect
     }
   }
 
-  onGoaway(connection: Http2Connection): void {
-    this.stats.counters[C.upstream_cx_close_notify]++;
+  onDraining(connection: Http2Connection, goaway: boolean): void {
+    if (goaway) this.stats.counters[C.upstream_cx_close_notify]++;
     this.unlist(connection);
     this.connectForPending();
   }
