@@ -42,7 +42,14 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   ],
   'envoy.config.core.v3.Http1ProtocolOptions': ['accept_http_10', 'default_host_for_http_10', 'enable_trailers'],
   // Upstream only: the connection manager speaks HTTP/1.1, and its own http2_protocol_options stay refused.
-  'envoy.config.core.v3.Http2ProtocolOptions': ['max_concurrent_streams', 'initial_stream_window_size', 'initial_connection_window_size'],
+  'envoy.config.core.v3.Http2ProtocolOptions': [
+    'max_concurrent_streams',
+    'initial_stream_window_size',
+    'initial_connection_window_size',
+    'connection_keepalive',
+  ],
+  // interval_jitter and connection_idle_interval are refused: PINGs go at the interval exactly.
+  'envoy.config.core.v3.KeepaliveSettings': ['interval', 'timeout'],
 
   // Listeners
   'envoy.config.listener.v3.Listener': [

@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import http2, { type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import http2, { type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { hasOpenssl, makeTestPki, OPENSSL_MISSING, type TestPki } from '../support/certificates.js';
@@ -49,7 +49,7 @@ after(async () => {
   await Promise.all(started.map((s) => s.close()));
 });
 
-async function listen(server: Http2Server | https.Server | http.Server): Promise<number> {
+async function listen(server: net.Server): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return (server.address() as AddressInfo).port;
 }
@@ -283,12 +283,50 @@ describe('upstream HTTP/2', () => {
     assert.equal(stat(gw, 'cluster.h2.upstream_cx_protocol_error'), 1);
   });
 
+  it('pings idle connections (connection_keepalive) and closes one whose PING goes unanswered', async () => {
+    const upstream = await h2Upstream((stream) => stream.respond({ ':status': 200 }, { endStream: true }));
+    // A relay that stops passing the upstream's bytes back once told to: PING ACKs never arrive.
+    let blackhole = false;
+    const sockets = new Set<net.Socket>();
+    const relay = net.createServer((client) => {
+      const server = net.connect(upstream.port, '127.0.0.1');
+      for (const socket of [client, server]) {
+        sockets.add(socket);
+        socket.on('error', () => {});
+        socket.on('close', () => sockets.delete(socket));
+      }
+      client.pipe(server);
+      server.on('data', (data: Buffer) => blackhole || client.write(data));
+      client.on('close', () => server.destroy());
+      server.on('close', () => client.destroy());
+    });
+    const relayPort = await listen(relay);
+    started.push({
+      close: () =>
+        new Promise<void>((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          relay.close(() => resolve());
+        }),
+    });
+    const gw = await gateway(h2Cluster('h2', relayPort, '{ connection_keepalive: { interval: 0.05s, timeout: 0.1s } }'));
+    assert.equal((await httpRequest(`${gw.url()}/`)).status, 200);
+    let pings = 0;
+    upstream.sessions[0]!.on('ping', () => pings++);
+    await eventually(() => assert.ok(pings >= 2));
+    assert.equal(stat(gw, 'cluster.h2.upstream_cx_active'), 1);
+    blackhole = true;
+    await eventually(() => assert.equal(stat(gw, 'cluster.h2.http2.keepalive_timeout'), 1));
+    await eventually(() => assert.equal(stat(gw, 'cluster.h2.upstream_cx_active'), 0));
+  });
+
   it('refuses HTTP/2 options it does not implement, and windows out of range', () => {
-    const cluster = h2Cluster('h2', 1, '{ hpack_table_size: 0, initial_stream_window_size: 10 }');
+    const cluster = h2Cluster('h2', 1, '{ hpack_table_size: 0, initial_stream_window_size: 10, connection_keepalive: { interval: 1s, interval_jitter: { value: 5 } } }');
     const errors = checkYaml(simpleBootstrap({ routes: '- match: { prefix: "/" }\n  route: { cluster: h2 }', clusters: cluster }));
     const fields = errors.map((e) => `${e.code} ${e.path}`);
     assert.ok(fields.some((f) => f.startsWith('unsupported_field') && f.endsWith('http2_protocol_options.hpack_table_size')), fields.join('\n'));
     assert.ok(fields.some((f) => f.startsWith('invalid_value') && f.endsWith('http2_protocol_options.initial_stream_window_size')), fields.join('\n'));
+    assert.ok(fields.some((f) => f.startsWith('unsupported_field') && f.endsWith('connection_keepalive.interval_jitter')), fields.join('\n'));
+    assert.ok(fields.some((f) => f.startsWith('missing_required') && f.endsWith('connection_keepalive.timeout')), fields.join('\n'));
   });
 });
 

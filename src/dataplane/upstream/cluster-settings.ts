@@ -17,6 +17,9 @@ export interface Http2Settings {
   maxConcurrentStreams: number;
   initialStreamWindowSize: number;
   initialConnectionWindowSize: number;
+  /** `connection_keepalive.interval`: a PING this often (0: none), `timeout` for its ACK before the connection is closed. */
+  keepaliveIntervalMs: number;
+  keepaliveTimeoutMs: number;
 }
 
 /** Per-cluster connection settings, resolved from the cluster's fields and Envoy's defaults. */
@@ -101,7 +104,13 @@ function http2Settings(options: Http2ProtocolOptions, path: string, errors: Conf
     maxConcurrentStreams: options.max_concurrent_streams ?? 1024,
     initialStreamWindowSize: options.initial_stream_window_size ?? 16 * 1024 * 1024,
     initialConnectionWindowSize: options.initial_connection_window_size ?? 24 * 1024 * 1024,
+    keepaliveIntervalMs: options.connection_keepalive?.interval ?? 0,
+    keepaliveTimeoutMs: options.connection_keepalive?.timeout ?? 0,
   };
+  const keepalive = options.connection_keepalive;
+  if (keepalive !== undefined && !(settings.keepaliveTimeoutMs >= 1)) {
+    errors.push({ code: 'missing_required', path: `${path}.connection_keepalive.timeout`, message: 'connection_keepalive needs a timeout of at least 1ms' });
+  }
   if (settings.maxConcurrentStreams < 1 || settings.maxConcurrentStreams > MAX_WINDOW) {
     errors.push({ code: 'invalid_value', path: `${path}.max_concurrent_streams`, message: `max_concurrent_streams must be within [1, ${MAX_WINDOW}]` });
   }

@@ -60,6 +60,7 @@ export const CLUSTER_STATS = defineStats({
     // The HTTP/2 codec's (Envoy's `cluster.<name>.http2.` codec stats).
     'http2.rx_reset',
     'http2.tx_reset',
+    'http2.keepalive_timeout',
   ],
   gauges: [
     'upstream_cx_active',

@@ -48,6 +48,7 @@ export interface Http2ConnectionOwner {
   remove(connection: Http2Connection, error: Error & { code?: string }): void;
   /** Counts for the cluster's `http2.*` stats. */
   countReset(received: boolean): void;
+  countKeepaliveTimeout(): void;
   countStreams(delta: number): void;
 }
 
@@ -111,6 +112,10 @@ export class Http2Connection {
   idleSince = 0;
   private readonly session: ConnectionSession;
   private error: (Error & { code?: string }) | undefined;
+  /** `connection_keepalive`: the PING interval, and the wait for the ACK of the PING in flight. */
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private readonly onPingAck = (): void => this.pingAcked();
 
   constructor(
     private readonly owner: Http2ConnectionOwner,
@@ -277,8 +282,34 @@ export class Http2Connection {
   onRemoteSettings(): void {
     const first = !this.ready;
     this.ready = true;
+    const interval = this.settings.keepaliveIntervalMs;
+    if (first && interval > 0) {
+      this.keepaliveTimer = setInterval(onKeepaliveInterval, interval, this);
+      this.keepaliveTimer.unref();
+    }
     this.limit = Math.min(this.settings.maxConcurrentStreams, this.session.remoteSettings.maxConcurrentStreams ?? Infinity);
     this.owner.onSettings(this, first);
+  }
+
+  sendKeepalive(): void {
+    const session = this.session;
+    // A closing session (its close event still to come) takes no PING.
+    if (this.pingTimer !== undefined || session.closed || session.destroyed) return;
+    // The ACK callback reports a failed or cancelled PING too; the session's own close handles those.
+    if (!session.ping(this.onPingAck)) return;
+    this.pingTimer = setTimeout(onPingTimeout, this.settings.keepaliveTimeoutMs, this);
+    this.pingTimer.unref();
+  }
+
+  private pingAcked(): void {
+    clearTimeout(this.pingTimer);
+    this.pingTimer = undefined;
+  }
+
+  onPingTimeout(): void {
+    this.pingTimer = undefined;
+    this.owner.countKeepaliveTimeout();
+    this.session.destroy(upstreamError(CONNECTION_CLOSED, 'upstream did not answer a keepalive PING in time'));
   }
 
   onGoaway(): void {
@@ -300,6 +331,8 @@ export class Http2Connection {
     const session = this.session;
     unlisten(session, SESSION_LISTENERS);
     session[kConnection] = undefined;
+    clearInterval(this.keepaliveTimer);
+    clearTimeout(this.pingTimer);
     this.draining = true;
     this.owner.remove(this, this.error ?? upstreamError(CONNECTION_CLOSED, 'upstream connection closed'));
   }
@@ -352,6 +385,14 @@ function streamFailure(error: (Error & { code?: string }) | undefined, rstCode: 
   }
   const reason = rstCode === NGHTTP2_REFUSED_STREAM ? 'refused the stream' : `reset the stream (code ${rstCode})`;
   return upstreamError(STREAM_RESET, `upstream ${reason}`);
+}
+
+function onKeepaliveInterval(connection: Http2Connection): void {
+  connection.sendKeepalive();
+}
+
+function onPingTimeout(connection: Http2Connection): void {
+  connection.onPingTimeout();
 }
 
 // Listeners shared by every connection and stream, finding theirs through the emitter: no closures per request.

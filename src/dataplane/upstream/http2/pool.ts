@@ -160,6 +160,10 @@ export class Http2ConnectionPool implements UpstreamConnectionPool, Http2Connect
     this.stats.counters[received ? C['http2.rx_reset'] : C['http2.tx_reset']]++;
   }
 
+  countKeepaliveTimeout(): void {
+    this.stats.counters[C['http2.keepalive_timeout']]++;
+  }
+
   countStreams(delta: number): void {
     this.stats.gauges[G['http2.streams_active']] += delta;
   }
