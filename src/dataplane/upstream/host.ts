@@ -90,7 +90,10 @@ export class Host {
   key: string;
   /** Counters shown per host by `/clusters`. */
   readonly stats = new StatScope(HOST_STATS, '');
-  /** Requests dispatched to this host and still waiting for a connection. */
+  /**
+   * Requests dispatched to this host and still waiting for a connection. The router keeps the count; nothing reads
+   * it since the pool itself says whether a request would wait (`wouldWaitForConnection`).
+   */
   pendingRequests = 0;
   private connectionPool: UpstreamConnectionPool | undefined;
   /** The last TLS session the host gave, offered for resumption on the next connection. */
@@ -147,8 +150,8 @@ export class Host {
   }
 
   /**
-   * Counts `upstream_cx_overflow` when a request about to be dispatched finds no idle connection and may not
-   * open one: this host's pool is full, or the cluster is at its `max_connections`. The request then waits for a
+   * Counts `upstream_cx_overflow` when a request about to be dispatched finds no connection with room (an idle
+   * HTTP/1.1 connection, an HTTP/2 connection below its stream limit) and may not open one: this host's pool is full, or the cluster is at its `max_connections`. The request then waits for a
    * connection (pending), as in Envoy. Returns whether it will wait for one.
    */
   wouldWaitForConnection(): boolean {
@@ -291,6 +294,7 @@ const ALPN: Record<UpstreamProtocol, string[]> = { http1: ['http/1.1'], http2: [
 export function negotiatedHttp2(socket: Socket): boolean {
   return (socket as TLSSocket).alpnProtocol === 'h2';
 }
+
 const CONNECT_TIMEOUT = 'ETIMEDOUT';
 
 function connectTimeoutError(): ConnectError {

@@ -29,7 +29,7 @@ export const STREAM_RESET = 'UPSTREAM_STREAM_RESET';
 const SESSION_STATE_ERRORS = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_OUT_OF_STREAMS']);
 
 /** RFC 9113 §8.2.2: HTTP/1 connection-specific headers, which HTTP/2 forbids (`te` is allowed as `trailers`). */
-const CONNECTION_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host']);
+const CONNECTION_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 const NO_TRAILERS: UpstreamHeaders = Object.freeze({}) as UpstreamHeaders;
 const NO_REQUEST_TRAILERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
