@@ -41,6 +41,15 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'headers_with_underscores_action',
   ],
   'envoy.config.core.v3.Http1ProtocolOptions': ['accept_http_10', 'default_host_for_http_10', 'enable_trailers'],
+  // Upstream only: the connection manager speaks HTTP/1.1, and its own http2_protocol_options stay refused.
+  'envoy.config.core.v3.Http2ProtocolOptions': [
+    'max_concurrent_streams',
+    'initial_stream_window_size',
+    'initial_connection_window_size',
+    'connection_keepalive',
+  ],
+  // interval_jitter and connection_idle_interval are refused: PINGs go at the interval exactly.
+  'envoy.config.core.v3.KeepaliveSettings': ['interval', 'timeout'],
 
   // Listeners
   'envoy.config.listener.v3.Listener': [
@@ -346,6 +355,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'typed_extension_protocol_options',
     'common_http_protocol_options',
     'http_protocol_options',
+    'http2_protocol_options',
     'max_requests_per_connection',
     'transport_socket',
     'circuit_breakers',
@@ -431,8 +441,16 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   'envoy.config.endpoint.v3.LbEndpoint': ['endpoint', 'health_status', 'metadata', 'load_balancing_weight'],
   'envoy.config.endpoint.v3.Endpoint': ['address', 'hostname', 'health_check_config'],
   'envoy.config.endpoint.v3.Endpoint.HealthCheckConfig': ['port_value', 'hostname', 'address', 'disable_active_health_check'],
-  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': ['common_http_protocol_options', 'explicit_http_config'],
-  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig': ['http_protocol_options'],
+  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': [
+    'common_http_protocol_options',
+    'explicit_http_config',
+    'auto_config',
+    'use_downstream_protocol_config',
+  ],
+  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig': ['http_protocol_options', 'http2_protocol_options'],
+  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig': ['http_protocol_options', 'http2_protocol_options'],
+  // The downstream is HTTP/1.1 only, so only its HTTP/1.1 options can apply.
+  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig': ['http_protocol_options'],
 };
 
 /** True for message types whose contents are free-form data rather than configuration fields. */

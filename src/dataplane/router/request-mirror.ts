@@ -15,7 +15,7 @@ import type { RequestHead } from '../stream-info.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { Host } from '../upstream/host.js';
-import type { UpstreamStreamController, UpstreamStreamHandler } from '../upstream/http1/types.js';
+import type { UpstreamStreamController, UpstreamStreamHandler } from '../upstream/pool-types.js';
 import {
   countUpstreamRequestAssigned,
   countUpstreamRequestEnd,

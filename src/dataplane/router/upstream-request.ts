@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import type { Cluster } from '../upstream/cluster.js';
 import { LocalOriginFailure } from '../upstream/health/outlier-detector.js';
 import { isConnectTimeout, type Host } from '../upstream/host.js';
-import type { UpstreamHeaders, UpstreamRequestHead, UpstreamStreamController, UpstreamStreamHandler } from '../upstream/http1/types.js';
+import type { UpstreamHeaders, UpstreamRequestHead, UpstreamStreamController, UpstreamStreamHandler } from '../upstream/pool-types.js';
 import type { ResourceManager } from '../upstream/resource-manager.js';
 import { countUpstreamRequestAssigned, countUpstreamRequestEnd, countUpstreamRequestStart, countUpstreamResponseCode } from '../upstream/request-stats.js';
 import { CLUSTER_STATS, HOST_STATS } from '../upstream/stats.js';

@@ -1,10 +1,13 @@
 import { connect as connectTcp, isIP, type Socket } from 'node:net';
 import { connect as connectTls, type TLSSocket } from 'node:tls';
 import { StatScope } from '../../stats/store.js';
-import type { ClusterSettings } from './cluster-settings.js';
+import type { ClusterSettings, UpstreamProtocol } from './cluster-settings.js';
 import type { HostHealthCheck } from './health/health-checker.js';
 import type { HostOutlierMonitor } from './health/outlier-detector.js';
-import { Http1ConnectionPool, type ConnectError, type ConnectionSource } from './http1/pool.js';
+import { AlpnConnectionPool } from './alpn-pool.js';
+import { Http1ConnectionPool } from './http1/pool.js';
+import { Http2ConnectionPool } from './http2/pool.js';
+import type { ConnectError, ConnectionSource, UpstreamConnectionPool } from './pool-types.js';
 import type { Resource } from './resource-manager.js';
 import { CLUSTER_STATS, HOST_STATS } from './stats.js';
 
@@ -82,14 +85,17 @@ function hostKey(address: string, port: number): string {
  */
 export type ConnectCallback = (...result: [null, Socket] | [ConnectError, null]) => void;
 
-export class Host implements ConnectionSource {
+export class Host {
   /** `ip:port`, as Envoy prints upstream hosts (`%UPSTREAM_HOST%`, `/clusters`). */
   key: string;
   /** Counters shown per host by `/clusters`. */
   readonly stats = new StatScope(HOST_STATS, '');
-  /** Requests dispatched to this host and still waiting for a connection. */
+  /**
+   * Requests dispatched to this host and still waiting for a connection. The router keeps the count; nothing reads
+   * it since the pool itself says whether a request would wait (`wouldWaitForConnection`).
+   */
   pendingRequests = 0;
-  private connectionPool: Http1ConnectionPool | undefined;
+  private connectionPool: UpstreamConnectionPool | undefined;
   /** The last TLS session the host gave, offered for resumption on the next connection. */
   private tlsSession: Buffer | undefined;
   /**
@@ -144,23 +150,30 @@ export class Host implements ConnectionSource {
   }
 
   /**
-   * Counts `upstream_cx_overflow` when a request about to be dispatched finds no idle connection and may not
-   * open one: this host's pool is full, or the cluster is at its `max_connections`. The request then waits for a
+   * Counts `upstream_cx_overflow` when a request about to be dispatched finds no connection with room (an idle
+   * HTTP/1.1 connection, an HTTP/2 connection below its stream limit) and may not open one: this host's pool is full, or the cluster is at its `max_connections`. The request then waits for a
    * connection (pending), as in Envoy. Returns whether it will wait for one.
    */
   wouldWaitForConnection(): boolean {
+    if (this.connectionPool?.hasFreeStream()) return false;
     const connections = this.stats.gauges[HG.cx_active]!;
-    const busy = this.stats.gauges[HG.rq_active]! - this.pendingRequests;
-    if (connections > busy) return false;
     if (connections >= this.settings.maxConnections || (this.connectionLimit !== undefined && !this.connectionLimit.canCreate())) {
       this.clusterStats.counters[C.upstream_cx_overflow]++;
     }
     return true;
   }
 
-  /** The pool requests to this host are dispatched on. */
-  pool(): Http1ConnectionPool {
-    return (this.connectionPool ??= new Http1ConnectionPool(this, this.settings));
+  /** The pool requests to this host are dispatched on, of the cluster's protocol. */
+  pool(): UpstreamConnectionPool {
+    const protocol = this.settings.protocol;
+    return (this.connectionPool ??= protocol === 'alpn' ? new AlpnConnectionPool(this) : this.protocolPool(protocol));
+  }
+
+  /** A pool of one protocol's connections; `auto_config` makes one once ALPN has chosen. */
+  protocolPool(protocol: 'http1' | 'http2'): Http1ConnectionPool | Http2ConnectionPool {
+    const source = new ProtocolConnectionSource(this, protocol);
+    const settings = this.settings;
+    return protocol === 'http2' ? new Http2ConnectionPool(source, settings, this.key, this.clusterStats) : new Http1ConnectionPool(source, settings);
   }
 
   /** Closes pooled connections once their requests finish. */
@@ -181,10 +194,10 @@ export class Host implements ConnectionSource {
   /**
    * Opens a connection to whatever address the host has now (LOGICAL_DNS re-resolution moves new connections
    * only): plain or the cluster's TLS, within its connect timeout, counted in the cluster's and host's
-   * connection stats and circuit breaker. `http` says it is for the pool (`upstream_cx_http1_total`) rather than
-   * TCP proxying.
+   * connection stats and circuit breaker. `protocol` is what the connection is for: a pool's HTTP protocol (its
+   * ALPN offer and `upstream_cx_http{1,2}_total`), or false for TCP proxying.
    */
-  openConnection(callback: ConnectCallback, http = true): void {
+  openConnection(callback: ConnectCallback, protocol: UpstreamProtocol | false): void {
     const started = performance.now();
     const settings = this.settings;
     const tls = settings.tls;
@@ -200,7 +213,7 @@ export class Host implements ConnectionSource {
             rejectUnauthorized: tls.rejectUnauthorized,
             checkServerIdentity: tls.checkServerIdentity,
             session: this.tlsSession,
-            ALPNProtocols: http ? HTTP1_ALPN : undefined,
+            ALPNProtocols: protocol === false ? undefined : ALPN[protocol],
           });
     socket.setNoDelay(true);
     const ready = tls === undefined ? 'connect' : 'secureConnect';
@@ -215,7 +228,7 @@ export class Host implements ConnectionSource {
     const onReady = (): void => {
       clearTimeout(timer);
       socket.removeListener('error', onFailed);
-      this.onConnected(socket, started, http);
+      this.onConnected(socket, started, protocol);
       callback(null, socket);
     };
     socket.once('error', onFailed);
@@ -223,11 +236,14 @@ export class Host implements ConnectionSource {
     if (tls !== undefined) socket.on('session', (session: Buffer) => (this.tlsSession = session));
   }
 
-  private onConnected(socket: Socket, started: number, http: boolean): void {
+  private onConnected(socket: Socket, started: number, protocol: UpstreamProtocol | false): void {
     const cluster = this.clusterStats;
     const now = performance.now();
     cluster.counters[C.upstream_cx_total]++;
-    if (http) cluster.counters[C.upstream_cx_http1_total]++;
+    if (protocol !== false) {
+      const http2 = protocol === 'http2' || (protocol === 'alpn' && negotiatedHttp2(socket));
+      cluster.counters[http2 ? C.upstream_cx_http2_total : C.upstream_cx_http1_total]++;
+    }
     cluster.gauges[G.upstream_cx_active]++;
     cluster.histograms[H.upstream_cx_connect_ms]!.record(now - started);
     this.stats.counters[HC.cx_total]++;
@@ -236,7 +252,7 @@ export class Host implements ConnectionSource {
       cluster.counters[C['ssl.handshake']]++;
       if ((socket as TLSSocket).isSessionReused()) cluster.counters[C['ssl.session_reused']]++;
     }
-    (socket as UpstreamSocket)[kConnection] = { host: this, openedAt: now };
+    (socket as UpstreamSocket)[kConnection] = { host: this, openedAt: now, closedLocally: false };
     socket.once('close', onUpstreamSocketClose);
   }
 
@@ -255,7 +271,30 @@ export class Host implements ConnectionSource {
   }
 }
 
-const HTTP1_ALPN = ['http/1.1'];
+/** Connections for one protocol's pool to a host. */
+class ProtocolConnectionSource implements ConnectionSource {
+  constructor(
+    private readonly host: Host,
+    private readonly protocol: 'http1' | 'http2',
+  ) {}
+
+  openConnection(callback: ConnectCallback): void {
+    this.host.openConnection(callback, this.protocol);
+  }
+
+  mayOpenConnection(): boolean {
+    return this.host.mayOpenConnection();
+  }
+}
+
+/** What a TLS connection offers; `auto_config` lets the upstream choose. */
+const ALPN: Record<UpstreamProtocol, string[]> = { http1: ['http/1.1'], http2: ['h2'], alpn: ['h2', 'http/1.1'] };
+
+/** The upstream chose HTTP/2 by ALPN (a plain socket negotiated nothing). */
+export function negotiatedHttp2(socket: Socket): boolean {
+  return (socket as TLSSocket).alpnProtocol === 'h2';
+}
+
 const CONNECT_TIMEOUT = 'ETIMEDOUT';
 
 function connectTimeoutError(): ConnectError {
@@ -302,7 +341,16 @@ function countTlsFailure(cluster: StatScope, code: string): void {
 }
 
 const kConnection = Symbol('portico.upstreamConnection');
-type UpstreamSocket = Socket & { [kConnection]?: { host: Host; openedAt: number } };
+type UpstreamSocket = Socket & { [kConnection]?: { host: Host; openedAt: number; closedLocally: boolean } };
+
+/**
+ * Says that Portico is closing this connection, for a codec whose graceful close ends with the peer's FIN too
+ * (HTTP/2's GOAWAY): the FIN alone would make it look closed by the upstream.
+ */
+export function markClosedLocally(socket: Socket): void {
+  const connection = (socket as UpstreamSocket)[kConnection];
+  if (connection !== undefined) connection.closedLocally = true;
+}
 
 /** Connection teardown stats; a peer that sent FIN first closed it (remote), otherwise the proxy did (local). */
 function onUpstreamSocketClose(this: UpstreamSocket): void {
@@ -311,7 +359,7 @@ function onUpstreamSocketClose(this: UpstreamSocket): void {
   const cluster = connection.host.clusterStats;
   cluster.gauges[G.upstream_cx_active]--;
   cluster.counters[C.upstream_cx_destroy]++;
-  cluster.counters[this.readableEnded ? C.upstream_cx_destroy_remote : C.upstream_cx_destroy_local]++;
+  cluster.counters[this.readableEnded && !connection.closedLocally ? C.upstream_cx_destroy_remote : C.upstream_cx_destroy_local]++;
   cluster.counters[C.upstream_cx_rx_bytes_total] += this.bytesRead;
   cluster.counters[C.upstream_cx_tx_bytes_total] += this.bytesWritten;
   cluster.histograms[H.upstream_cx_length_ms]!.record(performance.now() - connection.openedAt);

@@ -5,7 +5,7 @@
  */
 import type { Cluster } from './cluster.js';
 import { type Host, isConnectFailure } from './host.js';
-import { PROTOCOL_ERROR } from './http1/types.js';
+import { PROTOCOL_ERROR } from './pool-types.js';
 import { CLUSTER_STATS, HOST_STATS } from './stats.js';
 
 const CS = CLUSTER_STATS.c;

@@ -5,6 +5,8 @@ export const CLUSTER_STATS = defineStats({
   counters: [
     'upstream_cx_total',
     'upstream_cx_http1_total',
+    'upstream_cx_http2_total',
+    'upstream_cx_close_notify',
     'upstream_cx_connect_fail',
     'upstream_cx_connect_timeout',
     'upstream_cx_destroy',
@@ -55,6 +57,10 @@ export const CLUSTER_STATS = defineStats({
     'ssl.fail_verify_error',
     'ssl.fail_verify_san',
     'lb_healthy_panic',
+    // The HTTP/2 codec's (Envoy's `cluster.<name>.http2.` codec stats).
+    'http2.rx_reset',
+    'http2.tx_reset',
+    'http2.keepalive_timeout',
   ],
   gauges: [
     'upstream_cx_active',
@@ -63,6 +69,7 @@ export const CLUSTER_STATS = defineStats({
     'membership_healthy',
     'membership_total',
     'max_host_weight',
+    'http2.streams_active',
   ],
   sharedGauges: ['membership_healthy', 'membership_total', 'max_host_weight'],
   histograms: ['upstream_cx_connect_ms', 'upstream_cx_length_ms', 'upstream_rq_time'],

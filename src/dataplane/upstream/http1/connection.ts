@@ -17,7 +17,7 @@ import {
   type UpstreamRequestHead,
   type UpstreamStreamController,
   type UpstreamStreamHandler,
-} from './types.js';
+} from '../pool-types.js';
 
 /** Envoy's default `max_response_headers_kb` is 60. */
 const MAX_HEADER_SIZE = 60 * 1024;

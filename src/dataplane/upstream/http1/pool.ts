@@ -6,15 +6,14 @@
  */
 import type { Socket } from 'node:net';
 import { Http1Connection, type ConnectionOwner } from './connection.js';
-import type { UpstreamRequestHead, UpstreamStreamController, UpstreamStreamHandler } from './types.js';
-
-export type ConnectError = Error & { code?: string };
-
-/** Opens connections for the pool, and says whether the cluster's circuit breaker allows another. */
-export interface ConnectionSource {
-  openConnection(callback: (...result: [null, Socket] | [ConnectError, null]) => void): void;
-  mayOpenConnection(): boolean;
-}
+import {
+  type ConnectError,
+  type ConnectionSource,
+  UNCONNECTED,
+  type UpstreamConnectionPool,
+  type UpstreamRequestHead,
+  type UpstreamStreamHandler,
+} from '../pool-types.js';
 
 export interface PoolSettings {
   maxConnections: number;
@@ -29,14 +28,11 @@ interface PendingRequest {
   handler: UpstreamStreamHandler;
 }
 
-/** The controller handed with a failure to a request that never had a connection. */
-const UNCONNECTED: UpstreamStreamController = { aborted: true, pause() {}, resume() {}, abort() {} };
-
 function onIdleTimer(pool: Http1ConnectionPool): void {
   pool.closeIdleConnections();
 }
 
-export class Http1ConnectionPool implements ConnectionOwner {
+export class Http1ConnectionPool implements ConnectionOwner, UpstreamConnectionPool {
   /** Most recently used last: requests take the warmest connection, the oldest time out first. */
   private readonly idle: Http1Connection[] = [];
   private pending: PendingRequest[] = [];
@@ -60,6 +56,16 @@ export class Http1ConnectionPool implements ConnectionOwner {
     }
     this.pending.push({ head, handler });
     this.connectForPending();
+  }
+
+  hasFreeStream(): boolean {
+    return this.idle.length > 0;
+  }
+
+  /** Takes a connection opened for the pool elsewhere (auto_config's ALPN probe). */
+  adopt(socket: Socket): void {
+    this.connections++;
+    this.onConnected(socket);
   }
 
   release(connection: Http1Connection): void {
