@@ -215,7 +215,7 @@ describe('upstream HTTP/2', () => {
     const gw = await gateway(h2Cluster('h2', upstream.port), routes);
     const reset = await httpRequest(`${gw.url()}/reset`);
     assert.equal(reset.status, 503);
-    assert.match(reset.body, /reset reason: connection termination/);
+    assert.match(reset.body, /reset reason: remote reset/);
     assert.equal(stat(gw, 'cluster.h2.http2.rx_reset'), 1);
     assert.equal(stat(gw, 'cluster.h2.upstream_rq_rx_reset'), 1);
     // The second attempt overall is reset, the third answers.

@@ -16,6 +16,7 @@ import { HCM_STATS } from '../http/stats.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { LocalOriginFailure } from '../upstream/health/outlier-detector.js';
+import { STREAM_RESET } from '../upstream/pool-types.js';
 import { isConnectTimeout, type Host } from '../upstream/host.js';
 import type { UpstreamHeaders, UpstreamStreamController } from '../upstream/http1/types.js';
 import type { Hash64 } from '../upstream/lb/hash.js';
@@ -609,6 +610,13 @@ export class Router implements StreamFilter, UpstreamRequestOwner, RequestBodyOw
       message = 'protocol error';
       flag = ResponseFlag.UPE;
       details = 'upstream_reset_before_response_started{protocol_error}';
+    } else if (error.code === STREAM_RESET) {
+      // An HTTP/2 upstream reset this stream alone (RST_STREAM, or refused it going away): Envoy's remote reset.
+      cluster.counters[CS.upstream_rq_rx_reset]++;
+      reason = ResetReason.Reset;
+      message = 'remote reset';
+      flag = ResponseFlag.UR;
+      details = 'upstream_reset_before_response_started{remote_reset}';
     } else {
       cluster.counters[CS.upstream_rq_rx_reset]++;
       reason = ResetReason.Reset;

@@ -55,6 +55,8 @@ export interface UpstreamStreamHandler {
 
 /** The code of an error for a response a codec could not accept (beyond llhttp's own HPE_*), or an HTTP/2 protocol error. */
 export const PROTOCOL_ERROR = 'UPSTREAM_PROTOCOL_ERROR';
+/** The code of a stream the upstream reset (HTTP/2 RST_STREAM, or refused when it went away): a remote reset. */
+export const STREAM_RESET = 'UPSTREAM_STREAM_RESET';
 /** The code of an error for a connection that closed before the response was complete. */
 export const CONNECTION_CLOSED = 'UPSTREAM_CONNECTION_CLOSED';
 

@@ -12,6 +12,7 @@ import { markClosedLocally } from '../host.js';
 import {
   CONNECTION_CLOSED,
   PROTOCOL_ERROR,
+  STREAM_RESET,
   type RequestBodyWithTrailers,
   upstreamError,
   type UpstreamHeaders,
@@ -22,8 +23,6 @@ import {
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
-/** The code of a stream the upstream reset (RST_STREAM), or refused when it went away (GOAWAY): a reset. */
-export const STREAM_RESET = 'UPSTREAM_STREAM_RESET';
 
 /** What `session.request` throws for a session that can no longer open streams. */
 const SESSION_STATE_ERRORS = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_OUT_OF_STREAMS']);
