@@ -66,7 +66,6 @@ export class UpstreamRequest implements UpstreamStreamHandler {
     private readonly perTryIdleTimeoutMs: number,
   ) {
     countUpstreamRequestStart(cluster, host);
-    host.pendingRequests++;
     resources.pendingRequests.inc();
     resources.requestsChanged();
   }
@@ -198,7 +197,6 @@ export class UpstreamRequest implements UpstreamStreamHandler {
     if (!this.pending) return;
     this.pending = false;
     countUpstreamRequestAssigned(this.cluster);
-    this.host.pendingRequests--;
     const resources = this.resources;
     resources.pendingRequests.dec();
     resources.requests.inc();
@@ -212,8 +210,7 @@ export class UpstreamRequest implements UpstreamStreamHandler {
     if (this.pending) {
       this.pending = false;
       countUpstreamRequestAssigned(this.cluster);
-      this.host.pendingRequests--;
-      resources.pendingRequests.dec();
+        resources.pendingRequests.dec();
     } else {
       resources.requests.dec();
     }

@@ -90,11 +90,6 @@ export class Host {
   key: string;
   /** Counters shown per host by `/clusters`. */
   readonly stats = new StatScope(HOST_STATS, '');
-  /**
-   * Requests dispatched to this host and still waiting for a connection. The router keeps the count; nothing reads
-   * it since the pool itself says whether a request would wait (`wouldWaitForConnection`).
-   */
-  pendingRequests = 0;
   private connectionPool: UpstreamConnectionPool | undefined;
   /** The last TLS session the host gave, offered for resumption on the next connection. */
   private tlsSession: Buffer | undefined;

@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { CHUNKED_END, chunkHeader, UNSAFE_FIELD, writeFramed } from '../../http1-wire.js';
 import { HTTPParser, type HttpParser } from '../../llhttp.js';
 import { listen, type Listeners, unlisten } from '../../../util/listeners.js';
+import { readRequestBody, type RequestBodyWriter, stopReadingRequestBody } from '../request-body-reader.js';
 import {
   CONNECTION_CLOSED,
   PROTOCOL_ERROR,
@@ -72,12 +73,10 @@ class UpstreamStream implements UpstreamStreamController {
 }
 
 const kConnection = Symbol('portico.http1Connection');
-const kStream = Symbol('portico.http1Stream');
 type ConnectionSocket = Socket & { [kConnection]?: Http1Connection };
 type ConnectionParser = HttpParser & { [kConnection]?: Http1Connection };
-type BodySource = Readable & { [kStream]?: UpstreamStream };
 
-export class Http1Connection {
+export class Http1Connection implements RequestBodyWriter<UpstreamStream> {
   /** Requests written on this connection. */
   requests = 0;
   /** `performance.now()` when the connection last became idle (the pool's idle timeout). */
@@ -171,8 +170,7 @@ export class Http1Connection {
       socket.write(text + '\r\n', 'latin1');
       stream.bodyRemaining = contentLength;
       stream.body = body;
-      (body as BodySource)[kStream] = stream;
-      listen(body, BODY_LISTENERS);
+      readRequestBody(body, stream);
     }
   }
 
@@ -214,8 +212,7 @@ export class Http1Connection {
     const body = stream.body;
     if (body === undefined) return;
     stream.body = undefined;
-    (body as BodySource)[kStream] = undefined;
-    unlisten(body, BODY_LISTENERS);
+    stopReadingRequestBody(body);
   }
 
   // ---- response --------------------------------------------------------------------------------------------
@@ -420,37 +417,10 @@ function onParserMessageComplete(this: ConnectionParser): void {
   this[kConnection]?.onMessageComplete();
 }
 
-function onBodyData(this: BodySource, chunk: Buffer): void {
-  const stream = this[kStream];
-  stream?.connection.onBodyData(stream, chunk);
-}
-
-function onBodyEnd(this: BodySource): void {
-  const stream = this[kStream];
-  stream?.connection.onBodyEnd(stream);
-}
-
-function onBodyClose(this: BodySource): void {
-  const stream = this[kStream];
-  stream?.connection.onBodyAborted(stream, undefined);
-}
-
-function onBodyError(this: BodySource, error: Error): void {
-  const stream = this[kStream];
-  stream?.connection.onBodyAborted(stream, error);
-}
-
 const SOCKET_LISTENERS: Listeners = [
   ['data', onSocketData],
   ['end', onSocketEnd],
   ['error', onSocketError],
   ['close', onSocketClose],
   ['drain', onSocketDrain],
-];
-
-const BODY_LISTENERS: Listeners = [
-  ['data', onBodyData],
-  ['end', onBodyEnd],
-  ['close', onBodyClose],
-  ['error', onBodyError],
 ];

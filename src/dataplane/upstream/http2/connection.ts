@@ -7,6 +7,7 @@
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
 import { listen, type Listeners, unlisten } from '../../../util/listeners.js';
+import { readRequestBody, type RequestBodyWriter, stopReadingRequestBody } from '../request-body-reader.js';
 import type { Http2Settings } from '../cluster-settings.js';
 import { markClosedLocally } from '../host.js';
 import {
@@ -90,9 +91,9 @@ class Http2UpstreamStream implements UpstreamStreamController {
 const kConnection = Symbol('portico.http2Connection');
 const kStream = Symbol('portico.http2Stream');
 type ConnectionSession = ClientHttp2Session & { [kConnection]?: Http2Connection };
-type StreamSource = (ClientHttp2Stream | RequestBodyWithTrailers) & { [kStream]?: Http2UpstreamStream };
+type StreamSource = ClientHttp2Stream & { [kStream]?: Http2UpstreamStream };
 
-export class Http2Connection {
+export class Http2Connection implements RequestBodyWriter<Http2UpstreamStream> {
   /** Streams open on the connection. */
   active = 0;
   /** Streams ever started (`max_requests_per_connection`). */
@@ -166,8 +167,7 @@ export class Http2Connection {
     if (Buffer.isBuffer(body)) request.end(body);
     else if (streamed) {
       stream.body = body;
-      (body as StreamSource)[kStream] = stream;
-      listen(body, BODY_LISTENERS);
+      readRequestBody(body, stream);
     }
     return true;
   }
@@ -223,8 +223,7 @@ export class Http2Connection {
     const body = stream.body;
     if (body === undefined) return;
     stream.body = undefined;
-    (body as StreamSource)[kStream] = undefined;
-    unlisten(body, BODY_LISTENERS);
+    stopReadingRequestBody(body);
   }
 
   // ---- response --------------------------------------------------------------------------------------------
@@ -456,26 +455,6 @@ function onStreamDrain(this: StreamSource): void {
   stream?.connection.onRequestDrain(stream);
 }
 
-function onBodyData(this: StreamSource, chunk: Buffer): void {
-  const stream = this[kStream];
-  stream?.connection.onBodyData(stream, chunk);
-}
-
-function onBodyEnd(this: StreamSource): void {
-  const stream = this[kStream];
-  stream?.connection.onBodyEnd(stream);
-}
-
-function onBodyClose(this: StreamSource): void {
-  const stream = this[kStream];
-  stream?.connection.onBodyAborted(stream, undefined);
-}
-
-function onBodyError(this: StreamSource, error: Error): void {
-  const stream = this[kStream];
-  stream?.connection.onBodyAborted(stream, error);
-}
-
 const SESSION_LISTENERS: Listeners = [
   ['connect', onSessionConnect],
   ['remoteSettings', onSessionRemoteSettings],
@@ -493,11 +472,4 @@ const STREAM_LISTENERS: Listeners = [
   ['close', onStreamClose],
   ['wantTrailers', onStreamWantTrailers],
   ['drain', onStreamDrain],
-];
-
-const BODY_LISTENERS: Listeners = [
-  ['data', onBodyData],
-  ['end', onBodyEnd],
-  ['close', onBodyClose],
-  ['error', onBodyError],
 ];
