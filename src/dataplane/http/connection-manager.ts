@@ -19,6 +19,7 @@ import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripP
 import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { inBlockList } from '../cidr.js';
+import { grpcMessage, httpToGrpcStatus, isGrpcContentType } from '../grpc.js';
 import { clientAddressFromXff, compileInternalAddresses, plainAddress } from './forwarded.js';
 import type { DecoderFilterCallbacks, EncoderFilterCallbacks, HttpFilterRegistry, ResponseHead, StreamFilter } from './filter.js';
 import { HttpFilterChain } from './filter-chain.js';
@@ -377,8 +378,8 @@ class FilterHandle implements RouterFilterCallbacks, EncoderFilterCallbacks {
     this.stream.overloaded = value;
   }
 
-  sendLocalReply(status: number, body: string, flags: number, details: string, location?: string): void {
-    this.stream.sendLocalReply(status, body, flags, details, false, location);
+  sendLocalReply(status: number, body: string, flags: number, details: string, location?: string, grpcStatus?: number): void {
+    this.stream.sendLocalReply(status, body, flags, details, false, location, grpcStatus);
   }
   resetStream(): void {
     this.stream.resetStream();
@@ -941,7 +942,15 @@ class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHe
    * passed through `local_reply_config` and the encoder filters. Once the response has started, the stream is
    * reset instead.
    */
-  sendLocalReply(status: number, body: string, flags: number, details: string, closeConnection = false, location?: string): void {
+  sendLocalReply(
+    status: number,
+    body: string,
+    flags: number,
+    details: string,
+    closeConnection = false,
+    location?: string,
+    grpcStatus?: number,
+  ): void {
     this.info.responseFlags |= flags;
     this.info.responseCodeDetails = details;
     this.answered = true;
@@ -954,10 +963,18 @@ class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHe
     const headers: HeaderMap = {};
     if (location !== undefined) headers.location = location;
     if (this.overloaded) headers['x-envoy-overloaded'] = 'true';
+    this.localReply = { mutations: reply.headers, closeConnection };
+    if (isGrpcContentType(this.head.headers['content-type'])) {
+      // As Envoy: a gRPC client gets a gRPC answer, HTTP 200 with the status in grpc-status, and no body.
+      headers['content-type'] = 'application/grpc';
+      headers['grpc-status'] = String(grpcStatus ?? httpToGrpcStatus(reply.status));
+      if (reply.body !== '') headers['grpc-message'] = grpcMessage(reply.body);
+      this.startResponse(-1, { status: 200, headers }, true);
+      return;
+    }
     const length = Buffer.byteLength(reply.body);
     if (length > 0) headers['content-type'] = reply.contentType;
     headers['content-length'] = length;
-    this.localReply = { mutations: reply.headers, closeConnection };
     const withBody = length > 0 && this.head.method !== 'HEAD';
     this.startResponse(-1, { status: reply.status, headers }, !withBody);
     if (withBody && !this.ended) this.encoder!.data(0, Buffer.from(reply.body), true);

@@ -72,9 +72,10 @@ export interface StreamFilterCallbacks {
   /**
    * Answers the request from the proxy (status, body, response flags, details), through `local_reply_config` and
    * every filter's encodeHeaders; ends the chain, and the router's upstream request. From any callback, mid-body
-   * included; once the response has started, the stream is reset instead. `location` makes it a redirect.
+   * included; once the response has started, the stream is reset instead. `location` makes it a redirect. A gRPC
+   * request gets it as gRPC (HTTP 200, `grpc-status` from `grpcStatus` or mapped from `status`, `grpc-message`).
    */
-  sendLocalReply(status: number, body: string, flags: number, details: string, location?: string): void;
+  sendLocalReply(status: number, body: string, flags: number, details: string, location?: string, grpcStatus?: number): void;
   /** Resets the stream: on HTTP/1.1 the connection closes. */
   resetStream(): void;
   /** Replaces the stream idle timeout (0 disables). */

@@ -11,6 +11,7 @@ import { ActionKind, type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT
 import { compileRetryPolicy } from './retry-policy.js';
 import { RouteMatcher } from './route-matcher.js';
 import { compileMirrorPolicies, type MirrorPolicy } from './request-mirror.js';
+import { isGrpcContentType } from '../grpc.js';
 
 type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
 type VirtualHostConfig = envoy.config.route.v3.VirtualHost;
@@ -179,15 +180,6 @@ export class RouteEntry {
       }
     }
   }
-}
-
-/**
- * Envoy's Grpc::Common::hasGrpcContentType: exactly `application/grpc` or `application/grpc+...`; in particular
- * `application/grpc-web` is not gRPC.
- */
-function isGrpcContentType(value: string | string[] | undefined): boolean {
-  if (typeof value !== 'string' || !value.startsWith('application/grpc')) return false;
-  return value.length === 16 || value.charCodeAt(16) === 43 /* + */;
 }
 
 /** What a route inherits for the HTTP filters from the levels around it. */

@@ -9,6 +9,7 @@
 import type { Socket } from 'node:net';
 import type { envoy } from '../../generated/envoy.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
+import { GrpcStatus } from '../grpc.js';
 import { ResponseFlag } from '../response-flags.js';
 import { FilterDataStatus, FilterHeadersStatus, FilterTrailersStatus, type FilterFactoryContext, type StreamFilter } from '../http/filter.js';
 import type { RouterFilterCallbacks } from '../http/connection-manager.js';
@@ -330,13 +331,16 @@ export class Router implements StreamFilter, UpstreamRequestOwner, RequestBodyOw
     this.sendLocalReply(status, prefix + reason, flag, details);
   }
 
-  /** Envoy marks a circuit breaker's refusal with `x-envoy-overloaded`, unless envoy headers are suppressed. */
+  /**
+   * Envoy marks a circuit breaker's refusal with `x-envoy-overloaded`, unless envoy headers are suppressed, and
+   * answers a gRPC client's timeout with DEADLINE_EXCEEDED.
+   */
   private sendLocalReply(status: number, body: string, flags: number, details: string): void {
     this.done = true;
     this.clearTimers();
     this.abortUpstream('local reply');
     if (flags & ResponseFlag.UO && !this.config.suppressEnvoyHeaders) this.callbacks.overloaded = true;
-    this.callbacks.sendLocalReply(status, body, flags, details);
+    this.callbacks.sendLocalReply(status, body, flags, details, undefined, flags & ResponseFlag.UT ? GrpcStatus.DeadlineExceeded : undefined);
   }
 
   /** Runs when the back-off after a failed attempt is over: the next attempt, on a host chosen again. */

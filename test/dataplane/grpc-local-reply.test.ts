@@ -1,0 +1,70 @@
+/**
+ * Local replies to gRPC requests are gRPC, as Envoy sends them: HTTP 200, `application/grpc`, the status in
+ * `grpc-status` (mapped from the HTTP status, DEADLINE_EXCEEDED for timeouts) and the text in `grpc-message`.
+ * Requests that are not gRPC (`application/grpc-web` included) keep their HTTP replies.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type RunningPortico, simpleBootstrap, startPortico, staticCluster } from '../support/portico.js';
+import { httpRequest, type MisbehavingUpstream, startMisbehavingUpstream } from '../support/upstreams.js';
+
+describe('local replies to gRPC requests', () => {
+  let hang: MisbehavingUpstream;
+  let gw: RunningPortico;
+  const grpc = { 'content-type': 'application/grpc', te: 'trailers' };
+
+  before(async () => {
+    hang = await startMisbehavingUpstream('hang');
+    gw = await startPortico(
+      simpleBootstrap({
+        routes: `- match: { prefix: "/slow.Service/" }
+  route: { cluster: hang, timeout: 0.2s }
+- match: { prefix: "/empty.Service/" }
+  route: { cluster: empty }
+- match: { prefix: "/only.Grpc/", grpc: {} }
+  route: { cluster: empty }`,
+        clusters: `${staticCluster('hang', hang.port)}
+- name: empty
+  connect_timeout: 1s
+  load_assignment: { cluster_name: empty, endpoints: [] }`,
+      }),
+    );
+  });
+
+  after(async () => {
+    await gw.close();
+    await hang.close();
+  });
+
+  it('no route: UNIMPLEMENTED (12) with HTTP 200 and no body', async () => {
+    const res = await httpRequest(`${gw.url()}/nowhere.Service/Call`, { method: 'POST', headers: grpc, body: '' });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['content-type'], 'application/grpc');
+    assert.equal(res.headers['grpc-status'], '12');
+    assert.equal(res.body, '');
+  });
+
+  it('no healthy upstream: UNAVAILABLE (14) with the reason in grpc-message', async () => {
+    const res = await httpRequest(`${gw.url()}/empty.Service/Call`, { method: 'POST', headers: grpc, body: '' });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['grpc-status'], '14');
+    assert.equal(res.headers['grpc-message'], 'no healthy upstream');
+  });
+
+  it('a route timeout: DEADLINE_EXCEEDED (4)', async () => {
+    const res = await httpRequest(`${gw.url()}/slow.Service/Call`, { method: 'POST', headers: grpc, body: '' });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['grpc-status'], '4');
+    assert.equal(res.headers['grpc-message'], 'upstream request timeout');
+  });
+
+  it('a route with `grpc: {}` matches gRPC requests only; others keep HTTP replies, gRPC-Web included', async () => {
+    const matched = await httpRequest(`${gw.url()}/only.Grpc/Call`, { method: 'POST', headers: grpc, body: '' });
+    assert.equal(matched.headers['grpc-status'], '14');
+    const plain = await httpRequest(`${gw.url()}/only.Grpc/Call`, { method: 'POST', body: '' });
+    assert.equal(plain.status, 404);
+    const web = await httpRequest(`${gw.url()}/empty.Service/Call`, { method: 'POST', headers: { 'content-type': 'application/grpc-web' }, body: '' });
+    assert.equal(web.status, 503);
+    assert.equal(web.body, 'no healthy upstream');
+  });
+});
