@@ -37,17 +37,25 @@ describe('retry_on', () => {
     assert.deepEqual(parseRetryOn('gateway-error,sometimes'), { bits: RetryOn.GatewayError, unknown: ['sometimes'] });
   });
 
-  it('refuses unknown and gRPC conditions in configuration, with the path', () => {
+  it('refuses unknown conditions in configuration, with the path; gRPC conditions are accepted', () => {
     const errors: ConfigError[] = [];
     compileRetryPolicy({ retry_on: '5xx,sometimes,unavailable', retry_back_off: { base_interval: 100, max_interval: 50 } }, 'r.retry_policy', errors);
     assert.deepEqual(
       errors.map((e) => [e.path, e.code]),
       [
         ['r.retry_policy.retry_on', 'invalid_value'],
-        ['r.retry_policy.retry_on', 'unsupported_field'],
         ['r.retry_policy.retry_back_off.max_interval', 'invalid_value'],
       ],
     );
+  });
+
+  it('retries gRPC statuses of trailers-only responses for the gRPC conditions only', () => {
+    const { state } = setup({ retry_on: 'unavailable,deadline-exceeded' });
+    assert.equal(state.wouldRetryFromResponse(200, { 'grpc-status': '14' }), true);
+    assert.equal(state.wouldRetryFromResponse(200, { 'grpc-status': '4' }), true);
+    assert.equal(state.wouldRetryFromResponse(200, { 'grpc-status': '13' }), false);
+    assert.equal(state.wouldRetryFromResponse(200, { 'grpc-status': '0' }), false);
+    assert.equal(state.wouldRetryFromResponse(503, {}), false, 'gRPC conditions say nothing of HTTP statuses');
   });
 
   it('decides on responses and resets as Envoy does', () => {

@@ -29,7 +29,23 @@ export const RetryOn = {
   RetriableHeaders: 1 << 8,
   EnvoyRateLimited: 1 << 9,
   Http3PostConnectFailure: 1 << 10,
+  // gRPC conditions, read from the `grpc-status` of a trailers-only response (Envoy's retry_grpc_on).
+  GrpcCancelled: 1 << 11,
+  GrpcDeadlineExceeded: 1 << 12,
+  GrpcResourceExhausted: 1 << 13,
+  GrpcUnavailable: 1 << 14,
+  GrpcInternal: 1 << 15,
 } as const;
+
+/** The gRPC status each gRPC condition retries on. */
+const GRPC_STATUS_CONDITIONS: readonly (readonly [status: string, bit: number])[] = [
+  ['1', RetryOn.GrpcCancelled],
+  ['4', RetryOn.GrpcDeadlineExceeded],
+  ['8', RetryOn.GrpcResourceExhausted],
+  ['14', RetryOn.GrpcUnavailable],
+  ['13', RetryOn.GrpcInternal],
+];
+const ANY_GRPC = RetryOn.GrpcCancelled | RetryOn.GrpcDeadlineExceeded | RetryOn.GrpcResourceExhausted | RetryOn.GrpcUnavailable | RetryOn.GrpcInternal;
 
 const RETRY_ON_NAMES: ReadonlyMap<string, number> = new Map([
   ['5xx', RetryOn.FiveXx],
@@ -44,10 +60,12 @@ const RETRY_ON_NAMES: ReadonlyMap<string, number> = new Map([
   ['envoy-ratelimited', RetryOn.EnvoyRateLimited],
   // HTTP/3 is never used upstream, so there is never an HTTP/3 failure to retry: accepted, never true.
   ['http3-post-connect-failure', RetryOn.Http3PostConnectFailure],
+  ['cancelled', RetryOn.GrpcCancelled],
+  ['deadline-exceeded', RetryOn.GrpcDeadlineExceeded],
+  ['resource-exhausted', RetryOn.GrpcResourceExhausted],
+  ['unavailable', RetryOn.GrpcUnavailable],
+  ['internal', RetryOn.GrpcInternal],
 ]);
-
-/** gRPC conditions: Portico does not proxy gRPC status retries; they are refused in config. */
-const GRPC_RETRY_ON = new Set(['cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable']);
 
 /**
  * Parses a `retry_on` list (config or `x-envoy-retry-on`): Envoy's parseRetryOn, which skips unknown
@@ -114,12 +132,7 @@ const PREVIOUS_HOSTS_TYPE = 'envoy.extensions.retry.host.previous_hosts.v3.Previ
 export function compileRetryPolicy(config: RetryPolicyConfig, path: string, errors: ConfigError[]): RetryPolicy {
   const retryOn = parseRetryOn(config.retry_on ?? '');
   for (const name of retryOn.unknown) {
-    const grpc = GRPC_RETRY_ON.has(name);
-    errors.push({
-      code: grpc ? 'unsupported_field' : 'invalid_value',
-      path: childPath(path, 'retry_on'),
-      message: grpc ? `gRPC retry condition "${name}" is not supported` : `unknown retry condition "${name}"`,
-    });
+    errors.push({ code: 'invalid_value', path: childPath(path, 'retry_on'), message: `unknown retry condition "${name}"` });
   }
   // Other predicate extensions are refused by the support check (src/config/support.ts).
   const avoidPreviousHosts = (config.retry_host_predicate ?? []).some((p) => p.typed_config?.type_url.endsWith(PREVIOUS_HOSTS_TYPE));
@@ -214,7 +227,9 @@ export class RetryState {
     if (policy.avoidPreviousHosts) this.attempted = [];
     if (headers === undefined) return;
     const retryOn = headers['x-envoy-retry-on'];
-    if (typeof retryOn === 'string') this.retryOn |= parseRetryOn(retryOn).bits;
+    if (typeof retryOn === 'string') this.retryOn |= parseRetryOn(retryOn).bits & ~ANY_GRPC;
+    const grpcOn = headers['x-envoy-retry-grpc-on'];
+    if (typeof grpcOn === 'string') this.retryOn |= parseRetryOn(grpcOn).bits & ANY_GRPC;
     const maxRetries = headers['x-envoy-max-retries'];
     if (typeof maxRetries === 'string' && /^\d+$/.test(maxRetries.trim())) this.retriesRemaining = Number(maxRetries.trim());
     const codes = headers['x-envoy-retriable-status-codes'];
@@ -230,6 +245,10 @@ export class RetryState {
   wouldRetryFromResponse(status: number, headers: RequestHead['headers']): boolean {
     const on = this.retryOn;
     if (headers['x-envoy-ratelimited'] !== undefined) return (on & RetryOn.EnvoyRateLimited) !== 0;
+    if (on & ANY_GRPC) {
+      const grpcStatus = headers['grpc-status'];
+      if (typeof grpcStatus === 'string') for (const [code, bit] of GRPC_STATUS_CONDITIONS) if (on & bit && grpcStatus === code) return true;
+    }
     if (on & RetryOn.FiveXx && status >= 500 && status < 600) return true;
     if (on & RetryOn.GatewayError && status >= 502 && status <= 504) return true;
     if (on & RetryOn.Retriable4xx && status === 409) return true;

@@ -1,20 +1,29 @@
 /**
- * Local replies to gRPC requests are gRPC, as Envoy sends them: HTTP 200, `application/grpc`, the status in
- * `grpc-status` (mapped from the HTTP status, DEADLINE_EXCEEDED for timeouts) and the text in `grpc-message`.
- * Requests that are not gRPC (`application/grpc-web` included) keep their HTTP replies.
+ * gRPC through the router: local replies to gRPC requests are gRPC, as Envoy sends them (HTTP 200,
+ * `application/grpc`, the status in `grpc-status`, mapped from the HTTP status, DEADLINE_EXCEEDED for timeouts,
+ * the text in `grpc-message`), while other requests (`application/grpc-web` included) keep their HTTP replies;
+ * and `retry_on` gRPC conditions read a trailers-only response's `grpc-status`.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type RunningPortico, simpleBootstrap, startPortico, staticCluster } from '../support/portico.js';
-import { httpRequest, type MisbehavingUpstream, startMisbehavingUpstream } from '../support/upstreams.js';
+import { type RunningPortico, simpleBootstrap, startPortico, stat, staticCluster } from '../support/portico.js';
+import { httpRequest, type MisbehavingUpstream, type RecordingUpstream, startMisbehavingUpstream, startRecordingUpstream } from '../support/upstreams.js';
 
-describe('local replies to gRPC requests', () => {
+describe('gRPC local replies and retries', () => {
   let hang: MisbehavingUpstream;
+  let flaky: RecordingUpstream;
+  let calls = 0;
   let gw: RunningPortico;
   const grpc = { 'content-type': 'application/grpc', te: 'trailers' };
 
   before(async () => {
     hang = await startMisbehavingUpstream('hang');
+    // Every other call fails with a trailers-only UNAVAILABLE, as a gRPC server shedding load answers.
+    flaky = await startRecordingUpstream((_req, res) => {
+      calls++;
+      res.writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': calls % 2 === 1 ? '14' : '0', 'x-call': String(calls) });
+      res.end();
+    });
     gw = await startPortico(
       simpleBootstrap({
         routes: `- match: { prefix: "/slow.Service/" }
@@ -22,8 +31,13 @@ describe('local replies to gRPC requests', () => {
 - match: { prefix: "/empty.Service/" }
   route: { cluster: empty }
 - match: { prefix: "/only.Grpc/", grpc: {} }
-  route: { cluster: empty }`,
+  route: { cluster: empty }
+- match: { prefix: "/retried.Service/" }
+  route: { cluster: flaky, retry_policy: { retry_on: "unavailable,cancelled", num_retries: 2 } }
+- match: { prefix: "/flaky.Service/" }
+  route: { cluster: flaky }`,
         clusters: `${staticCluster('hang', hang.port)}
+${staticCluster('flaky', flaky.port)}
 - name: empty
   connect_timeout: 1s
   load_assignment: { cluster_name: empty, endpoints: [] }`,
@@ -34,6 +48,7 @@ describe('local replies to gRPC requests', () => {
   after(async () => {
     await gw.close();
     await hang.close();
+    await flaky.close();
   });
 
   it('no route: UNIMPLEMENTED (12) with HTTP 200 and no body', async () => {
@@ -66,5 +81,13 @@ describe('local replies to gRPC requests', () => {
     const web = await httpRequest(`${gw.url()}/empty.Service/Call`, { method: 'POST', headers: { 'content-type': 'application/grpc-web' }, body: '' });
     assert.equal(web.status, 503);
     assert.equal(web.body, 'no healthy upstream');
+  });
+
+  it('retry_on unavailable retries a trailers-only UNAVAILABLE; without it, the client gets the status', async () => {
+    const retried = await httpRequest(`${gw.url()}/retried.Service/Call`, { method: 'POST', headers: grpc, body: '' });
+    assert.equal(retried.headers['grpc-status'], '0');
+    assert.equal(stat(gw, 'cluster.flaky.upstream_rq_retry'), 1);
+    const plain = await httpRequest(`${gw.url()}/flaky.Service/Call`, { method: 'POST', headers: grpc, body: '' });
+    assert.equal(plain.headers['grpc-status'], '14');
   });
 });
