@@ -290,7 +290,10 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'request_mirror_policies',
     'cors',
     'upgrade_configs',
+    'max_stream_duration',
   ],
+  // max_stream_duration itself (a limit on the whole stream) is refused.
+  'envoy.config.route.v3.RouteAction.MaxStreamDuration': ['grpc_timeout_header_max', 'grpc_timeout_header_offset'],
   // connect_config (CONNECT terminated as raw TCP) is refused.
   'envoy.config.route.v3.RouteAction.UpgradeConfig': ['upgrade_type', 'enabled'],
   // trace_sampled only matters to tracing, which Portico does not do: no copy is traced either way.

@@ -50,3 +50,14 @@ export function grpcMessage(text: string): string {
   }
   return out;
 }
+
+const GRPC_TIMEOUT = /^(\d{1,8})([HMSmun])$/;
+const GRPC_TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+
+/** A `grpc-timeout` header (up to 8 digits and a unit) in ms, rounded up; undefined when absent or malformed. */
+export function parseGrpcTimeout(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const match = GRPC_TIMEOUT.exec(value);
+  if (match === null) return undefined;
+  return Math.ceil(Number(match[1]) * GRPC_TIMEOUT_UNIT_MS[match[2]!]!);
+}

@@ -35,7 +35,11 @@ describe('gRPC local replies and retries', () => {
 - match: { prefix: "/retried.Service/" }
   route: { cluster: flaky, retry_policy: { retry_on: "unavailable,cancelled", num_retries: 2 } }
 - match: { prefix: "/flaky.Service/" }
-  route: { cluster: flaky }`,
+  route: { cluster: flaky }
+- match: { prefix: "/deadline.Service/" }
+  route: { cluster: hang, timeout: 5s, max_stream_duration: { grpc_timeout_header_max: 2s, grpc_timeout_header_offset: 0.05s } }
+- match: { prefix: "/echo.Service/" }
+  route: { cluster: flaky, max_stream_duration: { grpc_timeout_header_max: 0s } }`,
         clusters: `${staticCluster('hang', hang.port)}
 ${staticCluster('flaky', flaky.port)}
 - name: empty
@@ -89,5 +93,17 @@ ${staticCluster('flaky', flaky.port)}
     assert.equal(stat(gw, 'cluster.flaky.upstream_rq_retry'), 1);
     const plain = await httpRequest(`${gw.url()}/flaky.Service/Call`, { method: 'POST', headers: grpc, body: '' });
     assert.equal(plain.headers['grpc-status'], '14');
+  });
+
+  it('grpc-timeout sets the route timeout under max_stream_duration, capped and less the offset, and goes upstream', async () => {
+    const started = performance.now();
+    const res = await httpRequest(`${gw.url()}/deadline.Service/Call`, { method: 'POST', headers: { ...grpc, 'grpc-timeout': '250m' }, body: '' });
+    const elapsed = performance.now() - started;
+    assert.equal(res.headers['grpc-status'], '4');
+    assert.ok(elapsed >= 190 && elapsed < 2000, `answered after ${elapsed} ms, not the route's 5 s`);
+    const before = flaky.requests.length;
+    await httpRequest(`${gw.url()}/echo.Service/Call`, { method: 'POST', headers: { ...grpc, 'grpc-timeout': '3S' }, body: '' });
+    assert.equal(flaky.requests.length, before + 1);
+    assert.equal(flaky.requests.at(-1)!.headers['grpc-timeout'], '3000m', 'no cap with a max of 0');
   });
 });

@@ -46,6 +46,12 @@ export interface ForwardAction {
   readonly appendXForwardedHost: boolean;
   /** Route timeout in ms; 0 disables it. */
   readonly timeoutMs: number;
+  /**
+   * `max_stream_duration.grpc_timeout_header_max`: set, a gRPC request's `grpc-timeout` sets the route timeout,
+   * capped by it unless 0; undefined ignores the header.
+   */
+  readonly grpcTimeoutHeaderMaxMs: number | undefined;
+  readonly grpcTimeoutHeaderOffsetMs: number;
   /** Per-route stream idle timeout, overriding the connection manager's; undefined keeps that one. */
   readonly idleTimeoutMs: number | undefined;
   /** `hash_policy`, for RING_HASH and MAGLEV clusters. */
@@ -165,6 +171,8 @@ function compileForward(
     hostRewritePathRegex: hostRegex ? compileRegexRewrite(hostRegex, `${path}.host_rewrite_path_regex`, errors) : undefined,
     appendXForwardedHost: action.append_x_forwarded_host ?? false,
     timeoutMs: action.timeout ?? 15_000,
+    grpcTimeoutHeaderMaxMs: action.max_stream_duration?.grpc_timeout_header_max,
+    grpcTimeoutHeaderOffsetMs: action.max_stream_duration?.grpc_timeout_header_offset ?? 0,
     idleTimeoutMs: action.idle_timeout,
     hashPolicy: compileHashPolicy(action.hash_policy, `${path}.hash_policy`, errors),
     // As Envoy, a route's policy replaces its virtual host's entirely.

@@ -9,7 +9,7 @@
 import type { Socket } from 'node:net';
 import type { envoy } from '../../generated/envoy.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
-import { GrpcStatus } from '../grpc.js';
+import { GrpcStatus, isGrpcContentType, parseGrpcTimeout } from '../grpc.js';
 import { ResponseFlag } from '../response-flags.js';
 import { FilterDataStatus, FilterHeadersStatus, FilterTrailersStatus, type FilterFactoryContext, type StreamFilter } from '../http/filter.js';
 import type { RouterFilterCallbacks } from '../http/connection-manager.js';
@@ -119,6 +119,8 @@ export class Router implements StreamFilter, UpstreamRequestOwner, RequestBodyOw
   private generatedCookies: string[] | undefined;
   /** Copies of this request sent by the route's mirror policies, which get its body as it arrives. */
   private mirrors: RequestMirrors | undefined;
+  /** The route honours gRPC clients' `grpc-timeout`, which then carries the attempt's deadline upstream. */
+  private grpcTimeoutHeader = false;
   /** The client's connection is full: upstream reading is paused until it drains. */
   private downstreamFull = false;
 
@@ -252,6 +254,18 @@ export class Router implements StreamFilter, UpstreamRequestOwner, RequestBodyOw
     const policy = action.retryPolicy;
     let timeoutMs = action.timeoutMs;
     let perTryTimeoutMs = policy?.perTryTimeoutMs ?? 0;
+    // Envoy's finalTimeout: with max_stream_duration.grpc_timeout_header_max on the route, a gRPC client's
+    // grpc-timeout sets the route timeout (capped by the max unless it is 0, less the offset), before the
+    // x-envoy-* headers of a trusted client do.
+    if (action.grpcTimeoutHeaderMaxMs !== undefined && isGrpcContentType(headers['content-type'])) {
+      this.grpcTimeoutHeader = true;
+      let grpcTimeout = parseGrpcTimeout(headers['grpc-timeout']);
+      if (grpcTimeout !== undefined) {
+        if (action.grpcTimeoutHeaderMaxMs > 0 && grpcTimeout > action.grpcTimeoutHeaderMaxMs) grpcTimeout = action.grpcTimeoutHeaderMaxMs;
+        if (action.grpcTimeoutHeaderOffsetMs < grpcTimeout) grpcTimeout -= action.grpcTimeoutHeaderOffsetMs;
+        timeoutMs = grpcTimeout;
+      }
+    }
     if (trusted) {
       const expected = this.config.respectExpectedRqTimeout ? headerTimeoutMs(headers['x-envoy-expected-rq-timeout-ms']) : undefined;
       const requested = headerTimeoutMs(headers['x-envoy-upstream-rq-timeout-ms']);
@@ -283,7 +297,6 @@ export class Router implements StreamFilter, UpstreamRequestOwner, RequestBodyOw
    * is left of the route timeout since the request completed).
    */
   private setExpectedTimeoutHeader(): void {
-    if (this.config.suppressEnvoyHeaders) return;
     const global = this.timeoutMs;
     let expected = this.perTryTimeoutMs || global;
     if (expected === 0) return;
@@ -291,8 +304,12 @@ export class Router implements StreamFilter, UpstreamRequestOwner, RequestBodyOw
       const elapsed = Math.floor(performance.now() - this.downstreamCompleteAt);
       expected = elapsed >= global ? 1 : Math.min(expected, global - elapsed);
     }
-    this.callbacks.head.headers['x-envoy-expected-rq-timeout-ms'] = String(expected);
+    const headers = this.callbacks.head.headers;
+    // A gRPC upstream hears the deadline it has in its own header, as Envoy rewrites grpc-timeout.
+    if (this.grpcTimeoutHeader) headers['grpc-timeout'] = `${expected}m`;
+    if (!this.config.suppressEnvoyHeaders) headers['x-envoy-expected-rq-timeout-ms'] = String(expected);
   }
+
 
   /**
    * Dispatches an attempt to `host`, unless the cluster's circuit breakers refuse it: too many requests, or no
