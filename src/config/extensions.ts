@@ -14,6 +14,7 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
   // HTTP filters (src/extensions/filters/http/registry.ts): the filter's config and its per-route config.
   ['envoy.extensions.filters.http.cors.v3.Cors', 'envoy.filters.http.cors'],
   ['envoy.extensions.filters.http.cors.v3.CorsPolicy', 'envoy.filters.http.cors'],
+  ['envoy.extensions.filters.http.grpc_web.v3.GrpcWeb', 'envoy.filters.http.grpc_web'],
   ['envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', 'envoy.filters.network.tcp_proxy'],
   // Listener filters (src/extensions/filters/listener/registry.ts).
   ['envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector', 'envoy.filters.listener.tls_inspector'],

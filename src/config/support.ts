@@ -200,6 +200,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   'envoy.extensions.filters.http.router.v3.Router': ['dynamic_stats', 'start_child_span', 'suppress_envoy_headers', 'respect_expected_rq_timeout'],
   'envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig': [],
   'envoy.extensions.filters.http.cors.v3.Cors': [],
+  'envoy.extensions.filters.http.grpc_web.v3.GrpcWeb': [],
   'envoy.extensions.filters.http.cors.v3.CorsPolicy': '*',
   'envoy.config.route.v3.FilterConfig': ['config', 'disabled'],
   // The deprecated `cors` of virtual hosts and route actions: the same fields.

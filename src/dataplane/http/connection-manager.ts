@@ -396,6 +396,12 @@ class FilterHandle implements RouterFilterCallbacks, EncoderFilterCallbacks {
   setDecodingBuffer(body: Buffer): void {
     this.stream.decoder?.setBuffered(this.index, body);
   }
+  injectDecodedDataToFilterChain(data: Buffer, endStream: boolean): void {
+    this.stream.decoder?.data(this.index + 1, data, endStream);
+  }
+  injectEncodedDataToFilterChain(data: Buffer, endStream: boolean): void {
+    this.stream.encoder?.data(this.stream.encodePosition(this.index) + 1, data, endStream);
+  }
   encodeHeaders(response: ResponseHead, endStream: boolean): void {
     this.stream.startResponse(this.index, response, endStream);
   }

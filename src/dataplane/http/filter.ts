@@ -91,6 +91,11 @@ export interface DecoderFilterCallbacks extends StreamFilterCallbacks {
   /** Replaces the buffered request body (a filter rewriting a body it buffered). */
   setDecodingBuffer(body: Buffer): void;
   /**
+   * Sends request body data on to the filters after this one, at once: how a filter that answered
+   * StopIterationNoBuffer passes on what it made of its input (a body decoded, re-framed).
+   */
+  injectDecodedDataToFilterChain(data: Buffer, endStream: boolean): void;
+  /**
    * Starts the response from this filter (a filter's own answer, such as a CORS preflight, or the router's
    * upstream response): it passes every filter's encode callbacks, in reverse chain order, as in Envoy. Not a
    * local reply: `local_reply_config` does not rewrite it.
@@ -115,6 +120,8 @@ export interface EncoderFilterCallbacks extends StreamFilterCallbacks {
   continueEncoding(): void;
   encodingBuffer(): Buffer | undefined;
   setEncodingBuffer(body: Buffer): void;
+  /** Sends response body data on towards the client, past this filter (trailers turned into body data, say). */
+  injectEncodedDataToFilterChain(data: Buffer, endStream: boolean): void;
 }
 
 /**
