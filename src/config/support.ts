@@ -201,6 +201,10 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   'envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig': [],
   'envoy.extensions.filters.http.cors.v3.Cors': [],
   'envoy.extensions.filters.http.grpc_web.v3.GrpcWeb': [],
+  // emit_filter_state and enable_upstream_stats are refused.
+  'envoy.extensions.filters.http.grpc_stats.v3.FilterConfig': ['stats_for_all_methods', 'individual_method_stats_allowlist', 'replace_dots_in_grpc_service_name'],
+  'envoy.config.core.v3.GrpcMethodList': ['services'],
+  'envoy.config.core.v3.GrpcMethodList.Service': ['name', 'method_names'],
   'envoy.extensions.filters.http.cors.v3.CorsPolicy': '*',
   'envoy.config.route.v3.FilterConfig': ['config', 'disabled'],
   // The deprecated `cors` of virtual hosts and route actions: the same fields.

@@ -1,12 +1,13 @@
 /**
  * `envoy.filters.http.grpc_web` end to end: a gRPC-Web client written against the protocol (binary and base64
  * text, over HTTP/1.1) → Portico → a real `@grpc/grpc-js` server over HTTP/2. Messages and trailers come back in
- * the body as gRPC-Web frames; a CORS preflight is answered by the CORS filter before it.
+ * the body as gRPC-Web frames; a CORS preflight is answered by the CORS filter before it. `envoy.filters.http.grpc_stats`
+ * after it counts the calls per method as gRPC.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { type RunningPortico, simpleBootstrap, startPortico, staticCluster } from '../support/portico.js';
+import { type RunningPortico, simpleBootstrap, startPortico, stat, staticCluster } from '../support/portico.js';
 import { httpRequest } from '../support/upstreams.js';
 
 const identity = (b: Buffer): Buffer => b;
@@ -77,7 +78,11 @@ describe('gRPC-Web filter', () => {
         httpFilters: `- name: envoy.filters.http.cors
   typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors }
 - name: envoy.filters.http.grpc_web
-  typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb }`,
+  typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb }
+- name: envoy.filters.http.grpc_stats
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig
+    individual_method_stats_allowlist: { services: [{ name: test.Echo, method_names: [Echo] }] }`,
         routes: `- match: { prefix: "/test.Echo/" }
   route: { cluster: grpc }
   typed_per_filter_config:
@@ -139,5 +144,18 @@ describe('gRPC-Web filter', () => {
     });
     assert.equal(res.status, 200);
     assert.equal(res.headers['access-control-allow-methods'], 'POST');
+  });
+
+  it('grpc_stats counts calls and messages per allowed method, the others together', async () => {
+    const method = (name: string): number => stat(gw, `cluster.grpc.grpc.test.Echo.Echo.${name}`) ?? 0;
+    const before = { success: method('success'), total: method('total'), requests: method('request_message_count') };
+    await call('/test.Echo/Echo', Buffer.concat([frame(Buffer.from('a'))]), 'application/grpc-web+proto');
+    assert.equal(method('success') - before.success, 1);
+    assert.equal(method('total') - before.total, 1);
+    assert.equal(method('request_message_count') - before.requests, 1);
+    assert.ok(method('response_message_count') >= 1);
+    const failures = stat(gw, 'cluster.grpc.grpc.failure') ?? 0;
+    await call('/test.Echo/Fail', frame(Buffer.from('x')), 'application/grpc-web+proto');
+    assert.equal((stat(gw, 'cluster.grpc.grpc.failure') ?? 0) - failures, 1, 'Fail is not in the allowlist: counted under grpc.');
   });
 });
