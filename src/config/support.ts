@@ -384,6 +384,8 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   'envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget': '*',
   'envoy.config.cluster.v3.Cluster.CommonLbConfig': ['healthy_panic_threshold', 'locality_weighted_lb_config'],
   'envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig': '*',
+  // initial_metadata is refused.
+  'envoy.config.core.v3.HealthCheck.GrpcHealthCheck': ['service_name', 'authority'],
   'envoy.config.core.v3.HealthCheck': [
     'timeout',
     'interval',
@@ -394,6 +396,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'healthy_threshold',
     'reuse_connection',
     'http_health_check',
+    'grpc_health_check',
     'tcp_health_check',
     'no_traffic_interval',
     'no_traffic_healthy_interval',

@@ -11,6 +11,7 @@ import type { StatScope } from '../../../stats/store.js';
 import { HealthFlag, type Host } from '../host.js';
 import type { RandomSource } from '../lb/policy.js';
 import { HEALTH_CHECK_STATS } from '../stats.js';
+import { compileGrpcCheck, GrpcProbe } from './grpc-probe.js';
 import { compileHttpCheck, HttpProbe } from './http-probe.js';
 import type { HealthFlagSink } from './outlier-detector.js';
 import { type HealthProbe, ProbeOutcome, type ProbeResult } from './probe.js';
@@ -60,11 +61,14 @@ export function compileHealthCheck(config: HealthCheckConfig, path: string, erro
     const spec = compileHttpCheck(config.http_health_check, `${path}.http_health_check`, errors);
     authority = spec.host;
     createProbe = () => new HttpProbe(spec, reuseConnection);
+  } else if (config.grpc_health_check !== undefined) {
+    const spec = compileGrpcCheck(config.grpc_health_check);
+    createProbe = () => new GrpcProbe(spec, reuseConnection);
   } else if (config.tcp_health_check !== undefined) {
     const spec = compileTcpCheck(config.tcp_health_check, `${path}.tcp_health_check`, errors);
     createProbe = () => new TcpProbe(spec, reuseConnection);
   } else {
-    errors.push({ code: 'invalid_value', path, message: 'a health check needs http_health_check or tcp_health_check' });
+    errors.push({ code: 'invalid_value', path, message: 'a health check needs http_health_check, grpc_health_check or tcp_health_check' });
     createProbe = () => new TcpProbe({ send: Buffer.alloc(0), receive: [] }, reuseConnection);
   }
   return {
