@@ -387,13 +387,13 @@ describe('health checking configuration', () => {
   it('refuses two health checks, unsupported kinds, and out-of-range outlier percentages', () => {
     const check = '{ interval: 1s, timeout: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {} }';
     assert.deepEqual(problems(cluster(`  health_checks: [${check}, ${check}]`, [{ port: 1 }])), ['invalid_value health_checks']);
-    const grpc = checkYaml(
+    const custom = checkYaml(
       simpleBootstrap({
         routes: '- match: { prefix: "/" }\n  route: { cluster: c }',
-        clusters: cluster('  health_checks: [{ interval: 1s, timeout: 1s, unhealthy_threshold: 1, healthy_threshold: 1, grpc_health_check: {} }]', [{ port: 1 }]),
+        clusters: cluster('  health_checks: [{ interval: 1s, timeout: 1s, unhealthy_threshold: 1, healthy_threshold: 1, custom_health_check: { name: x } }]', [{ port: 1 }]),
       }),
     );
-    assert.ok(grpc.some((e) => e.code === 'unsupported_field' && e.path.endsWith('health_checks[0].grpc_health_check')), JSON.stringify(grpc));
+    assert.ok(custom.some((e) => e.code === 'unsupported_field' && e.path.endsWith('health_checks[0].custom_health_check')), JSON.stringify(custom));
     assert.deepEqual(problems(cluster('  outlier_detection: { max_ejection_percent: 101 }', [{ port: 1 }])), ['invalid_value outlier_detection.max_ejection_percent']);
   });
 });
