@@ -10,7 +10,7 @@ export const PORTICO = join(ROOT, 'bin/portico.js');
 const PEERS_DIR = join(ROOT, 'bench/peers');
 
 /** A started server: its process handle, the port it serves and the URL wrk should load. */
-async function serve(name, cpus, cmd, args, port, options) {
+export async function serve(name, cpus, cmd, args, port, options) {
   const t0 = performance.now();
   const proc = start(name, cpus, cmd, args, options);
   await waitForPort(port, proc);
@@ -23,7 +23,7 @@ async function serve(name, cpus, cmd, args, port, options) {
  * nginx with one worker and keep-alive without a request limit; `server(port)` is the rest of its http block.
  * Each instance gets its own prefix directory (config, pid) named after its label.
  */
-async function startNginx(dir, label, cpus, workerConnections, server) {
+export async function startNginx(dir, label, cpus, workerConnections, server) {
   const port = await freePort();
   const prefix = join(dir, `${label.replaceAll(' ', '-')}-${port}`);
   mkdirSync(prefix, { recursive: true });

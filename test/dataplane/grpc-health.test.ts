@@ -4,11 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { type RunningPortico, simpleBootstrap, startPortico, stat } from '../support/portico.js';
+import { startGrpcServer } from '../support/grpc.js';
 import { waitFor } from '../support/wait.js';
 
-const identity = (b: Buffer): Buffer => b;
 /** HealthCheckResponse { status } as bytes: field 1, varint. */
 const response = (status: number): Buffer => Buffer.from([0x08, status]);
 
@@ -19,29 +19,17 @@ describe('gRPC health checks', () => {
   const asked: string[] = [];
 
   before(async () => {
-    server = new grpc.Server();
-    const check: grpc.MethodDefinition<Buffer, Buffer> = {
-      path: '/grpc.health.v1.Health/Check',
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: identity,
-      requestDeserialize: identity,
-      responseSerialize: identity,
-      responseDeserialize: identity,
-    };
-    server.addService(
-      { Check: check },
-      {
-        Check: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+    let port: number;
+    ({ server, port } = await startGrpcServer({
+      Check: {
+        path: '/grpc.health.v1.Health/Check',
+        handler: (call, callback) => {
           // HealthCheckRequest { service }: field 1, length-delimited.
           asked.push(call.request.length > 2 ? call.request.subarray(2).toString() : '');
           callback(null, response(serving ? 1 : 2));
         },
       },
-    );
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
-    );
+    }));
     gw = await startPortico(
       simpleBootstrap({
         routes: `- match: { prefix: "/" }\n  route: { cluster: c }`,

@@ -8,18 +8,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { type RunningPortico, simpleBootstrap, startPortico, stat, staticCluster } from '../support/portico.js';
+import { startGrpcServer } from '../support/grpc.js';
 import { httpRequest } from '../support/upstreams.js';
-
-const identity = (b: Buffer): Buffer => b;
-const method = (name: string): grpc.MethodDefinition<Buffer, Buffer> => ({
-  path: `/test.Echo/${name}`,
-  requestStream: false,
-  responseStream: false,
-  requestSerialize: identity,
-  requestDeserialize: identity,
-  responseSerialize: identity,
-  responseDeserialize: identity,
-});
 
 /** A gRPC-Web message frame. */
 function frame(message: Buffer, flags = 0): Buffer {
@@ -56,23 +46,18 @@ describe('gRPC-Web filter', () => {
   let gw: RunningPortico;
 
   before(async () => {
-    server = new grpc.Server();
-    server.addService(
-      { Echo: method('Echo'), Fail: method('Fail') },
-      {
-        Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+    let port: number;
+    ({ server, port } = await startGrpcServer({
+      Echo: {
+        path: '/test.Echo/Echo',
+        handler: (call, callback) => {
           const trailers = new grpc.Metadata();
           trailers.set('x-served-by', 'grpc-js');
           callback(null, Buffer.concat([Buffer.from('echo:'), call.request]), trailers);
         },
-        Fail: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-          callback({ code: grpc.status.NOT_FOUND, details: 'no such thing' });
-        },
       },
-    );
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
-    );
+      Fail: { path: '/test.Echo/Fail', handler: (_call, callback) => callback({ code: grpc.status.NOT_FOUND, details: 'no such thing' }) },
+    }));
     gw = await startPortico(
       simpleBootstrap({
         httpFilters: `- name: envoy.filters.http.cors
