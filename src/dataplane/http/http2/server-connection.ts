@@ -6,6 +6,7 @@
  */
 import http2, { constants, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { Duplex } from 'node:stream';
 import { listen, type Listeners } from '../../../util/listeners.js';
 import type { HeaderMap } from '../../router/header-mutation.js';
@@ -165,8 +166,10 @@ export class Http2ServerConnection {
     options: Http2ConnectionOptions,
   ) {
     // A session reads the socket's handle itself, past bytes already read and put back (the preface a codec_type
-    // AUTO connection was recognised by): those need the socket read as a stream.
-    const transport = socket.readableLength > 0 ? Duplex.from({ readable: socket, writable: socket }) : socket;
+    // AUTO connection was recognised by), and never reads a TLSSocket the listener layered on an accepted socket:
+    // those are read as a stream.
+    const streamed = socket.readableLength > 0 || (socket as TLSSocket).encrypted === true;
+    const transport = streamed ? Duplex.from({ readable: socket, writable: socket }) : socket;
     const session = http2.performServerHandshake(transport, { settings: options.settings }) as ConnectionSession;
     session[kConnection] = this;
     listen(session, SESSION_LISTENERS);
