@@ -41,7 +41,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'headers_with_underscores_action',
   ],
   'envoy.config.core.v3.Http1ProtocolOptions': ['accept_http_10', 'default_host_for_http_10', 'enable_trailers'],
-  // Upstream only: the connection manager speaks HTTP/1.1, and its own http2_protocol_options stay refused.
+  // Clusters and the connection manager (whose connection_keepalive validate.ts refuses).
   'envoy.config.core.v3.Http2ProtocolOptions': [
     'max_concurrent_streams',
     'initial_stream_window_size',
@@ -116,6 +116,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   // HTTP connection manager
   'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager': [
     'codec_type',
+    'http2_protocol_options',
     'stat_prefix',
     'route_config',
     'http_filters',

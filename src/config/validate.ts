@@ -78,8 +78,15 @@ export function validateBootstrap(bootstrap: Bootstrap, errors: ConfigError[]): 
 }
 
 function validateHcm(hcm: HttpConnectionManager, path: string, clusters: Set<string>, errors: ConfigError[]): void {
-  if (hcm.codec_type === 'HTTP2' || hcm.codec_type === 'HTTP3') {
-    errors.push({ code: 'unsupported_field', path: `${path}.codec_type`, message: `codec_type ${hcm.codec_type} is not supported yet` });
+  if (hcm.codec_type === 'HTTP3') {
+    errors.push({ code: 'unsupported_field', path: `${path}.codec_type`, message: 'codec_type HTTP3 is not supported yet' });
+  }
+  if (hcm.http2_protocol_options?.connection_keepalive !== undefined) {
+    errors.push({
+      code: 'unsupported_field',
+      path: `${path}.http2_protocol_options.connection_keepalive`,
+      message: 'connection_keepalive is supported on clusters only, not yet on downstream connections',
+    });
   }
   if (hcm.route_config === undefined) {
     errors.push({ code: 'missing_required', path, message: 'route_config is required (rds and scoped_routes are not supported yet)' });

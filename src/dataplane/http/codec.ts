@@ -1,5 +1,5 @@
 /**
- * The downstream codec interface: what a codec (HTTP/1.1 today, src/dataplane/http/http1/) hands the connection
+ * The downstream codec interface: what a codec (HTTP/1.1 in src/dataplane/http/http1/, HTTP/2 in http2/) hands the connection
  * manager for each request, and what the connection manager calls to answer it. Nothing above a codec knows which
  * protocol carried a stream: the request head is a header object with `:authority` as `host`, the body a
  * Readable with back-pressure (pausing it stops reading the connection), trailers a header object set before the
@@ -18,8 +18,10 @@ export interface CodecRequest {
   readonly method: string;
   /** The request target as sent: a path, or an absolute URL. */
   readonly url: string;
-  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1 (and HTTP/2, whose semantics are HTTP/1.1's). */
   readonly versionMinor: number;
+  /** The protocol access logs name, when not the HTTP/1.x that `versionMinor` says. */
+  readonly protocol?: string;
   readonly headers: RequestHeaders;
   /** Header fields in the head, before repeated ones were joined. */
   readonly headerCount: number;
@@ -46,7 +48,7 @@ export interface CodecResponse {
   write(chunk: Buffer): boolean;
   addTrailers(trailers: HeaderMap): void;
   end(): void;
-  /** Resets the stream (on HTTP/1.1 that closes the connection). */
+  /** Resets the stream (on HTTP/1.1 that closes the connection; on HTTP/2 it is a RST_STREAM). */
   destroy(): void;
   /** The stream idle timeout while this stream is in flight (0 disables). */
   setTimeout(ms: number): void;

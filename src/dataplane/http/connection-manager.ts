@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { BlockList, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Readable } from 'node:stream';
 import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
@@ -18,6 +19,7 @@ import { ActionKind } from '../router/route-action.js';
 import { type MatchContext, newMatchContext, type RouteEntry, RouteTable, stripPort, type VirtualHost } from '../router/route-table.js';
 import { newStreamInfo, type RequestHead, type StreamInfo } from '../stream-info.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
+import { http2Settings } from '../upstream/cluster-settings.js';
 import { inBlockList } from '../cidr.js';
 import { grpcMessage, httpToGrpcStatus, isGrpcContentType } from '../grpc.js';
 import { clientAddressFromXff, compileInternalAddresses, plainAddress } from './forwarded.js';
@@ -29,13 +31,14 @@ import { compilePathNormalizer } from './path-normalization.js';
 import { HCM_STATS, LISTENER_HTTP_STATS } from './stats.js';
 import type { CodecRequest, CodecResponse, CodecStreamHandler } from './codec.js';
 import {
-  type DownstreamRequest,
   type DownstreamResponse,
   HEADERS_TIMEOUT,
   Http1ServerConnection,
   type ServerConnectionOptions,
   type ServerConnectionOwner,
 } from './http1/server-connection.js';
+import { type Http2ConnectionOptions, type Http2ConnectionOwner, Http2Response, Http2ServerConnection } from './http2/server-connection.js';
+import { type PrefaceOwner, sniffPreface } from './http2/preface.js';
 import { compileUpgradeConfigs, Tunnel, type TunnelOwner, type UpgradeMap, upgradeAllowed } from './upgrade.js';
 
 const S = HCM_STATS.c;
@@ -66,6 +69,9 @@ export interface ConnectionManagerContext {
   bufferLimit: number;
 }
 
+/** Envoy's default downstream `max_concurrent_streams`: no limit but the protocol's. */
+const MAX_STREAMS = 2_147_483_647;
+
 /** Envoy's default `per_connection_buffer_limit_bytes`. */
 export const DEFAULT_BUFFER_LIMIT = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
@@ -92,9 +98,12 @@ type TrackedBody = Readable & { [kStream]?: ActiveStream };
  * routing, retry or upstream logic: that is the router's (src/dataplane/router/router.ts). Everything
  * configurable is resolved here once; per request an ActiveStream, its filters and their handles are allocated.
  */
-export class HttpConnectionManager implements ServerConnectionOwner {
-  private readonly connections = new Set<Http1ServerConnection>();
+export class HttpConnectionManager implements ServerConnectionOwner, Http2ConnectionOwner, PrefaceOwner {
+  private readonly connections = new Set<Http1ServerConnection | Http2ServerConnection>();
   private readonly codecOptions: ServerConnectionOptions;
+  private readonly http2Options: Http2ConnectionOptions;
+  /** `codec_type`: AUTO picks HTTP/2 by ALPN or the h2c preface. */
+  readonly codecType: string;
   /** Set once this manager's filter chain is retired: picks the manager that serves further requests. */
   private successor: ((socket: Socket) => HttpConnectionManager | undefined) | undefined;
   readonly statPrefix: string;
@@ -127,7 +136,7 @@ export class HttpConnectionManager implements ServerConnectionOwner {
   readonly idleTimeoutMs: number;
   /** `upgrade_configs`: the upgrade types allowed unless a route says otherwise. */
   readonly upgrades: UpgradeMap | undefined;
-  /** Set when the listener drains: every response then closes its connection. */
+  /** Set when the listener drains (startDraining): every response then closes its connection. */
   draining = false;
   private closed = false;
   /** `http.<stat_prefix>.` */
@@ -188,15 +197,29 @@ export class HttpConnectionManager implements ServerConnectionOwner {
       enableTrailers: this.enableTrailers,
     };
     this.idleTimeoutMs = common.idle_timeout ?? 3_600_000;
+    this.codecType = config.codec_type ?? 'AUTO';
+    const http2 = http2Settings(config.http2_protocol_options ?? {}, `${path}.http2_protocol_options`, errors, MAX_STREAMS);
+    this.http2Options = {
+      settings: { maxConcurrentStreams: http2.maxConcurrentStreams, initialWindowSize: http2.initialStreamWindowSize, maxHeaderListSize: this.codecOptions.maxHeaderSize },
+      initialConnectionWindowSize: http2.initialConnectionWindowSize,
+      idleTimeoutMs: this.idleTimeoutMs,
+    };
   }
 
-  // ServerConnectionOwner
-  onRequest(connection: Http1ServerConnection, request: DownstreamRequest, response: DownstreamResponse): void {
+  /** The ALPN protocols a TLS filter chain offers when it configures none: Envoy's, for the codec type. */
+  get defaultAlpn(): string[] | undefined {
+    if (this.codecType === 'AUTO') return ['h2', 'http/1.1'];
+    return this.codecType === 'HTTP2' ? ['h2'] : undefined;
+  }
+
+  // ServerConnectionOwner, Http2ConnectionOwner
+  onRequest(connection: Http1ServerConnection | Http2ServerConnection, request: CodecRequest, response: DownstreamResponse | Http2Response): void {
     const successor = this.successor;
     if (successor !== undefined) {
       // A request on a connection of a retired chain: served by the chain selected now, and the connection
-      // closes after it.
-      response.keepAlive = false;
+      // closes after it (HTTP/2: GOAWAY, its streams in flight finishing).
+      if (response instanceof Http2Response) response.connection.drain();
+      else response.keepAlive = false;
       const current = successor(connection.socket);
       if (current !== undefined && current !== this) {
         new ActiveStream(current, request, response).start();
@@ -237,20 +260,32 @@ export class HttpConnectionManager implements ServerConnectionOwner {
     }
   }
 
+  /** The HTTP/2 session failed on the client's bytes (a bad preface, a frame nghttp2 refused): it sent GOAWAY. */
+  onHttp2ProtocolError(): void {
+    this.stats.counters[S.downstream_cx_protocol_error]++;
+  }
+
+  /** The client reset an HTTP/2 stream before its response was complete. */
+  onHttp2StreamReset(): void {
+    this.stats.counters[S['http2.rx_reset']]++;
+  }
+
   /** The connection timed out with no stream in flight: Envoy's idle_timeout. */
-  onIdleTimeout(connection: Http1ServerConnection): void {
+  onIdleTimeout(connection: Http1ServerConnection | Http2ServerConnection): void {
     this.stats.counters[S.downstream_cx_idle_timeout]++;
     connection.socket.destroy();
   }
 
   /** Connection teardown stats; a peer that sent FIN first closed it (remote), otherwise the proxy did (local). */
-  onClose(connection: Http1ServerConnection, activeRequest: boolean): void {
+  onClose(connection: Http1ServerConnection | Http2ServerConnection, activeRequest: boolean): void {
     this.connections.delete(connection);
     const socket = connection.socket;
     const stats = this.stats;
-    const remote = socket.readableEnded;
+    const http2 = connection instanceof Http2ServerConnection;
+    // An HTTP/2 session reads the socket itself: whether the peer ended it is the session's to say.
+    const remote = http2 ? connection.closedByPeer : socket.readableEnded;
     stats.gauges[SG.downstream_cx_active]--;
-    stats.gauges[SG.downstream_cx_http1_active]--;
+    stats.gauges[http2 ? SG.downstream_cx_http2_active : SG.downstream_cx_http1_active]--;
     if (this.context.scheme === 'https') stats.gauges[SG.downstream_cx_ssl_active]--;
     stats.counters[S.downstream_cx_destroy]++;
     stats.counters[remote ? S.downstream_cx_destroy_remote : S.downstream_cx_destroy_local]++;
@@ -263,20 +298,50 @@ export class HttpConnectionManager implements ServerConnectionOwner {
     stats.histograms[SH.downstream_cx_length_ms]!.record(performance.now() - connection.openedAt);
   }
 
-  /** Runs the HTTP/1.1 codec on an accepted (and, with TLS, handshaken) connection. */
+  /**
+   * Runs a codec on an accepted (and, with TLS, handshaken) connection: `codec_type`'s, or with AUTO HTTP/2 when
+   * ALPN chose `h2` or a plaintext connection starts with the HTTP/2 preface, else HTTP/1.1.
+   */
   handleConnection(socket: Socket): void {
-    // Envoy's idle_timeout: a connection with no stream in flight is closed after it. Each stream replaces it
-    // with the stream idle timeout, and puts it back when it ends.
-    socket.setTimeout(this.idleTimeoutMs);
+    const type = this.codecType;
+    if (type === 'HTTP2' || (type === 'AUTO' && (socket as TLSSocket).alpnProtocol === 'h2')) {
+      this.startCodec(socket, true);
+    } else if (type === 'AUTO' && !(socket as TLSSocket).encrypted) {
+      // The idle timeout also bounds the wait for the first bytes.
+      socket.setTimeout(this.idleTimeoutMs);
+      sniffPreface(socket, this);
+    } else {
+      this.startCodec(socket, false);
+    }
+  }
+
+  // PrefaceOwner
+  onPreface(socket: Socket, http2: boolean): void {
+    this.startCodec(socket, http2);
+    socket.resume();
+  }
+
+  private startCodec(socket: Socket, http2: boolean): void {
     const stats = this.stats;
     stats.counters[S.downstream_cx_total]++;
-    stats.counters[S.downstream_cx_http1_total]++;
+    stats.counters[http2 ? S.downstream_cx_http2_total : S.downstream_cx_http1_total]++;
     stats.gauges[SG.downstream_cx_active]++;
-    stats.gauges[SG.downstream_cx_http1_active]++;
+    stats.gauges[http2 ? SG.downstream_cx_http2_active : SG.downstream_cx_http1_active]++;
     if (this.context.scheme === 'https') {
       stats.counters[S.downstream_cx_ssl_total]++;
       stats.gauges[SG.downstream_cx_ssl_active]++;
     }
+    if (http2) {
+      // The session keeps its own idle timeout (it reads the socket itself): the socket's is not used.
+      socket.setTimeout(0);
+      const connection = new Http2ServerConnection(this, socket, this.http2Options);
+      this.connections.add(connection);
+      if (this.draining) connection.drain();
+      return;
+    }
+    // Envoy's idle_timeout: a connection with no stream in flight is closed after it. Each stream replaces it
+    // with the stream idle timeout, and puts it back when it ends.
+    socket.setTimeout(this.idleTimeoutMs);
     this.connections.add(new Http1ServerConnection(this, socket, this.codecOptions));
   }
 
@@ -288,6 +353,15 @@ export class HttpConnectionManager implements ServerConnectionOwner {
     this.successor = select;
   }
 
+  /**
+   * The listener drains: every HTTP/1.1 response from now on closes its connection, and HTTP/2 connections get
+   * a GOAWAY, their streams in flight finishing.
+   */
+  startDraining(): void {
+    this.draining = true;
+    for (const connection of this.connections) if (connection instanceof Http2ServerConnection) connection.drain();
+  }
+
   /** Closes keep-alive connections that have no request in flight. */
   closeIdleConnections(): void {
     for (const connection of this.connections) if (connection.idle) connection.socket.destroy();
@@ -295,7 +369,10 @@ export class HttpConnectionManager implements ServerConnectionOwner {
 
   /** Destroys every connection. */
   close(): void {
-    for (const connection of this.connections) connection.socket.destroy();
+    for (const connection of this.connections) {
+      if (connection instanceof Http2ServerConnection) connection.destroy();
+      else connection.socket.destroy();
+    }
     if (this.closed) return;
     this.closed = true;
     this.context.stats.release(this.stats);
@@ -502,7 +579,7 @@ class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHe
     const socket = req.socket;
     this.head = { method: req.method, path: req.url, authority: '', scheme: hcm.context.scheme, headers: req.headers };
     const info = newStreamInfo(this.head, 0);
-    info.protocol = req.versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1';
+    info.protocol = req.protocol ?? (req.versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1');
     info.downstreamDirectRemoteAddress = plainAddress(socket.remoteAddress);
     info.downstreamDirectRemotePort = socket.remotePort ?? 0;
     info.downstreamRemoteAddress = info.downstreamDirectRemoteAddress;
@@ -517,7 +594,7 @@ class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHe
     res.handler = this;
     const stats = hcm.stats;
     stats.counters[S.downstream_rq_total]++;
-    stats.counters[S.downstream_rq_http1_total]++;
+    stats.counters[req.protocol === 'HTTP/2' ? S.downstream_rq_http2_total : S.downstream_rq_http1_total]++;
     stats.gauges[SG.downstream_rq_active]++;
   }
 

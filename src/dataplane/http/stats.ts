@@ -6,6 +6,7 @@ export const HCM_STATS = defineStats({
     'downstream_cx_total',
     'downstream_cx_ssl_total',
     'downstream_cx_http1_total',
+    'downstream_cx_http2_total',
     'downstream_cx_destroy',
     'downstream_cx_destroy_remote',
     'downstream_cx_destroy_local',
@@ -20,6 +21,7 @@ export const HCM_STATS = defineStats({
     'downstream_cx_upgrades_total',
     'downstream_rq_total',
     'downstream_rq_http1_total',
+    'downstream_rq_http2_total',
     'downstream_rq_completed',
     // 1xx to 5xx stay consecutive: they are counted as `1xx + class - 1`.
     'downstream_rq_1xx',
@@ -44,11 +46,14 @@ export const HCM_STATS = defineStats({
     'rq_retry_skipped_request_not_complete',
     // Portico's own: requests answered with a 500 because Portico or an HTTP filter threw (a bug).
     'rq_internal_error',
+    // The downstream HTTP/2 codec's (Envoy's `http2.` codec stats): streams the client reset.
+    'http2.rx_reset',
   ],
   gauges: [
     'downstream_cx_active',
     'downstream_cx_ssl_active',
     'downstream_cx_http1_active',
+    'downstream_cx_http2_active',
     'downstream_cx_upgrades_active',
     'downstream_rq_active',
   ],

@@ -124,7 +124,7 @@ class FilterChain {
     const secure = new tls.TLSSocket(socket, {
       isServer: true,
       secureContext: this.tls.secureContext,
-      ALPNProtocols: this.tls.alpnProtocols,
+      ALPNProtocols: this.tls.alpnProtocols ?? this.hcm?.defaultAlpn,
       requestCert: this.tls.requestCert,
       rejectUnauthorized: this.tls.requestCert,
     });
@@ -341,7 +341,7 @@ export class Listener {
   /** Stops accepting; open connections close after their current response (`Connection: close`). */
   startDraining(): void {
     this.stopAccepting();
-    for (const chain of this.allChains()) if (chain.hcm) chain.hcm.draining = true;
+    for (const chain of this.allChains()) chain.hcm?.startDraining();
   }
 
   /** Stops accepting connections; open ones stay until they are drained or closed. */

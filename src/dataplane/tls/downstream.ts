@@ -31,7 +31,7 @@ export function compileDownstreamTls(config: DownstreamTlsContext, path: string,
   const ca = loadTrustedCa(common, path, errors);
   const alpn = common.alpn_protocols;
   for (const [i, protocol] of (alpn ?? []).entries()) {
-    if (protocol !== 'http/1.1' && protocol !== 'http/1.0') {
+    if (protocol !== 'h2' && protocol !== 'http/1.1' && protocol !== 'http/1.0') {
       errors.push({
         code: 'unsupported_field',
         path: `${path}.common_tls_context.alpn_protocols[${i}]`,

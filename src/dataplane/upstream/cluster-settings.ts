@@ -99,9 +99,10 @@ function http2Path(cluster: Cluster, options: UpstreamHttpProtocolOptions | unde
 const MIN_WINDOW = 65_535;
 const MAX_WINDOW = 2_147_483_647;
 
-function http2Settings(options: Http2ProtocolOptions, path: string, errors: ConfigError[]): Http2Settings {
+/** Checked HTTP/2 settings, of a cluster or (with Envoy's downstream default of unlimited streams) a connection manager. */
+export function http2Settings(options: Http2ProtocolOptions, path: string, errors: ConfigError[], defaultMaxStreams = 1024): Http2Settings {
   const settings: Http2Settings = {
-    maxConcurrentStreams: options.max_concurrent_streams ?? 1024,
+    maxConcurrentStreams: options.max_concurrent_streams ?? defaultMaxStreams,
     initialStreamWindowSize: options.initial_stream_window_size ?? 16 * 1024 * 1024,
     initialConnectionWindowSize: options.initial_connection_window_size ?? 24 * 1024 * 1024,
     keepaliveIntervalMs: options.connection_keepalive?.interval ?? 0,
