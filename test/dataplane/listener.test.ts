@@ -21,13 +21,15 @@ import { waitFor } from '../support/wait.js';
 import { HTTP_FILTERS } from '../../src/extensions/filters/http/registry.js';
 
 /** A filter chain whose connection manager answers every request with `body`. */
-function chain(body: string, extra = ''): string {
+/** A chain answering its name; `codecType` sets the connection manager's codec_type. */
+function chain(body: string, extra = '', codecType = 'AUTO'): string {
   return `
     - ${extra ? `${extra}\n      ` : ''}filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ${body}
+          codec_type: ${codecType}
           route_config:
             virtual_hosts:
             - name: all
@@ -359,9 +361,11 @@ describe('filter chain selection by SNI, transport protocol and ALPN', { skip: h
   it('selects by the ALPN protocols offered, in the client\'s order of preference', async () => {
     const gw = await startPortico(
       bootstrap(
-        chain('h1', `filter_chain_match: { transport_protocol: tls, application_protocols: [http/1.1] }\n      ${terminateTls(file, 'a')}`) +
-          chain('h2', `filter_chain_match: { transport_protocol: tls, application_protocols: [h2] }\n      ${terminateTls(file, 'b')}`) +
-          chain('none', `filter_chain_match: { transport_protocol: tls }\n      ${terminateTls(file, 'wild')}`),
+        // HTTP/1.1 connection managers negotiate no ALPN, so the test client speaks HTTP/1.1 whatever it offered:
+        // selection is by what the ClientHello offered.
+        chain('h1', `filter_chain_match: { transport_protocol: tls, application_protocols: [http/1.1] }\n      ${terminateTls(file, 'a')}`, 'HTTP1') +
+          chain('h2', `filter_chain_match: { transport_protocol: tls, application_protocols: [h2] }\n      ${terminateTls(file, 'b')}`, 'HTTP1') +
+          chain('none', `filter_chain_match: { transport_protocol: tls }\n      ${terminateTls(file, 'wild')}`, 'HTTP1'),
         undefined,
         TLS_INSPECTOR,
       ),
