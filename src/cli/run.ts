@@ -7,7 +7,7 @@ import { DEFAULT_FILE_FLUSH_INTERVAL_MS } from '../dataplane/access-log/sinks.js
 import { compileBootstrap } from '../dataplane/data-plane.js';
 import { Primary } from '../server/primary.js';
 import { createLogger, isLogLevel, type LogLevel } from '../util/logger.js';
-import { HTTP_FILTERS } from '../extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../extensions/registry.js';
 
 const OPTIONS = {
   'config-path': { type: 'string', short: 'c' },
@@ -65,7 +65,7 @@ export async function validateCommand(argv: string[]): Promise<number> {
 function validate(options: RunOptions): number {
   const log = createLogger(options.logLevel);
   const { bootstrap, errors } = loadBootstrap(options);
-  if (errors.length === 0) compileBootstrap(bootstrap, log, errors, { httpFilters: HTTP_FILTERS });
+  if (errors.length === 0) compileBootstrap(bootstrap, log, errors, EXTENSIONS);
   if (errors.length > 0) {
     process.stderr.write(`configuration rejected, ${errors.length} problem${errors.length > 1 ? 's' : ''}:\n${formatConfigErrors(errors)}\n`);
     return 1;
@@ -83,7 +83,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (options.mode === 'validate') return validate(options);
   const log = createLogger(options.logLevel);
   const { bootstrap, errors, document } = loadBootstrap(options);
-  if (errors.length === 0) compileBootstrap(bootstrap, log, errors, { httpFilters: HTTP_FILTERS });
+  if (errors.length === 0) compileBootstrap(bootstrap, log, errors, EXTENSIONS);
   if (errors.length > 0) {
     process.stderr.write(`configuration rejected, ${errors.length} problem${errors.length > 1 ? 's' : ''}:\n${formatConfigErrors(errors)}\n`);
     return 1;

@@ -11,7 +11,7 @@ import type { Logger } from '../util/logger.js';
 import type { Resource } from './resources.js';
 import { type Change, type ChangeResult, type ConfigStore, NOTIFY_CHANNEL, type Snapshot } from './store/store.js';
 import { type BuiltConfig, buildConfig, type ResourceError, type TranslateOptions } from './translate.js';
-import { HTTP_FILTERS } from '../extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../extensions/registry.js';
 
 export interface ControlPlaneOptions extends TranslateOptions {
   drainTimeoutMs: number;
@@ -52,7 +52,7 @@ export class ControlPlane {
       options.log.error(`stored configuration version ${snapshot.version} is invalid, serving no routes:\n${formatResourceErrors(built.errors)}`);
       built = buildConfig([], options, options.log);
     }
-    const plane = await DataPlane.start(built.value.bootstrap, options.log, { httpFilters: HTTP_FILTERS });
+    const plane = await DataPlane.start(built.value.bootstrap, options.log, EXTENSIONS);
     const cp = new ControlPlane(store, plane, { version: snapshot.version, config: built.value, appliedAt: new Date() }, options);
     await store.engine.listen(NOTIFY_CHANNEL, () => void cp.sync());
     cp.resyncTimer = setInterval(() => void cp.sync(), options.resyncIntervalMs);

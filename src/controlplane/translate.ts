@@ -26,7 +26,7 @@ import {
   type ServiceAddress,
 } from './resources.js';
 import { durationMs } from './schema.js';
-import { HTTP_FILTERS } from '../extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../extensions/registry.js';
 
 type Json = Record<string, unknown>;
 
@@ -583,7 +583,7 @@ export function checkTranslation(t: Translation, log: Logger): { bootstrap: Boot
   const checked = checkBootstrap(toBootstrap(t));
   const envoyErrors = [...checked.errors];
   // The compiler finds what the schema cannot (regexes, rewrite rules); nothing is bound or resolved.
-  if (envoyErrors.length === 0) compileBootstrap(checked.bootstrap, log, envoyErrors, { httpFilters: HTTP_FILTERS });
+  if (envoyErrors.length === 0) compileBootstrap(checked.bootstrap, log, envoyErrors, EXTENSIONS);
   // A Module default inherited by many Mappings fails once per route: report it once.
   const seen = new Set<string>();
   const errors = [...t.errors, ...envoyErrors.flatMap((e) => attribute(e, t))].filter((e) => {

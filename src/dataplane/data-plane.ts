@@ -9,6 +9,7 @@ import { LISTENER_MANAGER_STATS } from './listener/stats.js';
 import { Runtime } from './runtime/runtime.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import type { HttpFilterRegistry } from './http/filter.js';
+import type { ListenerFilterRegistry } from './listener/listener-filter.js';
 
 /** A bootstrap compiled into runtime objects, not yet bound to any socket. */
 export interface CompiledConfig {
@@ -22,8 +23,10 @@ export interface CompiledConfig {
 
 /** What the command line sets for a data plane, beyond its bootstrap. */
 export interface DataPlaneOptions {
-  /** The HTTP filter extensions the program is composed with (src/extensions/filters/http/registry.ts). */
+  /** The HTTP filter extensions the program is composed with (src/extensions/registry.ts). */
   httpFilters: HttpFilterRegistry;
+  /** The listener filter extensions likewise. */
+  listenerFilters: ListenerFilterRegistry;
   /** `--file-flush-interval-msec`: how long an access log file's queued lines wait at most (default 10 s, as Envoy). */
   fileFlushIntervalMs?: number;
 }
@@ -45,7 +48,7 @@ export function compileBootstrap(
   const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], errors, log, stats, runtime, running.clusters);
   const accessLogSinks = new AccessLogSinks(log, running.fileFlushIntervalMs);
   const listeners = (bootstrap.static_resources?.listeners ?? []).map(
-    (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks, httpFilters: running.httpFilters }),
+    (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks, httpFilters: running.httpFilters, listenerFilters: running.listenerFilters }),
   );
   return { runtime, clusters, listeners, stats, accessLogSinks };
 }

@@ -9,7 +9,7 @@ import { DataPlane } from '../dataplane/data-plane.js';
 import { clusterStatus, listenerStatus } from '../dataplane/status.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import type { FromWorker, ToWorker, WorkerOperations } from './messages.js';
-import { HTTP_FILTERS } from '../extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../extensions/registry.js';
 
 let plane: DataPlane | undefined;
 let log: Logger = createLogger('info');
@@ -23,7 +23,7 @@ async function start(message: Extract<ToWorker, { type: 'start' }>): Promise<voi
   log = createLogger(message.logLevel);
   const { bootstrap, errors } = checkBootstrap(message.config);
   if (errors.length > 0) throw new Error(formatConfigErrors(errors));
-  plane = await DataPlane.start(bootstrap, log, { fileFlushIntervalMs: message.fileFlushIntervalMs, httpFilters: HTTP_FILTERS });
+  plane = await DataPlane.start(bootstrap, log, { fileFlushIntervalMs: message.fileFlushIntervalMs, ...EXTENSIONS });
   const running = plane;
   // A worker started again after a death takes the overrides `/runtime_modify` made before.
   running.config.runtime.modify(message.runtimeOverrides);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ConfigError } from '../../src/config/errors.js';
 import { checkYaml, simpleBootstrap, staticCluster } from '../support/portico.js';
-import { HTTP_FILTERS } from '../../src/extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../../src/extensions/registry.js';
 
 function codes(errors: ConfigError[]): string[] {
   return errors.map((e) => `${e.code} ${e.path}`);
@@ -160,7 +160,7 @@ ${ROUTER.slice(1)}
     const errors: ConfigError[] = [];
     const { bootstrap, errors: checked } = checkBootstrap(parseDocument(yaml, 't', errors));
     assert.deepEqual(checked, []);
-    compileBootstrap(bootstrap, createLogger('off'), errors, { httpFilters: HTTP_FILTERS });
+    compileBootstrap(bootstrap, createLogger('off'), errors, EXTENSIONS);
     const regexErrors = errors.filter((e) => e.code === 'invalid_regex');
     assert.equal(regexErrors.length, 2, JSON.stringify(errors));
     assert.match(regexErrors[0]!.path, /routes\[0\]\.match\.safe_regex\.regex$/);

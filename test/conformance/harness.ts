@@ -21,7 +21,7 @@ import { type ConfigError, formatConfigErrors } from '../../src/config/errors.js
 import { type Bootstrap, checkBootstrap, parseDocument } from '../../src/config/load.js';
 import { compileBootstrap, DataPlane } from '../../src/dataplane/data-plane.js';
 import { createLogger } from '../../src/util/logger.js';
-import { HTTP_FILTERS } from '../../src/extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../../src/extensions/registry.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Locating the corpus
@@ -107,7 +107,7 @@ export function loadCorpusFile(file: string): LoadOutcome {
     if (errors.length) return { file, result: 'rejected', stage: 'parse', errors };
     const checked = checkBootstrap(json);
     if (checked.errors.length) return { file, result: 'rejected', stage: 'check', errors: checked.errors };
-    compileBootstrap(checked.bootstrap, createLogger('off'), errors, { httpFilters: HTTP_FILTERS });
+    compileBootstrap(checked.bootstrap, createLogger('off'), errors, EXTENSIONS);
     if (errors.length) return { file, result: 'rejected', stage: 'compile', errors };
     return { file, result: 'loads', errors };
   } catch (err) {
@@ -327,7 +327,7 @@ async function startPlaneInstance(
     rewriteClusters(inst.file, j, inst.clusters, resolveTarget);
     inst.rewrite?.(j, { tempDir, resolve: resolveTarget });
   });
-  const plane = await DataPlane.start(bootstrap, createLogger('error'), { httpFilters: HTTP_FILTERS });
+  const plane = await DataPlane.start(bootstrap, createLogger('error'), EXTENSIONS);
   const listenerPort = (index = 0): number => {
     const bound = plane.listeners[index]?.boundAddress();
     if (!bound) throw new Error(`${inst.id}: no listener ${index}`);

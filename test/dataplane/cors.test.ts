@@ -11,7 +11,7 @@ import { compileBootstrap } from '../../src/dataplane/data-plane.js';
 import { createLogger } from '../../src/util/logger.js';
 import { httpListener, type Json, type RunningPortico, simpleBootstrap, startPortico, stat, staticCluster } from '../support/portico.js';
 import { httpRequest, refusedPort, type RecordingUpstream, startRecordingUpstream } from '../support/upstreams.js';
-import { HTTP_FILTERS } from '../../src/extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../../src/extensions/registry.js';
 
 const CORS_FILTER = { name: 'envoy.filters.http.cors', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors' } };
 
@@ -299,7 +299,7 @@ function configErrors(yaml: string): ConfigError[] {
   const errors: ConfigError[] = [];
   const checked = checkBootstrap(parseDocument(yaml, 't.yaml', errors));
   errors.push(...checked.errors);
-  if (errors.length === 0) compileBootstrap(checked.bootstrap, createLogger('off'), errors, { httpFilters: HTTP_FILTERS });
+  if (errors.length === 0) compileBootstrap(checked.bootstrap, createLogger('off'), errors, EXTENSIONS);
   return errors;
 }
 

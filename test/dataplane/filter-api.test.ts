@@ -22,6 +22,7 @@ import {
 } from '../../src/dataplane/http/filter.js';
 import type { RequestHead } from '../../src/dataplane/stream-info.js';
 import { ROUTER_FILTER_FACTORY } from '../../src/extensions/filters/http/router/router-filter.js';
+import { EXTENSIONS } from '../../src/extensions/registry.js';
 import { createLogger } from '../../src/util/logger.js';
 import { httpListener, type Json, parseBootstrap } from '../support/portico.js';
 import { httpRequest, type RecordingUpstream, startRecordingUpstream } from '../support/upstreams.js';
@@ -156,7 +157,7 @@ function bootstrap(filters: string[], upstreamPort: number, routes: Json[], list
 }
 
 async function start(filters: string[], upstreamPort: number, routes: Json[] = [{ match: { prefix: '/' }, route: { cluster: 'backend' } }], listener: Json = {}): Promise<{ plane: DataPlane; url: string; port: number }> {
-  const plane = await DataPlane.start(bootstrap(filters, upstreamPort, routes, listener), createLogger('off'), { httpFilters: REGISTRY });
+  const plane = await DataPlane.start(bootstrap(filters, upstreamPort, routes, listener), createLogger('off'), { ...EXTENSIONS, httpFilters: REGISTRY });
   const port = plane.listeners[0]!.boundAddress()!.port;
   return { plane, url: `http://127.0.0.1:${port}`, port };
 }

@@ -22,7 +22,7 @@ import {
   type ToggleBackend,
 } from '../support/upstreams.js';
 import { waitFor } from '../support/wait.js';
-import { HTTP_FILTERS } from '../../src/extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../../src/extensions/registry.js';
 
 const started: { close(): Promise<void> }[] = [];
 after(async () => {
@@ -353,7 +353,7 @@ describe('health checking configuration', () => {
     const yaml = simpleBootstrap({ routes: '- match: { prefix: "/" }\n  route: { cluster: c }', clusters });
     const { bootstrap, errors: checked } = checkBootstrap(parseDocument(yaml, 't', errors));
     errors.push(...checked);
-    if (checked.length === 0) compileBootstrap(bootstrap, createLogger('off'), errors, { httpFilters: HTTP_FILTERS });
+    if (checked.length === 0) compileBootstrap(bootstrap, createLogger('off'), errors, EXTENSIONS);
     return errors.map((e) => `${e.code} ${e.path.replace('static_resources.clusters[0].', '')}`);
   }
 

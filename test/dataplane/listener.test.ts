@@ -18,7 +18,7 @@ import { hasOpenssl, makeTestPki, OPENSSL_MISSING } from '../support/certificate
 import { parseBootstrap, startPortico, staticCluster, statValue, type RunningPortico } from '../support/portico.js';
 import { rawRequest } from '../support/upstreams.js';
 import { waitFor } from '../support/wait.js';
-import { HTTP_FILTERS } from '../../src/extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../../src/extensions/registry.js';
 
 /** A filter chain whose connection manager answers every request with `body`. */
 /** A chain answering its name; `codecType` sets the connection manager's codec_type. */
@@ -465,7 +465,7 @@ describe('listener_filters_timeout', () => {
 describe('filter chain match configuration', () => {
   const compile = (yaml: string, log = createLogger('error')): ConfigError[] => {
     const errors: ConfigError[] = [];
-    const compiled = compileBootstrap(parseBootstrap(yaml), log, errors, { httpFilters: HTTP_FILTERS });
+    const compiled = compileBootstrap(parseBootstrap(yaml), log, errors, EXTENSIONS);
     for (const listener of compiled.listeners) listener.closeConnections();
     return errors;
   };

@@ -22,7 +22,7 @@ import {
   type RecordingUpstream,
 } from '../support/upstreams.js';
 import { waitFor } from '../support/wait.js';
-import { HTTP_FILTERS } from '../../src/extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../../src/extensions/registry.js';
 
 const started: Array<{ close(): Promise<void> }> = [];
 after(async () => {
@@ -307,7 +307,7 @@ describe('request mirroring', () => {
     });
     const errors: ConfigError[] = [];
     const { bootstrap, errors: checked } = checkBootstrap(parseDocument(yaml, 'test.yaml', errors));
-    compileBootstrap(bootstrap, createLogger('off'), errors, { httpFilters: HTTP_FILTERS });
+    compileBootstrap(bootstrap, createLogger('off'), errors, EXTENSIONS);
     const policies =
       'static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].route.request_mirror_policies';
     assert.deepEqual(

@@ -15,7 +15,7 @@ import { createLogger } from '../../src/util/logger.js';
 import { freePort } from '../support/ports.js';
 import { simpleBootstrap, staticCluster } from '../support/portico.js';
 import { httpRequest } from '../support/upstreams.js';
-import { HTTP_FILTERS } from '../../src/extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../../src/extensions/registry.js';
 
 async function namedUpstream(name: string): Promise<{ port: number; server: Server }> {
   const server = createServer((_req, res) => res.end(name));
@@ -49,7 +49,7 @@ describe('traffic splitting under load', () => {
   before(async () => {
     [blue, green] = await Promise.all([namedUpstream('blue'), namedUpstream('green')]);
     port = await freePort();
-    plane = await DataPlane.start(config({ cluster: 'blue' }), createLogger('off'), { httpFilters: HTTP_FILTERS });
+    plane = await DataPlane.start(config({ cluster: 'blue' }), createLogger('off'), EXTENSIONS);
   });
   after(async () => {
     await plane.close(0);

@@ -10,7 +10,7 @@ import { createLogger } from '../../src/util/logger.js';
 import { freePort } from '../support/ports.js';
 import { httpRequest } from '../support/upstreams.js';
 import { simpleBootstrap, staticCluster } from '../support/portico.js';
-import { HTTP_FILTERS } from '../../src/extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../../src/extensions/registry.js';
 
 /** An upstream answering its name; `/slow` answers after 300 ms. */
 async function namedUpstream(name: string): Promise<{ port: number; server: Server }> {
@@ -43,7 +43,7 @@ describe('DataPlane.update', () => {
   before(async () => {
     [one, two] = await Promise.all([namedUpstream('one'), namedUpstream('two')]);
     port = await freePort();
-    plane = await DataPlane.start(config(one.port), createLogger('off'), { httpFilters: HTTP_FILTERS });
+    plane = await DataPlane.start(config(one.port), createLogger('off'), EXTENSIONS);
   });
   after(async () => {
     await plane.close(0);

@@ -6,7 +6,7 @@ import { type Bootstrap, checkBootstrap, parseDocument } from '../../src/config/
 import { type ConfigError, formatConfigErrors } from '../../src/config/errors.js';
 import { DataPlane, type DataPlaneOptions } from '../../src/dataplane/data-plane.js';
 import { createLogger } from '../../src/util/logger.js';
-import { HTTP_FILTERS } from '../../src/extensions/filters/http/registry.js';
+import { EXTENSIONS } from '../../src/extensions/registry.js';
 
 export interface RunningPortico {
   plane: DataPlane;
@@ -44,7 +44,7 @@ export function parseBootstrap(yaml: string): Bootstrap {
 export async function startPortico(yaml: string, options: Partial<DataPlaneOptions> = {}): Promise<RunningPortico> {
   const plane = await DataPlane.start(parseBootstrap(yaml), createLogger('error'), {
     fileFlushIntervalMs: TEST_FILE_FLUSH_INTERVAL_MS,
-    httpFilters: HTTP_FILTERS,
+    ...EXTENSIONS,
     ...options,
   });
   const port = (index = 0): number => {

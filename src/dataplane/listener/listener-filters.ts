@@ -8,9 +8,7 @@ import type { envoy } from '../../generated/envoy.js';
 import type { ConfigError } from '../../config/errors.js';
 import { typeNameFromUrl } from '../../config/extensions.js';
 import type { StatScope, StatsStore } from '../../stats/store.js';
-import type { ConnectionProtocols, ListenerFilter, ListenerFilterFactory } from '../../extensions/filters/listener/listener-filter.js';
-import { LISTENER_FILTERS, listenerFilterByName } from '../../extensions/filters/listener/registry.js';
-import { TLS_INSPECTOR } from '../../extensions/filters/listener/tls_inspector/tls-inspector.js';
+import type { ConnectionProtocols, ListenerFilter, ListenerFilterFactory, ListenerFilterRegistry } from './listener-filter.js';
 import { LISTENER_STATS } from './stats.js';
 
 type ListenerConfig = envoy.config.listener.v3.Listener;
@@ -38,6 +36,7 @@ export class ListenerFilters {
     config: ListenerConfig,
     path: string,
     errors: ConfigError[],
+    registry: ListenerFilterRegistry,
     injectTlsInspector: boolean,
     stats: StatsStore,
     listenerStats: StatScope,
@@ -45,14 +44,14 @@ export class ListenerFilters {
     const factories: ListenerFilterFactory[] = [];
     (config.listener_filters ?? []).forEach((filter, i) => {
       const type = filter.typed_config ? typeNameFromUrl(filter.typed_config.type_url) : undefined;
-      const factory = type === undefined ? listenerFilterByName(filter.name ?? '') : LISTENER_FILTERS.get(type);
+      const factory = type === undefined ? registry.byName(filter.name ?? '') : registry.byConfig(type);
       if (factory === undefined) {
         errors.push({ code: 'unsupported_extension', path: `${path}.listener_filters[${i}]`, message: `unsupported extension ${filter.name ?? type ?? ''}` });
       } else {
         factories.push(factory);
       }
     });
-    if (injectTlsInspector) factories.push(TLS_INSPECTOR);
+    if (injectTlsInspector) factories.push(registry.tlsInspector);
     if (factories.length === 0) return undefined;
     const filters = factories.map((factory) => factory.create(stats));
     const timeoutMs = config.listener_filters_timeout ?? DEFAULT_TIMEOUT_MS;

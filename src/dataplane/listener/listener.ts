@@ -19,9 +19,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { compileDownstreamTls, type TlsTermination } from '../tls/downstream.js';
 import { TcpProxy } from '../tcp/tcp-proxy.js';
-import type { ConnectionProtocols } from '../../extensions/filters/listener/listener-filter.js';
-import { TLS_INSPECTOR_TYPE } from '../../extensions/filters/listener/registry.js';
-import { TLS_INSPECTOR } from '../../extensions/filters/listener/tls_inspector/tls-inspector.js';
+import type { ConnectionProtocols, ListenerFilterRegistry } from './listener-filter.js';
 import { ListenerFilters } from './listener-filters.js';
 
 type ListenerConfig = envoy.config.listener.v3.Listener;
@@ -37,6 +35,7 @@ export interface ListenerContext {
   stats: StatsStore;
   accessLogSinks: AccessLogSinks;
   httpFilters: HttpFilterRegistry;
+  listenerFilters: ListenerFilterRegistry;
 }
 
 const L = LISTENER_STATS.c;
@@ -219,9 +218,9 @@ function needsTlsInspector(chains: readonly FilterChainConfig[]): boolean {
   });
 }
 
-function hasTlsInspector(config: ListenerConfig): boolean {
+function hasTlsInspector(config: ListenerConfig, registry: ListenerFilterRegistry): boolean {
   return (config.listener_filters ?? []).some((f) =>
-    f.typed_config ? typeNameFromUrl(f.typed_config.type_url) === TLS_INSPECTOR_TYPE : f.name === TLS_INSPECTOR.name,
+    f.typed_config ? typeNameFromUrl(f.typed_config.type_url) === registry.tlsInspectorType : f.name === registry.tlsInspector.name,
   );
 }
 
@@ -300,13 +299,13 @@ export class Listener {
     this.chains = (config.filter_chains ?? []).map((c, i) => chain(c, `${path}.filter_chains[${i}]`));
     this.defaultChain = config.default_filter_chain ? chain(config.default_filter_chain, `${path}.default_filter_chain`) : undefined;
     checkDistinctMatches(config.filter_chains ?? [], path, errors);
-    const inject = needsTlsInspector(config.filter_chains ?? []) && !hasTlsInspector(config);
+    const inject = needsTlsInspector(config.filter_chains ?? []) && !hasTlsInspector(config, context.listenerFilters);
     if (inject) {
       context.log.warn(
         `listener ${this.name}: filter chain match rules require the TLS inspector listener filter, but it isn't configured; adding it`,
       );
     }
-    this.listenerFilters = ListenerFilters.compile(config, path, errors, inject, context.stats, this.stats);
+    this.listenerFilters = ListenerFilters.compile(config, path, errors, context.listenerFilters, inject, context.stats, this.stats);
     this.accessLogs = compileAccessLogs(config.access_log, `${path}.access_log`, errors, context);
   }
 

@@ -1,6 +1,6 @@
 /**
  * Every HTTP filter extension Portico implements, in one place; the program hands this registry to the data plane
- * where it is composed (src/cli, src/server, src/controlplane). A filter's config types must also be listed as
+ * where it is composed, through EXTENSIONS (src/extensions/registry.ts). A filter's config types must also be listed as
  * supported extensions (src/config/extensions.ts) and their fields in src/config/support.ts.
  */
 import { HttpFilterRegistry } from '../../../dataplane/http/filter.js';

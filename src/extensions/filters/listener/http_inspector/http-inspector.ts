@@ -1,6 +1,6 @@
 /** `envoy.filters.listener.http_inspector`: the application protocol of plaintext connections, as Envoy detects it. */
 import { defineStats, type StatScope, type StatsStore } from '../../../../stats/store.js';
-import type { ConnectionProtocols, InspectStatus, ListenerFilter, ListenerFilterFactory } from '../listener-filter.js';
+import type { ConnectionProtocols, InspectStatus, ListenerFilter, ListenerFilterFactory } from '../../../../dataplane/listener/listener-filter.js';
 import { detectHttp } from './detect.js';
 
 /** At the root scope, shared by every listener, as Envoy's are. */

@@ -1,6 +1,6 @@
 /** `envoy.filters.listener.tls_inspector`: TLS detection, SNI and ALPN from the ClientHello, as Envoy does it. */
 import { defineStats, type StatScope, type StatsStore } from '../../../../stats/store.js';
-import type { ConnectionProtocols, InspectStatus, ListenerFilter, ListenerFilterFactory } from '../listener-filter.js';
+import type { ConnectionProtocols, InspectStatus, ListenerFilter, ListenerFilterFactory } from '../../../../dataplane/listener/listener-filter.js';
 import { parseClientHello } from './client-hello.js';
 
 /** At the root scope, shared by every listener, as Envoy's are. */

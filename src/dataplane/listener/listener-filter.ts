@@ -2,7 +2,7 @@
  * Listener filters: they look at a new connection's first bytes before a filter chain is chosen, without
  * consuming them, and record what they learn (transport protocol, SNI, ALPN) for filter chain matching.
  */
-import type { StatsStore } from '../../../stats/store.js';
+import type { StatsStore } from '../../stats/store.js';
 
 /** What filter chain matching knows about a connection beyond its addresses. */
 export interface ConnectionProtocols {
@@ -32,4 +32,30 @@ export interface ListenerFilterFactory {
   name: string;
   /** Neither inspector has options Portico supports, so there is no config to pass. */
   create(stats: StatsStore): ListenerFilter;
+}
+
+/**
+ * The listener filter extensions the program is composed with, by config type. `tlsInspector` is the one Envoy
+ * adds to a listener whose chains match on what only a ClientHello tells (SNI, ALPN) but that configures none.
+ */
+export class ListenerFilterRegistry {
+  private readonly byType: ReadonlyMap<string, ListenerFilterFactory>;
+
+  constructor(
+    factories: ReadonlyMap<string, ListenerFilterFactory>,
+    readonly tlsInspector: ListenerFilterFactory,
+    readonly tlsInspectorType: string,
+  ) {
+    this.byType = factories;
+  }
+
+  byConfig(typeName: string): ListenerFilterFactory | undefined {
+    return this.byType.get(typeName);
+  }
+
+  /** A filter configured by its name alone (no `typed_config`), as Envoy still accepts. */
+  byName(name: string): ListenerFilterFactory | undefined {
+    for (const factory of this.byType.values()) if (factory.name === name) return factory;
+    return undefined;
+  }
 }
