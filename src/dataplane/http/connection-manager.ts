@@ -24,7 +24,7 @@ import { inBlockList } from '../cidr.js';
 import { grpcMessage, httpToGrpcStatus, isGrpcContentType } from '../grpc.js';
 import { clientAddressFromXff, compileInternalAddresses, plainAddress } from './forwarded.js';
 import type { DecoderFilterCallbacks, EncoderFilterCallbacks, HttpFilterRegistry, ResponseHead, StreamFilter } from './filter.js';
-import { HttpFilterChain } from './filter-chain.js';
+import { type FilterCallbacksSource, HttpFilterChain } from './filter-chain.js';
 import { DECODE_CALLS, ENCODE_CALLS, type FilterCalls, FilterIteration, type FilterIterationOwner } from './filter-manager.js';
 import { LocalReplyRenderer } from './local-reply.js';
 import { compilePathNormalizer } from './path-normalization.js';
@@ -541,7 +541,7 @@ class ResponseSink implements FilterIterationOwner<ResponseHead> {
  * request checks and sanitising, route selection, the HTTP filters (the router last) in both directions,
  * the stream's timeouts, and its stats and access log once it is over.
  */
-class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHead> {
+class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHead>, FilterCallbacksSource {
   readonly info: StreamInfo;
   readonly head: RequestHead;
   route: RouteEntry | undefined;
@@ -713,7 +713,7 @@ class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHe
       this.mutations = route.mutations;
       this.info.routeName = route.name;
     }
-    hcm.filterChain.createStreamFilters(this.newHandle, route, this.filters);
+    hcm.filterChain.createStreamFilters(this, route, this.filters);
     const body = req.body;
     const decoder = new FilterIteration(this.filters, DECODE_CALLS as FilterCalls<RequestHead>, this, hcm.bufferLimit, true);
     this.decoder = decoder;
@@ -724,7 +724,10 @@ class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHe
     }
   }
 
-  private readonly newHandle = (index: number): FilterHandle => new FilterHandle(this, index);
+  // FilterCallbacksSource
+  filterCallbacks(index: number): FilterHandle {
+    return new FilterHandle(this, index);
+  }
 
   // ---- request body ------------------------------------------------------------------------------------
 

@@ -28,6 +28,11 @@ export const FILTER_DISABLED: unique symbol = Symbol('portico.filterDisabled');
 /** A route's entry that turns on a filter disabled in `http_filters`, without a config of its own. */
 const FILTER_ENABLED: unique symbol = Symbol('portico.filterEnabled');
 
+/** The stream whose filters are created: it makes each filter's callbacks, knowing its place in the chain. */
+export interface FilterCallbacksSource {
+  filterCallbacks(index: number): DecoderFilterCallbacks & EncoderFilterCallbacks;
+}
+
 /** One level's compiled `typed_per_filter_config`, by filter name as written in the chain. */
 export type PerFilterConfigs = ReadonlyMap<string, unknown>;
 
@@ -84,13 +89,13 @@ export class HttpFilterChain {
    * One stream's filters, in chain order; a filter that has nothing to do for the stream (or is disabled on its
    * route) is left out. `route` (undefined when none matched) supplies each filter's per-route config.
    */
-  createStreamFilters(callbacks: (i: number) => DecoderFilterCallbacks & EncoderFilterCallbacks, route: RouteEntry | undefined, out: StreamFilter[]): void {
+  createStreamFilters(stream: FilterCallbacksSource, route: RouteEntry | undefined, out: StreamFilter[]): void {
     const routeConfigs = route?.filterConfigs;
     const configs = this.configs;
     for (let i = 0; i < configs.length; i++) {
       const routeConfig = routeConfigs === undefined ? undefined : routeConfigs[i];
       if (routeConfig === FILTER_DISABLED || (routeConfig === undefined && this.disabledByDefault[i])) continue;
-      const filter = configs[i]!.createFilter(callbacks(out.length), routeConfig === FILTER_ENABLED ? undefined : routeConfig);
+      const filter = configs[i]!.createFilter(stream.filterCallbacks(out.length), routeConfig === FILTER_ENABLED ? undefined : routeConfig);
       if (filter !== undefined) out.push(filter);
     }
   }
