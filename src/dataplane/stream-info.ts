@@ -57,6 +57,11 @@ export interface StreamInfo {
   firstResponseByteMonotonic: number;
   lastResponseByteMonotonic: number;
   upstreamRequestAttemptCount: number;
+  /**
+   * Dynamic metadata filters set for later filters and logs, by namespace (`envoy.filters.http.jwt_authn`):
+   * undefined until a filter sets some.
+   */
+  dynamicMetadata: Record<string, Record<string, unknown>> | undefined;
   connectionId: number;
 }
 
@@ -91,6 +96,7 @@ export function newStreamInfo(request: RequestHead, connectionId: number): Strea
     firstResponseByteMonotonic: 0,
     lastResponseByteMonotonic: 0,
     upstreamRequestAttemptCount: 0,
+    dynamicMetadata: undefined,
     connectionId,
   };
 }

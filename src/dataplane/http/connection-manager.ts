@@ -436,6 +436,9 @@ class FilterHandle implements RouterFilterCallbacks, EncoderFilterCallbacks {
   get responseStarted(): boolean {
     return this.stream.res.headersSent;
   }
+  get connection(): Socket {
+    return this.stream.req.socket;
+  }
   get matchContext(): MatchContext | undefined {
     return this.stream.matchContext;
   }
@@ -573,7 +576,7 @@ class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHe
 
   constructor(
     private readonly hcm: HttpConnectionManager,
-    private readonly req: CodecRequest,
+    readonly req: CodecRequest,
     readonly res: CodecResponse,
   ) {
     const socket = req.socket;

@@ -69,6 +69,8 @@ export interface StreamFilterCallbacks {
   readonly external: boolean;
   /** The response head has gone to the client: a local reply can only reset the stream now. */
   readonly responseStarted: boolean;
+  /** The downstream connection (a `TLSSocket` on TLS listeners: its peer certificate, SNI and ALPN). */
+  readonly connection: Socket;
   /**
    * Answers the request from the proxy (status, body, response flags, details), through `local_reply_config` and
    * every filter's encodeHeaders; ends the chain, and the router's upstream request. From any callback, mid-body
