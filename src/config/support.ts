@@ -32,6 +32,11 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   'envoy.config.core.v3.RuntimeFractionalPercent': ['default_value', 'runtime_key'],
   'envoy.type.v3.FractionalPercent': '*',
   'envoy.type.v3.Int64Range': '*',
+  'envoy.config.core.v3.GrpcService': ['envoy_grpc', 'google_grpc', 'timeout', 'initial_metadata'],
+  'envoy.config.core.v3.GrpcService.EnvoyGrpc': ['cluster_name', 'authority'],
+  'envoy.config.core.v3.GrpcService.GoogleGrpc': ['target_uri', 'channel_credentials', 'stat_prefix'],
+  'envoy.config.core.v3.GrpcService.GoogleGrpc.ChannelCredentials': ['ssl_credentials'],
+  'envoy.config.core.v3.GrpcService.GoogleGrpc.SslCredentials': '*',
   'envoy.config.core.v3.HeaderValueOption': ['header', 'append', 'append_action', 'keep_empty_value'],
   'envoy.config.core.v3.HeaderValue': ['key', 'value', 'raw_value'],
   'envoy.config.core.v3.HttpProtocolOptions': [
