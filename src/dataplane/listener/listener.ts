@@ -36,6 +36,8 @@ export interface ListenerContext {
   accessLogSinks: AccessLogSinks;
   httpFilters: HttpFilterRegistry;
   listenerFilters: ListenerFilterRegistry;
+  /** The bootstrap's `node.cluster`. */
+  localCluster: string;
 }
 
 const L = LISTENER_STATS.c;

@@ -11,6 +11,7 @@ import { ActionKind, type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT
 import { compileRetryPolicy } from './retry-policy.js';
 import { RouteMatcher } from './route-matcher.js';
 import { compileMirrorPolicies, type MirrorPolicy } from './request-mirror.js';
+import { compileRateLimits, type RateLimitEntry } from './rate-limit-policy.js';
 import { isGrpcContentType } from '../grpc.js';
 
 type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
@@ -64,6 +65,10 @@ export class RouteEntry {
    */
   /** Per filter of the connection manager's chain (same indexes), this route's resolved per-route config. */
   readonly filterConfigs: readonly unknown[] | undefined;
+  /** The route action's `rate_limits`, for the rate limit filters (rate-limit-policy.ts). */
+  readonly rateLimits: readonly RateLimitEntry[] | undefined;
+  /** `include_vh_rate_limits`: the virtual host's rate limits apply too, not only when the route has none. */
+  readonly includeVhRateLimits: boolean;
 
   constructor(
     config: RouteConfig,
@@ -111,6 +116,8 @@ export class RouteEntry {
     this.runtimeDefault = match.runtime_fraction?.default_value;
     this.grpcOnly = match.grpc !== undefined;
     this.action = compileRouteAction(config, path, errors, maxDirectResponseBody, vhostDefaults);
+    this.rateLimits = compileRateLimits(config.route?.rate_limits, `${path}.route.rate_limits`, errors);
+    this.includeVhRateLimits = config.route?.include_vh_rate_limits ?? false;
     const own = compileLevelMutations(config, path, errors);
     this.mutations = chainMutations([own, ...outer], mostSpecificMutationsWin);
     const weighted = this.action.kind === ActionKind.Forward ? this.action.weightedClusters : undefined;
@@ -200,6 +207,7 @@ export interface VirtualHost {
   readonly requireTls: 'NONE' | 'EXTERNAL_ONLY' | 'ALL';
   readonly includeAttemptCount: boolean;
   readonly includeAttemptCountInResponse: boolean;
+  readonly rateLimits: readonly RateLimitEntry[] | undefined;
 }
 
 /**
@@ -311,5 +319,6 @@ function compileVirtualHost(
     requireTls: config.require_tls ?? 'NONE',
     includeAttemptCount: config.include_request_attempt_count ?? false,
     includeAttemptCountInResponse: config.include_attempt_count_in_response ?? false,
+    rateLimits: compileRateLimits(config.rate_limits, `${path}.rate_limits`, errors),
   };
 }
