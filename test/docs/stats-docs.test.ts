@@ -28,6 +28,7 @@ import {
 import { startEchoServer } from '../../src/echo/echo-server.js';
 import { CORS_STATS } from '../../src/extensions/filters/http/cors/cors-filter.js';
 import { GRPC_STATS } from '../../src/extensions/filters/http/grpc_stats/grpc-stats-filter.js';
+import { LOCAL_RATELIMIT_STATS } from '../../src/extensions/filters/http/local_ratelimit/local-ratelimit-filter.js';
 import { RATELIMIT_STATS } from '../../src/extensions/filters/http/ratelimit/ratelimit-filter.js';
 import { HTTP_INSPECTOR_STATS } from '../../src/extensions/filters/listener/http_inspector/http-inspector.js';
 import { TLS_INSPECTOR_STATS } from '../../src/extensions/filters/listener/tls_inspector/tls-inspector.js';
@@ -52,6 +53,7 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   GRPC_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.' },
   GRPC_METHOD_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.<service>.<method>.' },
   RATELIMIT_STATS: { schema: RATELIMIT_STATS, prefix: 'cluster.<name>.ratelimit.' },
+  LOCAL_RATELIMIT_STATS: { schema: LOCAL_RATELIMIT_STATS, prefix: '<stat_prefix>.http_local_rate_limit.' },
   TCP_PROXY_STATS: { schema: TCP_PROXY_STATS, prefix: 'tcp.<stat_prefix>.' },
   TLS_INSPECTOR_STATS: { schema: TLS_INSPECTOR_STATS, prefix: 'tls_inspector.' },
   HTTP_INSPECTOR_STATS: { schema: HTTP_INSPECTOR_STATS, prefix: 'http_inspector.' },

@@ -189,17 +189,28 @@ function compressIPv6(groups: number[]): string {
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
 }
 
+/** Whether a virtual host's rate limits apply to its routes (Envoy's VhRateLimitsOptions). */
+export type VhRateLimits = 'OVERRIDE' | 'INCLUDE' | 'IGNORE';
+
 /**
- * The descriptors `route` makes for a request at `stage`: its own `rate_limits`, then its virtual host's when
- * the route has `include_vh_rate_limits` or no rate limits of its own (Envoy's default, `vh_rate_limits:
- * OVERRIDE`). Empty when there are none.
+ * The descriptors `route` makes for a request at `stage`: its own `rate_limits`, then its virtual host's as
+ * `vhRateLimits` says: OVERRIDE (the default) only when the route has none of its own, INCLUDE always (also
+ * what a route's `include_vh_rate_limits` asks), IGNORE never. Empty when there are none.
  */
-export function rateLimitDescriptors(route: RouteEntry, vhost: VirtualHost | undefined, stage: number, source: DescriptorSource, localCluster: string): RateLimitDescriptor[] {
+export function rateLimitDescriptors(
+  route: RouteEntry,
+  vhost: VirtualHost | undefined,
+  stage: number,
+  source: DescriptorSource,
+  localCluster: string,
+  vhRateLimits: VhRateLimits = 'OVERRIDE',
+): RateLimitDescriptor[] {
   const out: RateLimitDescriptor[] = [];
   const own = route.rateLimits;
   if (own !== undefined) collect(own, stage, source, route, localCluster, out);
   const outer = vhost?.rateLimits;
-  if (outer !== undefined && (own === undefined || route.includeVhRateLimits)) collect(outer, stage, source, route, localCluster, out);
+  const include = route.includeVhRateLimits ? 'INCLUDE' : vhRateLimits;
+  if (outer !== undefined && (include === 'INCLUDE' || (include === 'OVERRIDE' && own === undefined))) collect(outer, stage, source, route, localCluster, out);
   return out;
 }
 

@@ -8,7 +8,6 @@
  */
 import type { envoy } from '../../../../generated/envoy.js';
 import type { ConfigError } from '../../../../config/errors.js';
-import { getEnumDescriptor } from '../../../../config/proto/schema.js';
 import { GrpcStatus } from '../../../../dataplane/grpc.js';
 import {
   type DecoderFilterCallbacks,
@@ -27,6 +26,7 @@ import type { Runtime } from '../../../../dataplane/runtime/runtime.js';
 import type { AsyncRequestHandle } from '../../../../dataplane/upstream/async-client.js';
 import { envoyMethod, type ProtoMethod } from '../../../../grpc/envoy-protos.js';
 import { compileGrpcService, type GrpcServiceClient } from '../../../../grpc/grpc-service-client.js';
+import { httpStatus } from '../../common/http-status.js';
 import { defineStats, type StatScope, type StatsStore } from '../../../../stats/store.js';
 
 type RateLimitConfig = envoy.extensions.filters.http.ratelimit.v3.RateLimit;
@@ -59,14 +59,6 @@ const DEFAULT_TIMEOUT_MS = 20;
 const UNIT_SECONDS: Record<string, number> = { SECOND: 1, MINUTE: 60, HOUR: 3600, DAY: 86_400, WEEK: 604_800, MONTH: 2_592_000, YEAR: 31_536_000 };
 
 let shouldRateLimit: ProtoMethod | undefined;
-
-/** An `envoy.type.v3.HttpStatus` (decoded as its enum name) as a number; `fallback` when unset or below 400. */
-function httpStatus(status: envoy.type.v3.HttpStatus | undefined, fallback: number): number {
-  const code = status?.code;
-  if (code === undefined) return fallback;
-  const number = typeof code === 'number' ? code : (getEnumDescriptor('envoy.type.v3.StatusCode')?.[code] ?? fallback);
-  return number >= 400 ? number : fallback;
-}
 
 class RateLimitFilterConfig implements HttpFilterConfig {
   readonly domain: string;
