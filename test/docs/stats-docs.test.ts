@@ -28,6 +28,7 @@ import {
 import { startEchoServer } from '../../src/echo/echo-server.js';
 import { CORS_STATS } from '../../src/extensions/filters/http/cors/cors-filter.js';
 import { GRPC_STATS } from '../../src/extensions/filters/http/grpc_stats/grpc-stats-filter.js';
+import { JWT_AUTHN_STATS } from '../../src/extensions/filters/http/jwt_authn/jwt-authn-filter.js';
 import { LOCAL_RATELIMIT_STATS } from '../../src/extensions/filters/http/local_ratelimit/local-ratelimit-filter.js';
 import { RATELIMIT_STATS } from '../../src/extensions/filters/http/ratelimit/ratelimit-filter.js';
 import { RBAC_SHADOW_STATS, RBAC_STATS } from '../../src/extensions/filters/http/rbac/rbac-filter.js';
@@ -54,6 +55,7 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   GRPC_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.' },
   GRPC_METHOD_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.<service>.<method>.' },
   RATELIMIT_STATS: { schema: RATELIMIT_STATS, prefix: 'cluster.<name>.ratelimit.' },
+  JWT_AUTHN_STATS: { schema: JWT_AUTHN_STATS, prefix: 'http.<stat_prefix>.jwt_authn.' },
   RBAC_STATS: { schema: RBAC_STATS, prefix: 'http.<stat_prefix>.rbac.' },
   RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: 'http.<stat_prefix>.rbac.' },
   LOCAL_RATELIMIT_STATS: { schema: LOCAL_RATELIMIT_STATS, prefix: '<stat_prefix>.http_local_rate_limit.' },
