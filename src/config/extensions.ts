@@ -17,6 +17,8 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.filters.http.grpc_web.v3.GrpcWeb', 'envoy.filters.http.grpc_web'],
   ['envoy.extensions.filters.http.grpc_stats.v3.FilterConfig', 'envoy.filters.http.grpc_stats'],
   ['envoy.extensions.filters.http.ratelimit.v3.RateLimit', 'envoy.filters.http.ratelimit'],
+  ['envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', 'envoy.filters.http.ext_authz'],
+  ['envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute', 'envoy.filters.http.ext_authz'],
   ['envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication', 'envoy.filters.http.jwt_authn'],
   ['envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig', 'envoy.filters.http.jwt_authn'],
   ['envoy.extensions.filters.http.rbac.v3.RBAC', 'envoy.filters.http.rbac'],
