@@ -24,8 +24,9 @@ export const SUPPLEMENTARY_MESSAGES: Record<string, MessageDescriptor> = {
     },
   },
   [`${API_KEY}.Credential`]: { fields: { key: string({ minLen: 1 }), client: string({ minLen: 1 }) } },
-  [`${API_KEY}.KeySource`]: { fields: { header: string(), query: string(), cookie: string() } },
-  [`${API_KEY}.Forwarding`]: { fields: { header: string(), hide_credentials: { kind: 'scalar', type: 'bool' } } },
+  // `header` and `cookie` are HTTP_HEADER_NAME with ignore_empty in Envoy; the filter checks them when set.
+  [`${API_KEY}.KeySource`]: { fields: { header: string({ maxLen: 1024 }), query: string({ maxLen: 1024 }), cookie: string({ maxLen: 1024 }) } },
+  [`${API_KEY}.Forwarding`]: { fields: { header: string({ maxLen: 1024 }), hide_credentials: { kind: 'scalar', type: 'bool' } } },
   // RateLimit.Action.QueryParameters (envoy/config/route/v3/route_components.proto, Envoy 1.31)
   'envoy.config.route.v3.RateLimit.Action.QueryParameters': {
     fields: { query_parameter_name: string({ minLen: 1 }), descriptor_key: string({ minLen: 1 }), skip_if_absent: { kind: 'scalar', type: 'bool' } },
@@ -38,3 +39,30 @@ export const SUPPLEMENTARY_FIELDS: Record<string, Record<string, FieldDescriptor
     query_parameters: { kind: 'message', type: 'envoy.config.route.v3.RateLimit.Action.QueryParameters', oneof: 'action_specifier' },
   },
 };
+/** TypeScript types of the decoded messages above (proto field names), as src/generated/envoy.ts would have them. */
+export declare namespace api_key_auth {
+  export interface ApiKeyAuth {
+    credentials?: Credential[];
+    key_sources?: KeySource[];
+    forwarding?: Forwarding;
+  }
+  export interface ApiKeyAuthPerRoute {
+    credentials?: Credential[];
+    key_sources?: KeySource[];
+    allowed_clients?: string[];
+    forwarding?: Forwarding;
+  }
+  export interface Credential {
+    key?: string;
+    client?: string;
+  }
+  export interface KeySource {
+    header?: string;
+    query?: string;
+    cookie?: string;
+  }
+  export interface Forwarding {
+    header?: string;
+    hide_credentials?: boolean;
+  }
+}
