@@ -1,6 +1,6 @@
 // What authentication, authorization and rate limiting cost, measured on this machine's loopback:
 //   - CPU per request of Portico (one worker on CPU 0, wrk on CPU 1) with jwt_authn (ES256, local JWKS, the token
-//     in `access_token`) and with local_ratelimit (a bucket that never runs out, enforced) against the same
+//     in `access_token`; without and with `jwt_cache_config`) and with local_ratelimit (a bucket that never runs out, enforced) against the same
 //     route without filters, in alternating rounds;
 //   - the latency ext_authz over gRPC adds (p50/p99 of sequential requests, an @grpc/grpc-js server that allows
 //     everything) and the global rate limit filter adds (against `portico ratelimit` on Redis);
@@ -95,6 +95,10 @@ try {
     providers: { bench: { issuer: 'https://issuer.bench', local_jwks: { inline_string: jwks } } },
     rules: [{ match: { prefix: '/' }, requires: { provider_name: 'bench' } }],
   });
+  const jwtCached = typed('envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication', {
+    providers: { bench: { issuer: 'https://issuer.bench', local_jwks: { inline_string: jwks }, jwt_cache_config: { jwt_cache_size: 100 } } },
+    rules: [{ match: { prefix: '/' }, requires: { provider_name: 'bench' } }],
+  });
   const always = { default_value: { numerator: 100, denominator: 'HUNDRED' }, runtime_key: 'bench' };
   const localRateLimit = typed('envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit', {
     stat_prefix: 'bench',
@@ -104,10 +108,12 @@ try {
   });
   const plain = await startPortico('plain', upstream.port, []);
   const withJwt = await startPortico('jwt', upstream.port, [jwt]);
+  const withJwtCache = await startPortico('jwt-cached', upstream.port, [jwtCached]);
   const withLocal = await startPortico('local-ratelimit', upstream.port, [localRateLimit]);
   const targets = [
     { key: 'no filter', url: `${plain.url}?access_token=${token}`, pid: plain.pid },
     { key: 'jwt_authn (ES256)', url: `${withJwt.url}?access_token=${token}`, pid: withJwt.pid },
+    { key: 'jwt_authn (ES256, jwt_cache_config)', url: `${withJwtCache.url}?access_token=${token}`, pid: withJwtCache.pid },
     { key: 'local_ratelimit', url: `${withLocal.url}?access_token=${token}`, pid: withLocal.pid },
   ];
   const samples = await rounds(targets, { wrkCpus: LOAD_CPUS, seconds: SECONDS, connections: 50, warmup: 2, runs: RUNS });

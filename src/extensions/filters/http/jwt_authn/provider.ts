@@ -65,6 +65,9 @@ export class Provider {
   private jwks: Jwks | undefined;
   /** Remote keys: where and how long; undefined for local ones. */
   private readonly remote: { cluster: string; path: string; authority: string; timeoutMs: number; cacheMs: number } | undefined;
+  /** `jwt_cache_config`: tokens whose signature verified, so that a token seen again skips the signature check. */
+  private readonly verifiedTokens: Map<string, Verified> | undefined;
+  private readonly cacheSize: number;
   private fetchedAt = 0;
   private fetching: Promise<void> | undefined;
 
@@ -92,6 +95,8 @@ export class Provider {
     this.fromHeaders = defaults ? [{ name: 'authorization', prefix: 'Bearer ' }] : (config.from_headers ?? []).map((h) => ({ name: (h.name ?? '').toLowerCase(), prefix: h.value_prefix ?? '' }));
     this.fromParams = defaults ? ['access_token'] : (config.from_params ?? []);
     this.fromCookies = config.from_cookies ?? [];
+    this.cacheSize = config.jwt_cache_config === undefined ? 0 : config.jwt_cache_config.jwt_cache_size || 100;
+    this.verifiedTokens = this.cacheSize > 0 ? new Map() : undefined;
     if (config.local_jwks !== undefined) {
       const text = readDataSource(config.local_jwks, `${path}.local_jwks`, errors);
       if (text !== undefined) {
@@ -223,12 +228,22 @@ export class Provider {
       const issued = typeof payload.iat === 'number' ? payload.iat : now;
       if (exp - issued > this.maxLifetimeS) return Failure.LifetimeTooLong;
     }
+    // The claims were checked again above (time passes); only the signature's verdict is kept.
+    const cache = this.verifiedTokens;
+    const cached = cache?.get(token);
+    if (cached !== undefined) return cached;
     const jwks = this.jwks;
     if (jwks === undefined) return Failure.NoKeys;
     const signature = Buffer.from(token.slice(second + 1), 'base64url');
     const kid = typeof header.kid === 'string' ? header.kid : undefined;
     if (!jwks.verify(alg, kid, token.slice(0, second), signature)) return Failure.Verification;
-    return { payload, payloadSegment };
+    const verified = { payload, payloadSegment };
+    if (cache !== undefined) {
+      // Oldest first out: a Map iterates in insertion order.
+      if (cache.size >= this.cacheSize) cache.delete(cache.keys().next().value!);
+      cache.set(token, verified);
+    }
+    return verified;
   }
 
   /** The token's `kid`, read before the keys are needed (to know whether to fetch). */
