@@ -17,18 +17,18 @@ import {
   FilterHeadersStatus,
   type HttpFilterConfig,
   type HttpFilterFactory,
-  type ResponseHead,
   type StreamFilter,
 } from '../../../../dataplane/http/filter.js';
 import { compileStringMatcher, type StringMatchFn } from '../../../../dataplane/matching/string-matcher.js';
 import { ResponseFlag } from '../../../../dataplane/response-flags.js';
 import type { HeaderMap } from '../../../../dataplane/router/header-mutation.js';
 import type { Runtime } from '../../../../dataplane/runtime/runtime.js';
-import { AsyncHttpClient, type AsyncHttpResponse, type AsyncRequestHandle } from '../../../../dataplane/upstream/async-client.js';
+import { AsyncHttpClient, type AsyncHttpResponse } from '../../../../dataplane/upstream/async-client.js';
 import { envoyMethod, fromStruct, type ProtoMethod } from '../../../../grpc/envoy-protos.js';
 import { compileGrpcService, type GrpcServiceClient } from '../../../../grpc/grpc-service-client.js';
 import { defineStats, type StatScope } from '../../../../stats/store.js';
 import { httpStatus } from '../../common/http-status.js';
+import { ServiceCheckFilter } from '../../common/service-check.js';
 
 type ExtAuthzConfig = envoy.extensions.filters.http.ext_authz.v3.ExtAuthz;
 /** As decoded from the wire: `append` is a google.protobuf.BoolValue. */
@@ -166,19 +166,14 @@ interface PerRoute {
   disableBodyBuffering: boolean;
 }
 
-class ExtAuthzFilter implements StreamFilter {
-  private call: AsyncRequestHandle | undefined;
-  private waiting = false;
-  /** decodeHeaders (or decodeData) is running: an answer now is its return value. */
-  private inline = false;
-  private answered = false;
-  private responseHeaders: HeaderMap | undefined;
-
+class ExtAuthzFilter extends ServiceCheckFilter implements StreamFilter {
   constructor(
     private readonly config: ExtAuthzFilterConfig,
-    private readonly callbacks: DecoderFilterCallbacks & EncoderFilterCallbacks,
+    callbacks: DecoderFilterCallbacks & EncoderFilterCallbacks,
     private readonly perRoute: PerRoute | undefined,
-  ) {}
+  ) {
+    super(callbacks);
+  }
 
   decodeHeaders(_head: unknown, endStream: boolean): FilterHeadersStatus {
     // With with_request_body, the check waits for the body (up to its limit), buffered here.
@@ -188,15 +183,14 @@ class ExtAuthzFilter implements StreamFilter {
 
   decodeData(chunk: Buffer, endStream: boolean): FilterDataStatus {
     const limits = this.config.withBody;
-    if (limits === undefined || this.perRoute?.disableBodyBuffering || this.waiting || this.answered || this.call !== undefined) {
-      return this.waiting ? FilterDataStatus.StopIterationAndBuffer : FilterDataStatus.Continue;
+    if (limits === undefined || this.perRoute?.disableBodyBuffering || this.pending || this.refused || this.call !== undefined) {
+      return this.pending ? FilterDataStatus.StopIterationAndBuffer : FilterDataStatus.Continue;
     }
     const buffered = (this.callbacks.decodingBuffer()?.length ?? 0) + chunk.length;
     const full = limits.maxBytes > 0 && buffered >= limits.maxBytes;
     if (!endStream && !full) return FilterDataStatus.StopIterationAndBuffer;
     if (full && !endStream && !limits.allowPartial) {
-      this.answered = true;
-      this.callbacks.sendLocalReply(413, 'Payload Too Large', 0, 'request_payload_too_large');
+      this.answer(413, 'Payload Too Large', 0, 'request_payload_too_large');
       return FilterDataStatus.StopIterationNoBuffer;
     }
     const existing = this.callbacks.decodingBuffer();
@@ -208,22 +202,23 @@ class ExtAuthzFilter implements StreamFilter {
   /** Asks the service; true when the answer came at once and lets the request go on. */
   private startCheck(body: Buffer | undefined): boolean {
     const config = this.config;
-    this.waiting = this.inline = true;
-    if (config.grpc !== undefined) {
-      check ??= envoyMethod('envoy/service/auth/v3/external_auth.proto', 'envoy.service.auth.v3.Authorization', 'Check');
-      this.call = config.grpc.unary(check, this.checkRequest(body), config.timeoutMs, {
-        onSuccess: (response: CheckResponse) => this.onDecision(grpcDecision(response)),
-        onFailure: () => this.onDecision({ kind: 'error' }),
-      });
-    } else {
-      const service = config.httpService!;
-      this.call = service.client.send(service.cluster, this.httpCheckRequest(body), {
+    const grpc = config.grpc;
+    if (grpc !== undefined) {
+      const method = (check ??= envoyMethod('envoy/service/auth/v3/external_auth.proto', 'envoy.service.auth.v3.Authorization', 'Check'));
+      return this.ask(() =>
+        grpc.unary(method, this.checkRequest(body), config.timeoutMs, {
+          onSuccess: (response: CheckResponse) => this.onDecision(grpcDecision(response)),
+          onFailure: () => this.onDecision({ kind: 'error' }),
+        }),
+      );
+    }
+    const service = config.httpService!;
+    return this.ask(() =>
+      service.client.send(service.cluster, this.httpCheckRequest(body), {
         onSuccess: (response) => this.onDecision(this.httpDecision(response)),
         onFailure: () => this.onDecision({ kind: 'error' }),
-      });
-    }
-    this.inline = false;
-    return !this.waiting && !this.answered;
+      }),
+    );
   }
 
   private checkRequest(body: Buffer | undefined): object {
@@ -310,19 +305,18 @@ class ExtAuthzFilter implements StreamFilter {
   }
 
   onDecision(decision: Decision): void {
-    this.call = undefined;
     const { config, callbacks } = this;
     const counters = config.stats.counters;
     if (decision.kind === 'denied') {
       counters[S.denied]++;
       this.responseHeaders = decision.clientHeaders;
-      this.answer(decision.status ?? 403, decision.body ?? '', 'ext_authz_denied');
+      this.answer(decision.status ?? 403, decision.body ?? '', ResponseFlag.UAEX, 'ext_authz_denied');
       return;
     }
     if (decision.kind === 'error') {
       counters[S.error]++;
       if (!config.failureModeAllow) {
-        this.answer(config.errorStatus, '', 'ext_authz_error');
+        this.answer(config.errorStatus, '', ResponseFlag.UAEX, 'ext_authz_error');
         return;
       }
       counters[S.failure_mode_allowed]++;
@@ -343,28 +337,6 @@ class ExtAuthzFilter implements StreamFilter {
     this.resume();
   }
 
-  // Denials are local replies, which pass here too: they get the service's headers this way.
-  encodeHeaders(response: ResponseHead): FilterHeadersStatus {
-    const add = this.responseHeaders;
-    if (add !== undefined) for (const name in add) response.headers[name] = add[name];
-    return FilterHeadersStatus.Continue;
-  }
-
-  onDestroy(): void {
-    this.call?.cancel();
-    this.call = undefined;
-  }
-
-  private answer(status: number, body: string, details: string): void {
-    this.waiting = false;
-    this.answered = true;
-    this.callbacks.sendLocalReply(status, body, ResponseFlag.UAEX, details);
-  }
-
-  private resume(): void {
-    this.waiting = false;
-    if (!this.inline) this.callbacks.continueDecoding();
-  }
 }
 
 /** A CheckResponse as a decision: status 0 allows, anything else denies (403 unless the response says). */
