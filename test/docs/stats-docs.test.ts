@@ -27,6 +27,7 @@ import {
 } from '../../src/dataplane/upstream/stats.js';
 import { startEchoServer } from '../../src/echo/echo-server.js';
 import { CORS_STATS } from '../../src/extensions/filters/http/cors/cors-filter.js';
+import { RBAC_SHADOW_STATS, RBAC_STATS } from '../../src/extensions/filters/common/rbac/rbac-config.js';
 import { GRPC_STATS } from '../../src/extensions/filters/http/grpc_stats/grpc-stats-filter.js';
 import { HTTP_INSPECTOR_STATS } from '../../src/extensions/filters/listener/http_inspector/http-inspector.js';
 import { TLS_INSPECTOR_STATS } from '../../src/extensions/filters/listener/tls_inspector/tls-inspector.js';
@@ -48,6 +49,8 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   LISTENER_HTTP_STATS: { schema: LISTENER_HTTP_STATS, prefix: 'listener.<address>.http.<stat_prefix>.' },
   HCM_STATS: { schema: HCM_STATS, prefix: 'http.<stat_prefix>.' },
   CORS_STATS: { schema: CORS_STATS, prefix: 'http.<stat_prefix>.cors.' },
+  RBAC_STATS: { schema: RBAC_STATS, prefix: 'http.<stat_prefix>.rbac.' },
+  RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: 'http.<stat_prefix>.rbac.' },
   GRPC_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.' },
   GRPC_METHOD_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.<service>.<method>.' },
   TCP_PROXY_STATS: { schema: TCP_PROXY_STATS, prefix: 'tcp.<stat_prefix>.' },
