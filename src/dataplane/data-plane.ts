@@ -10,6 +10,7 @@ import { Runtime } from './runtime/runtime.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import type { HttpFilterRegistry } from './http/filter.js';
 import type { ListenerFilterRegistry } from './listener/listener-filter.js';
+import type { NetworkFilterRegistry } from './listener/network-filter.js';
 
 /** A bootstrap compiled into runtime objects, not yet bound to any socket. */
 export interface CompiledConfig {
@@ -27,6 +28,8 @@ export interface DataPlaneOptions {
   httpFilters: HttpFilterRegistry;
   /** The listener filter extensions likewise. */
   listenerFilters: ListenerFilterRegistry;
+  /** The non-terminal network filter extensions likewise. */
+  networkFilters: NetworkFilterRegistry;
   /** `--file-flush-interval-msec`: how long an access log file's queued lines wait at most (default 10 s, as Envoy). */
   fileFlushIntervalMs?: number;
 }
@@ -48,7 +51,7 @@ export function compileBootstrap(
   const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], errors, log, stats, runtime, running.clusters);
   const accessLogSinks = new AccessLogSinks(log, running.fileFlushIntervalMs);
   const listeners = (bootstrap.static_resources?.listeners ?? []).map(
-    (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks, httpFilters: running.httpFilters, listenerFilters: running.listenerFilters }),
+    (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks, httpFilters: running.httpFilters, listenerFilters: running.listenerFilters, networkFilters: running.networkFilters }),
   );
   return { runtime, clusters, listeners, stats, accessLogSinks };
 }
