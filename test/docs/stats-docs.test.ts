@@ -51,6 +51,8 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   CORS_STATS: { schema: CORS_STATS, prefix: 'http.<stat_prefix>.cors.' },
   RBAC_STATS: { schema: RBAC_STATS, prefix: 'http.<stat_prefix>.rbac.' },
   RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: 'http.<stat_prefix>.rbac.' },
+  NETWORK_RBAC_STATS: { schema: RBAC_STATS, prefix: '<stat_prefix>.rbac.' },
+  NETWORK_RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: '<stat_prefix>.rbac.' },
   GRPC_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.' },
   GRPC_METHOD_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.<service>.<method>.' },
   TCP_PROXY_STATS: { schema: TCP_PROXY_STATS, prefix: 'tcp.<stat_prefix>.' },
@@ -165,7 +167,8 @@ function tables(markdown: string): Array<{ header: string[]; rows: Array<{ cells
   return out;
 }
 
-const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager|tls_inspector|http_inspector)\./;
+// Network RBAC stats are rooted at the filter's own stat_prefix, as Envoy's.
+const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager|tls_inspector|http_inspector|<stat_prefix>\.rbac)\./;
 
 /** The stats of every table whose first column is `Name`: each backticked name in that column. */
 function documentedStats(markdown: string): DocumentedStat[] {
