@@ -1,11 +1,15 @@
 /**
  * `envoy.filters.network.rbac` before a tcp_proxy, through real sockets: a denied source address is closed before
- * anything reaches the upstream, an allowed one is proxied; shadow rules count without closing; stats carry
+ * anything reaches the upstream, an allowed one is proxied; on a TLS chain the peer certificate and SNI decide;
+ * shadow rules count without closing; stats carry
  * Envoy's names; unsupported settings are refused.
  */
 import assert from 'node:assert/strict';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { hasOpenssl, makeTestPki, OPENSSL_MISSING, type TestPki } from '../support/certificates.js';
 import type { ConfigError } from '../../src/config/errors.js';
 import { compileBootstrap } from '../../src/dataplane/data-plane.js';
 import { EXTENSIONS } from '../../src/extensions/registry.js';
@@ -115,5 +119,73 @@ describe('network RBAC filter', () => {
         ['unsupported_field', `${filter}.rules.policies["p"].condition`],
       ],
     );
+  });
+});
+
+/** A TLS connection with a client certificate and SNI: what came back before the connection closed. */
+function tlsExchange(port: number, pki: TestPki, client: string, servername: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port,
+      servername,
+      ca: readFileSync(pki.file('ca.crt')),
+      cert: readFileSync(pki.file(`${client}.crt`)),
+      key: readFileSync(pki.file(`${client}.key`)),
+      checkServerIdentity: () => undefined,
+    });
+    let data = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (data += chunk));
+    socket.on('error', () => {});
+    socket.on('close', () => resolve(data));
+    socket.once('secureConnect', () => socket.end('hello\n'));
+  });
+}
+
+describe('network RBAC filter on a TLS chain', { skip: hasOpenssl ? false : OPENSSL_MISSING }, () => {
+  let echo: Server;
+  let gw: RunningPortico;
+  let pki: TestPki;
+
+  before(async () => {
+    pki = makeTestPki([
+      { name: 'server', commonName: 'db.example' },
+      { name: 'app', commonName: 'app', subjectAltNames: ['URI:spiffe://example.org/app'] },
+      { name: 'other', commonName: 'other' },
+    ]);
+    echo = createServer({ allowHalfOpen: true }, (socket) => {
+      socket.on('error', () => socket.destroy());
+      socket.pipe(socket);
+    });
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    const tls = `      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificates: [{ certificate_chain: { filename: ${pki.file('server.crt')} }, private_key: { filename: ${pki.file('server.key')} } }]
+            validation_context: { trusted_ca: { filename: ${pki.file('ca.crt')} } }
+`;
+    const yaml = bootstrap(
+      (echo.address() as AddressInfo).port,
+      `stat_prefix: db,
+          rules: { policies: { app: { permissions: [{ requested_server_name: { exact: db.example } }], principals: [{ authenticated: { principal_name: { exact: "spiffe://example.org/app" } } }] } } }`,
+    ).replace('cluster: echo }\n', `cluster: echo }\n${tls}`);
+    gw = await startPortico(yaml);
+  });
+
+  after(async () => {
+    await gw?.close();
+    await new Promise((resolve) => echo?.close(resolve));
+  });
+
+  it('matches the TLS peer and the SNI', async () => {
+    assert.equal(await tlsExchange(gw.port(), pki, 'app', 'db.example'), 'hello\n');
+    assert.equal(await tlsExchange(gw.port(), pki, 'other', 'db.example'), '');
+    assert.equal(await tlsExchange(gw.port(), pki, 'app', 'cache.example'), '');
+    assert.equal(stat(gw, 'db.rbac.allowed'), 1);
+    assert.equal(stat(gw, 'db.rbac.denied'), 2);
   });
 });

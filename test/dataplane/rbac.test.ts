@@ -338,7 +338,7 @@ describe('HTTP RBAC filter with mTLS', { skip: hasOpenssl ? false : OPENSSL_MISS
     assert.equal(await tlsGet(port, '/batch', pki, 'dns'), 200);
     assert.equal(await tlsGet(port, '/batch', pki, 'web'), 403);
     assert.equal(await tlsGet(port, '/plain', pki, 'plain'), 200);
-    // A certificate with SANs is not matched by its subject.
+    // Another certificate does not match by its subject.
     assert.equal(await tlsGet(port, '/plain', pki, 'web'), 403);
     assert.equal(await tlsGet(port, '/any', pki, 'plain'), 200);
     // requested_server_name is the SNI the client sent.

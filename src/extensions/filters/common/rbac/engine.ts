@@ -215,6 +215,34 @@ function compilePrincipal(p: envoy.config.rbac.v3.Principal, path: string, error
   return never;
 }
 
+/** What `authenticated` matches of a TLS peer, worked out once per connection. */
+interface PeerIdentity {
+  readonly uris: readonly string[];
+  readonly dns: readonly string[];
+  readonly subject: string;
+}
+
+const NO_PEER: PeerIdentity = { uris: [], dns: [], subject: '' };
+const identities = new WeakMap<Socket, PeerIdentity>();
+
+function peerIdentity(tls: TLSSocket): PeerIdentity {
+  let identity = identities.get(tls);
+  if (identity !== undefined) return identity;
+  const cert = tls.getPeerX509Certificate();
+  if (cert === undefined) {
+    identity = NO_PEER;
+  } else {
+    const sans = splitSans(cert.subjectAltName);
+    identity = {
+      uris: sans.filter((s) => s.startsWith('URI:')).map((s) => s.slice(4)),
+      dns: sans.filter((s) => s.startsWith('DNS:')).map((s) => s.slice(4)),
+      subject: rfc2253(cert.subject),
+    };
+  }
+  identities.set(tls, identity);
+  return identity;
+}
+
 /**
  * `authenticated`: a TLS connection; with `principal_name`, one of the peer certificate's URI SANs, else one of
  * its DNS SANs, else its subject (RFC 2253 order) must match.
@@ -225,12 +253,9 @@ function authenticated(a: envoy.config.rbac.v3.Principal.Authenticated, path: st
   return (s) => {
     const tls = s.connection as TLSSocket;
     if (tls.encrypted !== true) return false;
-    const cert = tls.getPeerX509Certificate();
-    if (cert === undefined) return false;
-    const sans = splitSans(cert.subjectAltName);
-    for (const san of sans) if (san.startsWith('URI:') && match(san.slice(4))) return true;
-    for (const san of sans) if (san.startsWith('DNS:') && match(san.slice(4))) return true;
-    return match(rfc2253(cert.subject));
+    const peer = peerIdentity(tls);
+    if (peer === NO_PEER) return false;
+    return peer.uris.some(match) || peer.dns.some(match) || match(peer.subject);
   };
 }
 
