@@ -1,8 +1,7 @@
 /**
  * `envoy.filters.network.rbac` before a tcp_proxy, through real sockets: a denied source address is closed before
  * anything reaches the upstream, an allowed one is proxied; on a TLS chain the peer certificate and SNI decide;
- * shadow rules count without closing; stats carry
- * Envoy's names; unsupported settings are refused.
+ * shadow rules count without closing; stats carry Envoy's names; unsupported settings are refused.
  */
 import assert from 'node:assert/strict';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
