@@ -1,6 +1,7 @@
 import { runEchoCommand } from '../echo/echo-server.js';
 import { VERSION } from '../version.js';
 import { applyCommand, deleteCommand, getCommand } from './client.js';
+import { ratelimitCommand } from './ratelimit.js';
 import { runCommand, validateCommand } from './run.js';
 import { startCommand } from './start.js';
 
@@ -13,6 +14,8 @@ Usage:
   portico apply -f FILE [--dry-run]    create or update the resources of a YAML or JSON file, atomically
   portico get KIND [NAME] [-o json]    show Mappings or Modules (YAML by default)
   portico delete KIND NAME             delete a resource
+  portico ratelimit -c FILE [--redis-url URL] [--grpc-port N] [--admin-port N]
+                                       a rate limit service speaking Envoy's RLS protocol (docs/ratelimit.md)
   portico echo [--port N] [--host H] [--name NAME]
                                        a built-in upstream that echoes requests as JSON
   portico help | --help                this text
@@ -61,6 +64,8 @@ async function main(argv: string[]): Promise<number> {
       return getCommand(rest);
     case 'delete':
       return deleteCommand(rest);
+    case 'ratelimit':
+      return ratelimitCommand(rest);
     case 'echo':
       await runEchoCommand(rest);
       return 0;

@@ -24,8 +24,9 @@ const OPTIONS = {
   'log-level': { type: 'string', short: 'l', default: 'info' },
 } as const;
 
-function number(values: Record<string, string | undefined>, name: string, min: number, max: number): number {
-  const raw = values[name]!;
+/** A numeric flag of `values`, checked against its range. */
+export function number(values: Record<string, string | boolean | undefined>, name: string, min: number, max: number): number {
+  const raw = String(values[name]);
   const n = Number(raw);
   if (!Number.isFinite(n) || n < min || n > max) throw new Error(`invalid --${name} "${raw}" (${min} to ${max})`);
   return n;

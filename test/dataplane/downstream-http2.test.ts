@@ -186,6 +186,26 @@ describe('downstream HTTP/2 (h2c, codec_type AUTO)', () => {
     assert.equal((await request(session, { ':path': '/after-reset' })).status, 200);
   });
 
+  it('closes a connection that resets streams as fast as it opens them (rapid reset) with ENHANCE_YOUR_CALM', async () => {
+    const abuser = await connect(gw.url());
+    const goaway = new Promise<number>((resolve) => abuser.once('goaway', resolve));
+    abuser.on('error', () => {});
+    // Each stream reaches the upstream and is reset once its response has started: work the proxy did for nothing.
+    for (let i = 0; i < 120 && !abuser.destroyed; i++) {
+      const stream = abuser.request({ ':path': '/hang' });
+      stream.on('error', () => {});
+      await new Promise((resolve) => {
+        stream.once('data', resolve);
+        stream.once('close', resolve);
+      });
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    }
+    assert.equal(await goaway, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    await new Promise((resolve) => (abuser.destroyed ? resolve(undefined) : abuser.once('close', resolve)));
+    // Other connections are served as before.
+    assert.equal((await request(session, { ':path': '/after-abuse' })).status, 200);
+  });
+
   it('still serves HTTP/1.1 clients', async () => {
     const res = await httpRequest(`${gw.url()}/h1`);
     assert.equal(res.status, 200);

@@ -15,12 +15,12 @@ export async function waitFor(
   }
 }
 
-/** Retries an assertion until it passes, or rethrows its last failure after `timeoutMs`. */
-export async function eventually(check: () => void, timeoutMs = 10_000): Promise<void> {
+/** Retries an assertion (synchronous or not) until it passes, or rethrows its last failure after `timeoutMs`. */
+export async function eventually(check: () => void | Promise<void>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      check();
+      await check();
       return;
     } catch (err) {
       if (Date.now() > deadline) throw err;

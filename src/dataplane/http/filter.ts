@@ -155,6 +155,8 @@ export interface FilterFactoryContext {
   readonly runtime: Runtime;
   readonly log: Logger;
   readonly clusters: ClusterManager;
+  /** The bootstrap's `node.cluster` (Envoy's local service cluster; `source_cluster` of rate limit actions). */
+  readonly localCluster: string;
 }
 
 /** A filter's compiled configuration in one connection manager's chain. */

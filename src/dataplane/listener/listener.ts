@@ -38,6 +38,8 @@ export interface ListenerContext {
   httpFilters: HttpFilterRegistry;
   listenerFilters: ListenerFilterRegistry;
   networkFilters: NetworkFilterRegistry;
+  /** The bootstrap's `node.cluster`. */
+  localCluster: string;
 }
 
 const L = LISTENER_STATS.c;

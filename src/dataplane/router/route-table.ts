@@ -11,6 +11,7 @@ import { ActionKind, type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT
 import { compileRetryPolicy } from './retry-policy.js';
 import { RouteMatcher } from './route-matcher.js';
 import { compileMirrorPolicies, type MirrorPolicy } from './request-mirror.js';
+import { compileRateLimits, type RateLimitEntry } from './rate-limit-policy.js';
 import { isGrpcContentType } from '../grpc.js';
 
 type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
@@ -40,9 +41,11 @@ export function newMatchContext(head: RequestHead): MatchContext {
   return { head, pathOnly: q < 0 ? head.path : head.path.slice(0, q), query: undefined, random: Math.random() };
 }
 
-/** One compiled route: its match conditions, action, and header mutations. */
-export class RouteEntry {
-  readonly name: string;
+/**
+ * A compiled RouteMatch: path (prefix, exact, regex, separated prefix), headers, query parameters, gRPC and a
+ * runtime fraction. The base of a route, and what filters with their own request rules (jwt_authn) match with.
+ */
+export class RouteMatchConditions {
   readonly pathKind: PathKind;
   /** Prefix or exact path; lower-cased when the match is case-insensitive. */
   readonly pathValue: string;
@@ -53,32 +56,14 @@ export class RouteEntry {
   readonly runtimeKey: string | undefined;
   readonly runtimeDefault: envoy.type.v3.FractionalPercent | undefined;
   readonly grpcOnly: boolean;
-  readonly action: CompiledAction;
-  /** Header mutations of this route and the levels around it, in the order they apply. */
-  readonly mutations: MutationChains;
-  /** The same for each weighted cluster (same indexes), whose own mutations come first. */
-  readonly weightedMutations: readonly MutationChains[] | undefined;
-  /**
-   * The deprecated `cors` of the route action and of the virtual host, most specific first (Envoy's
-   * RouteEntry::corsPolicy and VirtualHost::corsPolicy), which the CORS filter falls back to.
-   */
-  /** Per filter of the connection manager's chain (same indexes), this route's resolved per-route config. */
-  readonly filterConfigs: readonly unknown[] | undefined;
 
+  /** `path` is the RouteMatch's own. */
   constructor(
-    config: RouteConfig,
+    match: envoy.config.route.v3.RouteMatch,
     path: string,
     errors: ConfigError[],
     private readonly runtime: Runtime,
-    maxDirectResponseBody: number,
-    /** The virtual host's and route configuration's mutations. */
-    outer: readonly LevelMutations[],
-    mostSpecificMutationsWin: boolean,
-    vhostDefaults: VirtualHostRouteDefaults,
-    filters: RouteFilterContext = NO_FILTERS,
   ) {
-    const match = config.match ?? {};
-    this.name = config.name ?? '';
     this.caseSensitive = match.case_sensitive ?? true;
     const fold = (s: string) => (this.caseSensitive ? s : s.toLowerCase());
     if (match.path !== undefined) {
@@ -87,7 +72,7 @@ export class RouteEntry {
     } else if (match.safe_regex !== undefined) {
       this.pathKind = PathKind.Regex;
       this.pathValue = '';
-      const re = compileRe2(match.safe_regex.regex ?? '', `${path}.match.safe_regex.regex`, errors, this.caseSensitive ? '' : 'i');
+      const re = compileRe2(match.safe_regex.regex ?? '', `${path}.safe_regex.regex`, errors, this.caseSensitive ? '' : 'i');
       this.regex = re && fullMatch(re);
     } else if (match.path_separated_prefix !== undefined) {
       this.pathKind = PathKind.SeparatedPrefix;
@@ -95,7 +80,7 @@ export class RouteEntry {
       if (/[?#]/.test(match.path_separated_prefix) || match.path_separated_prefix.endsWith('/')) {
         errors.push({
           code: 'invalid_value',
-          path: `${path}.match.path_separated_prefix`,
+          path: `${path}.path_separated_prefix`,
           message: 'path_separated_prefix must not end with "/" or contain "?" or "#"',
         });
       }
@@ -103,24 +88,11 @@ export class RouteEntry {
       this.pathKind = PathKind.Prefix;
       this.pathValue = fold(match.prefix ?? '');
     }
-    this.headers = match.headers?.length ? compileHeaderMatchers(match.headers, `${path}.match.headers`, errors) : undefined;
-    this.query = match.query_parameters?.length
-      ? compileQueryParameterMatchers(match.query_parameters, `${path}.match.query_parameters`, errors)
-      : undefined;
+    this.headers = match.headers?.length ? compileHeaderMatchers(match.headers, `${path}.headers`, errors) : undefined;
+    this.query = match.query_parameters?.length ? compileQueryParameterMatchers(match.query_parameters, `${path}.query_parameters`, errors) : undefined;
     this.runtimeKey = match.runtime_fraction?.runtime_key;
     this.runtimeDefault = match.runtime_fraction?.default_value;
     this.grpcOnly = match.grpc !== undefined;
-    this.action = compileRouteAction(config, path, errors, maxDirectResponseBody, vhostDefaults);
-    const own = compileLevelMutations(config, path, errors);
-    this.mutations = chainMutations([own, ...outer], mostSpecificMutationsWin);
-    const weighted = this.action.kind === ActionKind.Forward ? this.action.weightedClusters : undefined;
-    this.weightedMutations = weighted?.map((entry) => chainMutations([entry.mutations, own, ...outer], mostSpecificMutationsWin));
-    const chain = filters.chain;
-    if (chain !== undefined) {
-      const levels = [compilePerFilterConfigs(config.typed_per_filter_config, chain.registry, runtime, path, errors), ...filters.outerLevels];
-      const deprecated = [chain.compileDeprecatedLevel(config.route, runtime, childPath(path, 'route'), errors), ...filters.outerDeprecated];
-      this.filterConfigs = chain.resolveRouteConfigs(levels, deprecated, this);
-    }
   }
 
   matches(ctx: MatchContext): boolean {
@@ -182,6 +154,52 @@ export class RouteEntry {
   }
 }
 
+/** One compiled route: its match conditions, action, and header mutations. */
+export class RouteEntry extends RouteMatchConditions {
+  readonly name: string;
+  readonly action: CompiledAction;
+  /** Header mutations of this route and the levels around it, in the order they apply. */
+  readonly mutations: MutationChains;
+  /** The same for each weighted cluster (same indexes), whose own mutations come first. */
+  readonly weightedMutations: readonly MutationChains[] | undefined;
+  /** Per filter of the connection manager's chain (same indexes), this route's resolved per-route config. */
+  readonly filterConfigs: readonly unknown[] | undefined;
+  /** The route action's `rate_limits`, for the rate limit filters (rate-limit-policy.ts). */
+  readonly rateLimits: readonly RateLimitEntry[] | undefined;
+  /** `include_vh_rate_limits`: the virtual host's rate limits apply too, not only when the route has none. */
+  readonly includeVhRateLimits: boolean;
+
+  constructor(
+    config: RouteConfig,
+    path: string,
+    errors: ConfigError[],
+    runtime: Runtime,
+    maxDirectResponseBody: number,
+    /** The virtual host's and route configuration's mutations. */
+    outer: readonly LevelMutations[],
+    mostSpecificMutationsWin: boolean,
+    vhostDefaults: VirtualHostRouteDefaults,
+    filters: RouteFilterContext = NO_FILTERS,
+  ) {
+    super(config.match ?? {}, `${path}.match`, errors, runtime);
+    this.name = config.name ?? '';
+    this.action = compileRouteAction(config, path, errors, maxDirectResponseBody, vhostDefaults);
+    this.rateLimits = compileRateLimits(config.route?.rate_limits, `${path}.route.rate_limits`, errors);
+    this.includeVhRateLimits = config.route?.include_vh_rate_limits ?? false;
+    const own = compileLevelMutations(config, path, errors);
+    this.mutations = chainMutations([own, ...outer], mostSpecificMutationsWin);
+    const weighted = this.action.kind === ActionKind.Forward ? this.action.weightedClusters : undefined;
+    this.weightedMutations = weighted?.map((entry) => chainMutations([entry.mutations, own, ...outer], mostSpecificMutationsWin));
+    const chain = filters.chain;
+    if (chain !== undefined) {
+      const levels = [compilePerFilterConfigs(config.typed_per_filter_config, chain.registry, runtime, path, errors), ...filters.outerLevels];
+      const deprecated = [chain.compileDeprecatedLevel(config.route, runtime, childPath(path, 'route'), errors), ...filters.outerDeprecated];
+      this.filterConfigs = chain.resolveRouteConfigs(levels, deprecated, this);
+    }
+  }
+
+}
+
 /** What a route inherits for the HTTP filters from the levels around it. */
 interface RouteFilterContext {
   /** Undefined only where routes are compiled on their own (tests of route matching). */
@@ -200,6 +218,7 @@ export interface VirtualHost {
   readonly requireTls: 'NONE' | 'EXTERNAL_ONLY' | 'ALL';
   readonly includeAttemptCount: boolean;
   readonly includeAttemptCountInResponse: boolean;
+  readonly rateLimits: readonly RateLimitEntry[] | undefined;
 }
 
 /**
@@ -311,5 +330,6 @@ function compileVirtualHost(
     requireTls: config.require_tls ?? 'NONE',
     includeAttemptCount: config.include_request_attempt_count ?? false,
     includeAttemptCountInResponse: config.include_attempt_count_in_response ?? false,
+    rateLimits: compileRateLimits(config.rate_limits, `${path}.rate_limits`, errors),
   };
 }

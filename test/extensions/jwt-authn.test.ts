@@ -1,0 +1,257 @@
+/**
+ * `envoy.filters.http.jwt_authn` end to end, with keys made at test time by jose: every algorithm family, every
+ * kind of bad token refused and counted, token locations, requirements and their combinations, per-route
+ * requirements, a JWKS served by a real HTTP server (fetched at start, fetched again for a new kid, kept while the
+ * server is down), and the payload in dynamic metadata feeding an RBAC policy.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { exportJWK, generateKeyPair, generateSecret, type JWK, SignJWT } from 'jose';
+import { type RunningPortico, simpleBootstrap, startPortico, stat, staticCluster } from '../support/portico.js';
+import { httpRequest, type RecordingUpstream, startRecordingUpstream } from '../support/upstreams.js';
+import { eventually } from '../support/wait.js';
+
+interface Signer {
+  jwk: JWK;
+  sign(claims?: Record<string, unknown>, options?: { exp?: number; nbf?: number; header?: Record<string, unknown> }): Promise<string>;
+}
+
+async function signer(alg: string, kid: string, issuer: string): Promise<Signer> {
+  const { publicKey, privateKey } = alg.startsWith('HS') ? await generateSecret(alg, { extractable: true }).then((k) => ({ publicKey: k, privateKey: k })) : await generateKeyPair(alg, { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg };
+  return {
+    jwk,
+    sign: (claims = {}, options = {}) => {
+      const now = Math.floor(Date.now() / 1000);
+      return new SignJWT({ iss: issuer, aud: 'api', sub: 'alice', exp: options.exp ?? now + 600, ...(options.nbf !== undefined ? { nbf: options.nbf } : {}), ...claims })
+        .setProtectedHeader({ alg, kid, ...options.header })
+        .sign(privateKey);
+    },
+  };
+}
+
+const jwks = (...signers: Signer[]) => JSON.stringify({ keys: signers.map((s) => s.jwk) });
+const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+describe('jwt_authn filter', () => {
+  let app: RecordingUpstream;
+  let jwksServer: http.Server;
+  let served: string;
+  let gw: RunningPortico;
+  let es: Signer;
+  let rs: Signer;
+  let ps: Signer;
+  let ed: Signer;
+  let hs: Signer;
+  let other: Signer;
+  let remote: Signer;
+  let rotated: Signer;
+
+  before(async () => {
+    [es, rs, ps, ed, hs, other, remote, rotated] = await Promise.all([
+      signer('ES256', 'es', 'https://issuer.example'),
+      signer('RS256', 'rs', 'https://issuer.example'),
+      signer('PS256', 'ps', 'https://issuer.example'),
+      signer('EdDSA', 'ed', 'https://issuer.example'),
+      signer('HS256', 'hs', 'https://issuer.example'),
+      signer('ES256', 'es', 'https://issuer.example'),
+      signer('ES384', 'r1', 'https://remote.example'),
+      signer('ES384', 'r2', 'https://remote.example'),
+    ]);
+    served = jwks(remote);
+    jwksServer = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(served);
+    });
+    await new Promise<void>((resolve) => jwksServer.listen(0, '127.0.0.1', resolve));
+    app = await startRecordingUpstream();
+    const local = JSON.stringify(jwks(es, rs, ps, ed, hs));
+    gw = await startPortico(
+      simpleBootstrap({
+        httpFilters: `- name: envoy.filters.http.jwt_authn
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+    providers:
+      local:
+        issuer: https://issuer.example
+        audiences: [api]
+        local_jwks: { inline_string: ${local} }
+        forward_payload_header: x-jwt-payload
+        payload_in_metadata: jwt
+        claim_to_headers: [{ header_name: x-sub, claim_name: sub }, { header_name: x-tenant, claim_name: org.tenant }]
+      custom:
+        issuer: https://issuer.example
+        local_jwks: { inline_string: ${local} }
+        from_headers: [{ name: x-token, value_prefix: "Token " }]
+        from_params: [jwt]
+        from_cookies: [session]
+        forward: true
+      cached:
+        issuer: https://issuer.example
+        local_jwks: { inline_string: ${local} }
+        clock_skew_seconds: 0
+        jwt_cache_config: { jwt_cache_size: 10 }
+      remote:
+        issuer: https://remote.example
+        remote_jwks:
+          http_uri: { uri: "http://jwks.internal/.well-known/jwks.json", cluster: jwks, timeout: 2s }
+          cache_duration: 600s
+    requirement_map:
+      remote-only: { provider_name: remote }
+    rules:
+    - match: { prefix: /open }
+    - match: { prefix: /custom }
+      requires: { provider_name: custom }
+    - match: { prefix: /any }
+      requires: { requires_any: { requirements: [{ provider_name: custom }, { provider_name: remote }] } }
+    - match: { prefix: /all }
+      requires: { requires_all: { requirements: [{ provider_name: local }, { provider_name: custom }] } }
+    - match: { prefix: /optional }
+      requires: { requires_any: { requirements: [{ provider_name: local }, { allow_missing: {} }] } }
+    - match: { prefix: /lenient }
+      requires: { requires_any: { requirements: [{ provider_name: local }, { allow_missing_or_failed: {} }] } }
+    - match: { prefix: /cached }
+      requires: { provider_name: cached }
+    - match: { prefix: /other-audience }
+      requires: { provider_and_audiences: { provider_name: local, audiences: [other] } }
+    - match: { prefix: / }
+      requires: { provider_name: local }
+- name: envoy.filters.http.rbac
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+    rules:
+      action: DENY
+      policies:
+        no-mallory:
+          permissions: [{ any: true }]
+          principals:
+          - metadata: { filter: envoy.filters.http.jwt_authn, path: [{ key: jwt }, { key: sub }], value: { string_match: { exact: mallory } } }`,
+        routes: `- match: { prefix: /remote-route }
+  route: { cluster: app }
+  typed_per_filter_config:
+    envoy.filters.http.jwt_authn:
+      "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig
+      requirement_name: remote-only
+- match: { prefix: /no-auth }
+  route: { cluster: app }
+  typed_per_filter_config:
+    envoy.filters.http.jwt_authn:
+      "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig
+      disabled: true
+- match: { prefix: / }
+  route: { cluster: app }`,
+        clusters: `${staticCluster('app', app.port)}${staticCluster('jwks', (jwksServer.address() as AddressInfo).port)}`,
+      }),
+    );
+  });
+
+  after(async () => {
+    await gw.close();
+    await app.close();
+    jwksServer.closeAllConnections();
+    await new Promise((resolve) => jwksServer.close(resolve));
+  });
+
+  const get = (path: string, token?: string, headers: Record<string, string> = {}) =>
+    httpRequest(`${gw.url()}${path}`, { headers: token === undefined ? headers : { authorization: `Bearer ${token}`, ...headers } });
+
+  it('admits a valid token of each algorithm family, forwarding the payload and claims and stripping the token', async () => {
+    for (const s of [es, rs, ps, ed, hs]) {
+      const res = await get('/api', await s.sign({ org: { tenant: 'acme' } }));
+      assert.equal(res.status, 200, s.jwk.alg);
+    }
+    const seen = app.requests.at(-1)!.headers;
+    assert.equal(seen.authorization, undefined);
+    assert.equal(seen['x-sub'], 'alice');
+    assert.equal(seen['x-tenant'], 'acme');
+    assert.equal(JSON.parse(Buffer.from(String(seen['x-jwt-payload']), 'base64url').toString()).sub, 'alice');
+  });
+
+  it('refuses a request without a token: 401 Jwt is missing, with the realm', async () => {
+    const res = await get('/api/items?x=1');
+    assert.equal(res.status, 401);
+    assert.equal(res.body, 'Jwt is missing');
+    assert.equal(res.headers['www-authenticate'], `Bearer realm="http://127.0.0.1:${gw.port()}/api/items"`);
+  });
+
+  it('refuses every kind of bad token with 401 (403 for an audience), and counts them', async () => {
+    const denied = stat(gw, 'http.ingress_http.jwt_authn.denied') ?? 0;
+    const now = Math.floor(Date.now() / 1000);
+    const good = await es.sign();
+    const [h, p, sig] = good.split('.') as [string, string, string];
+    const cases: Array<[string, string, number, string]> = [
+      ['two parts', `${h}.${p}`, 401, 'Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections'],
+      ['bad base64', `${h}.@@@.${sig}`, 401, 'Jwt payload is an invalid JSON'],
+      ['alg none', `${b64({ alg: 'none' })}.${p}.`, 401, 'Jwt header [alg] is not supported'],
+      ['wrong key', await other.sign(), 401, 'Jwt verification fails'],
+      ['tampered payload', `${h}.${b64({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), sub: 'root' })}.${sig}`, 401, 'Jwt verification fails'],
+      ['nbf in the future', await es.sign({}, { nbf: now + 3600 }), 401, 'Jwt not yet valid'],
+      ['expired', await es.sign({}, { exp: now - 3600 }), 401, 'Jwt is expired'],
+      ['other issuer', await es.sign({ iss: 'https://elsewhere' }), 401, 'Jwt issuer is not configured'],
+      ['other audience', await es.sign({ aud: 'billing' }), 403, 'Audiences in Jwt are not allowed'],
+    ];
+    for (const [name, token, status, body] of cases) {
+      const res = await get('/api', token);
+      assert.equal(res.status, status, name);
+      assert.equal(res.body, body, name);
+      assert.match(String(res.headers['www-authenticate']), /error="invalid_token"$/, name);
+    }
+    assert.equal(stat(gw, 'http.ingress_http.jwt_authn.denied'), denied + cases.length);
+  });
+
+  it('finds tokens in a custom header with its prefix, a query parameter and a cookie', async () => {
+    const token = await es.sign();
+    assert.equal((await get('/custom', undefined, { 'x-token': `Token ${token}` })).status, 200);
+    assert.equal(app.requests.at(-1)!.headers['x-token'], `Token ${token}`, 'forward: true keeps the token');
+    assert.equal((await get(`/custom?jwt=${token}`)).status, 200);
+    assert.equal((await get('/custom', undefined, { cookie: `a=b; session=${token}` })).status, 200);
+    assert.equal((await get('/custom', token)).status, 401, 'Authorization is not one of its locations');
+  });
+
+  it('combines requirements: any, all, allow_missing, allow_missing_or_failed, provider_and_audiences; rules without requirement', async () => {
+    const token = await es.sign();
+    assert.equal((await get('/open')).status, 200);
+    assert.equal((await get('/any', undefined, { 'x-token': `Token ${token}` })).status, 200);
+    assert.equal((await get('/any')).status, 401);
+    assert.equal((await get('/all', token, { 'x-token': `Token ${token}` })).status, 200);
+    assert.equal((await get('/all', token)).status, 401);
+    assert.equal((await get('/optional')).status, 200);
+    assert.equal((await get('/optional', await other.sign())).status, 401);
+    assert.equal((await get('/lenient', await other.sign())).status, 200);
+    assert.equal((await get('/other-audience', token)).status, 403);
+    assert.equal((await get('/other-audience', await es.sign({ aud: 'other' }))).status, 200);
+  });
+
+  it('a route picks its requirement by name, or turns the filter off', async () => {
+    assert.equal((await get('/no-auth')).status, 200);
+    assert.equal((await get('/remote-route', await es.sign())).status, 401);
+  });
+
+  it('remote JWKS: fetched at start, fetched again for a new kid, kept while the server is down', async () => {
+    const token = await remote.sign();
+    await eventually(async () => assert.equal((await get('/remote-route', token)).status, 200));
+    assert.ok((stat(gw, 'http.ingress_http.jwt_authn.jwks_fetch_success') ?? 0) >= 1);
+    served = jwks(remote, rotated);
+    // A kid the cached JWKS does not have makes the filter fetch it again (at most once a second).
+    const fresh = await rotated.sign();
+    await eventually(async () => assert.equal((await get('/remote-route', fresh)).status, 200));
+    assert.ok(stat(gw, 'http.ingress_http.jwt_authn.jwks_fetch_success')! >= 2);
+    jwksServer.closeAllConnections();
+    await new Promise((resolve) => jwksServer.close(resolve));
+    assert.equal((await get('/remote-route', await rotated.sign())).status, 200);
+  });
+
+  it('jwt_cache_config: a cached token still expires', async () => {
+    const token = await es.sign({}, { exp: Math.floor(Date.now() / 1000) + 2 });
+    assert.equal((await get('/cached', token)).status, 200);
+    assert.equal((await get('/cached', token)).status, 200);
+    await eventually(async () => assert.equal((await get('/cached', token)).body, 'Jwt is expired'), 5000);
+  });
+
+  it('puts the payload in dynamic metadata, where an RBAC policy reads it', async () => {
+    assert.equal((await get('/api', await es.sign({ sub: 'mallory' }))).status, 403);
+    assert.equal((await get('/api', await es.sign({ sub: 'bob' }))).status, 200);
+  });
+});
