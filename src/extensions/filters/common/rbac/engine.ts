@@ -71,8 +71,8 @@ export class RbacEngine {
         const at = `${policiesPath}[${JSON.stringify(name)}]`;
         return {
           name,
-          permission: anyOf(policy.permissions, childPath(at, 'permissions'), compilePermission, errors, 'permissions'),
-          principal: anyOf(policy.principals, childPath(at, 'principals'), compilePrincipal, errors, 'principals'),
+          permission: or(compileAll(policy.permissions, childPath(at, 'permissions'), compilePermission, errors)),
+          principal: or(compileAll(policy.principals, childPath(at, 'principals'), compilePrincipal, errors)),
         };
       });
   }
@@ -104,12 +104,9 @@ export class RbacEngine {
 
 type Compile<T> = (config: T, path: string, errors: ConfigError[]) => Matcher;
 
-function anyOf<T>(list: readonly T[] | undefined, path: string, compile: Compile<T>, errors: ConfigError[], what: string): Matcher {
-  if (list === undefined || list.length === 0) {
-    errors.push({ code: 'missing_required', path, message: `a policy needs at least one of its ${what}` });
-    return never;
-  }
-  return or(list.map((item, i) => compile(item, childPath(path, i), errors)));
+/** The schema requires the lists of policies and sets to be non-empty (checked before compiling). */
+function compileAll<T>(list: readonly T[] | undefined, path: string, compile: Compile<T>, errors: ConfigError[]): Matcher[] {
+  return (list ?? []).map((item, i) => compile(item, childPath(path, i), errors));
 }
 
 function or(fns: readonly Matcher[]): Matcher {
@@ -126,14 +123,6 @@ function and(fns: readonly Matcher[]): Matcher {
     for (let i = 0; i < fns.length; i++) if (!fns[i]!(s)) return false;
     return true;
   };
-}
-
-function set<T>(items: readonly T[] | undefined, path: string, compile: Compile<T>, errors: ConfigError[], combine: typeof or): Matcher {
-  if (items === undefined || items.length === 0) {
-    errors.push({ code: 'missing_required', path, message: 'a set needs at least one element' });
-    return never;
-  }
-  return combine(items.map((item, i) => compile(item, childPath(path, i), errors)));
 }
 
 function cidr(range: envoy.config.core.v3.CidrRange, pick: (s: RbacSubject) => string): Matcher {
@@ -164,8 +153,8 @@ function metadata(m: envoy.type.matcher.v3.MetadataMatcher, path: string, errors
 
 function compilePermission(p: envoy.config.rbac.v3.Permission, path: string, errors: ConfigError[]): Matcher {
   if (p.any === true) return always;
-  if (p.and_rules !== undefined) return set(p.and_rules.rules, childPath(childPath(path, 'and_rules'), 'rules'), compilePermission, errors, and);
-  if (p.or_rules !== undefined) return set(p.or_rules.rules, childPath(childPath(path, 'or_rules'), 'rules'), compilePermission, errors, or);
+  if (p.and_rules !== undefined) return and(compileAll(p.and_rules.rules, childPath(childPath(path, 'and_rules'), 'rules'), compilePermission, errors));
+  if (p.or_rules !== undefined) return or(compileAll(p.or_rules.rules, childPath(childPath(path, 'or_rules'), 'rules'), compilePermission, errors));
   if (p.not_rule !== undefined) {
     const inner = compilePermission(p.not_rule, childPath(path, 'not_rule'), errors);
     return (s) => !inner(s);
@@ -196,8 +185,8 @@ function compilePermission(p: envoy.config.rbac.v3.Permission, path: string, err
 
 function compilePrincipal(p: envoy.config.rbac.v3.Principal, path: string, errors: ConfigError[]): Matcher {
   if (p.any === true) return always;
-  if (p.and_ids !== undefined) return set(p.and_ids.ids, childPath(childPath(path, 'and_ids'), 'ids'), compilePrincipal, errors, and);
-  if (p.or_ids !== undefined) return set(p.or_ids.ids, childPath(childPath(path, 'or_ids'), 'ids'), compilePrincipal, errors, or);
+  if (p.and_ids !== undefined) return and(compileAll(p.and_ids.ids, childPath(childPath(path, 'and_ids'), 'ids'), compilePrincipal, errors));
+  if (p.or_ids !== undefined) return or(compileAll(p.or_ids.ids, childPath(childPath(path, 'or_ids'), 'ids'), compilePrincipal, errors));
   if (p.not_id !== undefined) {
     const inner = compilePrincipal(p.not_id, childPath(path, 'not_id'), errors);
     return (s) => !inner(s);
