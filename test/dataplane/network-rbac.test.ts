@@ -104,12 +104,17 @@ describe('network RBAC filter', () => {
     assert.equal(stat(gw, 'second.rbac.allowed'), 1);
   });
 
-  it('refuses CONTINUOUS enforcement, a missing stat_prefix and CEL conditions', () => {
+  it('refuses CONTINUOUS enforcement, a missing stat_prefix, CEL conditions and a filter that is no network filter', () => {
     const errors: ConfigError[] = [];
     const yaml = bootstrap(1, `stat_prefix: x, enforcement_type: CONTINUOUS, rules: { policies: { p: { permissions: [{ any: true }], principals: [{ any: true }] } } }`);
     compileBootstrap(parseBootstrap(yaml), createLogger('off'), errors, EXTENSIONS);
     const filter = 'static_resources.listeners[0].filter_chains[0].filters[0].typed_config';
     assert.deepEqual(errors.map((e) => [e.code, e.path]), [['unsupported_field', `${filter}.enforcement_type`]]);
+    // A supported extension that is not a network filter, before the terminal one.
+    const misplaced: ConfigError[] = [];
+    const cors = bootstrap(1, 'stat_prefix: x').replace(`"@type": ${RBAC}, stat_prefix: x`, '"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors');
+    compileBootstrap(parseBootstrap(cors), createLogger('off'), misplaced, EXTENSIONS);
+    assert.deepEqual(misplaced.map((e) => [e.code, e.path]), [['unsupported_extension', filter]]);
     const checked = checkYaml(bootstrap(1, `rules: { policies: { p: { permissions: [{ any: true }], principals: [{ any: true }], condition: { const_expr: { bool_value: true } } } } }`));
     assert.deepEqual(
       checked.map((e) => [e.code, e.path]),
