@@ -10,6 +10,7 @@ import { Runtime } from './runtime/runtime.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import type { HttpFilterRegistry } from './http/filter.js';
 import type { ListenerFilterRegistry } from './listener/listener-filter.js';
+import type { NetworkFilterRegistry } from './listener/network-filter.js';
 
 /** A bootstrap compiled into runtime objects, not yet bound to any socket. */
 export interface CompiledConfig {
@@ -27,6 +28,8 @@ export interface DataPlaneOptions {
   httpFilters: HttpFilterRegistry;
   /** The listener filter extensions likewise. */
   listenerFilters: ListenerFilterRegistry;
+  /** The non-terminal network filter extensions likewise. */
+  networkFilters: NetworkFilterRegistry;
   /** `--file-flush-interval-msec`: how long an access log file's queued lines wait at most (default 10 s, as Envoy). */
   fileFlushIntervalMs?: number;
 }
@@ -56,6 +59,7 @@ export function compileBootstrap(
         accessLogSinks,
         httpFilters: running.httpFilters,
         listenerFilters: running.listenerFilters,
+        networkFilters: running.networkFilters,
         localCluster: bootstrap.node?.cluster ?? '',
       }),
   );

@@ -27,6 +27,7 @@ import {
 } from '../../src/dataplane/upstream/stats.js';
 import { startEchoServer } from '../../src/echo/echo-server.js';
 import { CORS_STATS } from '../../src/extensions/filters/http/cors/cors-filter.js';
+import { RBAC_SHADOW_STATS, RBAC_STATS } from '../../src/extensions/filters/common/rbac/rbac-config.js';
 import { GRPC_STATS } from '../../src/extensions/filters/http/grpc_stats/grpc-stats-filter.js';
 import { API_KEY_AUTH_STATS } from '../../src/extensions/filters/http/api_key_auth/api-key-auth-filter.js';
 import { BASIC_AUTH_STATS } from '../../src/extensions/filters/http/basic_auth/basic-auth-filter.js';
@@ -34,7 +35,6 @@ import { EXT_AUTHZ_STATS } from '../../src/extensions/filters/http/ext_authz/ext
 import { JWT_AUTHN_STATS } from '../../src/extensions/filters/http/jwt_authn/jwt-authn-filter.js';
 import { LOCAL_RATELIMIT_STATS } from '../../src/extensions/filters/http/local_ratelimit/local-ratelimit-filter.js';
 import { RATELIMIT_STATS } from '../../src/extensions/filters/http/ratelimit/ratelimit-filter.js';
-import { RBAC_SHADOW_STATS, RBAC_STATS } from '../../src/extensions/filters/http/rbac/rbac-filter.js';
 import { HTTP_INSPECTOR_STATS } from '../../src/extensions/filters/listener/http_inspector/http-inspector.js';
 import { TLS_INSPECTOR_STATS } from '../../src/extensions/filters/listener/tls_inspector/tls-inspector.js';
 import { SERVER_STATS } from '../../src/server/server-admin.js';
@@ -55,6 +55,10 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   LISTENER_HTTP_STATS: { schema: LISTENER_HTTP_STATS, prefix: 'listener.<address>.http.<stat_prefix>.' },
   HCM_STATS: { schema: HCM_STATS, prefix: 'http.<stat_prefix>.' },
   CORS_STATS: { schema: CORS_STATS, prefix: 'http.<stat_prefix>.cors.' },
+  RBAC_STATS: { schema: RBAC_STATS, prefix: 'http.<stat_prefix>.rbac.' },
+  RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: 'http.<stat_prefix>.rbac.' },
+  NETWORK_RBAC_STATS: { schema: RBAC_STATS, prefix: '<stat_prefix>.rbac.' },
+  NETWORK_RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: '<stat_prefix>.rbac.' },
   GRPC_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.' },
   GRPC_METHOD_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.<service>.<method>.' },
   RATELIMIT_STATS: { schema: RATELIMIT_STATS, prefix: 'cluster.<name>.ratelimit.' },
@@ -62,8 +66,6 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   BASIC_AUTH_STATS: { schema: BASIC_AUTH_STATS, prefix: 'http.<stat_prefix>.basic_auth.' },
   EXT_AUTHZ_STATS: { schema: EXT_AUTHZ_STATS, prefix: 'http.<stat_prefix>.ext_authz.' },
   JWT_AUTHN_STATS: { schema: JWT_AUTHN_STATS, prefix: 'http.<stat_prefix>.jwt_authn.' },
-  RBAC_STATS: { schema: RBAC_STATS, prefix: 'http.<stat_prefix>.rbac.' },
-  RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: 'http.<stat_prefix>.rbac.' },
   LOCAL_RATELIMIT_STATS: { schema: LOCAL_RATELIMIT_STATS, prefix: '<stat_prefix>.http_local_rate_limit.' },
   TCP_PROXY_STATS: { schema: TCP_PROXY_STATS, prefix: 'tcp.<stat_prefix>.' },
   TLS_INSPECTOR_STATS: { schema: TLS_INSPECTOR_STATS, prefix: 'tls_inspector.' },
