@@ -30,6 +30,7 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit', 'envoy.filters.http.local_ratelimit'],
   // Non-terminal network filters (src/extensions/filters/network/registry.ts).
   ['envoy.extensions.filters.network.rbac.v3.RBAC', 'envoy.filters.network.rbac'],
+  ['envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit', 'envoy.filters.network.local_ratelimit'],
   ['envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', 'envoy.filters.network.tcp_proxy'],
   // Listener filters (src/extensions/filters/listener/registry.ts).
   ['envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector', 'envoy.filters.listener.tls_inspector'],

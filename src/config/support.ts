@@ -329,6 +329,8 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   // RBAC (HTTP and network): CEL conditions, the xDS matcher tree, per-rule stats and audit logging are refused.
   'envoy.extensions.filters.http.rbac.v3.RBAC': ['rules', 'rules_stat_prefix', 'shadow_rules', 'shadow_rules_stat_prefix'],
   'envoy.extensions.filters.http.rbac.v3.RBACPerRoute': ['rbac'],
+  'envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit': ['stat_prefix', 'token_bucket', 'runtime_enabled'],
+  'envoy.config.core.v3.RuntimeFeatureFlag': ['default_value', 'runtime_key'],
   'envoy.extensions.filters.network.rbac.v3.RBAC': ['stat_prefix', 'rules', 'shadow_rules', 'shadow_rules_stat_prefix', 'enforcement_type'],
   'envoy.config.rbac.v3.RBAC': ['action', 'policies'],
   'envoy.config.rbac.v3.Policy': ['permissions', 'principals'],

@@ -33,6 +33,7 @@ import { API_KEY_AUTH_STATS } from '../../src/extensions/filters/http/api_key_au
 import { BASIC_AUTH_STATS } from '../../src/extensions/filters/http/basic_auth/basic-auth-filter.js';
 import { EXT_AUTHZ_STATS } from '../../src/extensions/filters/http/ext_authz/ext-authz-filter.js';
 import { JWT_AUTHN_STATS } from '../../src/extensions/filters/http/jwt_authn/jwt-authn-filter.js';
+import { NETWORK_LOCAL_RATELIMIT_STATS } from '../../src/extensions/filters/network/local_ratelimit/local-ratelimit-filter.js';
 import { LOCAL_RATELIMIT_STATS } from '../../src/extensions/filters/http/local_ratelimit/local-ratelimit-filter.js';
 import { RATELIMIT_STATS } from '../../src/extensions/filters/http/ratelimit/ratelimit-filter.js';
 import { HTTP_INSPECTOR_STATS } from '../../src/extensions/filters/listener/http_inspector/http-inspector.js';
@@ -57,6 +58,7 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   CORS_STATS: { schema: CORS_STATS, prefix: 'http.<stat_prefix>.cors.' },
   RBAC_STATS: { schema: RBAC_STATS, prefix: 'http.<stat_prefix>.rbac.' },
   RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: 'http.<stat_prefix>.rbac.' },
+  NETWORK_LOCAL_RATELIMIT_STATS: { schema: NETWORK_LOCAL_RATELIMIT_STATS, prefix: 'local_ratelimit.<stat_prefix>.' },
   NETWORK_RBAC_STATS: { schema: RBAC_STATS, prefix: '<stat_prefix>.rbac.' },
   NETWORK_RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: '<stat_prefix>.rbac.' },
   GRPC_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.' },
@@ -180,7 +182,7 @@ function tables(markdown: string): Array<{ header: string[]; rows: Array<{ cells
 }
 
 /** Where documented names start: a root scope, or a filter's own `stat_prefix` (local rate limits). */
-const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager|tls_inspector|http_inspector|<stat_prefix>)\./;
+const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager|tls_inspector|http_inspector|local_ratelimit|<stat_prefix>)\./;
 
 /** The stats of every table whose first column is `Name`: each backticked name in that column. */
 function documentedStats(markdown: string): DocumentedStat[] {

@@ -5,6 +5,7 @@
  * fields in src/config/support.ts.
  */
 import { NetworkFilterRegistry } from '../../../dataplane/listener/network-filter.js';
+import { NETWORK_LOCAL_RATELIMIT_FILTER_FACTORY } from './local_ratelimit/local-ratelimit-filter.js';
 import { NETWORK_RBAC_FILTER_FACTORY } from './rbac/rbac-filter.js';
 
-export const NETWORK_FILTERS = new NetworkFilterRegistry([NETWORK_RBAC_FILTER_FACTORY]);
+export const NETWORK_FILTERS = new NetworkFilterRegistry([NETWORK_LOCAL_RATELIMIT_FILTER_FACTORY, NETWORK_RBAC_FILTER_FACTORY]);
