@@ -2,8 +2,8 @@
 //   - CPU per request of Portico (one worker on CPU 0, wrk on CPU 1) with jwt_authn (ES256, local JWKS, the token
 //     in `access_token`; without and with `jwt_cache_config`) and with local_ratelimit (a bucket that never runs out, enforced) against the same
 //     route without filters, in alternating rounds;
-//   - the latency ext_authz over gRPC adds (p50/p99 of sequential requests, an @grpc/grpc-js server that allows
-//     everything) and the global rate limit filter adds (against `portico ratelimit` on Redis);
+//   - the latency the global rate limit filter adds (p50/p99 of sequential requests, against `portico ratelimit`
+//     on Redis; bench/ext-authz.mjs does the same for ext_authz);
 //   - checks per second of `portico ratelimit` on Redis with one core, 50 calls in flight, and their latency.
 //
 //   npm run build && node bench/security.mjs [--seconds 5] [--runs 3] [--requests 3000]
@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Client } from 'undici';
-import { decodeMessage, encodeMessage, envoyMethod } from '../dist/src/grpc/envoy-protos.js';
+import { encodeMessage, envoyMethod } from '../dist/src/grpc/envoy-protos.js';
 import { rounds, summarize } from './lib/load.mjs';
 import { cpuDelta, cpuSeconds, freePort, installCleanup, pinSelf, processTree, start, stopAll, waitForPort, which } from './lib/processes.mjs';
 import { fmt } from './lib/report.mjs';
@@ -124,21 +124,8 @@ try {
   for (const r of rows) console.log(`| ${r.key} | ${fmt(r.rps)} | ${fmt(r.cpuUs, 1)} | ${r === rows[0] ? '–' : `${fmt(((r.cpuUs - base) / base) * 100, 1)}%`} | ${r.errors} |`);
   await stopAll([upstream.proc]);
 
-  // ---- ext_authz over gRPC: added latency
-  const check = envoyMethod('envoy/service/auth/v3/external_auth.proto', 'envoy.service.auth.v3.Authorization', 'Check');
-  const authz = new grpc.Server();
-  const raw = (b) => b;
-  authz.addService(
-    { Check: { path: check.path, requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } },
-    { Check: (call, callback) => (decodeMessage(check.requestType, call.request), callback(null, encodeMessage(check.responseType, { status: { code: 0 } }))) },
-  );
-  const authzPort = await new Promise((resolve, reject) => authz.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-  const extAuthz = typed('envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', { transport_api_version: 'V3', grpc_service: { envoy_grpc: { cluster_name: 'authz' }, timeout: '1s' } });
   const plainAgain = await startPortico('plain-latency', upstream.port, []);
-  const withAuthz = await startPortico('ext-authz', upstream.port, [extAuthz], { clusters: [cluster('authz', authzPort, true)] });
   const without = await latency(plainAgain.port);
-  const authzLatency = await latency(withAuthz.port);
-  authz.forceShutdown();
 
   // ---- portico ratelimit on Redis: checks per second with one core, and the latency the filter adds
   const redisPort = await freePort();
@@ -188,7 +175,7 @@ try {
   console.log(`\nAdded latency, ${REQUESTS} sequential requests (undici, keep-alive)`);
   console.log('| route | p50 ms | p99 ms | added p50 | added p99 |\n| --- | ---: | ---: | ---: | ---: |');
   console.log(`| no filter | ${fmt(without.p50, 3)} | ${fmt(without.p99, 3)} | – | – |`);
-  for (const [name, l] of [['ext_authz (gRPC, envoy_grpc)', authzLatency], ['ratelimit (portico ratelimit on Redis)', globalLatency]]) {
+  for (const [name, l] of [['ratelimit (portico ratelimit on Redis)', globalLatency]]) {
     console.log(`| ${name} | ${fmt(l.p50, 3)} | ${fmt(l.p99, 3)} | ${fmt(l.p50 - without.p50, 3)} | ${fmt(l.p99 - without.p99, 3)} |`);
   }
   console.log(`\nportico ratelimit on Redis, one core (CPU 0), 50 calls in flight for ${SECONDS} s`);

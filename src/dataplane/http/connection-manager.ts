@@ -476,6 +476,9 @@ class FilterHandle implements RouterFilterCallbacks, EncoderFilterCallbacks {
   setStreamIdleTimeout(ms: number): void {
     this.stream.res.setTimeout(ms);
   }
+  clearRouteCache(): void {
+    this.stream.clearRouteCache();
+  }
   continueDecoding(): void {
     this.stream.guard(this.stream.decoder, this.index);
   }
@@ -714,17 +717,9 @@ class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHe
     headers.host = authority;
     this.mutateRequestHeaders();
 
-    const vhost = hcm.routeTable.selectVirtualHost(authority.toLowerCase());
-    const ctx: MatchContext | undefined = vhost ? newMatchContext(this.head) : undefined;
-    const route = vhost && ctx ? vhost.routes.match(ctx) : undefined;
+    this.clearRouteCache();
+    const route = this.route;
     if (this.upgradeType !== undefined && !this.acceptUpgrade(route)) return;
-    this.vhost = vhost;
-    this.route = route;
-    this.matchContext = ctx;
-    if (route !== undefined) {
-      this.mutations = route.mutations;
-      this.info.routeName = route.name;
-    }
     hcm.filterChain.createStreamFilters(this, route, this.filters);
     const body = req.body;
     const decoder = new FilterIteration(this.filters, DECODE_CALLS as FilterCalls<RequestHead>, this, hcm.bufferLimit, true);
@@ -734,6 +729,22 @@ class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHe
       (body as TrackedBody)[kStream] = this;
       listen(body, BODY_LISTENERS);
     }
+  }
+
+  /**
+   * Picks the virtual host and route from the request as it stands: once its head is sanitised, and again when
+   * a filter asks (Envoy's clearRouteCache, after changing the headers). Filters already created keep the
+   * per-route configuration they were created with; the router reads the new route.
+   */
+  clearRouteCache(): void {
+    const vhost = this.hcm.routeTable.selectVirtualHost(this.head.authority.toLowerCase());
+    const ctx: MatchContext | undefined = vhost ? newMatchContext(this.head) : undefined;
+    const route = vhost && ctx ? vhost.routes.match(ctx) : undefined;
+    this.vhost = vhost;
+    this.route = route;
+    this.matchContext = ctx;
+    this.mutations = route?.mutations;
+    this.info.routeName = route?.name ?? '';
   }
 
   // FilterCallbacksSource

@@ -86,6 +86,11 @@ export interface StreamFilterCallbacks {
 
 /** What a filter may do on the request path. */
 export interface DecoderFilterCallbacks extends StreamFilterCallbacks {
+  /**
+   * Picks the route again, from the request headers as they are now (a filter that changed them, such as
+   * ext_authz with `clear_route_cache`); filters created for the stream keep their per-route configuration.
+   */
+  clearRouteCache(): void;
   /** Resumes the request after this filter: headers, then the buffered body, then trailers. */
   continueDecoding(): void;
   /** The request body this filter buffered so far (with StopIterationAndBuffer), whole; undefined when none. */
