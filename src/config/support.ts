@@ -287,7 +287,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
   'envoy.type.v3.DoubleRange': '*',
   'envoy.type.v3.Int32Range': '*',
   'envoy.type.matcher.v3.ListMatcher': ['one_of'],
-  // jwt_authn: filter_state_rules, subjects, normalize_payload_in_metadata, header_in_metadata,
+  // jwt_authn: filter_state_rules, subjects, normalize_payload_in_metadata,
   // failed_status_in_metadata, jwt_cache_config, clear_route_cache, retry_policy and strip_failure_response
   // are refused.
   'envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication': ['providers', 'rules', 'requirement_map', 'bypass_cors_preflight'],
@@ -305,11 +305,12 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'forward_payload_header',
     'pad_forward_payload_header',
     'payload_in_metadata',
+    'header_in_metadata',
     'clock_skew_seconds',
     'claim_to_headers',
   ],
   'envoy.extensions.filters.http.jwt_authn.v3.RemoteJwks': ['http_uri', 'cache_duration', 'async_fetch'],
-  'envoy.extensions.filters.http.jwt_authn.v3.JwksAsyncFetch': ['fast_listener'],
+  'envoy.extensions.filters.http.jwt_authn.v3.JwksAsyncFetch': ['fast_listener', 'failed_refetch_duration'],
   'envoy.config.core.v3.HttpUri': ['uri', 'cluster', 'timeout'],
   'envoy.extensions.filters.http.jwt_authn.v3.JwtHeader': ['name', 'value_prefix'],
   'envoy.extensions.filters.http.jwt_authn.v3.JwtClaimToHeader': ['header_name', 'claim_name'],
