@@ -50,6 +50,8 @@ describe('jwt_authn filter', () => {
   let other: Signer;
   let remote: Signer;
   let rotated: Signer;
+  /** The other algorithms, one signer each. */
+  let more: Signer[];
 
   before(async () => {
     [es, rs, ps, ed, hs, other, remote, rotated] = await Promise.all([
@@ -62,6 +64,7 @@ describe('jwt_authn filter', () => {
       signer('ES384', 'r1', 'https://remote.example'),
       signer('ES384', 'r2', 'https://remote.example'),
     ]);
+    more = await Promise.all(['RS384', 'RS512', 'PS384', 'PS512', 'ES384', 'ES512', 'HS384', 'HS512'].map((alg) => signer(alg, alg, 'https://issuer.example')));
     served = jwks(remote);
     jwksServer = http.createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -71,7 +74,7 @@ describe('jwt_authn filter', () => {
     app = await startRecordingUpstream();
     // Nothing listens there: the provider's fetches fail.
     const deadPort = await freePort();
-    const local = JSON.stringify(jwks(es, rs, ps, ed, hs));
+    const local = JSON.stringify(jwks(es, rs, ps, ed, hs, ...more));
     gw = await startPortico(
       simpleBootstrap({
         httpFilters: `- name: envoy.filters.http.jwt_authn
@@ -98,6 +101,11 @@ describe('jwt_authn filter', () => {
         remote_jwks:
           http_uri: { uri: "http://jwks.internal/.well-known/jwks.json", cluster: jwks, timeout: 2s }
           cache_duration: 600s
+      shortlived:
+        issuer: https://remote.example
+        remote_jwks:
+          http_uri: { uri: "http://jwks.internal/.well-known/jwks.json", cluster: jwks, timeout: 2s }
+          cache_duration: 0.1s
       unreachable:
         issuer: https://unreachable.example
         remote_jwks:
@@ -108,6 +116,8 @@ describe('jwt_authn filter', () => {
       remote-only: { provider_name: remote }
     rules:
     - match: { prefix: /open }
+    - match: { prefix: /shortlived }
+      requires: { provider_name: shortlived }
     - match: { prefix: /unreachable }
       requires: { provider_name: unreachable }
     - match: { prefix: /custom }
@@ -164,9 +174,9 @@ describe('jwt_authn filter', () => {
   const get = (path: string, token?: string, headers: Record<string, string> = {}) =>
     httpRequest(`${gw.url()}${path}`, { headers: token === undefined ? headers : { authorization: `Bearer ${token}`, ...headers } });
 
-  it('admits a valid token of each algorithm family, forwarding the payload and claims and stripping the token', async () => {
+  it('admits a valid token of each algorithm, forwarding the payload and claims and stripping the token', async () => {
     const allowed = stat(gw, 'http.ingress_http.jwt_authn.allowed') ?? 0;
-    for (const s of [es, rs, ps, ed, hs]) {
+    for (const s of [...more, es, rs, ps, ed, hs]) {
       const res = await get('/api', await s.sign({ org: { tenant: 'acme' } }));
       assert.equal(res.status, 200, s.jwk.alg);
     }
@@ -175,7 +185,7 @@ describe('jwt_authn filter', () => {
     assert.equal(seen['x-sub'], 'alice');
     assert.equal(seen['x-tenant'], 'acme');
     assert.equal(JSON.parse(Buffer.from(String(seen['x-jwt-payload']), 'base64url').toString()).sub, 'alice');
-    assert.equal(stat(gw, 'http.ingress_http.jwt_authn.allowed'), allowed + 5);
+    assert.equal(stat(gw, 'http.ingress_http.jwt_authn.allowed'), allowed + 5 + more.length);
   });
 
   it('refuses a request without a token: 401 Jwt is missing, with the realm', async () => {
@@ -246,12 +256,14 @@ describe('jwt_authn filter', () => {
   it('remote JWKS: fetched at start, fetched again for a new kid, kept while the server is down', async () => {
     const token = await remote.sign();
     await eventually(async () => assert.equal((await get('/remote-route', token)).status, 200));
-    assert.ok((stat(gw, 'http.ingress_http.jwt_authn.jwks_fetch_success') ?? 0) >= 1);
+    const fetched = stat(gw, 'http.ingress_http.jwt_authn.jwks_fetch_success')!;
+    // Both remote providers fetched their keys before any request asked.
+    assert.ok(fetched >= 2);
     served = jwks(remote, rotated);
     // A kid the cached JWKS does not have makes the filter fetch it again (at most once a second).
     const fresh = await rotated.sign();
     await eventually(async () => assert.equal((await get('/remote-route', fresh)).status, 200));
-    assert.ok(stat(gw, 'http.ingress_http.jwt_authn.jwks_fetch_success')! >= 2);
+    assert.ok(stat(gw, 'http.ingress_http.jwt_authn.jwks_fetch_success')! > fetched);
     jwksServer.closeAllConnections();
     await new Promise((resolve) => jwksServer.close(resolve));
     assert.equal((await get('/remote-route', await rotated.sign())).status, 200);
@@ -280,6 +292,13 @@ describe('jwt_authn filter', () => {
     assert.equal(res.status, 401);
     assert.equal(res.body, 'Jwks remote fetch is failed');
     assert.equal(stat(gw, 'http.ingress_http.jwt_authn.jwks_fetch_failed'), 1);
+  });
+
+  it('keys past their cache_duration while the JWKS server is down: the refetch fails, the cached keys still serve', async () => {
+    // The JWKS server was stopped by the remote JWKS test; shortlived's keys (0.1 s) expired long since.
+    const failed = stat(gw, 'http.ingress_http.jwt_authn.jwks_fetch_failed')!;
+    assert.equal((await get('/shortlived', await remote.sign())).status, 200);
+    assert.equal(stat(gw, 'http.ingress_http.jwt_authn.jwks_fetch_failed'), failed + 1);
   });
 });
 
