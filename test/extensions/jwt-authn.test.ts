@@ -302,6 +302,68 @@ describe('jwt_authn filter', () => {
   });
 });
 
+describe('jwt_authn async_fetch: listeners wait for the first JWKS fetch unless fast_listener', () => {
+  let app: RecordingUpstream;
+  let slowJwks: http.Server;
+  let key: Signer;
+  /** JWKS responses sent so far; each one is sent 400 ms after its request. */
+  let answered = 0;
+
+  before(async () => {
+    key = await signer('ES256', 'k', 'https://slow.example');
+    slowJwks = http.createServer((_req, res) => {
+      setTimeout(() => {
+        answered++;
+        res.end(jwks(key));
+      }, 400);
+    });
+    await new Promise<void>((resolve) => slowJwks.listen(0, '127.0.0.1', resolve));
+    app = await startRecordingUpstream();
+  });
+
+  after(async () => {
+    await app.close();
+    slowJwks.closeAllConnections();
+    await new Promise((resolve) => slowJwks.close(resolve));
+  });
+
+  const start = (asyncFetch: string) =>
+    startPortico(
+      simpleBootstrap({
+        httpFilters: `- name: envoy.filters.http.jwt_authn
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+    providers:
+      slow:
+        issuer: https://slow.example
+        remote_jwks:
+          http_uri: { uri: "http://jwks.slow/keys", cluster: jwks, timeout: 5s }
+          async_fetch: ${asyncFetch}
+    rules:
+    - match: { prefix: / }
+      requires: { provider_name: slow }`,
+        routes: '- match: { prefix: / }\n  route: { cluster: app }',
+        clusters: `${staticCluster('app', app.port)}${staticCluster('jwks', (slowJwks.address() as AddressInfo).port)}`,
+      }),
+    );
+
+  for (const [asyncFetch, waits] of [['{}', true], ['{ fast_listener: true }', false]] as const) {
+    it(`async_fetch: ${asyncFetch}`, async () => {
+      const before = answered;
+      const gw = await start(asyncFetch);
+      try {
+        assert.equal(answered - before, waits ? 1 : 0, waits ? 'serving only once the JWKS came' : 'serving before the JWKS came');
+        // Either way the first request is decided with the keys (it waits for the fetch in flight if need be).
+        const res = await httpRequest(`${gw.url()}/`, { headers: { authorization: `Bearer ${await key.sign()}` } });
+        assert.equal(res.status, 200);
+        assert.equal(stat(gw, 'http.ingress_http.jwt_authn.jwks_fetch_success'), 1);
+      } finally {
+        await gw.close();
+      }
+    });
+  }
+});
+
 describe('jwt_authn configuration', () => {
   const bootstrap = (providers: string, rest = '') =>
     simpleBootstrap({

@@ -21,6 +21,7 @@ import { compileDownstreamTls, type TlsTermination } from '../tls/downstream.js'
 import { TcpProxy } from '../tcp/tcp-proxy.js';
 import type { ConnectionProtocols, ListenerFilterRegistry } from './listener-filter.js';
 import { ListenerFilters } from './listener-filters.js';
+import type { InitManager } from '../init-manager.js';
 
 type ListenerConfig = envoy.config.listener.v3.Listener;
 type FilterChainConfig = envoy.config.listener.v3.FilterChain;
@@ -34,6 +35,7 @@ export interface ListenerContext {
   log: Logger;
   stats: StatsStore;
   accessLogSinks: AccessLogSinks;
+  init: InitManager;
   httpFilters: HttpFilterRegistry;
   listenerFilters: ListenerFilterRegistry;
   /** The bootstrap's `node.cluster`. */

@@ -73,7 +73,7 @@ class JwtAuthnConfig implements HttpFilterConfig {
     });
     this.bypassCorsPreflight = config.bypass_cors_preflight ?? false;
     if (config.filter_state_rules !== undefined) errors.push({ code: 'unsupported_field', path: `${path}.filter_state_rules`, message: 'filter_state_rules are not supported' });
-    if (errors.length === 0) for (const provider of this.providers.values()) provider.prefetch();
+    for (const provider of this.providers.values()) provider.fetchOnInit(context.init);
   }
 
   named(name: string, path: string, errors: ConfigError[]): Requirement | undefined {

@@ -1,7 +1,7 @@
 /**
  * One `providers` entry of jwt_authn, compiled: where its tokens are found, the claims they must carry, and its
  * keys, inline or from a file (`local_jwks`) or fetched from a cluster (`remote_jwks`: fetched when the
- * configuration loads, kept `cache_duration`, fetched again for a `kid` it does not know, and kept serving
+ * configuration starts, before its listeners serve with `async_fetch` (unless `fast_listener`), kept `cache_duration`, fetched again for a `kid` it does not know, and kept serving
  * while the JWKS host is down).
  */
 import type { envoy } from '../../../../generated/envoy.js';
@@ -9,6 +9,7 @@ import type { ConfigError } from '../../../../config/errors.js';
 import { parseQuery } from '../../../../dataplane/matching/query-matcher.js';
 import { readDataSource } from '../../../../dataplane/router/route-action.js';
 import type { RequestHead } from '../../../../dataplane/stream-info.js';
+import type { InitManager } from '../../../../dataplane/init-manager.js';
 import type { AsyncHttpClient } from '../../../../dataplane/upstream/async-client.js';
 import type { Logger } from '../../../../util/logger.js';
 import { isSupportedAlgorithm, Jwks } from './jwks.js';
@@ -72,7 +73,9 @@ export class Provider {
   private readonly fromCookies: readonly string[];
   private jwks: Jwks | undefined;
   /** Remote keys: where and how long; undefined for local ones. */
-  private readonly remote: { cluster: string; path: string; authority: string; timeoutMs: number; cacheMs: number; failedRefetchMs: number } | undefined;
+  private readonly remote:
+    | { cluster: string; path: string; authority: string; timeoutMs: number; cacheMs: number; failedRefetchMs: number; holdListeners: boolean }
+    | undefined;
   private fetchedAt = 0;
   private fetching: Promise<void> | undefined;
 
@@ -126,6 +129,7 @@ export class Provider {
           timeoutMs: uri?.timeout ?? 1000,
           cacheMs: config.remote_jwks.cache_duration ?? DEFAULT_CACHE_MS,
           failedRefetchMs: config.remote_jwks.async_fetch?.failed_refetch_duration ?? REFETCH_MS,
+          holdListeners: config.remote_jwks.async_fetch !== undefined && !(config.remote_jwks.async_fetch.fast_listener ?? false),
         };
       }
     } else {
@@ -133,10 +137,18 @@ export class Provider {
     }
   }
 
-  /** Starts fetching remote keys (when the configuration is applied, so that the first request finds them). */
-  prefetch(): void {
-    // After this turn: the configuration's clusters get their hosts before its listeners open.
-    if (this.remote !== undefined) setImmediate(() => void this.refresh());
+  /**
+   * Remote keys are fetched as the configuration starts (its clusters have hosts by then). With `async_fetch` the
+   * listeners wait for that fetch, failed or not, unless `fast_listener`; otherwise a request that comes first
+   * waits for it itself.
+   */
+  fetchOnInit(init: InitManager): void {
+    const remote = this.remote;
+    if (remote === undefined) return;
+    init.add(() => {
+      const fetched = this.refresh();
+      return remote.holdListeners ? fetched : Promise.resolve();
+    });
   }
 
   /** Keys must be fetched before `token` can be checked (none yet, expired, or an unknown kid). */
