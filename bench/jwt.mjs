@@ -1,6 +1,7 @@
 // CPU per request of envoy.filters.http.jwt_authn: one Portico route with the filter (an ES256 token checked
 // against a local JWKS, so every key is cached) against the same route without it; an HS256 token as well, whose
-// signature costs next to nothing, to tell the filter's own work from the ECDSA check. Both Porticos run one worker on
+// signature costs next to nothing, to tell the filter's own work from the ECDSA check; and ES256 with
+// jwt_cache_config, where the repeated token's signature is checked once. Both Porticos run one worker on
 // CPU 0 and proxy to an nginx upstream; wrk (HTTP/1.1 keep-alive, the same Authorization header on every request)
 // runs on CPU 1. The two are measured in alternating rounds, so that a noisy neighbour hits both alike.
 //
@@ -32,7 +33,7 @@ const address = (port) => ({ socket_address: { address: '127.0.0.1', port_value:
 const router = { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } };
 
 /** A token of `alg` and the jwt_authn filter that admits it, its key inline (cached from the start). */
-async function setup(alg) {
+async function setup(alg, provider = {}) {
   const { publicKey, privateKey } = alg.startsWith('HS') ? await generateSecret(alg, { extractable: true }).then((k) => ({ publicKey: k, privateKey: k })) : await generateKeyPair(alg);
   const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg }] });
   const token = await new SignJWT({ sub: 'bench', aud: 'api' }).setProtectedHeader({ alg, kid: 'bench' }).setIssuer('https://issuer.example').setExpirationTime('2h').sign(privateKey);
@@ -40,7 +41,7 @@ async function setup(alg) {
     name: 'envoy.filters.http.jwt_authn',
     typed_config: {
       '@type': 'type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication',
-      providers: { bench: { issuer: 'https://issuer.example', audiences: ['api'], local_jwks: { inline_string: jwks } } },
+      providers: { bench: { issuer: 'https://issuer.example', audiences: ['api'], local_jwks: { inline_string: jwks }, ...provider } },
       rules: [{ match: { prefix: '/' }, requires: { provider_name: 'bench' } }],
     },
   };
@@ -84,10 +85,12 @@ try {
   const upstream = await startNginxUpstream(dir, LOAD_CPUS);
   const es = await setup('ES256');
   const hs = await setup('HS256');
+  const cached = await setup('ES256', { jwt_cache_config: {} });
   const targets = [
     { name: 'without jwt_authn', server: await startPortico('plain', upstream.port, []), token: es.token, samples: [] },
     { name: 'with jwt_authn, ES256', server: await startPortico('es256', upstream.port, [es.filter]), token: es.token, samples: [] },
     { name: 'with jwt_authn, HS256', server: await startPortico('hs256', upstream.port, [hs.filter]), token: hs.token, samples: [] },
+    { name: 'with jwt_authn, ES256, jwt_cache_config', server: await startPortico('cached', upstream.port, [cached.filter]), token: cached.token, samples: [] },
   ];
   for (const t of targets) await load(t.server, t.token, 1); // warm-up (JIT, upstream connections)
   for (let round = 0; round < ROUNDS; round++) for (const t of targets) t.samples.push(await load(t.server, t.token, SECONDS));
@@ -97,6 +100,7 @@ try {
   for (const r of rows) console.log(`| ${r.name} | ${fmt(r.rps)} | ${fmt(r.cpuUs, 1)} |`);
   console.log(`| jwt_authn's share, ES256 | | ${fmt(rows[1].cpuUs - rows[0].cpuUs, 1)} |`);
   console.log(`| jwt_authn's share, HS256 | | ${fmt(rows[2].cpuUs - rows[0].cpuUs, 1)} |`);
+  console.log(`| jwt_authn's share, ES256 cached | | ${fmt(rows[3].cpuUs - rows[0].cpuUs, 1)} |`);
 } finally {
   await stopAll();
   rmSync(dir, { recursive: true, force: true });

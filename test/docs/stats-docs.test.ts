@@ -28,6 +28,9 @@ import {
 import { startEchoServer } from '../../src/echo/echo-server.js';
 import { CORS_STATS } from '../../src/extensions/filters/http/cors/cors-filter.js';
 import { GRPC_STATS } from '../../src/extensions/filters/http/grpc_stats/grpc-stats-filter.js';
+import { API_KEY_AUTH_STATS } from '../../src/extensions/filters/http/api_key_auth/api-key-auth-filter.js';
+import { BASIC_AUTH_STATS } from '../../src/extensions/filters/http/basic_auth/basic-auth-filter.js';
+import { EXT_AUTHZ_STATS } from '../../src/extensions/filters/http/ext_authz/ext-authz-filter.js';
 import { JWT_AUTHN_STATS } from '../../src/extensions/filters/http/jwt_authn/jwt-authn-filter.js';
 import { LOCAL_RATELIMIT_STATS } from '../../src/extensions/filters/http/local_ratelimit/local-ratelimit-filter.js';
 import { RATELIMIT_STATS } from '../../src/extensions/filters/http/ratelimit/ratelimit-filter.js';
@@ -55,6 +58,9 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   GRPC_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.' },
   GRPC_METHOD_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.<service>.<method>.' },
   RATELIMIT_STATS: { schema: RATELIMIT_STATS, prefix: 'cluster.<name>.ratelimit.' },
+  API_KEY_AUTH_STATS: { schema: API_KEY_AUTH_STATS, prefix: 'http.<stat_prefix>.api_key_auth.' },
+  BASIC_AUTH_STATS: { schema: BASIC_AUTH_STATS, prefix: 'http.<stat_prefix>.basic_auth.' },
+  EXT_AUTHZ_STATS: { schema: EXT_AUTHZ_STATS, prefix: 'http.<stat_prefix>.ext_authz.' },
   JWT_AUTHN_STATS: { schema: JWT_AUTHN_STATS, prefix: 'http.<stat_prefix>.jwt_authn.' },
   RBAC_STATS: { schema: RBAC_STATS, prefix: 'http.<stat_prefix>.rbac.' },
   RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: 'http.<stat_prefix>.rbac.' },

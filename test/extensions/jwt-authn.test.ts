@@ -96,6 +96,11 @@ describe('jwt_authn filter', () => {
         from_params: [jwt]
         from_cookies: [session]
         forward: true
+      cached:
+        issuer: https://issuer.example
+        local_jwks: { inline_string: ${local} }
+        clock_skew_seconds: 0
+        jwt_cache_config: { jwt_cache_size: 10 }
       remote:
         issuer: https://remote.example
         remote_jwks:
@@ -130,6 +135,8 @@ describe('jwt_authn filter', () => {
       requires: { requires_any: { requirements: [{ provider_name: local }, { allow_missing: {} }] } }
     - match: { prefix: /lenient }
       requires: { requires_any: { requirements: [{ provider_name: local }, { allow_missing_or_failed: {} }] } }
+    - match: { prefix: /cached }
+      requires: { provider_name: cached }
     - match: { prefix: /other-audience }
       requires: { provider_and_audiences: { provider_name: local, audiences: [other] } }
     - match: { prefix: / }
@@ -267,6 +274,13 @@ describe('jwt_authn filter', () => {
     jwksServer.closeAllConnections();
     await new Promise((resolve) => jwksServer.close(resolve));
     assert.equal((await get('/remote-route', await rotated.sign())).status, 200);
+  });
+
+  it('jwt_cache_config: a cached token still expires', async () => {
+    const token = await es.sign({}, { exp: Math.floor(Date.now() / 1000) + 2 });
+    assert.equal((await get('/cached', token)).status, 200);
+    assert.equal((await get('/cached', token)).status, 200);
+    await eventually(async () => assert.equal((await get('/cached', token)).body, 'Jwt is expired'), 5000);
   });
 
   it('puts the payload and the header in dynamic metadata, where an RBAC policy reads them', async () => {

@@ -1,8 +1,8 @@
 /**
  * One `providers` entry of jwt_authn, compiled: where its tokens are found, the claims they must carry, and its
  * keys, inline or from a file (`local_jwks`) or fetched from a cluster (`remote_jwks`: fetched when the
- * configuration starts, before its listeners serve with `async_fetch` (unless `fast_listener`), kept `cache_duration`, fetched again for a `kid` it does not know, and kept serving
- * while the JWKS host is down).
+ * configuration starts, before its listeners serve with `async_fetch` unless `fast_listener`, kept
+ * `cache_duration`, fetched again for a `kid` it does not know, and kept serving while the JWKS host is down).
  */
 import type { envoy } from '../../../../generated/envoy.js';
 import type { ConfigError } from '../../../../config/errors.js';
@@ -76,6 +76,9 @@ export class Provider {
   private readonly remote:
     | { cluster: string; path: string; authority: string; timeoutMs: number; cacheMs: number; failedRefetchMs: number; holdListeners: boolean }
     | undefined;
+  /** `jwt_cache_config`: tokens whose signature verified, so that a token seen again skips the signature check. */
+  private readonly verifiedTokens: Map<string, Verified> | undefined;
+  private readonly cacheSize: number;
   private fetchedAt = 0;
   private fetching: Promise<void> | undefined;
 
@@ -104,6 +107,8 @@ export class Provider {
     this.fromHeaders = defaults ? [{ name: 'authorization', prefix: 'Bearer ' }] : (config.from_headers ?? []).map((h) => ({ name: (h.name ?? '').toLowerCase(), prefix: h.value_prefix ?? '' }));
     this.fromParams = defaults ? ['access_token'] : (config.from_params ?? []);
     this.fromCookies = config.from_cookies ?? [];
+    this.cacheSize = config.jwt_cache_config === undefined ? 0 : config.jwt_cache_config.jwt_cache_size || 100;
+    this.verifiedTokens = this.cacheSize > 0 ? new Map() : undefined;
     if (config.local_jwks !== undefined) {
       const text = readDataSource(config.local_jwks, `${path}.local_jwks`, errors);
       if (text !== undefined) {
@@ -250,11 +255,21 @@ export class Provider {
       const issued = typeof payload.iat === 'number' ? payload.iat : now;
       if (exp - issued > this.maxLifetimeS) return Failure.LifetimeTooLong;
     }
+    // The claims were checked again above (time passes); only the signature's verdict is kept.
+    const cache = this.verifiedTokens;
+    const cached = cache?.get(token);
+    if (cached !== undefined) return cached;
     const jwks = this.jwks;
     if (jwks === undefined) return Failure.NoKeys;
     const verdict = jwks.verify(alg, header.kid as string | undefined, token.slice(0, second), Buffer.from(signatureSegment, 'base64url'));
     if (verdict !== true) return verdict === 'no_key' ? Failure.NoMatchingKey : Failure.Verification;
-    return { header, payload, payloadSegment };
+    const verified = { header, payload, payloadSegment };
+    if (cache !== undefined) {
+      // Oldest first out: a Map iterates in insertion order.
+      if (cache.size >= this.cacheSize) cache.delete(cache.keys().next().value!);
+      cache.set(token, verified);
+    }
+    return verified;
   }
 
   /** The token's `kid`, read before the keys are needed (to know whether to fetch). */
