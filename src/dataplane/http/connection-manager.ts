@@ -40,6 +40,7 @@ import {
 import { type Http2ConnectionOptions, type Http2ConnectionOwner, Http2Response, Http2ServerConnection } from './http2/server-connection.js';
 import { type PrefaceOwner, sniffPreface } from './http2/preface.js';
 import { compileUpgradeConfigs, Tunnel, type TunnelOwner, type UpgradeMap, upgradeAllowed } from './upgrade.js';
+import type { InitManager } from '../init-manager.js';
 
 const S = HCM_STATS.c;
 const SG = HCM_STATS.g;
@@ -67,6 +68,7 @@ export interface ConnectionManagerContext {
   httpFilters: HttpFilterRegistry;
   /** The bootstrap's `node.cluster`, for the filters. */
   localCluster: string;
+  init: InitManager;
   /** The listener's `per_connection_buffer_limit_bytes`: what filters may buffer of a body. */
   bufferLimit: number;
 }
@@ -170,6 +172,7 @@ export class HttpConnectionManager implements ServerConnectionOwner, Http2Connec
       log: context.log,
       clusters: context.clusters,
       localCluster: context.localCluster,
+      init: context.init,
     };
     this.filterChain = HttpFilterChain.compile(config.http_filters, context.httpFilters, filterContext, path, errors);
     this.bufferLimit = context.bufferLimit;

@@ -25,6 +25,7 @@ import type { RouteEntry, VirtualHost } from '../router/route-table.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { RequestHead, StreamInfo } from '../stream-info.js';
+import type { InitManager } from '../init-manager.js';
 
 export const enum FilterHeadersStatus {
   /** The next filter runs. */
@@ -162,6 +163,8 @@ export interface FilterFactoryContext {
   readonly clusters: ClusterManager;
   /** The bootstrap's `node.cluster` (Envoy's local service cluster; `source_cluster` of rate limit actions). */
   readonly localCluster: string;
+  /** Work the configuration finishes before its listeners serve (Envoy's init manager). */
+  readonly init: InitManager;
 }
 
 /** A filter's compiled configuration in one connection manager's chain. */

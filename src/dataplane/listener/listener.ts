@@ -22,6 +22,7 @@ import { TcpProxy } from '../tcp/tcp-proxy.js';
 import type { ConnectionProtocols, ListenerFilterRegistry } from './listener-filter.js';
 import { ListenerFilters } from './listener-filters.js';
 import type { NetworkFilter, NetworkFilterRegistry } from './network-filter.js';
+import type { InitManager } from '../init-manager.js';
 
 type ListenerConfig = envoy.config.listener.v3.Listener;
 type FilterChainConfig = envoy.config.listener.v3.FilterChain;
@@ -35,6 +36,7 @@ export interface ListenerContext {
   log: Logger;
   stats: StatsStore;
   accessLogSinks: AccessLogSinks;
+  init: InitManager;
   httpFilters: HttpFilterRegistry;
   listenerFilters: ListenerFilterRegistry;
   networkFilters: NetworkFilterRegistry;
