@@ -243,6 +243,7 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'request_mirror_policies',
     'typed_per_filter_config',
     'cors',
+    'rate_limits',
   ],
   'envoy.config.route.v3.Route': [
     'name',
@@ -297,7 +298,35 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'cors',
     'upgrade_configs',
     'max_stream_duration',
+    'rate_limits',
   ],
+  // limit (an override of the limit from dynamic metadata) is refused.
+  'envoy.config.route.v3.RateLimit': ['stage', 'disable_key', 'actions'],
+  // extension (CEL and other descriptor extensions) is refused.
+  'envoy.config.route.v3.RateLimit.Action': [
+    'source_cluster',
+    'destination_cluster',
+    'request_headers',
+    'remote_address',
+    'generic_key',
+    'header_value_match',
+    'dynamic_metadata',
+    'metadata',
+    'masked_remote_address',
+    'query_parameter_value_match',
+  ],
+  'envoy.config.route.v3.RateLimit.Action.SourceCluster': '*',
+  'envoy.config.route.v3.RateLimit.Action.DestinationCluster': '*',
+  'envoy.config.route.v3.RateLimit.Action.RequestHeaders': '*',
+  'envoy.config.route.v3.RateLimit.Action.RemoteAddress': '*',
+  'envoy.config.route.v3.RateLimit.Action.GenericKey': '*',
+  'envoy.config.route.v3.RateLimit.Action.HeaderValueMatch': '*',
+  'envoy.config.route.v3.RateLimit.Action.DynamicMetaData': '*',
+  'envoy.config.route.v3.RateLimit.Action.MetaData': '*',
+  'envoy.config.route.v3.RateLimit.Action.MaskedRemoteAddress': '*',
+  'envoy.config.route.v3.RateLimit.Action.QueryParameterValueMatch': '*',
+  'envoy.type.metadata.v3.MetadataKey': '*',
+  'envoy.type.metadata.v3.MetadataKey.PathSegment': '*',
   // max_stream_duration itself (a limit on the whole stream) is refused.
   'envoy.config.route.v3.RouteAction.MaxStreamDuration': ['grpc_timeout_header_max', 'grpc_timeout_header_offset'],
   // connect_config (CONNECT terminated as raw TCP) is refused.

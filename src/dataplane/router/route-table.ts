@@ -11,6 +11,7 @@ import { ActionKind, type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT
 import { compileRetryPolicy } from './retry-policy.js';
 import { RouteMatcher } from './route-matcher.js';
 import { compileMirrorPolicies, type MirrorPolicy } from './request-mirror.js';
+import { compileRateLimitPolicy, type RateLimitPolicy } from './rate-limit-policy.js';
 import { isGrpcContentType } from '../grpc.js';
 
 type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
@@ -58,10 +59,10 @@ export class RouteEntry {
   readonly mutations: MutationChains;
   /** The same for each weighted cluster (same indexes), whose own mutations come first. */
   readonly weightedMutations: readonly MutationChains[] | undefined;
-  /**
-   * The deprecated `cors` of the route action and of the virtual host, most specific first (Envoy's
-   * RouteEntry::corsPolicy and VirtualHost::corsPolicy), which the CORS filter falls back to.
-   */
+  /** `metadata.filter_metadata`, which rate limit `metadata` actions read (source ROUTE_ENTRY). */
+  readonly metadata: Record<string, Record<string, unknown>> | undefined;
+  /** The route action's `rate_limits` (empty for redirects and direct responses). */
+  readonly rateLimitPolicy: RateLimitPolicy;
   /** Per filter of the connection manager's chain (same indexes), this route's resolved per-route config. */
   readonly filterConfigs: readonly unknown[] | undefined;
 
@@ -110,6 +111,8 @@ export class RouteEntry {
     this.runtimeKey = match.runtime_fraction?.runtime_key;
     this.runtimeDefault = match.runtime_fraction?.default_value;
     this.grpcOnly = match.grpc !== undefined;
+    this.metadata = config.metadata?.filter_metadata as Record<string, Record<string, unknown>> | undefined;
+    this.rateLimitPolicy = compileRateLimitPolicy(config.route?.rate_limits, `${path}.route.rate_limits`, errors);
     this.action = compileRouteAction(config, path, errors, maxDirectResponseBody, vhostDefaults);
     const own = compileLevelMutations(config, path, errors);
     this.mutations = chainMutations([own, ...outer], mostSpecificMutationsWin);
@@ -200,6 +203,8 @@ export interface VirtualHost {
   readonly requireTls: 'NONE' | 'EXTERNAL_ONLY' | 'ALL';
   readonly includeAttemptCount: boolean;
   readonly includeAttemptCountInResponse: boolean;
+  /** The virtual host's `rate_limits`. */
+  readonly rateLimitPolicy: RateLimitPolicy;
 }
 
 /**
@@ -311,5 +316,6 @@ function compileVirtualHost(
     requireTls: config.require_tls ?? 'NONE',
     includeAttemptCount: config.include_request_attempt_count ?? false,
     includeAttemptCountInResponse: config.include_attempt_count_in_response ?? false,
+    rateLimitPolicy: compileRateLimitPolicy(config.rate_limits, `${path}.rate_limits`, errors),
   };
 }
