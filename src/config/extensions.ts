@@ -16,6 +16,8 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.filters.http.cors.v3.CorsPolicy', 'envoy.filters.http.cors'],
   ['envoy.extensions.filters.http.grpc_web.v3.GrpcWeb', 'envoy.filters.http.grpc_web'],
   ['envoy.extensions.filters.http.grpc_stats.v3.FilterConfig', 'envoy.filters.http.grpc_stats'],
+  // Its own type is also its per-route config.
+  ['envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit', 'envoy.filters.http.local_ratelimit'],
   ['envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', 'envoy.filters.network.tcp_proxy'],
   // Listener filters (src/extensions/filters/listener/registry.ts).
   ['envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector', 'envoy.filters.listener.tls_inspector'],

@@ -48,7 +48,7 @@ export function compileBootstrap(
   const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], errors, log, stats, runtime, running.clusters);
   const accessLogSinks = new AccessLogSinks(log, running.fileFlushIntervalMs);
   const listeners = (bootstrap.static_resources?.listeners ?? []).map(
-    (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks, httpFilters: running.httpFilters, listenerFilters: running.listenerFilters }),
+    (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks, httpFilters: running.httpFilters, listenerFilters: running.listenerFilters, localCluster: bootstrap.node?.cluster ?? '' }),
   );
   return { runtime, clusters, listeners, stats, accessLogSinks };
 }

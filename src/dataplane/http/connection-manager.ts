@@ -65,6 +65,8 @@ export interface ConnectionManagerContext {
   accessLogSinks: AccessLogSinks;
   /** The HTTP filter extensions the program was composed with. */
   httpFilters: HttpFilterRegistry;
+  /** `node.cluster`. */
+  localCluster: string;
   /** The listener's `per_connection_buffer_limit_bytes`: what filters may buffer of a body. */
   bufferLimit: number;
 }
@@ -161,7 +163,7 @@ export class HttpConnectionManager implements ServerConnectionOwner, Http2Connec
       () => `${context.listenerStatPrefix()}http.${this.statPrefix}.`,
       `${context.listenerStatKey} http.${this.statPrefix}.`,
     );
-    const filterContext = { stats: context.stats, statPrefix: this.statPrefix, runtime: context.runtime, log: context.log, clusters: context.clusters };
+    const filterContext = { stats: context.stats, statPrefix: this.statPrefix, runtime: context.runtime, log: context.log, clusters: context.clusters, localCluster: context.localCluster };
     this.filterChain = HttpFilterChain.compile(config.http_filters, context.httpFilters, filterContext, path, errors);
     this.bufferLimit = context.bufferLimit;
     this.routeTable = new RouteTable(config.route_config ?? {}, `${path}.route_config`, errors, context.runtime, this.filterChain);

@@ -155,6 +155,8 @@ export interface FilterFactoryContext {
   readonly runtime: Runtime;
   readonly log: Logger;
   readonly clusters: ClusterManager;
+  /** The local service cluster (`node.cluster`), as rate limit `source_cluster` actions name it. */
+  readonly localCluster: string;
 }
 
 /** A filter's compiled configuration in one connection manager's chain. */

@@ -36,6 +36,8 @@ export interface ListenerContext {
   accessLogSinks: AccessLogSinks;
   httpFilters: HttpFilterRegistry;
   listenerFilters: ListenerFilterRegistry;
+  /** `node.cluster`. */
+  localCluster: string;
 }
 
 const L = LISTENER_STATS.c;

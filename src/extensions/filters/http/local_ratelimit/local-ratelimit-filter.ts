@@ -1,0 +1,334 @@
+/**
+ * `envoy.filters.http.local_ratelimit`: token buckets in the gateway itself, as Envoy's filter:
+ * - `filter_enabled` decides, per request, whether the limit is looked at at all (`enabled`), and
+ *   `filter_enforced` whether a request over it is answered (`enforced`) or forwarded with
+ *   `request_headers_to_add_when_not_enforced`; both are 0 % when absent, so a filter without them does nothing;
+ * - the route's (and virtual host's) `rate_limits` of the filter's `stage` make the request's descriptors; each
+ *   configured `descriptors` entry they match exactly has its own bucket, and every matched bucket is consumed,
+ *   the slowest-filling first, stopping at the first empty one; the default `token_bucket` is consumed too when no
+ *   descriptor matched or `always_consume_default_token_bucket` (true by default);
+ * - a limited, enforced request gets `status` (429) with body and details `local_rate_limited`, the response flag
+ *   RL and `response_headers_to_add`; gRPC clients get UNAVAILABLE, or RESOURCE_EXHAUSTED with
+ *   `rate_limited_as_resource_exhausted`;
+ * - a route's own `typed_per_filter_config` LocalRateLimit replaces the filter's (buckets and stats included).
+ * Stats `<stat_prefix>.http_local_rate_limit.enabled/enforced/rate_limited/ok`, in the root scope, as Envoy.
+ *
+ * Buckets live in this process. `local_rate_limit_per_downstream_connection` gives every connection its own.
+ */
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { envoy } from '../../../../generated/envoy.js';
+import { childPath, type ConfigError } from '../../../../config/errors.js';
+import { defineStats, type StatScope, type StatsStore } from '../../../../stats/store.js';
+import {
+  type DecoderFilterCallbacks,
+  type EncoderFilterCallbacks,
+  type FilterFactoryContext,
+  FilterHeadersStatus,
+  type HttpFilterConfig,
+  type HttpFilterFactory,
+  type ResponseHead,
+  type StreamFilter,
+} from '../../../../dataplane/http/filter.js';
+import { applyHeaderMutation, compileHeaderMutation, type HeaderMutation } from '../../../../dataplane/router/header-mutation.js';
+import type { Descriptor, DescriptorEntry, RateLimitInput, RateLimitPolicy } from '../../../../dataplane/router/rate-limit-policy.js';
+import { ActionKind } from '../../../../dataplane/router/route-action.js';
+import type { Runtime } from '../../../../dataplane/runtime/runtime.js';
+import { ResponseFlag } from '../../../../dataplane/response-flags.js';
+import type { RequestHead } from '../../../../dataplane/stream-info.js';
+import { checkTokenBucket, TokenBucket } from './token-bucket.js';
+
+type LocalRateLimitConfig = envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit;
+type RuntimeFractionalPercent = envoy.config.core.v3.RuntimeFractionalPercent;
+
+export const LOCAL_RATE_LIMIT_STATS = defineStats({ counters: ['enabled', 'enforced', 'rate_limited', 'ok'], gauges: [], histograms: [] });
+const S = LOCAL_RATE_LIMIT_STATS.c;
+
+/** Envoy's StatusCode enum names (`TooManyRequests`) are Node's reason phrases without spaces and punctuation. */
+const STATUS_BY_NAME = new Map(Object.entries(STATUS_CODES).map(([code, phrase]) => [phrase!.replace(/[^A-Za-z]/g, ''), Number(code)]));
+
+const GRPC_UNAVAILABLE = 14;
+const GRPC_RESOURCE_EXHAUSTED = 8;
+
+const enum VhRateLimits {
+  Override,
+  Include,
+  Ignore,
+}
+
+/** A configured descriptor: the entries a request descriptor must equal, and its bucket's settings. */
+interface DescriptorRule {
+  readonly entries: readonly DescriptorEntry[];
+  readonly bucket: envoy.type.v3.TokenBucket;
+  /** Its bucket's index in a bucket set (the default bucket, when there is one, is last). */
+  readonly index: number;
+}
+
+/** One LocalRateLimit compiled: the filter's own, or a route's replacement. */
+class LocalRateLimitRules {
+  readonly status: number;
+  readonly grpcStatus: number;
+  readonly stage: number;
+  readonly vhRateLimits: VhRateLimits;
+  readonly perConnection: boolean;
+  readonly xRateLimitHeaders: boolean;
+  readonly alwaysConsumeDefault: boolean;
+  readonly responseHeaders: HeaderMutation | undefined;
+  readonly requestHeadersWhenNotEnforced: HeaderMutation | undefined;
+  /** Slowest-filling first, the order Envoy consumes matched descriptors in. */
+  readonly descriptors: readonly DescriptorRule[];
+  private readonly defaultBucket: envoy.type.v3.TokenBucket | undefined;
+  private readonly enabledFraction: RuntimeFractionalPercent | undefined;
+  private readonly enforcedFraction: RuntimeFractionalPercent | undefined;
+  private readonly statPrefix: string;
+  /** Bound on first use: a route's rules are compiled before any stats store is at hand. */
+  private statScope: StatScope | undefined;
+  /** The buckets shared by every connection; undefined with per-connection buckets. */
+  private readonly shared: (TokenBucket | undefined)[] | undefined;
+  private readonly byConnection: WeakMap<Socket, (TokenBucket | undefined)[]> | undefined;
+
+  constructor(
+    config: LocalRateLimitConfig,
+    private readonly runtime: Runtime,
+    path: string,
+    errors: ConfigError[],
+  ) {
+    this.statPrefix = config.stat_prefix ?? '';
+    if (this.statPrefix === '') errors.push({ code: 'missing_required', path: childPath(path, 'stat_prefix'), message: 'stat_prefix is required' });
+    this.status = compileStatus(config.status, childPath(path, 'status'), errors);
+    this.grpcStatus = config.rate_limited_as_resource_exhausted ? GRPC_RESOURCE_EXHAUSTED : GRPC_UNAVAILABLE;
+    this.stage = config.stage ?? 0;
+    if (this.stage > 10) errors.push({ code: 'invalid_value', path: childPath(path, 'stage'), message: 'stage must be at most 10' });
+    this.vhRateLimits = config.vh_rate_limits === 'INCLUDE' ? VhRateLimits.Include : config.vh_rate_limits === 'IGNORE' ? VhRateLimits.Ignore : VhRateLimits.Override;
+    this.perConnection = config.local_rate_limit_per_downstream_connection ?? false;
+    this.xRateLimitHeaders = config.enable_x_ratelimit_headers === 'DRAFT_VERSION_03';
+    this.alwaysConsumeDefault = config.always_consume_default_token_bucket ?? true;
+    this.responseHeaders = compileHeaderMutation(config.response_headers_to_add, undefined, path, 'response_headers_to_add', '', errors);
+    this.requestHeadersWhenNotEnforced = compileHeaderMutation(
+      config.request_headers_to_add_when_not_enforced,
+      undefined,
+      path,
+      'request_headers_to_add_when_not_enforced',
+      '',
+      errors,
+    );
+    this.enabledFraction = config.filter_enabled;
+    this.enforcedFraction = config.filter_enforced;
+    this.defaultBucket = config.token_bucket;
+    if (config.token_bucket !== undefined) checkTokenBucket(config.token_bucket, childPath(path, 'token_bucket'), errors);
+    const descriptorsPath = childPath(path, 'descriptors');
+    const rules = (config.descriptors ?? []).map((d, i): DescriptorRule => {
+      const at = childPath(descriptorsPath, i);
+      const entries = (d.entries ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' }));
+      if (entries.length === 0) errors.push({ code: 'missing_required', path: childPath(at, 'entries'), message: 'a descriptor needs entries' });
+      if (d.token_bucket === undefined) errors.push({ code: 'missing_required', path: childPath(at, 'token_bucket'), message: 'a descriptor needs a token_bucket' });
+      else checkTokenBucket(d.token_bucket, childPath(at, 'token_bucket'), errors);
+      return { entries, bucket: d.token_bucket ?? {}, index: i };
+    });
+    const rate = (b: envoy.type.v3.TokenBucket) => (b.tokens_per_fill ?? 1) / (b.fill_interval || 1);
+    this.descriptors = rules.sort((a, b) => rate(a.bucket) - rate(b.bucket));
+    if (this.perConnection) this.byConnection = new WeakMap();
+    else this.shared = this.newBuckets();
+  }
+
+  stats(store: StatsStore): StatScope {
+    return (this.statScope ??= store.scope(LOCAL_RATE_LIMIT_STATS, `${this.statPrefix}.http_local_rate_limit.`));
+  }
+
+  release(store: StatsStore): void {
+    if (this.statScope !== undefined) store.release(this.statScope);
+  }
+
+  enabled(): boolean {
+    const f = this.enabledFraction;
+    return f !== undefined && this.runtime.fractionEnabled(f.runtime_key, f.default_value, Math.random());
+  }
+
+  enforced(): boolean {
+    const f = this.enforcedFraction;
+    return f !== undefined && this.runtime.fractionEnabled(f.runtime_key, f.default_value, Math.random());
+  }
+
+  /** The buckets this connection draws from: one per descriptor, then the default one. */
+  buckets(connection: Socket): (TokenBucket | undefined)[] {
+    if (this.shared !== undefined) return this.shared;
+    let buckets = this.byConnection!.get(connection);
+    if (buckets === undefined) this.byConnection!.set(connection, (buckets = this.newBuckets()));
+    return buckets;
+  }
+
+  /** The default bucket's index in a bucket set. */
+  get defaultIndex(): number {
+    return this.descriptors.length;
+  }
+
+  private newBuckets(): (TokenBucket | undefined)[] {
+    const now = performance.now();
+    const buckets: (TokenBucket | undefined)[] = new Array(this.descriptors.length);
+    for (const rule of this.descriptors) buckets[rule.index] = new TokenBucket(rule.bucket, now);
+    buckets.push(this.defaultBucket === undefined ? undefined : new TokenBucket(this.defaultBucket, now));
+    return buckets;
+  }
+}
+
+function compileStatus(status: envoy.type.v3.HttpStatus | undefined, path: string, errors: ConfigError[]): number {
+  const code = status?.code as string | number | undefined;
+  if (code === undefined) return 429;
+  const n = typeof code === 'number' ? code : STATUS_BY_NAME.get(code);
+  if (n === undefined) {
+    errors.push({ code: 'invalid_value', path: childPath(path, 'code'), message: `unknown status code ${code}` });
+    return 429;
+  }
+  // Envoy answers 429 for a configured status below 400.
+  return n < 400 ? 429 : n;
+}
+
+function sameEntries(a: readonly DescriptorEntry[], b: readonly DescriptorEntry[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i]!.key !== b[i]!.key || a[i]!.value !== b[i]!.value) return false;
+  return true;
+}
+
+class LocalRateLimitFilterConfig implements HttpFilterConfig {
+  constructor(
+    private readonly rules: LocalRateLimitRules,
+    private readonly context: FilterFactoryContext,
+  ) {
+    rules.stats(context.stats);
+  }
+
+  createFilter(stream: DecoderFilterCallbacks & EncoderFilterCallbacks, routeConfig: unknown): StreamFilter {
+    const rules = (routeConfig as LocalRateLimitRules | undefined) ?? this.rules;
+    return new LocalRateLimitFilter(rules, rules.stats(this.context.stats), stream, this.context.localCluster);
+  }
+
+  release(): void {
+    this.rules.release(this.context.stats);
+  }
+}
+
+class LocalRateLimitFilter implements StreamFilter {
+  /** The bucket whose state the x-ratelimit headers report; undefined when the limit was not looked at. */
+  private reported: TokenBucket | undefined;
+  private limited = false;
+
+  constructor(
+    private readonly rules: LocalRateLimitRules,
+    private readonly stats: StatScope,
+    private readonly stream: DecoderFilterCallbacks & EncoderFilterCallbacks,
+    private readonly localCluster: string,
+  ) {}
+
+  decodeHeaders(head: RequestHead): FilterHeadersStatus {
+    const rules = this.rules;
+    if (!rules.enabled()) return FilterHeadersStatus.Continue;
+    const counters = this.stats.counters;
+    counters[S.enabled]++;
+    if (this.allowed(head)) {
+      counters[S.ok]++;
+      return FilterHeadersStatus.Continue;
+    }
+    counters[S.rate_limited]++;
+    if (!rules.enforced()) {
+      if (rules.requestHeadersWhenNotEnforced !== undefined) applyHeaderMutation(rules.requestHeadersWhenNotEnforced, head.headers, this.stream.info);
+      return FilterHeadersStatus.Continue;
+    }
+    counters[S.enforced]++;
+    this.limited = true;
+    this.stream.sendLocalReply(rules.status, 'local_rate_limited', ResponseFlag.RL, 'local_rate_limited', undefined, rules.grpcStatus);
+    return FilterHeadersStatus.StopIteration;
+  }
+
+  encodeHeaders(response: ResponseHead): FilterHeadersStatus {
+    if (this.limited && this.rules.responseHeaders !== undefined) applyHeaderMutation(this.rules.responseHeaders, response.headers, this.stream.info);
+    const bucket = this.reported;
+    if (bucket !== undefined && this.rules.xRateLimitHeaders) {
+      const headers = response.headers;
+      headers['x-ratelimit-limit'] = String(bucket.maxTokens);
+      headers['x-ratelimit-remaining'] = String(bucket.remaining);
+      headers['x-ratelimit-reset'] = String(bucket.resetSeconds(performance.now()));
+    }
+    return FilterHeadersStatus.Continue;
+  }
+
+  /** Consumes from every bucket that applies, as Envoy's LocalRateLimiterImpl::requestAllowed. */
+  private allowed(head: RequestHead): boolean {
+    const rules = this.rules;
+    const buckets = rules.buckets(this.stream.connection);
+    const now = performance.now();
+    let matched = false;
+    if (rules.descriptors.length > 0) {
+      const requested = this.requestDescriptors(head);
+      if (requested.length > 0) {
+        for (const rule of rules.descriptors) {
+          if (!requested.some((d) => sameEntries(d.entries, rule.entries))) continue;
+          const bucket = buckets[rule.index]!;
+          // The first matched descriptor (the slowest) is the one the headers report, unless another runs out.
+          if (!matched) this.reported = bucket;
+          matched = true;
+          if (!bucket.consume(now)) {
+            this.reported = bucket;
+            return false;
+          }
+        }
+      }
+    }
+    const fallback = buckets[rules.defaultIndex];
+    if (fallback !== undefined && (!matched || rules.alwaysConsumeDefault)) {
+      if (!matched) this.reported = fallback;
+      if (!fallback.consume(now)) {
+        this.reported = fallback;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** The descriptors of the route's rate limits, and the virtual host's as `vh_rate_limits` says. */
+  private requestDescriptors(head: RequestHead): Descriptor[] {
+    const out: Descriptor[] = [];
+    const stream = this.stream;
+    const route = stream.route;
+    if (route === undefined) return out;
+    const action = route.action;
+    const info = stream.info;
+    const input: RateLimitInput = {
+      head,
+      info,
+      routeMetadata: route.metadata,
+      targetCluster: info.upstreamCluster || (action.kind === ActionKind.Forward ? (action.cluster ?? '') : ''),
+      localCluster: this.localCluster,
+      query: undefined,
+    };
+    const vh = this.rules.vhRateLimits;
+    this.addDescriptors(route.rateLimitPolicy, input, out);
+    const vhost = stream.virtualHost;
+    if (vhost !== undefined && (vh === VhRateLimits.Include || (vh === VhRateLimits.Override && route.rateLimitPolicy.empty))) {
+      this.addDescriptors(vhost.rateLimitPolicy, input, out);
+    }
+    return out;
+  }
+
+  private addDescriptors(policy: RateLimitPolicy, input: RateLimitInput, out: Descriptor[]): void {
+    // An entry with a disable_key is for the global filter's runtime switch: Envoy's local filter skips it.
+    for (const entry of policy.entriesForStage(this.rules.stage)) {
+      if (entry.disableKey !== '') continue;
+      const descriptor = entry.populate(input);
+      if (descriptor !== undefined) out.push(descriptor);
+    }
+  }
+}
+
+export const LOCAL_RATE_LIMIT_FILTER_FACTORY: HttpFilterFactory = {
+  name: 'envoy.filters.http.local_ratelimit',
+  configType: 'envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit',
+  routeConfigType: 'envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit',
+
+  createFilterConfig(config: unknown, context: FilterFactoryContext, path: string, errors: ConfigError[]): HttpFilterConfig {
+    return new LocalRateLimitFilterConfig(new LocalRateLimitRules(config as LocalRateLimitConfig, context.runtime, path, errors), context);
+  },
+
+  compileRouteConfig(config: unknown, runtime: Runtime, path: string, errors: ConfigError[]): LocalRateLimitRules {
+    return new LocalRateLimitRules(config as LocalRateLimitConfig, runtime, path, errors);
+  },
+};
