@@ -28,6 +28,7 @@ import {
 import { startEchoServer } from '../../src/echo/echo-server.js';
 import { CORS_STATS } from '../../src/extensions/filters/http/cors/cors-filter.js';
 import { GRPC_STATS } from '../../src/extensions/filters/http/grpc_stats/grpc-stats-filter.js';
+import { LOCAL_RATE_LIMIT_STATS } from '../../src/extensions/filters/http/local_ratelimit/local-ratelimit-filter.js';
 import { HTTP_INSPECTOR_STATS } from '../../src/extensions/filters/listener/http_inspector/http-inspector.js';
 import { TLS_INSPECTOR_STATS } from '../../src/extensions/filters/listener/tls_inspector/tls-inspector.js';
 import { SERVER_STATS } from '../../src/server/server-admin.js';
@@ -49,6 +50,7 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   HCM_STATS: { schema: HCM_STATS, prefix: 'http.<stat_prefix>.' },
   CORS_STATS: { schema: CORS_STATS, prefix: 'http.<stat_prefix>.cors.' },
   GRPC_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.' },
+  LOCAL_RATE_LIMIT_STATS: { schema: LOCAL_RATE_LIMIT_STATS, prefix: '<stat_prefix>.http_local_rate_limit.' },
   GRPC_METHOD_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.<service>.<method>.' },
   TCP_PROXY_STATS: { schema: TCP_PROXY_STATS, prefix: 'tcp.<stat_prefix>.' },
   TLS_INSPECTOR_STATS: { schema: TLS_INSPECTOR_STATS, prefix: 'tls_inspector.' },
@@ -162,7 +164,8 @@ function tables(markdown: string): Array<{ header: string[]; rows: Array<{ cells
   return out;
 }
 
-const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager|tls_inspector|http_inspector)\./;
+/** `<stat_prefix>.` roots filter stats Envoy keeps in the root scope under the filter's own prefix (local rate limit). */
+const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager|tls_inspector|http_inspector|<stat_prefix>)\./;
 
 /** The stats of every table whose first column is `Name`: each backticked name in that column. */
 function documentedStats(markdown: string): DocumentedStat[] {
