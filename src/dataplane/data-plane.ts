@@ -6,6 +6,7 @@ import type { Logger } from '../util/logger.js';
 import { AccessLogSinks } from './access-log/sinks.js';
 import { Listener } from './listener/listener.js';
 import { LISTENER_MANAGER_STATS } from './listener/stats.js';
+import { LOCAL_TOKEN_BUCKETS, type TokenBuckets } from './ratelimit/token-bucket.js';
 import { Runtime } from './runtime/runtime.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import type { HttpFilterRegistry } from './http/filter.js';
@@ -29,6 +30,8 @@ export interface DataPlaneOptions {
   listenerFilters: ListenerFilterRegistry;
   /** `--file-flush-interval-msec`: how long an access log file's queued lines wait at most (default 10 s, as Envoy). */
   fileFlushIntervalMs?: number;
+  /** Token buckets shared by the worker processes of `portico run`; this process's own when absent. */
+  tokenBuckets?: TokenBuckets;
 }
 
 /**
@@ -48,7 +51,7 @@ export function compileBootstrap(
   const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], errors, log, stats, runtime, running.clusters);
   const accessLogSinks = new AccessLogSinks(log, running.fileFlushIntervalMs);
   const listeners = (bootstrap.static_resources?.listeners ?? []).map(
-    (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks, httpFilters: running.httpFilters, listenerFilters: running.listenerFilters, localCluster: bootstrap.node?.cluster ?? '' }),
+    (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks, httpFilters: running.httpFilters, listenerFilters: running.listenerFilters, localCluster: bootstrap.node?.cluster ?? '', tokenBuckets: running.tokenBuckets ?? LOCAL_TOKEN_BUCKETS }),
   );
   return { runtime, clusters, listeners, stats, accessLogSinks };
 }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { TokenBuckets } from '../ratelimit/token-bucket.js';
 import { STATUS_CODES } from 'node:http';
 import type { BlockList, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -67,6 +68,7 @@ export interface ConnectionManagerContext {
   httpFilters: HttpFilterRegistry;
   /** `node.cluster`. */
   localCluster: string;
+  tokenBuckets: TokenBuckets;
   /** The listener's `per_connection_buffer_limit_bytes`: what filters may buffer of a body. */
   bufferLimit: number;
 }
@@ -163,7 +165,7 @@ export class HttpConnectionManager implements ServerConnectionOwner, Http2Connec
       () => `${context.listenerStatPrefix()}http.${this.statPrefix}.`,
       `${context.listenerStatKey} http.${this.statPrefix}.`,
     );
-    const filterContext = { stats: context.stats, statPrefix: this.statPrefix, runtime: context.runtime, log: context.log, clusters: context.clusters, localCluster: context.localCluster };
+    const filterContext = { stats: context.stats, statPrefix: this.statPrefix, runtime: context.runtime, log: context.log, clusters: context.clusters, localCluster: context.localCluster, tokenBuckets: context.tokenBuckets };
     this.filterChain = HttpFilterChain.compile(config.http_filters, context.httpFilters, filterContext, path, errors);
     this.bufferLimit = context.bufferLimit;
     this.routeTable = new RouteTable(config.route_config ?? {}, `${path}.route_config`, errors, context.runtime, this.filterChain);

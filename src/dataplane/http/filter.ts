@@ -22,6 +22,7 @@ import type { StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
 import type { HeaderMap } from '../router/header-mutation.js';
 import type { RouteEntry, VirtualHost } from '../router/route-table.js';
+import type { TokenBuckets } from '../ratelimit/token-bucket.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { RequestHead, StreamInfo } from '../stream-info.js';
@@ -157,6 +158,8 @@ export interface FilterFactoryContext {
   readonly clusters: ClusterManager;
   /** The local service cluster (`node.cluster`), as rate limit `source_cluster` actions name it. */
   readonly localCluster: string;
+  /** Where rate limit filters get their token buckets: this process's own, or shared by every worker. */
+  readonly tokenBuckets: TokenBuckets;
 }
 
 /** A filter's compiled configuration in one connection manager's chain. */

@@ -13,7 +13,10 @@
  * - a route's own `typed_per_filter_config` LocalRateLimit replaces the filter's (buckets and stats included).
  * Stats `<stat_prefix>.http_local_rate_limit.enabled/enforced/rate_limited/ok`, in the root scope, as Envoy.
  *
- * Buckets live in this process. `local_rate_limit_per_downstream_connection` gives every connection its own.
+ * Buckets come from the program's TokenBuckets: shared by every worker process of `portico run`, so that
+ * `--concurrency N` admits one bucket's rate; a bucket whose answer needs the primary pauses the request
+ * (StopIteration) until it comes. `local_rate_limit_per_downstream_connection` gives every connection buckets of
+ * its own, in its process.
  */
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
@@ -36,7 +39,7 @@ import { ActionKind } from '../../../../dataplane/router/route-action.js';
 import type { Runtime } from '../../../../dataplane/runtime/runtime.js';
 import { ResponseFlag } from '../../../../dataplane/response-flags.js';
 import type { RequestHead } from '../../../../dataplane/stream-info.js';
-import { checkTokenBucket, TokenBucket } from './token-bucket.js';
+import { checkTokenBucket, LOCAL_TOKEN_BUCKETS, type RateLimitBucket, type TokenBuckets } from '../../../../dataplane/ratelimit/token-bucket.js';
 
 type LocalRateLimitConfig = envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit;
 type RuntimeFractionalPercent = envoy.config.core.v3.RuntimeFractionalPercent;
@@ -83,9 +86,9 @@ class LocalRateLimitRules {
   private readonly statPrefix: string;
   /** Bound on first use: a route's rules are compiled before any stats store is at hand. */
   private statScope: StatScope | undefined;
-  /** The buckets shared by every connection; undefined with per-connection buckets. */
-  private readonly shared: (TokenBucket | undefined)[] | undefined;
-  private readonly byConnection: WeakMap<Socket, (TokenBucket | undefined)[]> | undefined;
+  /** The buckets shared by every connection, made on first use; never with per-connection buckets. */
+  private shared: (RateLimitBucket | undefined)[] | undefined;
+  private readonly byConnection: WeakMap<Socket, (RateLimitBucket | undefined)[]> | undefined;
 
   constructor(
     config: LocalRateLimitConfig,
@@ -128,7 +131,6 @@ class LocalRateLimitRules {
     const rate = (b: envoy.type.v3.TokenBucket) => (b.tokens_per_fill ?? 1) / (b.fill_interval || 1);
     this.descriptors = rules.sort((a, b) => rate(a.bucket) - rate(b.bucket));
     if (this.perConnection) this.byConnection = new WeakMap();
-    else this.shared = this.newBuckets();
   }
 
   stats(store: StatsStore): StatScope {
@@ -149,11 +151,12 @@ class LocalRateLimitRules {
     return f !== undefined && this.runtime.fractionEnabled(f.runtime_key, f.default_value, Math.random());
   }
 
-  /** The buckets this connection draws from: one per descriptor, then the default one. */
-  buckets(connection: Socket): (TokenBucket | undefined)[] {
-    if (this.shared !== undefined) return this.shared;
-    let buckets = this.byConnection!.get(connection);
-    if (buckets === undefined) this.byConnection!.set(connection, (buckets = this.newBuckets()));
+  /** The buckets this connection draws from: one per descriptor (by index), then the default one. */
+  buckets(connection: Socket, provider: TokenBuckets): (RateLimitBucket | undefined)[] {
+    const byConnection = this.byConnection;
+    if (byConnection === undefined) return (this.shared ??= this.newBuckets(provider));
+    let buckets = byConnection.get(connection);
+    if (buckets === undefined) byConnection.set(connection, (buckets = this.newBuckets(LOCAL_TOKEN_BUCKETS)));
     return buckets;
   }
 
@@ -162,11 +165,15 @@ class LocalRateLimitRules {
     return this.descriptors.length;
   }
 
-  private newBuckets(): (TokenBucket | undefined)[] {
-    const now = performance.now();
-    const buckets: (TokenBucket | undefined)[] = new Array(this.descriptors.length);
-    for (const rule of this.descriptors) buckets[rule.index] = new TokenBucket(rule.bucket, now);
-    buckets.push(this.defaultBucket === undefined ? undefined : new TokenBucket(this.defaultBucket, now));
+  /**
+   * A bucket's identity is the filter's stat_prefix, its descriptor's entries (none for the default bucket) and
+   * its settings: a reload that keeps those keeps the bucket's tokens where buckets are shared.
+   */
+  private newBuckets(provider: TokenBuckets): (RateLimitBucket | undefined)[] {
+    const id = (entries: readonly DescriptorEntry[], config: envoy.type.v3.TokenBucket) => JSON.stringify([this.statPrefix, entries, config]);
+    const buckets: (RateLimitBucket | undefined)[] = new Array(this.descriptors.length);
+    for (const rule of this.descriptors) buckets[rule.index] = provider.bucket(id(rule.entries, rule.bucket), rule.bucket);
+    buckets.push(this.defaultBucket === undefined ? undefined : provider.bucket(id([], this.defaultBucket), this.defaultBucket));
     return buckets;
   }
 }
@@ -199,7 +206,7 @@ class LocalRateLimitFilterConfig implements HttpFilterConfig {
 
   createFilter(stream: DecoderFilterCallbacks & EncoderFilterCallbacks, routeConfig: unknown): StreamFilter {
     const rules = (routeConfig as LocalRateLimitRules | undefined) ?? this.rules;
-    return new LocalRateLimitFilter(rules, rules.stats(this.context.stats), stream, this.context.localCluster);
+    return new LocalRateLimitFilter(rules, rules.stats(this.context.stats), stream, this.context);
   }
 
   release(): void {
@@ -209,34 +216,30 @@ class LocalRateLimitFilterConfig implements HttpFilterConfig {
 
 class LocalRateLimitFilter implements StreamFilter {
   /** The bucket whose state the x-ratelimit headers report; undefined when the limit was not looked at. */
-  private reported: TokenBucket | undefined;
+  private reported: RateLimitBucket | undefined;
   private limited = false;
+  /** While waiting on a shared bucket: the buckets to consume in order, and the one waited on. */
+  private plan: RateLimitBucket[] | undefined;
+  private step = 0;
+  private destroyed = false;
 
   constructor(
     private readonly rules: LocalRateLimitRules,
     private readonly stats: StatScope,
     private readonly stream: DecoderFilterCallbacks & EncoderFilterCallbacks,
-    private readonly localCluster: string,
+    private readonly context: FilterFactoryContext,
   ) {}
 
   decodeHeaders(head: RequestHead): FilterHeadersStatus {
-    const rules = this.rules;
-    if (!rules.enabled()) return FilterHeadersStatus.Continue;
-    const counters = this.stats.counters;
-    counters[S.enabled]++;
-    if (this.allowed(head)) {
-      counters[S.ok]++;
-      return FilterHeadersStatus.Continue;
+    if (!this.rules.enabled()) return FilterHeadersStatus.Continue;
+    this.stats.counters[S.enabled]++;
+    const plan = this.bucketsFor(head);
+    const allowed = this.consume(plan, 0);
+    if (allowed === undefined) {
+      this.plan = plan;
+      return FilterHeadersStatus.StopIteration;
     }
-    counters[S.rate_limited]++;
-    if (!rules.enforced()) {
-      if (rules.requestHeadersWhenNotEnforced !== undefined) applyHeaderMutation(rules.requestHeadersWhenNotEnforced, head.headers, this.stream.info);
-      return FilterHeadersStatus.Continue;
-    }
-    counters[S.enforced]++;
-    this.limited = true;
-    this.stream.sendLocalReply(rules.status, 'local_rate_limited', ResponseFlag.RL, 'local_rate_limited', undefined, rules.grpcStatus);
-    return FilterHeadersStatus.StopIteration;
+    return this.decide(allowed, head) ? FilterHeadersStatus.Continue : FilterHeadersStatus.StopIteration;
   }
 
   encodeHeaders(response: ResponseHead): FilterHeadersStatus {
@@ -245,43 +248,88 @@ class LocalRateLimitFilter implements StreamFilter {
     if (bucket !== undefined && this.rules.xRateLimitHeaders) {
       const headers = response.headers;
       headers['x-ratelimit-limit'] = String(bucket.maxTokens);
-      headers['x-ratelimit-remaining'] = String(bucket.remaining);
+      headers['x-ratelimit-remaining'] = String(Math.max(0, Math.floor(bucket.remaining)));
       headers['x-ratelimit-reset'] = String(bucket.resetSeconds(performance.now()));
     }
     return FilterHeadersStatus.Continue;
   }
 
-  /** Consumes from every bucket that applies, as Envoy's LocalRateLimiterImpl::requestAllowed. */
-  private allowed(head: RequestHead): boolean {
+  onDestroy(): void {
+    this.destroyed = true;
+  }
+
+  /** Counts the outcome and acts on it; true when the request goes on. */
+  private decide(allowed: boolean, head: RequestHead): boolean {
     const rules = this.rules;
-    const buckets = rules.buckets(this.stream.connection);
-    const now = performance.now();
-    let matched = false;
-    if (rules.descriptors.length > 0) {
-      const requested = this.requestDescriptors(head);
-      if (requested.length > 0) {
-        for (const rule of rules.descriptors) {
-          if (!requested.some((d) => sameEntries(d.entries, rule.entries))) continue;
-          const bucket = buckets[rule.index]!;
-          // The first matched descriptor (the slowest) is the one the headers report, unless another runs out.
-          if (!matched) this.reported = bucket;
-          matched = true;
-          if (!bucket.consume(now)) {
-            this.reported = bucket;
-            return false;
-          }
-        }
-      }
+    const counters = this.stats.counters;
+    if (allowed) {
+      counters[S.ok]++;
+      return true;
     }
-    const fallback = buckets[rules.defaultIndex];
-    if (fallback !== undefined && (!matched || rules.alwaysConsumeDefault)) {
-      if (!matched) this.reported = fallback;
-      if (!fallback.consume(now)) {
-        this.reported = fallback;
+    counters[S.rate_limited]++;
+    if (!rules.enforced()) {
+      if (rules.requestHeadersWhenNotEnforced !== undefined) applyHeaderMutation(rules.requestHeadersWhenNotEnforced, head.headers, this.stream.info);
+      return true;
+    }
+    counters[S.enforced]++;
+    this.limited = true;
+    this.stream.sendLocalReply(rules.status, 'local_rate_limited', ResponseFlag.RL, 'local_rate_limited', undefined, rules.grpcStatus);
+    return false;
+  }
+
+  /**
+   * Takes a token from each bucket of `plan` from `from` on, stopping at the first empty one (Envoy's
+   * LocalRateLimiterImpl::requestAllowed); undefined when a shared bucket's answer is awaited.
+   */
+  private consume(plan: readonly RateLimitBucket[], from: number): boolean | undefined {
+    const now = performance.now();
+    for (let i = from; i < plan.length; i++) {
+      const bucket = plan[i]!;
+      const ok = bucket.tryConsume(now);
+      if (ok === undefined) {
+        this.step = i;
+        bucket.consumeLater((granted) => this.resume(granted));
+        return undefined;
+      }
+      if (!ok) {
+        this.reported = bucket;
         return false;
       }
     }
     return true;
+  }
+
+  private resume(granted: boolean): void {
+    if (this.destroyed) return;
+    const plan = this.plan!;
+    let allowed: boolean | undefined = granted;
+    if (!granted) this.reported = plan[this.step];
+    else allowed = this.consume(plan, this.step + 1);
+    if (allowed === undefined) return;
+    if (this.decide(allowed, this.stream.head)) this.stream.continueDecoding();
+  }
+
+  /**
+   * The buckets that apply, in the order they are consumed: the matched descriptors' (slowest-filling first),
+   * then the default one when nothing matched or `always_consume_default_token_bucket`. Sets the bucket the
+   * headers report: the first of them.
+   */
+  private bucketsFor(head: RequestHead): RateLimitBucket[] {
+    const rules = this.rules;
+    const buckets = rules.buckets(this.stream.connection, this.context.tokenBuckets);
+    const plan: RateLimitBucket[] = [];
+    if (rules.descriptors.length > 0) {
+      const requested = this.requestDescriptors(head);
+      if (requested.length > 0) {
+        for (const rule of rules.descriptors) {
+          if (requested.some((d) => sameEntries(d.entries, rule.entries))) plan.push(buckets[rule.index]!);
+        }
+      }
+    }
+    const fallback = buckets[rules.defaultIndex];
+    if (fallback !== undefined && (plan.length === 0 || rules.alwaysConsumeDefault)) plan.push(fallback);
+    this.reported = plan[0];
+    return plan;
   }
 
   /** The descriptors of the route's rate limits, and the virtual host's as `vh_rate_limits` says. */
@@ -297,7 +345,7 @@ class LocalRateLimitFilter implements StreamFilter {
       info,
       routeMetadata: route.metadata,
       targetCluster: info.upstreamCluster || (action.kind === ActionKind.Forward ? (action.cluster ?? '') : ''),
-      localCluster: this.localCluster,
+      localCluster: this.context.localCluster,
       query: undefined,
     };
     const vh = this.rules.vhRateLimits;
