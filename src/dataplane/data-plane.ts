@@ -6,7 +6,7 @@ import type { Logger } from '../util/logger.js';
 import { AccessLogSinks } from './access-log/sinks.js';
 import { Listener } from './listener/listener.js';
 import { LISTENER_MANAGER_STATS } from './listener/stats.js';
-import { LOCAL_TOKEN_BUCKETS, type TokenBuckets } from './ratelimit/token-bucket.js';
+import { LocalTokenBuckets, type TokenBuckets } from './ratelimit/token-bucket.js';
 import { Runtime } from './runtime/runtime.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import type { HttpFilterRegistry } from './http/filter.js';
@@ -51,7 +51,7 @@ export function compileBootstrap(
   const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], errors, log, stats, runtime, running.clusters);
   const accessLogSinks = new AccessLogSinks(log, running.fileFlushIntervalMs);
   const listeners = (bootstrap.static_resources?.listeners ?? []).map(
-    (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks, httpFilters: running.httpFilters, listenerFilters: running.listenerFilters, localCluster: bootstrap.node?.cluster ?? '', tokenBuckets: running.tokenBuckets ?? LOCAL_TOKEN_BUCKETS }),
+    (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, { clusters, runtime, log, stats, accessLogSinks, httpFilters: running.httpFilters, listenerFilters: running.listenerFilters, localCluster: bootstrap.node?.cluster ?? '', tokenBuckets: running.tokenBuckets ?? new LocalTokenBuckets() }),
   );
   return { runtime, clusters, listeners, stats, accessLogSinks };
 }
@@ -71,7 +71,9 @@ export class DataPlane {
     return this.current;
   }
 
-  static async start(bootstrap: Bootstrap, log: Logger, options: DataPlaneOptions): Promise<DataPlane> {
+  static async start(bootstrap: Bootstrap, log: Logger, given: DataPlaneOptions): Promise<DataPlane> {
+    // One set of buckets for the data plane's life, so that a new configuration keeps the tokens of the buckets it keeps.
+    const options = { ...given, tokenBuckets: given.tokenBuckets ?? new LocalTokenBuckets() };
     const errors: ConfigError[] = [];
     const config = compileBootstrap(bootstrap, log, errors, options);
     if (errors.length) throw new ConfigValidationError(errors);

@@ -12,7 +12,7 @@ import type { ConfigError } from '../../src/config/errors.js';
 import { compileBootstrap } from '../../src/dataplane/data-plane.js';
 import { EXTENSIONS } from '../../src/extensions/registry.js';
 import { createLogger } from '../../src/util/logger.js';
-import { httpListener, type Json, type RunningPortico, startPortico, stat } from '../support/portico.js';
+import { httpListener, type Json, parseBootstrap, type RunningPortico, startPortico, stat } from '../support/portico.js';
 import { httpRequest, type RecordingUpstream, startRecordingUpstream } from '../support/upstreams.js';
 
 const TYPE = 'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit';
@@ -179,6 +179,38 @@ describe('local rate limit filter', () => {
     const reset = Number(res.headers['x-ratelimit-reset']);
     assert.ok(reset > 0 && reset <= 60, `reset ${reset}`);
     assert.equal((await httpRequest(`${gw.url()}/basic`)).headers['x-ratelimit-limit'], undefined);
+  });
+});
+
+describe('local rate limit buckets across configuration updates', () => {
+  it('keeps the tokens of a bucket a new configuration keeps, and starts a changed bucket full', async () => {
+    const upstream = await startRecordingUpstream();
+    const config = (maxTokens: number, routeHeader: string) => {
+      const filter = { name: 'envoy.filters.http.local_ratelimit', typed_config: limit({ stat_prefix: 'reload', token_bucket: bucket(maxTokens) }) };
+      const routes = [{ match: { prefix: '/' }, route: { cluster: 'backend' }, response_headers_to_add: [{ header: { key: 'x-config', value: routeHeader } }] }];
+      const cluster = {
+        name: 'backend',
+        connect_timeout: '1s',
+        load_assignment: { cluster_name: 'backend', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: upstream.port } } } }] }] },
+      };
+      const listener = { name: 'main', ...httpListener({ virtual_hosts: [{ name: 'app', domains: ['*'], routes }] }, {}, [filter]) };
+      return JSON.stringify({ static_resources: { listeners: [listener], clusters: [cluster] } });
+    };
+    const gw = await startPortico(config(2, 'a'));
+    try {
+      const get = async () => {
+        const res = await httpRequest(`${gw.url()}/`);
+        return `${res.status} ${res.headers['x-config']}`;
+      };
+      assert.equal(await get(), '200 a');
+      await gw.plane.update(parseBootstrap(config(2, 'b')), 0);
+      assert.deepEqual([await get(), await get()], ['200 b', '429 b']);
+      await gw.plane.update(parseBootstrap(config(3, 'c')), 0);
+      assert.equal(await get(), '200 c');
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
   });
 });
 

@@ -4,8 +4,9 @@
  * when someone looks at it, so that idle buckets cost nothing and no bucket owns a timer.
  *
  * A filter gets its buckets from a `TokenBuckets` provider: in a single process (`--concurrency 1`, the control
- * plane's data plane) they are plain TokenBuckets; in the workers of `portico run --concurrency N` they are
- * leases on a bucket the primary owns (src/server/shared-buckets.ts), so that N workers admit one bucket's rate.
+ * plane's data plane) they are TokenBuckets kept by id for the data plane's life (LocalTokenBuckets); in the
+ * workers of `portico run --concurrency N` they are leases on a bucket the primary owns
+ * (src/server/shared-buckets.ts), so that N workers admit one bucket's rate.
  */
 import type { envoy } from '../../generated/envoy.js';
 import { childPath, type ConfigError } from '../../config/errors.js';
@@ -87,10 +88,16 @@ export class TokenBucket implements RateLimitBucket {
   }
 }
 
-/** Buckets of this process alone. */
-export const LOCAL_TOKEN_BUCKETS: TokenBuckets = {
-  bucket: (_id, config) => new TokenBucket(config, performance.now()),
-};
+/** Buckets of this process alone, by id: a data plane keeps one for its life. */
+export class LocalTokenBuckets implements TokenBuckets {
+  private readonly buckets = new Map<string, TokenBucket>();
+
+  bucket(id: string, config: TokenBucketConfig): TokenBucket {
+    let bucket = this.buckets.get(id);
+    if (bucket === undefined) this.buckets.set(id, (bucket = new TokenBucket(config, performance.now())));
+    return bucket;
+  }
+}
 
 /** Envoy's checks of a local rate limit bucket: max_tokens > 0, tokens_per_fill > 0 when set, fill_interval of at least 50 ms. */
 export function checkTokenBucket(config: TokenBucketConfig, path: string, errors: ConfigError[]): void {

@@ -39,7 +39,7 @@ import { ActionKind } from '../../../../dataplane/router/route-action.js';
 import type { Runtime } from '../../../../dataplane/runtime/runtime.js';
 import { ResponseFlag } from '../../../../dataplane/response-flags.js';
 import type { RequestHead } from '../../../../dataplane/stream-info.js';
-import { checkTokenBucket, LOCAL_TOKEN_BUCKETS, type RateLimitBucket, type TokenBuckets } from '../../../../dataplane/ratelimit/token-bucket.js';
+import { checkTokenBucket, type RateLimitBucket, TokenBucket, type TokenBuckets } from '../../../../dataplane/ratelimit/token-bucket.js';
 
 type LocalRateLimitConfig = envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit;
 type RuntimeFractionalPercent = envoy.config.core.v3.RuntimeFractionalPercent;
@@ -73,7 +73,6 @@ class LocalRateLimitRules {
   readonly grpcStatus: number;
   readonly stage: number;
   readonly vhRateLimits: VhRateLimits;
-  readonly perConnection: boolean;
   readonly xRateLimitHeaders: boolean;
   readonly alwaysConsumeDefault: boolean;
   readonly responseHeaders: HeaderMutation | undefined;
@@ -103,7 +102,6 @@ class LocalRateLimitRules {
     this.stage = config.stage ?? 0;
     if (this.stage > 10) errors.push({ code: 'invalid_value', path: childPath(path, 'stage'), message: 'stage must be at most 10' });
     this.vhRateLimits = config.vh_rate_limits === 'INCLUDE' ? VhRateLimits.Include : config.vh_rate_limits === 'IGNORE' ? VhRateLimits.Ignore : VhRateLimits.Override;
-    this.perConnection = config.local_rate_limit_per_downstream_connection ?? false;
     this.xRateLimitHeaders = config.enable_x_ratelimit_headers === 'DRAFT_VERSION_03';
     this.alwaysConsumeDefault = config.always_consume_default_token_bucket ?? true;
     this.responseHeaders = compileHeaderMutation(config.response_headers_to_add, undefined, path, 'response_headers_to_add', '', errors);
@@ -130,7 +128,7 @@ class LocalRateLimitRules {
     });
     const rate = (b: envoy.type.v3.TokenBucket) => (b.tokens_per_fill ?? 1) / (b.fill_interval || 1);
     this.descriptors = rules.sort((a, b) => rate(a.bucket) - rate(b.bucket));
-    if (this.perConnection) this.byConnection = new WeakMap();
+    if (config.local_rate_limit_per_downstream_connection) this.byConnection = new WeakMap();
   }
 
   stats(store: StatsStore): StatScope {
@@ -156,7 +154,7 @@ class LocalRateLimitRules {
     const byConnection = this.byConnection;
     if (byConnection === undefined) return (this.shared ??= this.newBuckets(provider));
     let buckets = byConnection.get(connection);
-    if (buckets === undefined) byConnection.set(connection, (buckets = this.newBuckets(LOCAL_TOKEN_BUCKETS)));
+    if (buckets === undefined) byConnection.set(connection, (buckets = this.newBuckets(CONNECTION_BUCKETS)));
     return buckets;
   }
 
@@ -167,7 +165,7 @@ class LocalRateLimitRules {
 
   /**
    * A bucket's identity is the filter's stat_prefix, its descriptor's entries (none for the default bucket) and
-   * its settings: a reload that keeps those keeps the bucket's tokens where buckets are shared.
+   * its settings: a new configuration that keeps those keeps the bucket and its tokens.
    */
   private newBuckets(provider: TokenBuckets): (RateLimitBucket | undefined)[] {
     const id = (entries: readonly DescriptorEntry[], config: envoy.type.v3.TokenBucket) => JSON.stringify([this.statPrefix, entries, config]);
@@ -177,6 +175,9 @@ class LocalRateLimitRules {
     return buckets;
   }
 }
+
+/** A connection's own buckets: new ones for each connection, in its process. */
+const CONNECTION_BUCKETS: TokenBuckets = { bucket: (_id, config) => new TokenBucket(config, performance.now()) };
 
 function compileStatus(status: envoy.type.v3.HttpStatus | undefined, path: string, errors: ConfigError[]): number {
   const code = status?.code as string | number | undefined;
