@@ -67,6 +67,13 @@ interface DescriptorRule {
   readonly index: number;
 }
 
+/** The buckets of one LocalRateLimit (for every connection, or for one): one per descriptor by index, then the default one. */
+interface BucketSet {
+  readonly buckets: readonly (RateLimitBucket | undefined)[];
+  /** What a request consumes when there are no descriptors, made once. */
+  readonly defaultOnly: readonly RateLimitBucket[];
+}
+
 /** One LocalRateLimit compiled: the filter's own, or a route's replacement. */
 class LocalRateLimitRules {
   readonly status: number;
@@ -86,8 +93,8 @@ class LocalRateLimitRules {
   /** Bound on first use: a route's rules are compiled before any stats store is at hand. */
   private statScope: StatScope | undefined;
   /** The buckets shared by every connection, made on first use; never with per-connection buckets. */
-  private shared: (RateLimitBucket | undefined)[] | undefined;
-  private readonly byConnection: WeakMap<Socket, (RateLimitBucket | undefined)[]> | undefined;
+  private shared: BucketSet | undefined;
+  private readonly byConnection: WeakMap<Socket, BucketSet> | undefined;
 
   constructor(
     config: LocalRateLimitConfig,
@@ -149,8 +156,8 @@ class LocalRateLimitRules {
     return f !== undefined && this.runtime.fractionEnabled(f.runtime_key, f.default_value, Math.random());
   }
 
-  /** The buckets this connection draws from: one per descriptor (by index), then the default one. */
-  buckets(connection: Socket, provider: TokenBuckets): (RateLimitBucket | undefined)[] {
+  /** The buckets this connection draws from. */
+  buckets(connection: Socket, provider: TokenBuckets): BucketSet {
     const byConnection = this.byConnection;
     if (byConnection === undefined) return (this.shared ??= this.newBuckets(provider));
     let buckets = byConnection.get(connection);
@@ -167,12 +174,13 @@ class LocalRateLimitRules {
    * A bucket's identity is the filter's stat_prefix, its descriptor's entries (none for the default bucket) and
    * its settings: a new configuration that keeps those keeps the bucket and its tokens.
    */
-  private newBuckets(provider: TokenBuckets): (RateLimitBucket | undefined)[] {
+  private newBuckets(provider: TokenBuckets): BucketSet {
     const id = (entries: readonly DescriptorEntry[], config: envoy.type.v3.TokenBucket) => JSON.stringify([this.statPrefix, entries, config]);
     const buckets: (RateLimitBucket | undefined)[] = new Array(this.descriptors.length);
     for (const rule of this.descriptors) buckets[rule.index] = provider.bucket(id(rule.entries, rule.bucket), rule.bucket);
-    buckets.push(this.defaultBucket === undefined ? undefined : provider.bucket(id([], this.defaultBucket), this.defaultBucket));
-    return buckets;
+    const fallback = this.defaultBucket === undefined ? undefined : provider.bucket(id([], this.defaultBucket), this.defaultBucket);
+    buckets.push(fallback);
+    return { buckets, defaultOnly: fallback === undefined ? [] : [fallback] };
   }
 }
 
@@ -220,7 +228,7 @@ class LocalRateLimitFilter implements StreamFilter {
   private reported: RateLimitBucket | undefined;
   private limited = false;
   /** While waiting on a shared bucket: the buckets to consume in order, and the one waited on. */
-  private plan: RateLimitBucket[] | undefined;
+  private plan: readonly RateLimitBucket[] | undefined;
   private step = 0;
   private destroyed = false;
 
@@ -315,16 +323,19 @@ class LocalRateLimitFilter implements StreamFilter {
    * then the default one when nothing matched or `always_consume_default_token_bucket`. Sets the bucket the
    * headers report: the first of them.
    */
-  private bucketsFor(head: RequestHead): RateLimitBucket[] {
+  private bucketsFor(head: RequestHead): readonly RateLimitBucket[] {
     const rules = this.rules;
-    const buckets = rules.buckets(this.stream.connection, this.context.tokenBuckets);
+    const set = rules.buckets(this.stream.connection, this.context.tokenBuckets);
+    if (rules.descriptors.length === 0) {
+      this.reported = set.defaultOnly[0];
+      return set.defaultOnly;
+    }
+    const buckets = set.buckets;
     const plan: RateLimitBucket[] = [];
-    if (rules.descriptors.length > 0) {
-      const requested = this.requestDescriptors(head);
-      if (requested.length > 0) {
-        for (const rule of rules.descriptors) {
-          if (requested.some((d) => sameEntries(d.entries, rule.entries))) plan.push(buckets[rule.index]!);
-        }
+    const requested = this.requestDescriptors(head);
+    if (requested.length > 0) {
+      for (const rule of rules.descriptors) {
+        if (requested.some((d) => sameEntries(d.entries, rule.entries))) plan.push(buckets[rule.index]!);
       }
     }
     const fallback = buckets[rules.defaultIndex];
