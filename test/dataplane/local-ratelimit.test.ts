@@ -44,6 +44,7 @@ function bootstrap(port: number): string {
       {
         name: 'app',
         domains: ['*'],
+        rate_limits: [{ actions: [{ generic_key: { descriptor_value: 'from-vhost' } }] }],
         routes: [
           route('/listener'),
           route('/basic', {
@@ -75,6 +76,12 @@ function bootstrap(port: number): string {
           ),
           route('/conn', { stat_prefix: 'conn', token_bucket: bucket(1), local_rate_limit_per_downstream_connection: true }),
           route('/headers', { stat_prefix: 'headers', token_bucket: bucket(5, '60s'), enable_x_ratelimit_headers: 'DRAFT_VERSION_03' }),
+          route('/grpc', { stat_prefix: 'grpc', token_bucket: bucket(1), rate_limited_as_resource_exhausted: true }),
+          // No rate_limits of its own: the virtual host's apply (vh_rate_limits OVERRIDE, the default).
+          route('/vhost', {
+            stat_prefix: 'vhost',
+            descriptors: [{ entries: [{ key: 'generic_key', value: 'from-vhost' }], token_bucket: bucket(1) }],
+          }),
         ],
       },
     ],
@@ -169,6 +176,18 @@ describe('local rate limit filter', () => {
     } finally {
       await agent.destroy();
     }
+  });
+
+  it('answers gRPC requests with RESOURCE_EXHAUSTED given rate_limited_as_resource_exhausted', async () => {
+    const grpc = { 'content-type': 'application/grpc' };
+    assert.equal((await httpRequest(`${gw.url()}/grpc`, { method: 'POST', headers: grpc })).status, 200);
+    const limited = await httpRequest(`${gw.url()}/grpc`, { method: 'POST', headers: grpc });
+    assert.equal(limited.status, 200);
+    assert.equal(limited.headers['grpc-status'], '8');
+  });
+
+  it("uses the virtual host's rate_limits on a route without its own", async () => {
+    assert.deepEqual(await statuses('/vhost', 2), [200, 429]);
   });
 
   it('adds x-ratelimit-limit, -remaining and -reset (DRAFT_VERSION_03)', async () => {
