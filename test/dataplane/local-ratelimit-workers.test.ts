@@ -1,6 +1,7 @@
 /**
  * `envoy.filters.http.local_ratelimit` under `portico run --concurrency 2`: the workers lease tokens from one
  * bucket in the primary, so that connections spread over both workers get max_tokens in total, not twice it.
+ * The bucket is a descriptor's on `source_cluster`, which `--service-cluster` names.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -28,7 +29,13 @@ describe('local rate limit across worker processes', () => {
       {
         // Which worker answered, so that the test knows both did.
         response_headers_to_add: [{ header: { key: 'x-worker', value: '%ENVIRONMENT(PORTICO_WORKER_INDEX)%' } }],
-        virtual_hosts: [{ name: 'app', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'backend' } }] }],
+        virtual_hosts: [
+          {
+            name: 'app',
+            domains: ['*'],
+            routes: [{ match: { prefix: '/' }, route: { cluster: 'backend', rate_limits: [{ actions: [{ source_cluster: {} }] }] } }],
+          },
+        ],
       },
       {},
       [
@@ -37,7 +44,7 @@ describe('local rate limit across worker processes', () => {
           typed_config: {
             '@type': 'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit',
             stat_prefix: 'shared',
-            token_bucket: { max_tokens: MAX_TOKENS, fill_interval: '3600s' },
+            descriptors: [{ entries: [{ key: 'source_cluster', value: 'edge' }], token_bucket: { max_tokens: MAX_TOKENS, fill_interval: '3600s' } }],
             filter_enabled: ALL,
             filter_enforced: ALL,
           },
@@ -51,8 +58,9 @@ describe('local rate limit across worker processes', () => {
       load_assignment: { cluster_name: 'backend', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: upstream.port } } } }] }] },
     };
     const file = join(mkdtempSync(join(tmpdir(), 'portico-rl-')), 'bootstrap.json');
-    writeFileSync(file, JSON.stringify({ static_resources: { listeners: [listener], clusters: [cluster] } }));
-    const child = spawn(process.execPath, [BIN, 'run', '-c', file, '-l', 'info', '--concurrency', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    writeFileSync(file, JSON.stringify({ node: { cluster: 'not-this-one' }, static_resources: { listeners: [listener], clusters: [cluster] } }));
+    const args = [BIN, 'run', '-c', file, '-l', 'info', '--concurrency', '2', '--service-cluster', 'edge'];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     stop = () => {
       child.kill('SIGTERM');
