@@ -178,12 +178,14 @@ describe('local rate limit filter', () => {
     }
   });
 
-  it('answers gRPC requests with RESOURCE_EXHAUSTED given rate_limited_as_resource_exhausted', async () => {
+  it('answers gRPC requests with UNAVAILABLE, or RESOURCE_EXHAUSTED given rate_limited_as_resource_exhausted', async () => {
     const grpc = { 'content-type': 'application/grpc' };
     assert.equal((await httpRequest(`${gw.url()}/grpc`, { method: 'POST', headers: grpc })).status, 200);
     const limited = await httpRequest(`${gw.url()}/grpc`, { method: 'POST', headers: grpc });
     assert.equal(limited.status, 200);
     assert.equal(limited.headers['grpc-status'], '8');
+    // Without it, 429's gRPC mapping (the listener's bucket is empty since the test above).
+    assert.equal((await httpRequest(`${gw.url()}/listener`, { method: 'POST', headers: grpc })).headers['grpc-status'], '14');
   });
 
   it("uses the virtual host's rate_limits on a route without its own", async () => {

@@ -8,8 +8,8 @@
  *   the slowest-filling first, stopping at the first empty one; the default `token_bucket` is consumed too when no
  *   descriptor matched or `always_consume_default_token_bucket` (true by default);
  * - a limited, enforced request gets `status` (429) with body and details `local_rate_limited`, the response flag
- *   RL and `response_headers_to_add`; gRPC clients get UNAVAILABLE, or RESOURCE_EXHAUSTED with
- *   `rate_limited_as_resource_exhausted`;
+ *   RL and `response_headers_to_add`; gRPC clients get the status's gRPC mapping (UNAVAILABLE for 429), or
+ *   RESOURCE_EXHAUSTED with `rate_limited_as_resource_exhausted`;
  * - a route's own `typed_per_filter_config` LocalRateLimit replaces the filter's (buckets and stats included).
  * Stats `<stat_prefix>.http_local_rate_limit.enabled/enforced/rate_limited/ok`, in the root scope, as Envoy.
  *
@@ -50,7 +50,6 @@ const S = LOCAL_RATE_LIMIT_STATS.c;
 /** Envoy's StatusCode enum names (`TooManyRequests`) are Node's reason phrases without spaces and punctuation. */
 const STATUS_BY_NAME = new Map(Object.entries(STATUS_CODES).map(([code, phrase]) => [phrase!.replace(/[^A-Za-z]/g, ''), Number(code)]));
 
-const GRPC_UNAVAILABLE = 14;
 const GRPC_RESOURCE_EXHAUSTED = 8;
 
 const enum VhRateLimits {
@@ -77,7 +76,8 @@ interface BucketSet {
 /** One LocalRateLimit compiled: the filter's own, or a route's replacement. */
 class LocalRateLimitRules {
   readonly status: number;
-  readonly grpcStatus: number;
+  /** RESOURCE_EXHAUSTED, or undefined for the status's usual gRPC mapping (UNAVAILABLE for 429). */
+  readonly grpcStatus: number | undefined;
   readonly stage: number;
   readonly vhRateLimits: VhRateLimits;
   readonly xRateLimitHeaders: boolean;
@@ -105,7 +105,7 @@ class LocalRateLimitRules {
     this.statPrefix = config.stat_prefix ?? '';
     if (this.statPrefix === '') errors.push({ code: 'missing_required', path: childPath(path, 'stat_prefix'), message: 'stat_prefix is required' });
     this.status = compileStatus(config.status, childPath(path, 'status'), errors);
-    this.grpcStatus = config.rate_limited_as_resource_exhausted ? GRPC_RESOURCE_EXHAUSTED : GRPC_UNAVAILABLE;
+    this.grpcStatus = config.rate_limited_as_resource_exhausted ? GRPC_RESOURCE_EXHAUSTED : undefined;
     this.stage = config.stage ?? 0;
     if (this.stage > 10) errors.push({ code: 'invalid_value', path: childPath(path, 'stage'), message: 'stage must be at most 10' });
     this.vhRateLimits = config.vh_rate_limits === 'INCLUDE' ? VhRateLimits.Include : config.vh_rate_limits === 'IGNORE' ? VhRateLimits.Ignore : VhRateLimits.Override;
