@@ -52,7 +52,7 @@ function bootstrap(port: number): string {
             token_bucket: bucket(2),
             response_headers_to_add: [{ header: { key: 'x-local-rate-limit', value: 'true' } }],
           }),
-          route('/refill', { stat_prefix: 'refill', token_bucket: bucket(1, '0.3s') }),
+          route('/refill', { stat_prefix: 'refill', token_bucket: bucket(1, '1s') }),
           route('/shadow', {
             stat_prefix: 'shadow',
             token_bucket: bucket(1),
@@ -134,7 +134,7 @@ describe('local rate limit filter', () => {
 
   it('refills after fill_interval', async () => {
     assert.deepEqual(await statuses('/refill', 2), [200, 429]);
-    await sleep(400);
+    await sleep(1100);
     assert.deepEqual(await statuses('/refill', 2), [200, 429]);
   });
 
