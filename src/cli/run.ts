@@ -16,6 +16,7 @@ const OPTIONS = {
   'drain-time-s': { type: 'string', default: '5' },
   mode: { type: 'string', default: 'serve' },
   concurrency: { type: 'string' },
+  'service-cluster': { type: 'string' },
   'file-flush-interval-msec': { type: 'string', default: String(DEFAULT_FILE_FLUSH_INTERVAL_MS) },
 } as const;
 
@@ -27,6 +28,7 @@ interface RunOptions {
   mode: 'serve' | 'validate';
   concurrency: number;
   fileFlushIntervalMs: number;
+  serviceCluster: string | undefined;
 }
 
 function parseRunOptions(argv: string[]): RunOptions {
@@ -42,7 +44,16 @@ function parseRunOptions(argv: string[]): RunOptions {
   }
   const concurrency = values.concurrency === undefined ? availableParallelism() : wholeNumber(values.concurrency, 'concurrency');
   const fileFlushIntervalMs = wholeNumber(values['file-flush-interval-msec'], 'file-flush-interval-msec', MAX_TIMER_MS);
-  return { configPath: values['config-path'], configYaml: values['config-yaml'], logLevel, drainTimeMs: drain * 1000, mode, concurrency, fileFlushIntervalMs };
+  return {
+    configPath: values['config-path'],
+    configYaml: values['config-yaml'],
+    logLevel,
+    drainTimeMs: drain * 1000,
+    mode,
+    concurrency,
+    fileFlushIntervalMs,
+    serviceCluster: values['service-cluster'],
+  };
 }
 
 /** The longest timer Node keeps (about 24.8 days); a longer one would fire after 1 ms. */
@@ -101,6 +112,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       drain_time: `${options.drainTimeMs / 1000}s`,
       concurrency: options.concurrency,
       file_flush_interval: `${options.fileFlushIntervalMs / 1000}s`,
+      service_cluster: options.serviceCluster ?? '',
     },
   });
   process.once('SIGTERM', () => void primary.stop());

@@ -27,6 +27,7 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig', 'envoy.filters.http.jwt_authn'],
   ['envoy.extensions.filters.http.rbac.v3.RBAC', 'envoy.filters.http.rbac'],
   ['envoy.extensions.filters.http.rbac.v3.RBACPerRoute', 'envoy.filters.http.rbac'],
+  // Its own type is also its per-route config.
   ['envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit', 'envoy.filters.http.local_ratelimit'],
   // Non-terminal network filters (src/extensions/filters/network/registry.ts).
   ['envoy.extensions.filters.network.rbac.v3.RBAC', 'envoy.filters.network.rbac'],

@@ -44,7 +44,7 @@ export function checkBootstrap(json: unknown): { bootstrap: Bootstrap; errors: C
 }
 
 /** Reads `--config-path` and merges `--config-yaml` over it (as Envoy does), then checks it. */
-export function loadBootstrap(options: { configPath?: string; configYaml?: string }): {
+export function loadBootstrap(options: { configPath?: string; configYaml?: string; serviceCluster?: string }): {
   bootstrap: Bootstrap;
   errors: ConfigError[];
   /** The merged document before decoding: what worker processes are given. */
@@ -66,6 +66,8 @@ export function loadBootstrap(options: { configPath?: string; configYaml?: strin
     const overlay = asObject(parseDocument(options.configYaml, '--config-yaml', errors), '--config-yaml', errors);
     json = mergeProtoJson(json, overlay);
   }
+  // `--service-cluster` overrides `node.cluster`, as Envoy's.
+  if (options.serviceCluster !== undefined) json = mergeProtoJson(json, { node: { cluster: options.serviceCluster } });
   if (errors.length) return { bootstrap: {}, errors, document: json };
   return { ...checkBootstrap(json), document: json };
 }

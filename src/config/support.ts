@@ -241,8 +241,8 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'rate_limited_as_resource_exhausted',
   ],
   'envoy.type.v3.TokenBucket': '*',
-  'envoy.extensions.common.ratelimit.v3.LocalRateLimitDescriptor': ['entries', 'token_bucket'],
-  'envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry': ['key', 'value'],
+  'envoy.extensions.common.ratelimit.v3.LocalRateLimitDescriptor': '*',
+  'envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry': '*',
   // jwt_authn: filter_state_rules, subjects, normalize_payload_in_metadata,
   // failed_status_in_metadata, clear_route_cache, retry_policy and strip_failure_response
   // are refused.
@@ -461,9 +461,9 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'rate_limits',
     'include_vh_rate_limits',
   ],
-  // Route and virtual host rate limits (src/dataplane/router/rate-limit-policy.ts); `limit` overrides and the
-  // deprecated dynamic_metadata and extension actions are refused.
-  'envoy.config.route.v3.RateLimit': ['stage', 'actions'],
+  // limit (an override of the limit from dynamic metadata) is refused.
+  'envoy.config.route.v3.RateLimit': ['stage', 'disable_key', 'actions'],
+  // extension (CEL and other descriptor extensions) is refused.
   'envoy.config.route.v3.RateLimit.Action': [
     'source_cluster',
     'destination_cluster',
@@ -471,24 +471,25 @@ export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>>
     'remote_address',
     'generic_key',
     'header_value_match',
-    'query_parameters',
-    'masked_remote_address',
+    'dynamic_metadata',
     'metadata',
+    'masked_remote_address',
     'query_parameter_value_match',
     'query_parameters',
   ],
   'envoy.config.route.v3.RateLimit.Action.SourceCluster': '*',
   'envoy.config.route.v3.RateLimit.Action.DestinationCluster': '*',
-  'envoy.config.route.v3.RateLimit.Action.RequestHeaders': ['header_name', 'descriptor_key', 'skip_if_absent'],
+  'envoy.config.route.v3.RateLimit.Action.RequestHeaders': '*',
   'envoy.config.route.v3.RateLimit.Action.RemoteAddress': '*',
-  'envoy.config.route.v3.RateLimit.Action.GenericKey': ['descriptor_value', 'descriptor_key'],
-  'envoy.config.route.v3.RateLimit.Action.HeaderValueMatch': ['descriptor_value', 'descriptor_key', 'expect_match', 'headers'],
-  'envoy.config.route.v3.RateLimit.Action.QueryParameters': ['query_parameter_name', 'descriptor_key', 'skip_if_absent'],
-  'envoy.config.route.v3.RateLimit.Action.QueryParameterValueMatch': ['descriptor_value', 'descriptor_key', 'expect_match', 'query_parameters'],
-  'envoy.config.route.v3.RateLimit.Action.MaskedRemoteAddress': ['v4_prefix_mask_len', 'v6_prefix_mask_len'],
-  'envoy.config.route.v3.RateLimit.Action.MetaData': ['descriptor_key', 'metadata_key', 'default_value', 'source', 'skip_if_absent'],
-  'envoy.type.metadata.v3.MetadataKey': ['key', 'path'],
-  'envoy.type.metadata.v3.MetadataKey.PathSegment': ['key'],
+  'envoy.config.route.v3.RateLimit.Action.GenericKey': '*',
+  'envoy.config.route.v3.RateLimit.Action.HeaderValueMatch': '*',
+  'envoy.config.route.v3.RateLimit.Action.DynamicMetaData': '*',
+  'envoy.config.route.v3.RateLimit.Action.MetaData': '*',
+  'envoy.config.route.v3.RateLimit.Action.MaskedRemoteAddress': '*',
+  'envoy.config.route.v3.RateLimit.Action.QueryParameterValueMatch': '*',
+  'envoy.config.route.v3.RateLimit.Action.QueryParameters': '*',
+  'envoy.type.metadata.v3.MetadataKey': '*',
+  'envoy.type.metadata.v3.MetadataKey.PathSegment': '*',
   // max_stream_duration itself (a limit on the whole stream) is refused.
   'envoy.config.route.v3.RouteAction.MaxStreamDuration': ['grpc_timeout_header_max', 'grpc_timeout_header_offset'],
   // connect_config (CONNECT terminated as raw TCP) is refused.

@@ -6,6 +6,7 @@ import type { Logger } from '../util/logger.js';
 import { AccessLogSinks } from './access-log/sinks.js';
 import { Listener } from './listener/listener.js';
 import { LISTENER_MANAGER_STATS } from './listener/stats.js';
+import { LocalTokenBuckets, type TokenBuckets } from './ratelimit/token-bucket.js';
 import { Runtime } from './runtime/runtime.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import { InitManager } from './init-manager.js';
@@ -35,6 +36,8 @@ export interface DataPlaneOptions {
   networkFilters: NetworkFilterRegistry;
   /** `--file-flush-interval-msec`: how long an access log file's queued lines wait at most (default 10 s, as Envoy). */
   fileFlushIntervalMs?: number;
+  /** Token buckets shared by the worker processes of `portico run`; this process's own when absent. */
+  tokenBuckets?: TokenBuckets;
 }
 
 /**
@@ -66,6 +69,7 @@ export function compileBootstrap(
         listenerFilters: running.listenerFilters,
         networkFilters: running.networkFilters,
         localCluster: bootstrap.node?.cluster ?? '',
+        tokenBuckets: running.tokenBuckets ?? new LocalTokenBuckets(),
       }),
   );
   return { runtime, clusters, listeners, stats, accessLogSinks, init };
@@ -86,7 +90,9 @@ export class DataPlane {
     return this.current;
   }
 
-  static async start(bootstrap: Bootstrap, log: Logger, options: DataPlaneOptions): Promise<DataPlane> {
+  static async start(bootstrap: Bootstrap, log: Logger, given: DataPlaneOptions): Promise<DataPlane> {
+    // One set of buckets for the data plane's life, so that a new configuration keeps the tokens of the buckets it keeps.
+    const options = { ...given, tokenBuckets: given.tokenBuckets ?? new LocalTokenBuckets() };
     const errors: ConfigError[] = [];
     const config = compileBootstrap(bootstrap, log, errors, options);
     if (errors.length) throw new ConfigValidationError(errors);

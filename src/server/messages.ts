@@ -2,6 +2,7 @@
 import type { ClusterStatus, ListenerStatus } from '../dataplane/status.js';
 import type { StatsSnapshot } from '../stats/store.js';
 import type { LogLevel } from '../util/logger.js';
+import type { LeaseGrant, LeaseRequest } from './shared-buckets.js';
 
 /** Operations the primary asks of every worker, with their argument and result types. */
 export interface WorkerOperations {
@@ -17,7 +18,17 @@ export type WorkerOperation = keyof WorkerOperations;
 
 export type ToWorker =
   /** The bootstrap document (already validated by the primary), decoded again by the worker. */
-  | { type: 'start'; config: unknown; logLevel: LogLevel; statsPushMs: number; runtimeOverrides: Record<string, string>; fileFlushIntervalMs: number }
+  /** `sharedBuckets`: rate limit buckets are leased from the primary (there is more than one worker). */
+  | {
+      type: 'start';
+      config: unknown;
+      logLevel: LogLevel;
+      statsPushMs: number;
+      runtimeOverrides: Record<string, string>;
+      fileFlushIntervalMs: number;
+      sharedBuckets: boolean;
+    }
+  | LeaseGrant
   | { type: 'request'; id: number; op: WorkerOperation; args: unknown }
   | { type: 'shutdown'; drainMs: number };
 
@@ -28,4 +39,5 @@ export type FromWorker =
   | { type: 'failed'; message: string }
   | { type: 'reply'; id: number; result?: unknown; error?: string }
   /** Sent every stats flush, so that a worker's counts survive it dying. */
-  | { type: 'stats'; snapshot: StatsSnapshot };
+  | { type: 'stats'; snapshot: StatsSnapshot }
+  | LeaseRequest;

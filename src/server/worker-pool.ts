@@ -10,6 +10,7 @@ import { mergeSnapshots } from '../stats/render.js';
 import { emptySnapshot, type StatsSnapshot } from '../stats/store.js';
 import type { Logger } from '../util/logger.js';
 import type { FromWorker, ToWorker, WorkerOperation, WorkerOperations } from './messages.js';
+import { PrimaryBuckets } from './shared-buckets.js';
 
 const WORKER_ENTRY = fileURLToPath(new URL('./worker.js', import.meta.url));
 /** A worker busy serving answers the admin later than this: its last pushed stats are used instead. */
@@ -50,6 +51,8 @@ export class WorkerPool {
   private stopping = false;
   /** Counters and histograms of workers that died. */
   private retired: StatsSnapshot = emptySnapshot();
+  /** The rate limit buckets the workers lease tokens from; they outlive any one worker. */
+  private readonly buckets = new PrimaryBuckets();
   /** Workers that died and were replaced (`server.worker_restarts`). */
   restarts = 0;
   /** The listeners as the first worker bound them. */
@@ -97,6 +100,7 @@ export class WorkerPool {
               statsPushMs: this.options.statsPushMs,
               runtimeOverrides: this.options.runtimeOverrides(),
               fileFlushIntervalMs: this.options.fileFlushIntervalMs,
+              sharedBuckets: this.options.concurrency > 1,
             };
             worker.send(start);
             return;
@@ -112,6 +116,9 @@ export class WorkerPool {
             return;
           case 'stats':
             slot.lastSnapshot = message.snapshot;
+            return;
+          case 'lease':
+            this.buckets.lease(message, worker);
             return;
           case 'reply':
             this.settle(message);

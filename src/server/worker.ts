@@ -10,10 +10,12 @@ import { clusterStatus, listenerStatus } from '../dataplane/status.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import type { FromWorker, ToWorker, WorkerOperations } from './messages.js';
 import { EXTENSIONS } from '../extensions/registry.js';
+import { WorkerBuckets } from './shared-buckets.js';
 
 let plane: DataPlane | undefined;
 let log: Logger = createLogger('info');
 let pushTimer: NodeJS.Timeout | undefined;
+let buckets: WorkerBuckets | undefined;
 
 function send(message: FromWorker): void {
   if (process.connected) process.send!(message);
@@ -23,7 +25,8 @@ async function start(message: Extract<ToWorker, { type: 'start' }>): Promise<voi
   log = createLogger(message.logLevel);
   const { bootstrap, errors } = checkBootstrap(message.config);
   if (errors.length > 0) throw new Error(formatConfigErrors(errors));
-  plane = await DataPlane.start(bootstrap, log, { fileFlushIntervalMs: message.fileFlushIntervalMs, ...EXTENSIONS });
+  if (message.sharedBuckets) buckets = new WorkerBuckets(send);
+  plane = await DataPlane.start(bootstrap, log, { fileFlushIntervalMs: message.fileFlushIntervalMs, tokenBuckets: buckets, ...EXTENSIONS });
   const running = plane;
   // A worker started again after a death takes the overrides `/runtime_modify` made before.
   running.config.runtime.modify(message.runtimeOverrides);
@@ -76,6 +79,9 @@ process.on('message', (message: ToWorker) => {
         );
       return;
     }
+    case 'lease_granted':
+      buckets?.granted(message);
+      return;
     case 'shutdown':
       void shutdown(message.drainMs);
   }

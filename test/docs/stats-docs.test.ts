@@ -34,7 +34,7 @@ import { BASIC_AUTH_STATS } from '../../src/extensions/filters/http/basic_auth/b
 import { EXT_AUTHZ_STATS } from '../../src/extensions/filters/http/ext_authz/ext-authz-filter.js';
 import { JWT_AUTHN_STATS } from '../../src/extensions/filters/http/jwt_authn/jwt-authn-filter.js';
 import { NETWORK_LOCAL_RATELIMIT_STATS } from '../../src/extensions/filters/network/local_ratelimit/local-ratelimit-filter.js';
-import { LOCAL_RATELIMIT_STATS } from '../../src/extensions/filters/http/local_ratelimit/local-ratelimit-filter.js';
+import { LOCAL_RATE_LIMIT_STATS } from '../../src/extensions/filters/http/local_ratelimit/local-ratelimit-filter.js';
 import { RATELIMIT_STATS } from '../../src/extensions/filters/http/ratelimit/ratelimit-filter.js';
 import { HTTP_INSPECTOR_STATS } from '../../src/extensions/filters/listener/http_inspector/http-inspector.js';
 import { TLS_INSPECTOR_STATS } from '../../src/extensions/filters/listener/tls_inspector/tls-inspector.js';
@@ -62,13 +62,13 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   NETWORK_RBAC_STATS: { schema: RBAC_STATS, prefix: '<stat_prefix>.rbac.' },
   NETWORK_RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: '<stat_prefix>.rbac.' },
   GRPC_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.' },
+  LOCAL_RATE_LIMIT_STATS: { schema: LOCAL_RATE_LIMIT_STATS, prefix: '<stat_prefix>.http_local_rate_limit.' },
   GRPC_METHOD_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.<service>.<method>.' },
   RATELIMIT_STATS: { schema: RATELIMIT_STATS, prefix: 'cluster.<name>.ratelimit.' },
   API_KEY_AUTH_STATS: { schema: API_KEY_AUTH_STATS, prefix: 'http.<stat_prefix>.api_key_auth.' },
   BASIC_AUTH_STATS: { schema: BASIC_AUTH_STATS, prefix: 'http.<stat_prefix>.basic_auth.' },
   EXT_AUTHZ_STATS: { schema: EXT_AUTHZ_STATS, prefix: 'http.<stat_prefix>.ext_authz.' },
   JWT_AUTHN_STATS: { schema: JWT_AUTHN_STATS, prefix: 'http.<stat_prefix>.jwt_authn.' },
-  LOCAL_RATELIMIT_STATS: { schema: LOCAL_RATELIMIT_STATS, prefix: '<stat_prefix>.http_local_rate_limit.' },
   TCP_PROXY_STATS: { schema: TCP_PROXY_STATS, prefix: 'tcp.<stat_prefix>.' },
   TLS_INSPECTOR_STATS: { schema: TLS_INSPECTOR_STATS, prefix: 'tls_inspector.' },
   HTTP_INSPECTOR_STATS: { schema: HTTP_INSPECTOR_STATS, prefix: 'http_inspector.' },

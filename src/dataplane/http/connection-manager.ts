@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { TokenBuckets } from '../ratelimit/token-bucket.js';
 import { STATUS_CODES } from 'node:http';
 import type { BlockList, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -69,6 +70,7 @@ export interface ConnectionManagerContext {
   /** The bootstrap's `node.cluster`, for the filters. */
   localCluster: string;
   init: InitManager;
+  tokenBuckets: TokenBuckets;
   /** The listener's `per_connection_buffer_limit_bytes`: what filters may buffer of a body. */
   bufferLimit: number;
 }
@@ -173,6 +175,7 @@ export class HttpConnectionManager implements ServerConnectionOwner, Http2Connec
       clusters: context.clusters,
       localCluster: context.localCluster,
       init: context.init,
+      tokenBuckets: context.tokenBuckets,
     };
     this.filterChain = HttpFilterChain.compile(config.http_filters, context.httpFilters, filterContext, path, errors);
     this.bufferLimit = context.bufferLimit;

@@ -22,6 +22,7 @@ import type { StatsStore } from '../../stats/store.js';
 import type { Logger } from '../../util/logger.js';
 import type { HeaderMap } from '../router/header-mutation.js';
 import type { RouteEntry, VirtualHost } from '../router/route-table.js';
+import type { TokenBuckets } from '../ratelimit/token-bucket.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { RequestHead, StreamInfo } from '../stream-info.js';
@@ -165,6 +166,8 @@ export interface FilterFactoryContext {
   readonly localCluster: string;
   /** Work the configuration finishes before its listeners serve (Envoy's init manager). */
   readonly init: InitManager;
+  /** Where rate limit filters get their token buckets: this process's own, or shared by every worker. */
+  readonly tokenBuckets: TokenBuckets;
 }
 
 /** A filter's compiled configuration in one connection manager's chain. */

@@ -1,4 +1,5 @@
 import net, { type BlockList, type Socket } from 'node:net';
+import type { TokenBuckets } from '../ratelimit/token-bucket.js';
 import tls from 'node:tls';
 import type { AnyMessage, envoy } from '../../generated/envoy.js';
 import { type ConfigError } from '../../config/errors.js';
@@ -42,6 +43,7 @@ export interface ListenerContext {
   networkFilters: NetworkFilterRegistry;
   /** The bootstrap's `node.cluster`. */
   localCluster: string;
+  tokenBuckets: TokenBuckets;
 }
 
 const L = LISTENER_STATS.c;

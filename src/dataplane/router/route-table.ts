@@ -11,7 +11,7 @@ import { ActionKind, type CompiledAction, compileRouteAction, DEFAULT_MAX_DIRECT
 import { compileRetryPolicy } from './retry-policy.js';
 import { RouteMatcher } from './route-matcher.js';
 import { compileMirrorPolicies, type MirrorPolicy } from './request-mirror.js';
-import { compileRateLimits, type RateLimitEntry } from './rate-limit-policy.js';
+import { compileRateLimitPolicy, type RateLimitPolicy } from './rate-limit-policy.js';
 import { isGrpcContentType } from '../grpc.js';
 
 type RouteConfiguration = envoy.config.route.v3.RouteConfiguration;
@@ -164,8 +164,10 @@ export class RouteEntry extends RouteMatchConditions {
   readonly weightedMutations: readonly MutationChains[] | undefined;
   /** Per filter of the connection manager's chain (same indexes), this route's resolved per-route config. */
   readonly filterConfigs: readonly unknown[] | undefined;
-  /** The route action's `rate_limits`, for the rate limit filters (rate-limit-policy.ts). */
-  readonly rateLimits: readonly RateLimitEntry[] | undefined;
+  /** `metadata.filter_metadata`, which rate limit `metadata` actions read (source ROUTE_ENTRY). */
+  readonly metadata: Record<string, Record<string, unknown>> | undefined;
+  /** The route action's `rate_limits` (empty for redirects and direct responses). */
+  readonly rateLimitPolicy: RateLimitPolicy;
   /** `include_vh_rate_limits`: the virtual host's rate limits apply too, not only when the route has none. */
   readonly includeVhRateLimits: boolean;
 
@@ -184,7 +186,8 @@ export class RouteEntry extends RouteMatchConditions {
     super(config.match ?? {}, `${path}.match`, errors, runtime);
     this.name = config.name ?? '';
     this.action = compileRouteAction(config, path, errors, maxDirectResponseBody, vhostDefaults);
-    this.rateLimits = compileRateLimits(config.route?.rate_limits, `${path}.route.rate_limits`, errors);
+    this.metadata = config.metadata?.filter_metadata as Record<string, Record<string, unknown>> | undefined;
+    this.rateLimitPolicy = compileRateLimitPolicy(config.route?.rate_limits, `${path}.route.rate_limits`, errors);
     this.includeVhRateLimits = config.route?.include_vh_rate_limits ?? false;
     const own = compileLevelMutations(config, path, errors);
     this.mutations = chainMutations([own, ...outer], mostSpecificMutationsWin);
@@ -197,7 +200,6 @@ export class RouteEntry extends RouteMatchConditions {
       this.filterConfigs = chain.resolveRouteConfigs(levels, deprecated, this);
     }
   }
-
 }
 
 /** What a route inherits for the HTTP filters from the levels around it. */
@@ -218,7 +220,8 @@ export interface VirtualHost {
   readonly requireTls: 'NONE' | 'EXTERNAL_ONLY' | 'ALL';
   readonly includeAttemptCount: boolean;
   readonly includeAttemptCountInResponse: boolean;
-  readonly rateLimits: readonly RateLimitEntry[] | undefined;
+  /** The virtual host's `rate_limits`. */
+  readonly rateLimitPolicy: RateLimitPolicy;
 }
 
 /**
@@ -330,6 +333,6 @@ function compileVirtualHost(
     requireTls: config.require_tls ?? 'NONE',
     includeAttemptCount: config.include_request_attempt_count ?? false,
     includeAttemptCountInResponse: config.include_attempt_count_in_response ?? false,
-    rateLimits: compileRateLimits(config.rate_limits, `${path}.rate_limits`, errors),
+    rateLimitPolicy: compileRateLimitPolicy(config.rate_limits, `${path}.rate_limits`, errors),
   };
 }

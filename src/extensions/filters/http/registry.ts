@@ -11,7 +11,7 @@ import { EXT_AUTHZ_FILTER_FACTORY } from './ext_authz/ext-authz-filter.js';
 import { GRPC_STATS_FILTER_FACTORY } from './grpc_stats/grpc-stats-filter.js';
 import { GRPC_WEB_FILTER_FACTORY } from './grpc_web/grpc-web-filter.js';
 import { JWT_AUTHN_FILTER_FACTORY } from './jwt_authn/jwt-authn-filter.js';
-import { LOCAL_RATELIMIT_FILTER_FACTORY } from './local_ratelimit/local-ratelimit-filter.js';
+import { LOCAL_RATE_LIMIT_FILTER_FACTORY } from './local_ratelimit/local-ratelimit-filter.js';
 import { RATELIMIT_FILTER_FACTORY } from './ratelimit/ratelimit-filter.js';
 import { RBAC_FILTER_FACTORY } from './rbac/rbac-filter.js';
 import { ROUTER_FILTER_FACTORY } from './router/router-filter.js';
@@ -20,4 +20,4 @@ export const HTTP_FILTERS = new HttpFilterRegistry([
   API_KEY_AUTH_FILTER_FACTORY,
   BASIC_AUTH_FILTER_FACTORY,
   CORS_FILTER_FACTORY,
-  EXT_AUTHZ_FILTER_FACTORY, GRPC_STATS_FILTER_FACTORY, GRPC_WEB_FILTER_FACTORY, JWT_AUTHN_FILTER_FACTORY, LOCAL_RATELIMIT_FILTER_FACTORY, RATELIMIT_FILTER_FACTORY, RBAC_FILTER_FACTORY, ROUTER_FILTER_FACTORY]);
+  EXT_AUTHZ_FILTER_FACTORY, GRPC_STATS_FILTER_FACTORY, GRPC_WEB_FILTER_FACTORY, JWT_AUTHN_FILTER_FACTORY, LOCAL_RATE_LIMIT_FILTER_FACTORY, RATELIMIT_FILTER_FACTORY, RBAC_FILTER_FACTORY, ROUTER_FILTER_FACTORY]);

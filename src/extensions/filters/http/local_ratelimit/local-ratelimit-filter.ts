@@ -1,15 +1,28 @@
 /**
- * `envoy.filters.http.local_ratelimit`: token buckets in the gateway itself. The filter's `token_bucket` (or a
- * route's own LocalRateLimit in `typed_per_filter_config`, which replaces it) admits requests while it has
- * tokens; `descriptors` add buckets for the descriptors the route's `rate_limits` make (rate-limit-policy.ts).
- * `filter_enabled` decides which requests are checked and `filter_enforced` which of the limited ones are refused
- * (429 `local_rate_limited`, flag RL); both default to 0%, as in Envoy. Stats under
- * `<stat_prefix>.http_local_rate_limit.`. The decision is synchronous: no request waits.
+ * `envoy.filters.http.local_ratelimit`: token buckets in the gateway itself, as Envoy's filter:
+ * - `filter_enabled` decides, per request, whether the limit is looked at at all (`enabled`), and
+ *   `filter_enforced` whether a request over it is answered (`enforced`) or forwarded with
+ *   `request_headers_to_add_when_not_enforced`; both are 0 % when absent, so a filter without them does nothing;
+ * - the route's (and virtual host's) `rate_limits` of the filter's `stage` make the request's descriptors; each
+ *   configured `descriptors` entry they match exactly has its own bucket, and every matched bucket is consumed,
+ *   the slowest-filling first, stopping at the first empty one; the default `token_bucket` is consumed too when no
+ *   descriptor matched or `always_consume_default_token_bucket` (true by default);
+ * - a limited, enforced request gets `status` (429) with body and details `local_rate_limited`, the response flag
+ *   RL and `response_headers_to_add`; gRPC clients get the status's gRPC mapping (UNAVAILABLE for 429), or
+ *   RESOURCE_EXHAUSTED with `rate_limited_as_resource_exhausted`;
+ * - a route's own `typed_per_filter_config` LocalRateLimit replaces the filter's (buckets and stats included).
+ * Stats `<stat_prefix>.http_local_rate_limit.enabled/enforced/rate_limited/ok`, in the root scope, as Envoy.
+ *
+ * Buckets come from the program's TokenBuckets: shared by every worker process of `portico run`, so that
+ * `--concurrency N` admits one bucket's rate; a bucket whose answer needs the primary pauses the request
+ * (StopIteration) until it comes. `local_rate_limit_per_downstream_connection` gives every connection buckets of
+ * its own, in its process.
  */
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { envoy } from '../../../../generated/envoy.js';
-import type { ConfigError } from '../../../../config/errors.js';
-import { GrpcStatus } from '../../../../dataplane/grpc.js';
+import { childPath, type ConfigError } from '../../../../config/errors.js';
+import { defineStats, type StatScope, type StatsStore } from '../../../../stats/store.js';
 import {
   type DecoderFilterCallbacks,
   type EncoderFilterCallbacks,
@@ -20,73 +33,77 @@ import {
   type ResponseHead,
   type StreamFilter,
 } from '../../../../dataplane/http/filter.js';
-import { ResponseFlag } from '../../../../dataplane/response-flags.js';
-import { applyHeaderMutations, compileHeaderMutation, type HeaderMap, type HeaderMutation } from '../../../../dataplane/router/header-mutation.js';
-import { type DescriptorEntry, rateLimitDescriptors, type VhRateLimits } from '../../../../dataplane/router/rate-limit-policy.js';
+import { applyHeaderMutation, compileHeaderMutation, type HeaderMutation } from '../../../../dataplane/router/header-mutation.js';
+import { type Descriptor, type DescriptorEntry, rateLimitDescriptors, rateLimitInput, type RateLimitPolicyEntry, type VhRateLimits } from '../../../../dataplane/router/rate-limit-policy.js';
 import type { Runtime } from '../../../../dataplane/runtime/runtime.js';
-import { defineStats, type StatScope, type StatsStore } from '../../../../stats/store.js';
-import { httpStatus } from '../../common/http-status.js';
-import { TokenBucket } from '../../common/token-bucket.js';
+import { ResponseFlag } from '../../../../dataplane/response-flags.js';
+import type { RequestHead } from '../../../../dataplane/stream-info.js';
+import { checkTokenBucket, type RateLimitBucket, TokenBucket, type TokenBuckets } from '../../../../dataplane/ratelimit/token-bucket.js';
 
 type LocalRateLimitConfig = envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit;
-type TokenBucketConfig = envoy.type.v3.TokenBucket;
+type RuntimeFractionalPercent = envoy.config.core.v3.RuntimeFractionalPercent;
 
-/** `<stat_prefix>.http_local_rate_limit.` */
-export const LOCAL_RATELIMIT_STATS = defineStats({
-  counters: ['enabled', 'enforced', 'rate_limited', 'ok'],
-  gauges: [],
-  histograms: [],
-});
-const S = LOCAL_RATELIMIT_STATS.c;
+export const LOCAL_RATE_LIMIT_STATS = defineStats({ counters: ['enabled', 'enforced', 'rate_limited', 'ok'], gauges: [], histograms: [] });
+const S = LOCAL_RATE_LIMIT_STATS.c;
 
-/** A bucket's shape; its tokens live in a TokenBucket (one per settings, or per connection). */
-interface BucketSpec {
-  readonly maxTokens: number;
-  readonly tokensPerFill: number;
-  readonly fillIntervalMs: number;
-}
+/** Envoy's StatusCode enum names (`TooManyRequests`) are Node's reason phrases without spaces and punctuation. */
+const STATUS_BY_NAME = new Map(Object.entries(STATUS_CODES).map(([code, phrase]) => [phrase!.replace(/[^A-Za-z]/g, ''), Number(code)]));
 
-interface DescriptorSpec {
-  /** `key` and `value`; an empty value matches any. */
+const GRPC_RESOURCE_EXHAUSTED = 8;
+
+/** A configured descriptor: the entries a request descriptor must equal, and its bucket's settings. */
+interface DescriptorRule {
   readonly entries: readonly DescriptorEntry[];
-  readonly bucket: BucketSpec;
+  readonly bucket: envoy.type.v3.TokenBucket;
+  /** Its bucket's index in a bucket set (the default bucket, when there is one, is last). */
+  readonly index: number;
 }
 
-function bucketSpec(config: TokenBucketConfig | undefined, path: string, errors: ConfigError[]): BucketSpec | undefined {
-  if (config === undefined) return undefined;
-  const fillIntervalMs = config.fill_interval ?? 0;
-  if (fillIntervalMs < 50) errors.push({ code: 'invalid_value', path: `${path}.fill_interval`, message: 'fill_interval must be at least 50ms' });
-  return { maxTokens: config.max_tokens ?? 0, tokensPerFill: config.tokens_per_fill ?? 1, fillIntervalMs: Math.max(fillIntervalMs, 50) };
+/** The buckets of one LocalRateLimit (for every connection, or for one): one per descriptor by index, then the default one. */
+interface BucketSet {
+  readonly buckets: readonly (RateLimitBucket | undefined)[];
+  /** What a request consumes when there are no descriptors, made once. */
+  readonly defaultOnly: readonly RateLimitBucket[];
 }
 
-const newBucket = (spec: BucketSpec): TokenBucket => new TokenBucket(spec.maxTokens, spec.tokensPerFill, spec.fillIntervalMs);
-
-/** One LocalRateLimit, compiled: the filter's own, or a route's. */
-class LocalRateLimitSettings {
-  readonly statPrefix: string;
-  readonly enabled: envoy.config.core.v3.RuntimeFractionalPercent | undefined;
-  readonly enforced: envoy.config.core.v3.RuntimeFractionalPercent | undefined;
+/** One LocalRateLimit compiled: the filter's own, or a route's replacement. */
+class LocalRateLimitRules {
   readonly status: number;
+  /** RESOURCE_EXHAUSTED, or undefined for the status's usual gRPC mapping (UNAVAILABLE for 429). */
+  readonly grpcStatus: number | undefined;
+  readonly stage: number;
+  readonly vhRateLimits: VhRateLimits;
+  readonly xRateLimitHeaders: boolean;
+  readonly alwaysConsumeDefault: boolean;
   readonly responseHeaders: HeaderMutation | undefined;
   readonly requestHeadersWhenNotEnforced: HeaderMutation | undefined;
-  readonly stage: number;
-  readonly perConnection: boolean;
-  readonly xRateLimitHeaders: boolean;
-  readonly vhRateLimits: VhRateLimits;
-  readonly alwaysConsumeDefault: boolean;
-  readonly resourceExhausted: boolean;
-  readonly defaultSpec: BucketSpec | undefined;
-  readonly descriptors: readonly DescriptorSpec[];
-  /** The shared buckets (not per connection): the default one, then one per descriptor. */
-  private readonly shared: (TokenBucket | undefined)[] | undefined;
-  /** Per connection, its own buckets, made on its first request. */
-  private readonly byConnection = new WeakMap<Socket, (TokenBucket | undefined)[]>();
+  /** Slowest-filling first, the order Envoy consumes matched descriptors in. */
+  readonly descriptors: readonly DescriptorRule[];
+  private readonly defaultBucket: envoy.type.v3.TokenBucket | undefined;
+  private readonly enabledFraction: RuntimeFractionalPercent | undefined;
+  private readonly enforcedFraction: RuntimeFractionalPercent | undefined;
+  private readonly statPrefix: string;
+  /** Bound on first use: a route's rules are compiled before any stats store is at hand. */
+  private statScope: StatScope | undefined;
+  /** The buckets shared by every connection, made on first use; never with per-connection buckets. */
+  private shared: BucketSet | undefined;
+  private readonly byConnection: WeakMap<Socket, BucketSet> | undefined;
 
-  constructor(config: LocalRateLimitConfig, path: string, errors: ConfigError[]) {
+  constructor(
+    config: LocalRateLimitConfig,
+    private readonly runtime: Runtime,
+    path: string,
+    errors: ConfigError[],
+  ) {
     this.statPrefix = config.stat_prefix ?? '';
-    this.enabled = config.filter_enabled;
-    this.enforced = config.filter_enforced;
-    this.status = httpStatus(config.status, 429);
+    if (this.statPrefix === '') errors.push({ code: 'missing_required', path: childPath(path, 'stat_prefix'), message: 'stat_prefix is required' });
+    this.status = compileStatus(config.status, childPath(path, 'status'), errors);
+    this.grpcStatus = config.rate_limited_as_resource_exhausted ? GRPC_RESOURCE_EXHAUSTED : undefined;
+    this.stage = config.stage ?? 0;
+    if (this.stage > 10) errors.push({ code: 'invalid_value', path: childPath(path, 'stage'), message: 'stage must be at most 10' });
+    this.vhRateLimits = config.vh_rate_limits ?? 'OVERRIDE';
+    this.xRateLimitHeaders = config.enable_x_ratelimit_headers === 'DRAFT_VERSION_03';
+    this.alwaysConsumeDefault = config.always_consume_default_token_bucket ?? true;
     this.responseHeaders = compileHeaderMutation(config.response_headers_to_add, undefined, path, 'response_headers_to_add', '', errors);
     this.requestHeadersWhenNotEnforced = compileHeaderMutation(
       config.request_headers_to_add_when_not_enforced,
@@ -96,160 +113,257 @@ class LocalRateLimitSettings {
       '',
       errors,
     );
-    this.stage = config.stage ?? 0;
-    this.perConnection = config.local_rate_limit_per_downstream_connection ?? false;
-    this.xRateLimitHeaders = config.enable_x_ratelimit_headers === 'DRAFT_VERSION_03';
-    this.vhRateLimits = config.vh_rate_limits ?? 'OVERRIDE';
-    this.alwaysConsumeDefault = config.always_consume_default_token_bucket ?? true;
-    this.resourceExhausted = config.rate_limited_as_resource_exhausted ?? false;
-    this.defaultSpec = bucketSpec(config.token_bucket, `${path}.token_bucket`, errors);
-    this.descriptors = (config.descriptors ?? []).map((descriptor, i) => {
-      const at = `${path}.descriptors[${i}]`;
-      const entries = (descriptor.entries ?? []).map((entry) => ({ key: entry.key ?? '', value: entry.value ?? '' }));
-      if (entries.length === 0) errors.push({ code: 'missing_required', path: `${at}.entries`, message: 'a descriptor needs entries' });
-      const bucket = bucketSpec(descriptor.token_bucket, `${at}.token_bucket`, errors);
-      if (bucket === undefined) errors.push({ code: 'missing_required', path: `${at}.token_bucket`, message: 'a descriptor needs a token_bucket' });
-      return { entries, bucket: bucket ?? { maxTokens: 0, tokensPerFill: 1, fillIntervalMs: 1000 } };
+    this.enabledFraction = config.filter_enabled;
+    this.enforcedFraction = config.filter_enforced;
+    this.defaultBucket = config.token_bucket;
+    if (config.token_bucket !== undefined) checkTokenBucket(config.token_bucket, childPath(path, 'token_bucket'), errors);
+    const descriptorsPath = childPath(path, 'descriptors');
+    const rules = (config.descriptors ?? []).map((d, i): DescriptorRule => {
+      const at = childPath(descriptorsPath, i);
+      const entries = (d.entries ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' }));
+      if (entries.length === 0) errors.push({ code: 'missing_required', path: childPath(at, 'entries'), message: 'a descriptor needs entries' });
+      if (d.token_bucket === undefined) errors.push({ code: 'missing_required', path: childPath(at, 'token_bucket'), message: 'a descriptor needs a token_bucket' });
+      else checkTokenBucket(d.token_bucket, childPath(at, 'token_bucket'), errors);
+      return { entries, bucket: d.token_bucket ?? {}, index: i };
     });
-    this.shared = this.perConnection ? undefined : this.newBuckets();
+    const rate = (b: envoy.type.v3.TokenBucket) => (b.tokens_per_fill ?? 1) / (b.fill_interval || 1);
+    this.descriptors = rules.sort((a, b) => rate(a.bucket) - rate(b.bucket));
+    if (config.local_rate_limit_per_downstream_connection) this.byConnection = new WeakMap();
   }
 
-  private newBuckets(): (TokenBucket | undefined)[] {
-    return [this.defaultSpec === undefined ? undefined : newBucket(this.defaultSpec), ...this.descriptors.map((d) => newBucket(d.bucket))];
+  stats(store: StatsStore): StatScope {
+    return (this.statScope ??= store.scope(LOCAL_RATE_LIMIT_STATS, `${this.statPrefix}.http_local_rate_limit.`));
   }
 
-  /** Index 0 the default bucket (undefined without token_bucket), then the descriptors'. */
-  buckets(connection: Socket): (TokenBucket | undefined)[] {
-    if (this.shared !== undefined) return this.shared;
-    let buckets = this.byConnection.get(connection);
-    if (buckets === undefined) this.byConnection.set(connection, (buckets = this.newBuckets()));
+  release(store: StatsStore): void {
+    if (this.statScope !== undefined) store.release(this.statScope);
+  }
+
+  enabled(): boolean {
+    const f = this.enabledFraction;
+    return f !== undefined && this.runtime.fractionEnabled(f.runtime_key, f.default_value, Math.random());
+  }
+
+  enforced(): boolean {
+    const f = this.enforcedFraction;
+    return f !== undefined && this.runtime.fractionEnabled(f.runtime_key, f.default_value, Math.random());
+  }
+
+  /** The buckets this connection draws from. */
+  buckets(connection: Socket, provider: TokenBuckets): BucketSet {
+    const byConnection = this.byConnection;
+    if (byConnection === undefined) return (this.shared ??= this.newBuckets(provider));
+    let buckets = byConnection.get(connection);
+    if (buckets === undefined) byConnection.set(connection, (buckets = this.newBuckets(CONNECTION_BUCKETS)));
     return buckets;
+  }
+
+  /** The default bucket's index in a bucket set. */
+  get defaultIndex(): number {
+    return this.descriptors.length;
+  }
+
+  /**
+   * A bucket's identity is the filter's stat_prefix, its descriptor's entries (none for the default bucket) and
+   * its settings: a new configuration that keeps those keeps the bucket and its tokens.
+   */
+  private newBuckets(provider: TokenBuckets): BucketSet {
+    const id = (entries: readonly DescriptorEntry[], config: envoy.type.v3.TokenBucket) => JSON.stringify([this.statPrefix, entries, config]);
+    const buckets: (RateLimitBucket | undefined)[] = new Array(this.descriptors.length);
+    for (const rule of this.descriptors) buckets[rule.index] = provider.bucket(id(rule.entries, rule.bucket), rule.bucket);
+    const fallback = this.defaultBucket === undefined ? undefined : provider.bucket(id([], this.defaultBucket), this.defaultBucket);
+    buckets.push(fallback);
+    return { buckets, defaultOnly: fallback === undefined ? [] : [fallback] };
   }
 }
 
-/** Whether a configured descriptor matches a request descriptor: the same keys in order, values equal or any. */
-function descriptorMatches(spec: readonly DescriptorEntry[], entries: readonly DescriptorEntry[]): boolean {
-  if (spec.length !== entries.length) return false;
-  for (let i = 0; i < spec.length; i++) {
-    const want = spec[i]!;
-    const have = entries[i]!;
-    if (want.key !== have.key || (want.value !== '' && want.value !== have.value)) return false;
+/** A connection's own buckets: new ones for each connection, in its process. */
+const CONNECTION_BUCKETS: TokenBuckets = { bucket: (_id, config) => new TokenBucket(config, performance.now()) };
+
+function compileStatus(status: envoy.type.v3.HttpStatus | undefined, path: string, errors: ConfigError[]): number {
+  const code = status?.code as string | number | undefined;
+  if (code === undefined) return 429;
+  const n = typeof code === 'number' ? code : STATUS_BY_NAME.get(code);
+  if (n === undefined) {
+    errors.push({ code: 'invalid_value', path: childPath(path, 'code'), message: `unknown status code ${code}` });
+    return 429;
   }
+  // Envoy answers 429 for a configured status below 400.
+  return n < 400 ? 429 : n;
+}
+
+function sameEntries(a: readonly DescriptorEntry[], b: readonly DescriptorEntry[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i]!.key !== b[i]!.key || a[i]!.value !== b[i]!.value) return false;
   return true;
 }
 
 class LocalRateLimitFilterConfig implements HttpFilterConfig {
-  private readonly scopes = new Map<string, StatScope>();
-
   constructor(
-    private readonly settings: LocalRateLimitSettings,
-    private readonly stats: StatsStore,
-    readonly runtime: Runtime,
-    readonly localCluster: string,
-  ) {}
-
-  createFilter(callbacks: DecoderFilterCallbacks & EncoderFilterCallbacks, routeConfig: unknown): StreamFilter | undefined {
-    const settings = (routeConfig as LocalRateLimitSettings | undefined) ?? this.settings;
-    // Without buckets (a filter that only routes configure) there is nothing to check.
-    if (settings.defaultSpec === undefined && settings.descriptors.length === 0) return undefined;
-    return new LocalRateLimitFilter(this, settings, callbacks);
+    private readonly rules: LocalRateLimitRules,
+    private readonly context: FilterFactoryContext,
+  ) {
+    rules.stats(context.stats);
   }
 
-  scope(statPrefix: string): StatScope {
-    let scope = this.scopes.get(statPrefix);
-    if (scope === undefined) this.scopes.set(statPrefix, (scope = this.stats.scope(LOCAL_RATELIMIT_STATS, `${statPrefix}.http_local_rate_limit.`)));
-    return scope;
+  createFilter(stream: DecoderFilterCallbacks & EncoderFilterCallbacks, routeConfig: unknown): StreamFilter {
+    const rules = (routeConfig as LocalRateLimitRules | undefined) ?? this.rules;
+    return new LocalRateLimitFilter(rules, rules.stats(this.context.stats), stream, this.context);
   }
 
   release(): void {
-    for (const scope of this.scopes.values()) this.stats.release(scope);
-    this.scopes.clear();
+    this.rules.release(this.context.stats);
   }
 }
 
 class LocalRateLimitFilter implements StreamFilter {
-  private responseHeaders: HeaderMap | undefined;
+  /** The bucket whose state the x-ratelimit headers report; undefined when the limit was not looked at. */
+  private reported: RateLimitBucket | undefined;
+  private limited = false;
+  /** While waiting on a shared bucket: the buckets to consume in order, and the one waited on. */
+  private plan: readonly RateLimitBucket[] | undefined;
+  private step = 0;
+  private destroyed = false;
 
   constructor(
-    private readonly config: LocalRateLimitFilterConfig,
-    private readonly settings: LocalRateLimitSettings,
-    private readonly callbacks: DecoderFilterCallbacks & EncoderFilterCallbacks,
+    private readonly rules: LocalRateLimitRules,
+    private readonly stats: StatScope,
+    private readonly stream: DecoderFilterCallbacks & EncoderFilterCallbacks,
+    private readonly context: FilterFactoryContext,
   ) {}
 
-  decodeHeaders(): FilterHeadersStatus {
-    const { config, settings, callbacks } = this;
-    const runtime = config.runtime;
-    if (!runtime.fractionEnabled(settings.enabled?.runtime_key, settings.enabled?.default_value, Math.random())) return FilterHeadersStatus.Continue;
-    const counters = config.scope(settings.statPrefix).counters;
-    counters[S.enabled]++;
-    const buckets = settings.buckets(callbacks.connection);
-    // The most restrictive bucket consulted speaks for the x-ratelimit headers.
-    let limiting: TokenBucket | undefined;
-    let allowed = true;
-    let matchedDescriptor = false;
-    if (settings.descriptors.length > 0 && callbacks.route !== undefined) {
-      const requested = rateLimitDescriptors(callbacks.route, callbacks.virtualHost, settings.stage, callbacks, config.localCluster, settings.vhRateLimits);
-      for (const descriptor of requested) {
-        const index = settings.descriptors.findIndex((spec) => descriptorMatches(spec.entries, descriptor.entries));
-        if (index < 0) continue;
-        matchedDescriptor = true;
-        const bucket = buckets[index + 1]!;
-        if (limiting === undefined || bucket.remaining() < limiting.remaining()) limiting = bucket;
-        if (!bucket.consume()) {
-          allowed = false;
-          limiting = bucket;
-          break;
-        }
-      }
+  decodeHeaders(head: RequestHead): FilterHeadersStatus {
+    if (!this.rules.enabled()) return FilterHeadersStatus.Continue;
+    this.stats.counters[S.enabled]++;
+    const plan = this.bucketsFor(head);
+    const allowed = this.consume(plan, 0);
+    if (allowed === undefined) {
+      this.plan = plan;
+      return FilterHeadersStatus.StopIteration;
     }
-    const fallback = buckets[0];
-    if (allowed && fallback !== undefined && (!matchedDescriptor || settings.alwaysConsumeDefault)) {
-      if (!fallback.consume()) allowed = false;
-      if (!allowed || limiting === undefined || fallback.remaining() < limiting.remaining()) limiting = fallback;
-    }
-    if (settings.xRateLimitHeaders && limiting !== undefined) {
-      const headers = (this.responseHeaders ??= {});
-      headers['x-ratelimit-limit'] = String(limiting.maxTokens);
-      headers['x-ratelimit-remaining'] = String(limiting.remaining());
-      headers['x-ratelimit-reset'] = String(limiting.secondsUntilFill());
-    }
-    if (allowed) {
-      counters[S.ok]++;
-      return FilterHeadersStatus.Continue;
-    }
-    counters[S.rate_limited]++;
-    if (!runtime.fractionEnabled(settings.enforced?.runtime_key, settings.enforced?.default_value, Math.random())) {
-      if (settings.requestHeadersWhenNotEnforced !== undefined) applyHeaderMutations([settings.requestHeadersWhenNotEnforced], callbacks.head.headers, callbacks.info);
-      return FilterHeadersStatus.Continue;
-    }
-    counters[S.enforced]++;
-    const headers = (this.responseHeaders ??= {});
-    headers['x-envoy-ratelimited'] = 'true';
-    if (settings.responseHeaders !== undefined) applyHeaderMutations([settings.responseHeaders], headers, callbacks.info);
-    const grpcStatus = settings.resourceExhausted ? GrpcStatus.ResourceExhausted : undefined;
-    callbacks.sendLocalReply(settings.status, 'local_rate_limited', ResponseFlag.RL, 'local_rate_limited', undefined, grpcStatus);
-    return FilterHeadersStatus.StopIteration;
+    return this.decide(allowed, head) ? FilterHeadersStatus.Continue : FilterHeadersStatus.StopIteration;
   }
 
-  // Local replies pass here too: the limited answer gets its headers this way.
   encodeHeaders(response: ResponseHead): FilterHeadersStatus {
-    const add = this.responseHeaders;
-    if (add !== undefined) for (const name in add) response.headers[name] = add[name];
+    if (this.limited) {
+      // As Envoy's local filter documents it: a limited answer says so.
+      response.headers['x-envoy-ratelimited'] = 'true';
+      if (this.rules.responseHeaders !== undefined) applyHeaderMutation(this.rules.responseHeaders, response.headers, this.stream.info);
+    }
+    const bucket = this.reported;
+    if (bucket !== undefined && this.rules.xRateLimitHeaders) {
+      const headers = response.headers;
+      headers['x-ratelimit-limit'] = String(bucket.maxTokens);
+      headers['x-ratelimit-remaining'] = String(Math.max(0, Math.floor(bucket.remaining)));
+      headers['x-ratelimit-reset'] = String(bucket.resetSeconds(performance.now()));
+    }
     return FilterHeadersStatus.Continue;
+  }
+
+  onDestroy(): void {
+    this.destroyed = true;
+  }
+
+  /** Counts the outcome and acts on it; true when the request goes on. */
+  private decide(allowed: boolean, head: RequestHead): boolean {
+    const rules = this.rules;
+    const counters = this.stats.counters;
+    if (allowed) {
+      counters[S.ok]++;
+      return true;
+    }
+    counters[S.rate_limited]++;
+    if (!rules.enforced()) {
+      if (rules.requestHeadersWhenNotEnforced !== undefined) applyHeaderMutation(rules.requestHeadersWhenNotEnforced, head.headers, this.stream.info);
+      return true;
+    }
+    counters[S.enforced]++;
+    this.limited = true;
+    this.stream.sendLocalReply(rules.status, 'local_rate_limited', ResponseFlag.RL, 'local_rate_limited', undefined, rules.grpcStatus);
+    return false;
+  }
+
+  /**
+   * Takes a token from each bucket of `plan` from `from` on, stopping at the first empty one (Envoy's
+   * LocalRateLimiterImpl::requestAllowed); undefined when a shared bucket's answer is awaited.
+   */
+  private consume(plan: readonly RateLimitBucket[], from: number): boolean | undefined {
+    const now = performance.now();
+    for (let i = from; i < plan.length; i++) {
+      const bucket = plan[i]!;
+      const ok = bucket.tryConsume(now);
+      if (ok === undefined) {
+        this.step = i;
+        bucket.consumeLater((granted) => this.resume(granted));
+        return undefined;
+      }
+      if (!ok) {
+        this.reported = bucket;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private resume(granted: boolean): void {
+    if (this.destroyed) return;
+    const plan = this.plan!;
+    let allowed: boolean | undefined = granted;
+    if (!granted) this.reported = plan[this.step];
+    else allowed = this.consume(plan, this.step + 1);
+    if (allowed === undefined) return;
+    if (this.decide(allowed, this.stream.head)) this.stream.continueDecoding();
+  }
+
+  /**
+   * The buckets that apply, in the order they are consumed: the matched descriptors' (slowest-filling first),
+   * then the default one when nothing matched or `always_consume_default_token_bucket`. Sets the bucket the
+   * headers report: the first of them.
+   */
+  private bucketsFor(head: RequestHead): readonly RateLimitBucket[] {
+    const rules = this.rules;
+    const set = rules.buckets(this.stream.connection, this.context.tokenBuckets);
+    if (rules.descriptors.length === 0) {
+      this.reported = set.defaultOnly[0];
+      return set.defaultOnly;
+    }
+    const buckets = set.buckets;
+    const plan: RateLimitBucket[] = [];
+    const requested = this.requestDescriptors(head);
+    if (requested.length > 0) {
+      for (const rule of rules.descriptors) {
+        if (requested.some((d) => sameEntries(d.entries, rule.entries))) plan.push(buckets[rule.index]!);
+      }
+    }
+    const fallback = buckets[rules.defaultIndex];
+    if (fallback !== undefined && (plan.length === 0 || rules.alwaysConsumeDefault)) plan.push(fallback);
+    this.reported = plan[0];
+    return plan;
+  }
+
+  /** The descriptors of the route's rate limits, and the virtual host's as `vh_rate_limits` says. */
+  private requestDescriptors(head: RequestHead): Descriptor[] {
+    const stream = this.stream;
+    const route = stream.route;
+    if (route === undefined) return [];
+    const input = rateLimitInput(route, head, stream.info, this.context.localCluster);
+    return rateLimitDescriptors(route, stream.virtualHost, this.rules.stage, input, this.rules.vhRateLimits, withoutDisableKey);
   }
 }
 
-export const LOCAL_RATELIMIT_FILTER_FACTORY: HttpFilterFactory = {
+/** An entry with a disable_key is for the global filter's runtime switch: Envoy's local filter skips it. */
+const withoutDisableKey = (entry: RateLimitPolicyEntry): boolean => entry.disableKey === '';
+
+export const LOCAL_RATE_LIMIT_FILTER_FACTORY: HttpFilterFactory = {
   name: 'envoy.filters.http.local_ratelimit',
   configType: 'envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit',
   routeConfigType: 'envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit',
 
   createFilterConfig(config: unknown, context: FilterFactoryContext, path: string, errors: ConfigError[]): HttpFilterConfig {
-    const settings = new LocalRateLimitSettings(config as LocalRateLimitConfig, path, errors);
-    return new LocalRateLimitFilterConfig(settings, context.stats, context.runtime, context.localCluster);
+    return new LocalRateLimitFilterConfig(new LocalRateLimitRules(config as LocalRateLimitConfig, context.runtime, path, errors), context);
   },
 
-  compileRouteConfig(config: unknown, _runtime: Runtime, path: string, errors: ConfigError[]): LocalRateLimitSettings {
-    return new LocalRateLimitSettings(config as LocalRateLimitConfig, path, errors);
+  compileRouteConfig(config: unknown, runtime: Runtime, path: string, errors: ConfigError[]): LocalRateLimitRules {
+    return new LocalRateLimitRules(config as LocalRateLimitConfig, runtime, path, errors);
   },
 };

@@ -20,7 +20,7 @@ import {
 } from '../../../../dataplane/http/filter.js';
 import { ResponseFlag } from '../../../../dataplane/response-flags.js';
 import { applyHeaderMutations, compileHeaderMutation, type HeaderMutation } from '../../../../dataplane/router/header-mutation.js';
-import { destinationCluster, rateLimitDescriptors } from '../../../../dataplane/router/rate-limit-policy.js';
+import { rateLimitDescriptors, rateLimitInput, type RateLimitPolicyEntry } from '../../../../dataplane/router/rate-limit-policy.js';
 import type { Runtime } from '../../../../dataplane/runtime/runtime.js';
 import { envoyMethod, type ProtoMethod } from '../../../../grpc/envoy-protos.js';
 import { compileGrpcService, type GrpcServiceClient } from '../../../../grpc/grpc-service-client.js';
@@ -74,6 +74,9 @@ class RateLimitFilterConfig implements HttpFilterConfig {
   private readonly internal: boolean;
   private readonly external: boolean;
   private readonly statPrefix: string;
+  /** An entry with a `disable_key` counts unless runtime `ratelimit.<disable_key>.http_filter_enabled` is 0, as Envoy's. */
+  readonly entryEnabled = (entry: RateLimitPolicyEntry): boolean =>
+    entry.disableKey === '' || this.runtime.fractionEnabled(`ratelimit.${entry.disableKey}.http_filter_enabled`, ALWAYS, Math.random());
   /** Per route target cluster, made on its first check. */
   private readonly scopes = new Map<string, StatScope>();
 
@@ -144,9 +147,10 @@ class RateLimitFilter extends ServiceCheckFilter implements StreamFilter {
     const callbacks = this.callbacks;
     if (!config.runtime.fractionEnabled(ENABLED_KEY, ALWAYS, Math.random())) return FilterHeadersStatus.Continue;
     const route = callbacks.route!;
-    const descriptors = rateLimitDescriptors(route, callbacks.virtualHost, config.stage, callbacks, config.localCluster);
+    const input = rateLimitInput(route, callbacks.head, callbacks.info, config.localCluster);
+    const descriptors = rateLimitDescriptors(route, callbacks.virtualHost, config.stage, input, 'OVERRIDE', config.entryEnabled);
     if (descriptors.length === 0) return FilterHeadersStatus.Continue;
-    this.clusterName = destinationCluster(callbacks, route) ?? '';
+    this.clusterName = input.targetCluster;
     shouldRateLimit ??= envoyMethod('envoy/service/ratelimit/v3/rls.proto', 'envoy.service.ratelimit.v3.RateLimitService', 'ShouldRateLimit');
     const method = shouldRateLimit;
     if (this.ask(() => config.service.unary(method, { domain: config.domain, descriptors, hits_addend: 1 }, config.timeoutMs, this))) return FilterHeadersStatus.Continue;

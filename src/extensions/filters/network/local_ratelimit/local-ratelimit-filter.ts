@@ -1,14 +1,14 @@
 /**
  * `envoy.filters.network.local_ratelimit`: a token bucket for the connections of a filter chain; a connection
  * that finds no token is closed at once (a TCP proxy never dials its upstream for it). `runtime_enabled` turns it
- * off. Stats: `local_ratelimit.<stat_prefix>.rate_limited`, as Envoy's.
+ * off. The bucket is this process's (connections are not paused to wait for a shared one). Stats: `local_ratelimit.<stat_prefix>.rate_limited`, as Envoy's.
  */
 import type { envoy } from '../../../../generated/envoy.js';
 import type { ConfigError } from '../../../../config/errors.js';
 import type { NetworkFilter, NetworkFilterContext, NetworkFilterFactory, NetworkFilterStatus } from '../../../../dataplane/listener/network-filter.js';
 import type { Runtime } from '../../../../dataplane/runtime/runtime.js';
 import { defineStats, type StatScope } from '../../../../stats/store.js';
-import { TokenBucket } from '../../common/token-bucket.js';
+import { checkTokenBucket, TokenBucket } from '../../../../dataplane/ratelimit/token-bucket.js';
 
 type LocalRateLimitConfig = envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit;
 
@@ -28,7 +28,7 @@ class NetworkLocalRateLimit implements NetworkFilter {
   onNewConnection(): NetworkFilterStatus {
     const flag = this.enabled;
     if (flag !== undefined && this.runtime.getInteger(flag.runtime_key ?? '', flag.default_value === false ? 0 : 1) === 0) return 'continue';
-    if (this.bucket.consume()) return 'continue';
+    if (this.bucket.tryConsume(performance.now())) return 'continue';
     this.stats.counters[S.rate_limited]++;
     return 'close';
   }
@@ -45,11 +45,10 @@ export const NETWORK_LOCAL_RATELIMIT_FILTER_FACTORY: NetworkFilterFactory = {
     const limit = config as LocalRateLimitConfig;
     // The schema requires stat_prefix and token_bucket.
     const bucket = limit.token_bucket!;
-    const fillIntervalMs = bucket.fill_interval ?? 0;
-    if (fillIntervalMs < 50) errors.push({ code: 'invalid_value', path: `${path}.token_bucket.fill_interval`, message: 'fill_interval must be at least 50ms' });
+    checkTokenBucket(bucket, `${path}.token_bucket`, errors);
     const stats = context.stats.scope(NETWORK_LOCAL_RATELIMIT_STATS, `local_ratelimit.${limit.stat_prefix ?? ''}.`);
     return new NetworkLocalRateLimit(
-      new TokenBucket(bucket.max_tokens ?? 0, bucket.tokens_per_fill ?? 1, Math.max(fillIntervalMs, 50)),
+      new TokenBucket(bucket, performance.now()),
       context.runtime,
       limit.runtime_enabled,
       stats,
