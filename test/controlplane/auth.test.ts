@@ -1,14 +1,19 @@
 /**
  * AuthService, RateLimitService and the Mapping fields that go with them: validation with every problem and its
  * path, the translation the data plane accepts, and `portico start` with an AuthService in front of a real HTTP
- * authorization server (protected Mappings checked, bypass_auth Mappings not).
+ * authorization server (protected Mappings checked, bypass_auth Mappings not), and with a RateLimitService in
+ * front of a real `portico ratelimit` service (Mapping labels become the descriptors it counts).
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ConfigError } from '../../src/config/errors.js';
 import { parseResource, type Resource } from '../../src/controlplane/resources.js';
 import { checkTranslation, translate } from '../../src/controlplane/translate.js';
 import { type EchoServer, startEchoServer } from '../../src/echo/echo-server.js';
+import { RateLimitService as RateLimitServer } from '../../src/ratelimit/service.js';
 import { createLogger } from '../../src/util/logger.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { type RecordingUpstream, startRecordingUpstream } from '../support/upstreams.js';
@@ -212,5 +217,56 @@ describe('portico start with an AuthService', () => {
     assert.equal((await gw.proxy('/public/x')).status, 200);
     assert.equal((await gw.api('/api/v1/authservices/authentication', { method: 'PUT', body: authService({ ...down, failure_mode_allow: true }) })).status, 200);
     assert.equal((await gw.proxy('/protected/x')).status, 200);
+  });
+});
+
+describe('portico start with a RateLimitService', () => {
+  let echo: EchoServer;
+  let rls: RateLimitServer;
+  let gw: TestGateway;
+  let dir: string;
+  before(async () => {
+    echo = await startEchoServer({ name: 'backend' });
+    dir = mkdtempSync(join(tmpdir(), 'portico-rls-'));
+    const configPath = join(dir, 'limits.yaml');
+    // Hour windows: no test straddles the end of one.
+    writeFileSync(
+      configPath,
+      [
+        'domain: edge',
+        'descriptors:',
+        '  - key: generic_key',
+        '    value: api',
+        '    descriptors:',
+        '      - key: user',
+        '        rate_limit: { unit: hour, requests_per_unit: 2 }',
+        '',
+      ].join('\n'),
+    );
+    rls = await RateLimitServer.start({ configPath, log: createLogger('off') });
+    gw = await startTestGateway();
+  });
+  after(async () => {
+    await gw?.close();
+    await rls?.close();
+    await echo?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('sends the labels of its domain as descriptors and answers 429 over the limit', async () => {
+    const labels = {
+      edge: [{ per_user: [{ generic_key: { value: 'api' } }, { request_headers: { key: 'user', header_name: 'x-user' } }] }],
+      ambassador: [{ everyone: ['other'] }],
+    };
+    const docs = [
+      { kind: 'RateLimitService', metadata: { name: 'limits' }, spec: { service: `127.0.0.1:${rls.grpcPort}`, domain: 'edge', timeout_ms: 2000, protocol_version: 'v3' } },
+      { kind: 'Mapping', metadata: { name: 'limited' }, spec: { prefix: '/limited/', service: `127.0.0.1:${echo.port}`, labels } },
+    ];
+    assert.equal((await gw.api('/api/v1/apply', { method: 'POST', body: JSON.stringify(docs) })).status, 200);
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await gw.proxy('/limited/x', { 'x-user': 'alice' })).status);
+    assert.deepEqual(statuses, [200, 200, 429]);
+    // Another user is another descriptor.
+    assert.equal((await gw.proxy('/limited/x', { 'x-user': 'bob' })).status, 200);
   });
 });
