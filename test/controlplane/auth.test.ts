@@ -210,9 +210,28 @@ describe('portico start with an AuthService', () => {
     assert.equal((await gw.proxy('/protected/x')).status, 403);
   });
 
+  it('takes AuthServices through the seed-style endpoints too, with the ok envelope', async () => {
+    const spec = authService().spec;
+    const second = await gw.api('/ambassador/authservice/second', { method: 'POST', body: spec });
+    assert.deepEqual([second.status, second.json.ok], [200, false]);
+    assert.match(second.json.error, /only one AuthService per gateway; AuthService\/authentication is already in use/);
+    const bad = await gw.api('/ambassador/authservice/authentication', { method: 'POST', body: { ...spec, proto: 'soap' } });
+    assert.deepEqual([bad.json.ok, bad.json.errors.map((e: { path: string }) => e.path)], [false, ['spec.proto']]);
+    const saved = await gw.api('/ambassador/authservice/authentication', { method: 'POST', body: { ...spec, timeout_ms: 1000 } });
+    assert.deepEqual([saved.json.ok, saved.json.name], [true, 'authentication']);
+    const got = await gw.api('/ambassador/authservice/authentication');
+    assert.deepEqual([got.json.ok, got.json.auth_service, got.json.timeout_ms], [true, spec.auth_service, 1000]);
+    const list = await gw.api('/ambassador/authservices');
+    assert.deepEqual([list.json.count, list.json.authservices.map((a: { name: string }) => a.name)], [1, ['authentication']]);
+    assert.equal((await gw.proxy('/protected/x')).status, 403);
+    assert.equal((await gw.api('/ambassador/authservice/authentication', { method: 'DELETE' })).json.ok, true);
+    assert.equal((await gw.api('/ambassador/authservice/authentication')).json.ok, false);
+    assert.equal((await gw.proxy('/protected/x')).status, 200);
+  });
+
   it('answers status_on_error when the authorization server is down, or lets requests through with failure_mode_allow', async () => {
     const down = { auth_service: '127.0.0.1:1', path_prefix: undefined };
-    assert.equal((await gw.api('/api/v1/authservices/authentication', { method: 'PUT', body: authService({ ...down, status_on_error: { code: 503 } }) })).status, 200);
+    assert.equal((await gw.api('/api/v1/authservices/authentication', { method: 'PUT', body: authService({ ...down, status_on_error: { code: 503 } }) })).status, 201);
     assert.equal((await gw.proxy('/protected/x')).status, 503);
     assert.equal((await gw.proxy('/public/x')).status, 200);
     assert.equal((await gw.api('/api/v1/authservices/authentication', { method: 'PUT', body: authService({ ...down, failure_mode_allow: true }) })).status, 200);
