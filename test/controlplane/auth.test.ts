@@ -1,7 +1,7 @@
 /**
  * AuthService, RateLimitService and the Mapping fields that go with them: validation with every problem and its
  * path, the translation the data plane accepts, and `portico start` with an AuthService in front of a real HTTP
- * authorization server (protected Mappings checked, bypass_auth Mappings not), and with a RateLimitService in
+ * authorization server (protected Mappings checked, bypass_auth Mappings not) or a real gRPC one, and with a RateLimitService in
  * front of a real `portico ratelimit` service (Mapping labels become the descriptors it counts).
  */
 import assert from 'node:assert/strict';
@@ -9,13 +9,16 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type * as grpc from '@grpc/grpc-js';
 import type { ConfigError } from '../../src/config/errors.js';
 import { parseResource, type Resource } from '../../src/controlplane/resources.js';
 import { checkTranslation, translate } from '../../src/controlplane/translate.js';
 import { type EchoServer, startEchoServer } from '../../src/echo/echo-server.js';
+import { decodeMessage, encodeMessage, envoyMethod } from '../../src/grpc/envoy-protos.js';
 import { RateLimitService as RateLimitServer } from '../../src/ratelimit/service.js';
 import { createLogger } from '../../src/util/logger.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { startGrpcServer } from '../support/grpc.js';
 import { type RecordingUpstream, startRecordingUpstream } from '../support/upstreams.js';
 
 function problems(kind: string, spec: unknown): string[] {
@@ -287,5 +290,60 @@ describe('portico start with a RateLimitService', () => {
     assert.deepEqual(statuses, [200, 200, 429]);
     // Another user is another descriptor.
     assert.equal((await gw.proxy('/limited/x', { 'x-user': 'bob' })).status, 200);
+  });
+});
+
+describe('portico start with a gRPC AuthService', () => {
+  const CHECK = envoyMethod('envoy/service/auth/v3/external_auth.proto', 'envoy.service.auth.v3.Authorization', 'Check');
+  let echo: EchoServer;
+  let server: grpc.Server;
+  let port: number;
+  let gw: TestGateway;
+  const paths: string[] = [];
+  before(async () => {
+    echo = await startEchoServer({ name: 'backend' });
+    ({ server, port } = await startGrpcServer({
+      Check: {
+        path: CHECK.path,
+        handler: (call, callback) => {
+          const request = decodeMessage<any>(CHECK.requestType, call.request);
+          const http = request.attributes.request.http;
+          paths.push(http.path);
+          const allowed = http.headers['x-token'] === 'open-sesame';
+          callback(
+            null,
+            encodeMessage(
+              CHECK.responseType,
+              allowed
+                ? { status: { code: 0 }, ok_response: { headers: [{ header: { key: 'x-checked', value: 'grpc' } }] } }
+                : { status: { code: 7 }, denied_response: { status: { code: 'Unauthorized' }, body: 'denied by grpc' } },
+            ),
+          );
+        },
+      },
+    }));
+    gw = await startTestGateway();
+  });
+  after(async () => {
+    await gw?.close();
+    server?.forceShutdown();
+    await echo?.close();
+  });
+
+  it('asks Authorization/Check over HTTP/2 for protected Mappings only', async () => {
+    const service = `127.0.0.1:${echo.port}`;
+    const docs = [
+      { kind: 'AuthService', metadata: { name: 'grpc-auth' }, spec: { auth_service: `127.0.0.1:${port}`, proto: 'grpc', protocol_version: 'v3', timeout_ms: 2000 } },
+      { kind: 'Mapping', metadata: { name: 'protected' }, spec: { prefix: '/protected/', service } },
+      { kind: 'Mapping', metadata: { name: 'public' }, spec: { prefix: '/public/', service, bypass_auth: true } },
+    ];
+    assert.equal((await gw.api('/api/v1/apply', { method: 'POST', body: JSON.stringify(docs) })).status, 200);
+    const denied = await gw.proxy('/protected/a');
+    assert.deepEqual([denied.status, denied.body], [401, 'denied by grpc']);
+    const allowed = await gw.proxy('/protected/b', { 'x-token': 'open-sesame' });
+    assert.equal(allowed.status, 200);
+    assert.equal(JSON.parse(allowed.body).headers['x-checked'], 'grpc');
+    assert.equal((await gw.proxy('/public/c')).status, 200);
+    assert.deepEqual(paths, ['/protected/a', '/protected/b']);
   });
 });
