@@ -113,6 +113,13 @@ describe('AuthService and RateLimitService validation', () => {
     assert.deepEqual(t.errors.map((e) => `${e.resource} ${e.path}`), ['AuthService/b metadata.name', 'RateLimitService/r2 metadata.name']);
   });
 
+  it('names the AuthService behind what the data plane refuses in its filter', () => {
+    const t = translate([resource('AuthService', 'a', { auth_service: 'auth', status_on_error: { code: 299 } })], OPTIONS);
+    const errors = checkTranslation(t, createLogger('off')).errors;
+    assert.deepEqual(errors.map((e) => `${e.resource} ${e.path} ${e.code}`), ['AuthService/a spec invalid_value']);
+    assert.match(errors[0]!.message, /status_on_error\.code/);
+  });
+
   it('adds no per-route ext_authz config and no rate limits without the services', () => {
     const mapping = resource('Mapping', 'm', { prefix: '/', service: 'a', bypass_auth: true, labels: { ambassador: [{ g: ['x'] }] } });
     const t = translate([mapping], OPTIONS);
