@@ -1,6 +1,6 @@
 /**
- * Mappings, the Module, the AuthService and the RateLimitService → Envoy v3 resources (one HTTP listener with its route table, and clusters), following
- * Emissary's translation (irhttpmapping.py, irbasemappinggroup.py, v3route.py). The output is proto3-JSON in a
+ * Mappings, the Module, the AuthService and the RateLimitService → Envoy v3 resources (one HTTP listener with its
+ * route table and filters, and clusters), following Emissary's translation (irhttpmapping.py, irbasemappinggroup.py, v3route.py). The output is proto3-JSON in a
  * fixed key order, so the same input always gives the same bytes; `checkTranslation` then runs the data plane's
  * own validation and names, for every problem, the resource field that caused it.
  */
@@ -178,13 +178,11 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     clusterName.set(key, baseCount.get(base)! > 1 ? `${base}_${createHash('sha1').update(key).digest('hex').slice(0, 8)}` : base);
   }
   for (const p of prepared) p.cluster = clusterName.get(p.cluster)!;
-  const serviceClusters = [
-    auth && serviceCluster('extauth', auth, auth.spec.auth_service, auth.spec.proto === 'grpc', 'spec.auth_service'),
-    rls && serviceCluster('ratelimit', rls, rls.spec.service, true, 'spec.service'),
-  ].filter((c) => c !== undefined);
+  const authCluster = auth && serviceCluster('extauth', auth, auth.spec.auth_service, auth.spec.proto === 'grpc', 'spec.auth_service');
+  const rlsCluster = rls && serviceCluster('ratelimit', rls, rls.spec.service, true, 'spec.service');
   const clusters = [...clusterBodies.entries()]
     .map(([key, { body, origins }]) => ({ name: clusterName.get(key)!, body, origins }))
-    .concat(serviceClusters)
+    .concat([authCluster, rlsCluster].filter((c) => c !== undefined))
     .sort((a, b) => compare(a.name, b.name));
   const clustersOf = new Map<string, string[]>();
   for (const p of prepared) clustersOf.set(p.origin.resource, [p.cluster]);
@@ -230,12 +228,13 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     httpFilters.push({ name: 'envoy.filters.http.cors', typed_config: { '@type': TYPE + CORS_FILTER } });
     filterOrigins.push(corsUsers);
   }
-  if (auth) {
-    httpFilters.push({ name: EXT_AUTHZ, typed_config: extAuthz(auth.spec, serviceClusters[0]!.name) });
+  // Emissary's order: CORS answers preflights before authentication, authentication comes before rate limiting.
+  if (auth && authCluster) {
+    httpFilters.push({ name: EXT_AUTHZ, typed_config: extAuthz(auth.spec, authCluster.name) });
     filterOrigins.push([{ resource: resourceKey(auth), inherited: {}, field: 'spec' }]);
   }
-  if (rls) {
-    httpFilters.push({ name: 'envoy.filters.http.ratelimit', typed_config: rateLimitFilter(rls.spec, services.rateLimitDomain!, serviceClusters.at(-1)!.name) });
+  if (rls && rlsCluster) {
+    httpFilters.push({ name: 'envoy.filters.http.ratelimit', typed_config: rateLimitFilter(rls.spec, services.rateLimitDomain!, rlsCluster.name) });
     filterOrigins.push([{ resource: resourceKey(rls), inherited: {}, field: 'spec' }]);
   }
   const router: Json = { '@type': TYPE + ROUTER_TYPE };
