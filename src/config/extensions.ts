@@ -17,6 +17,10 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.filters.http.grpc_web.v3.GrpcWeb', 'envoy.filters.http.grpc_web'],
   ['envoy.extensions.filters.http.grpc_stats.v3.FilterConfig', 'envoy.filters.http.grpc_stats'],
   ['envoy.extensions.filters.http.ratelimit.v3.RateLimit', 'envoy.filters.http.ratelimit'],
+  ['envoy.extensions.filters.http.basic_auth.v3.BasicAuth', 'envoy.filters.http.basic_auth'],
+  ['envoy.extensions.filters.http.basic_auth.v3.BasicAuthPerRoute', 'envoy.filters.http.basic_auth'],
+  ['envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth', 'envoy.filters.http.api_key_auth'],
+  ['envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuthPerRoute', 'envoy.filters.http.api_key_auth'],
   ['envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', 'envoy.filters.http.ext_authz'],
   ['envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute', 'envoy.filters.http.ext_authz'],
   ['envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication', 'envoy.filters.http.jwt_authn'],
@@ -24,6 +28,9 @@ const SUPPORTED: ReadonlyMap<string, string> = new Map([
   ['envoy.extensions.filters.http.rbac.v3.RBAC', 'envoy.filters.http.rbac'],
   ['envoy.extensions.filters.http.rbac.v3.RBACPerRoute', 'envoy.filters.http.rbac'],
   ['envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit', 'envoy.filters.http.local_ratelimit'],
+  // Non-terminal network filters (src/extensions/filters/network/registry.ts).
+  ['envoy.extensions.filters.network.rbac.v3.RBAC', 'envoy.filters.network.rbac'],
+  ['envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit', 'envoy.filters.network.local_ratelimit'],
   ['envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', 'envoy.filters.network.tcp_proxy'],
   // Listener filters (src/extensions/filters/listener/registry.ts).
   ['envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector', 'envoy.filters.listener.tls_inspector'],

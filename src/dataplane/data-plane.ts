@@ -8,8 +8,10 @@ import { Listener } from './listener/listener.js';
 import { LISTENER_MANAGER_STATS } from './listener/stats.js';
 import { Runtime } from './runtime/runtime.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
+import { InitManager } from './init-manager.js';
 import type { HttpFilterRegistry } from './http/filter.js';
 import type { ListenerFilterRegistry } from './listener/listener-filter.js';
+import type { NetworkFilterRegistry } from './listener/network-filter.js';
 
 /** A bootstrap compiled into runtime objects, not yet bound to any socket. */
 export interface CompiledConfig {
@@ -19,6 +21,8 @@ export interface CompiledConfig {
   stats: StatsStore;
   /** Access log files and streams, shared by every logger that names the same one. */
   accessLogSinks: AccessLogSinks;
+  /** What must be done, once the clusters have hosts, before the listeners serve. */
+  init: InitManager;
 }
 
 /** What the command line sets for a data plane, beyond its bootstrap. */
@@ -27,6 +31,8 @@ export interface DataPlaneOptions {
   httpFilters: HttpFilterRegistry;
   /** The listener filter extensions likewise. */
   listenerFilters: ListenerFilterRegistry;
+  /** The non-terminal network filter extensions likewise. */
+  networkFilters: NetworkFilterRegistry;
   /** `--file-flush-interval-msec`: how long an access log file's queued lines wait at most (default 10 s, as Envoy). */
   fileFlushIntervalMs?: number;
 }
@@ -47,6 +53,7 @@ export function compileBootstrap(
   const runtime = new Runtime(bootstrap.layered_runtime);
   const clusters = new ClusterManager(bootstrap.static_resources?.clusters ?? [], errors, log, stats, runtime, running.clusters);
   const accessLogSinks = new AccessLogSinks(log, running.fileFlushIntervalMs);
+  const init = new InitManager();
   const listeners = (bootstrap.static_resources?.listeners ?? []).map(
     (config, i) => new Listener(config, `static_resources.listeners[${i}]`, errors, {
         clusters,
@@ -54,12 +61,14 @@ export function compileBootstrap(
         log,
         stats,
         accessLogSinks,
+        init,
         httpFilters: running.httpFilters,
         listenerFilters: running.listenerFilters,
+        networkFilters: running.networkFilters,
         localCluster: bootstrap.node?.cluster ?? '',
       }),
   );
-  return { runtime, clusters, listeners, stats, accessLogSinks };
+  return { runtime, clusters, listeners, stats, accessLogSinks, init };
 }
 
 /**
@@ -94,6 +103,7 @@ export class DataPlane {
     plane.flushTimer = setInterval(() => stats.flushHistograms(), bootstrap.stats_flush_interval || DEFAULT_STATS_FLUSH_MS);
     plane.flushTimer.unref();
     await config.clusters.initialize();
+    await config.init.initialize();
     try {
       for (const listener of config.listeners) {
         manager.counters[LISTENER_MANAGER_STATS.c.listener_added]++;
@@ -140,6 +150,7 @@ export class DataPlane {
       throw new ConfigValidationError(errors);
     }
     await next.clusters.initialize();
+    await next.init.initialize();
     const byName = new Map(old.listeners.map((l) => [l.name, l]));
     const listeners: Listener[] = [];
     const drains: Promise<void>[] = [];

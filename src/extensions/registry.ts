@@ -4,5 +4,6 @@
  */
 import { HTTP_FILTERS } from './filters/http/registry.js';
 import { LISTENER_FILTERS } from './filters/listener/registry.js';
+import { NETWORK_FILTERS } from './filters/network/registry.js';
 
-export const EXTENSIONS = { httpFilters: HTTP_FILTERS, listenerFilters: LISTENER_FILTERS } as const;
+export const EXTENSIONS = { httpFilters: HTTP_FILTERS, listenerFilters: LISTENER_FILTERS, networkFilters: NETWORK_FILTERS } as const;

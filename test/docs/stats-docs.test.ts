@@ -27,12 +27,15 @@ import {
 } from '../../src/dataplane/upstream/stats.js';
 import { startEchoServer } from '../../src/echo/echo-server.js';
 import { CORS_STATS } from '../../src/extensions/filters/http/cors/cors-filter.js';
+import { RBAC_SHADOW_STATS, RBAC_STATS } from '../../src/extensions/filters/common/rbac/rbac-config.js';
 import { GRPC_STATS } from '../../src/extensions/filters/http/grpc_stats/grpc-stats-filter.js';
+import { API_KEY_AUTH_STATS } from '../../src/extensions/filters/http/api_key_auth/api-key-auth-filter.js';
+import { BASIC_AUTH_STATS } from '../../src/extensions/filters/http/basic_auth/basic-auth-filter.js';
 import { EXT_AUTHZ_STATS } from '../../src/extensions/filters/http/ext_authz/ext-authz-filter.js';
 import { JWT_AUTHN_STATS } from '../../src/extensions/filters/http/jwt_authn/jwt-authn-filter.js';
+import { NETWORK_LOCAL_RATELIMIT_STATS } from '../../src/extensions/filters/network/local_ratelimit/local-ratelimit-filter.js';
 import { LOCAL_RATELIMIT_STATS } from '../../src/extensions/filters/http/local_ratelimit/local-ratelimit-filter.js';
 import { RATELIMIT_STATS } from '../../src/extensions/filters/http/ratelimit/ratelimit-filter.js';
-import { RBAC_SHADOW_STATS, RBAC_STATS } from '../../src/extensions/filters/http/rbac/rbac-filter.js';
 import { HTTP_INSPECTOR_STATS } from '../../src/extensions/filters/listener/http_inspector/http-inspector.js';
 import { TLS_INSPECTOR_STATS } from '../../src/extensions/filters/listener/tls_inspector/tls-inspector.js';
 import { SERVER_STATS } from '../../src/server/server-admin.js';
@@ -53,13 +56,18 @@ const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   LISTENER_HTTP_STATS: { schema: LISTENER_HTTP_STATS, prefix: 'listener.<address>.http.<stat_prefix>.' },
   HCM_STATS: { schema: HCM_STATS, prefix: 'http.<stat_prefix>.' },
   CORS_STATS: { schema: CORS_STATS, prefix: 'http.<stat_prefix>.cors.' },
+  RBAC_STATS: { schema: RBAC_STATS, prefix: 'http.<stat_prefix>.rbac.' },
+  RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: 'http.<stat_prefix>.rbac.' },
+  NETWORK_LOCAL_RATELIMIT_STATS: { schema: NETWORK_LOCAL_RATELIMIT_STATS, prefix: 'local_ratelimit.<stat_prefix>.' },
+  NETWORK_RBAC_STATS: { schema: RBAC_STATS, prefix: '<stat_prefix>.rbac.' },
+  NETWORK_RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: '<stat_prefix>.rbac.' },
   GRPC_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.' },
   GRPC_METHOD_STATS: { schema: GRPC_STATS, prefix: 'cluster.<name>.grpc.<service>.<method>.' },
   RATELIMIT_STATS: { schema: RATELIMIT_STATS, prefix: 'cluster.<name>.ratelimit.' },
+  API_KEY_AUTH_STATS: { schema: API_KEY_AUTH_STATS, prefix: 'http.<stat_prefix>.api_key_auth.' },
+  BASIC_AUTH_STATS: { schema: BASIC_AUTH_STATS, prefix: 'http.<stat_prefix>.basic_auth.' },
   EXT_AUTHZ_STATS: { schema: EXT_AUTHZ_STATS, prefix: 'http.<stat_prefix>.ext_authz.' },
   JWT_AUTHN_STATS: { schema: JWT_AUTHN_STATS, prefix: 'http.<stat_prefix>.jwt_authn.' },
-  RBAC_STATS: { schema: RBAC_STATS, prefix: 'http.<stat_prefix>.rbac.' },
-  RBAC_SHADOW_STATS: { schema: RBAC_SHADOW_STATS, prefix: 'http.<stat_prefix>.rbac.' },
   LOCAL_RATELIMIT_STATS: { schema: LOCAL_RATELIMIT_STATS, prefix: '<stat_prefix>.http_local_rate_limit.' },
   TCP_PROXY_STATS: { schema: TCP_PROXY_STATS, prefix: 'tcp.<stat_prefix>.' },
   TLS_INSPECTOR_STATS: { schema: TLS_INSPECTOR_STATS, prefix: 'tls_inspector.' },
@@ -174,7 +182,7 @@ function tables(markdown: string): Array<{ header: string[]; rows: Array<{ cells
 }
 
 /** Where documented names start: a root scope, or a filter's own `stat_prefix` (local rate limits). */
-const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager|tls_inspector|http_inspector|<stat_prefix>)\./;
+const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager|tls_inspector|http_inspector|local_ratelimit|<stat_prefix>)\./;
 
 /** The stats of every table whose first column is `Name`: each backticked name in that column. */
 function documentedStats(markdown: string): DocumentedStat[] {

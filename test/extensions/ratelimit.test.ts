@@ -175,6 +175,7 @@ ${simpleBootstrap({
       - header_value_match: { descriptor_value: never, expect_match: true, headers: [{ name: x-missing, present_match: true }] }
     - actions:
       - query_parameter_value_match: { descriptor_value: gold, query_parameters: [{ name: tier, string_match: { exact: gold } }] }
+    - actions: [{ query_parameters: { query_parameter_name: tier, descriptor_key: tier } }]
     - actions:
       - metadata: { descriptor_key: m, metadata_key: { key: some.filter, path: [{ key: user }] }, default_value: anonymous }
     - actions:
@@ -198,6 +199,7 @@ ${simpleBootstrap({
           'masked_remote_address=127.0.0.0/24',
           'header_match=is-get',
           'query_match=gold',
+          'tier=gold',
           'm=anonymous',
           'k=kept',
           'generic_key=from-vhost',

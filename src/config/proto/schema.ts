@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../util/package-root.js';
+import { SUPPLEMENTARY_FIELDS, SUPPLEMENTARY_MESSAGES } from './supplement.js';
 
 export type FieldKind = 'scalar' | 'enum' | 'message';
 
@@ -105,7 +106,10 @@ export const SCHEMA_PATH = join(PACKAGE_ROOT, 'generated', 'envoy-schema.json');
 /** The whole schema (read and parsed on first call). */
 export function loadSchema(): EnvoySchema {
   if (schema === undefined) {
-    schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as EnvoySchema;
+    const loaded = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as EnvoySchema;
+    Object.assign(loaded.messages, SUPPLEMENTARY_MESSAGES);
+    for (const [type, fields] of Object.entries(SUPPLEMENTARY_FIELDS)) Object.assign(loaded.messages[type]!.fields, fields);
+    schema = loaded;
   }
   return schema;
 }

@@ -40,6 +40,7 @@ import {
 import { type Http2ConnectionOptions, type Http2ConnectionOwner, Http2Response, Http2ServerConnection } from './http2/server-connection.js';
 import { type PrefaceOwner, sniffPreface } from './http2/preface.js';
 import { compileUpgradeConfigs, Tunnel, type TunnelOwner, type UpgradeMap, upgradeAllowed } from './upgrade.js';
+import type { InitManager } from '../init-manager.js';
 
 const S = HCM_STATS.c;
 const SG = HCM_STATS.g;
@@ -67,6 +68,7 @@ export interface ConnectionManagerContext {
   httpFilters: HttpFilterRegistry;
   /** The bootstrap's `node.cluster`, for the filters. */
   localCluster: string;
+  init: InitManager;
   /** The listener's `per_connection_buffer_limit_bytes`: what filters may buffer of a body. */
   bufferLimit: number;
 }
@@ -170,6 +172,7 @@ export class HttpConnectionManager implements ServerConnectionOwner, Http2Connec
       log: context.log,
       clusters: context.clusters,
       localCluster: context.localCluster,
+      init: context.init,
     };
     this.filterChain = HttpFilterChain.compile(config.http_filters, context.httpFilters, filterContext, path, errors);
     this.bufferLimit = context.bufferLimit;
@@ -476,6 +479,9 @@ class FilterHandle implements RouterFilterCallbacks, EncoderFilterCallbacks {
   setStreamIdleTimeout(ms: number): void {
     this.stream.res.setTimeout(ms);
   }
+  clearRouteCache(): void {
+    this.stream.clearRouteCache();
+  }
   continueDecoding(): void {
     this.stream.guard(this.stream.decoder, this.index);
   }
@@ -714,17 +720,9 @@ class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHe
     headers.host = authority;
     this.mutateRequestHeaders();
 
-    const vhost = hcm.routeTable.selectVirtualHost(authority.toLowerCase());
-    const ctx: MatchContext | undefined = vhost ? newMatchContext(this.head) : undefined;
-    const route = vhost && ctx ? vhost.routes.match(ctx) : undefined;
+    this.clearRouteCache();
+    const route = this.route;
     if (this.upgradeType !== undefined && !this.acceptUpgrade(route)) return;
-    this.vhost = vhost;
-    this.route = route;
-    this.matchContext = ctx;
-    if (route !== undefined) {
-      this.mutations = route.mutations;
-      this.info.routeName = route.name;
-    }
     hcm.filterChain.createStreamFilters(this, route, this.filters);
     const body = req.body;
     const decoder = new FilterIteration(this.filters, DECODE_CALLS as FilterCalls<RequestHead>, this, hcm.bufferLimit, true);
@@ -734,6 +732,22 @@ class ActiveStream implements CodecStreamHandler, FilterIterationOwner<RequestHe
       (body as TrackedBody)[kStream] = this;
       listen(body, BODY_LISTENERS);
     }
+  }
+
+  /**
+   * Picks the virtual host and route from the request as it stands: once its head is sanitised, and again when
+   * a filter asks (Envoy's clearRouteCache, after changing the headers). Filters already created keep the
+   * per-route configuration they were created with; the router reads the new route.
+   */
+  clearRouteCache(): void {
+    const vhost = this.hcm.routeTable.selectVirtualHost(this.head.authority.toLowerCase());
+    const ctx: MatchContext | undefined = vhost ? newMatchContext(this.head) : undefined;
+    const route = vhost && ctx ? vhost.routes.match(ctx) : undefined;
+    this.vhost = vhost;
+    this.route = route;
+    this.matchContext = ctx;
+    this.mutations = route?.mutations;
+    this.info.routeName = route?.name ?? '';
   }
 
   // FilterCallbacksSource

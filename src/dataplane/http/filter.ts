@@ -25,6 +25,7 @@ import type { RouteEntry, VirtualHost } from '../router/route-table.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { RequestHead, StreamInfo } from '../stream-info.js';
+import type { InitManager } from '../init-manager.js';
 
 export const enum FilterHeadersStatus {
   /** The next filter runs. */
@@ -86,6 +87,11 @@ export interface StreamFilterCallbacks {
 
 /** What a filter may do on the request path. */
 export interface DecoderFilterCallbacks extends StreamFilterCallbacks {
+  /**
+   * Picks the route again, from the request headers as they are now (a filter that changed them, such as
+   * ext_authz with `clear_route_cache`); filters created for the stream keep their per-route configuration.
+   */
+  clearRouteCache(): void;
   /** Resumes the request after this filter: headers, then the buffered body, then trailers. */
   continueDecoding(): void;
   /** The request body this filter buffered so far (with StopIterationAndBuffer), whole; undefined when none. */
@@ -157,6 +163,8 @@ export interface FilterFactoryContext {
   readonly clusters: ClusterManager;
   /** The bootstrap's `node.cluster` (Envoy's local service cluster; `source_cluster` of rate limit actions). */
   readonly localCluster: string;
+  /** Work the configuration finishes before its listeners serve (Envoy's init manager). */
+  readonly init: InitManager;
 }
 
 /** A filter's compiled configuration in one connection manager's chain. */

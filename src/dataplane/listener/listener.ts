@@ -21,6 +21,8 @@ import { compileDownstreamTls, type TlsTermination } from '../tls/downstream.js'
 import { TcpProxy } from '../tcp/tcp-proxy.js';
 import type { ConnectionProtocols, ListenerFilterRegistry } from './listener-filter.js';
 import { ListenerFilters } from './listener-filters.js';
+import type { NetworkFilter, NetworkFilterRegistry } from './network-filter.js';
+import type { InitManager } from '../init-manager.js';
 
 type ListenerConfig = envoy.config.listener.v3.Listener;
 type FilterChainConfig = envoy.config.listener.v3.FilterChain;
@@ -34,8 +36,10 @@ export interface ListenerContext {
   log: Logger;
   stats: StatsStore;
   accessLogSinks: AccessLogSinks;
+  init: InitManager;
   httpFilters: HttpFilterRegistry;
   listenerFilters: ListenerFilterRegistry;
+  networkFilters: NetworkFilterRegistry;
   /** The bootstrap's `node.cluster`. */
   localCluster: string;
 }
@@ -58,9 +62,11 @@ export function connectionProtocols(socket: Socket): ConnectionProtocols | undef
   return inspected.get(socket);
 }
 
-/** A compiled filter chain: match criteria, optional TLS termination and its terminal filter. */
+/** A compiled filter chain: match criteria, optional TLS termination, its network filters and terminal filter. */
 class FilterChain {
   readonly tls: TlsTermination | undefined;
+  /** The filters before the terminal one, in order. */
+  private readonly filters: readonly NetworkFilter[];
   readonly hcm: HttpConnectionManager | undefined;
   readonly tcpProxy: TcpProxy | undefined;
   readonly match: CompiledChainMatch;
@@ -81,6 +87,7 @@ class FilterChain {
     const transport = config.transport_socket?.typed_config;
     this.tls = transport ? downstreamTls(transport, `${path}.transport_socket.typed_config`, errors) : undefined;
     const filters = config.filters ?? [];
+    this.filters = compileNetworkFilters(filters.slice(0, -1), path, errors, context);
     const terminal = filters.at(-1)?.typed_config;
     const terminalType = terminal === undefined ? undefined : typeNameFromUrl(terminal.type_url);
     const terminalPath = `${path}.filters[${filters.length - 1}].typed_config`;
@@ -105,8 +112,20 @@ class FilterChain {
 
   /** Ends the terminal filter (its stats); its connections are closed by the listener. */
   close(): void {
+    for (const filter of this.filters) filter.release();
     this.hcm?.close();
     this.tcpProxy?.close();
+  }
+
+  /** Runs the network filters on a connection; false when one closed it. */
+  private filtersAllow(socket: Socket, protocols: ConnectionProtocols | undefined): boolean {
+    for (const filter of this.filters) {
+      if (filter.onNewConnection(socket, protocols) === 'close') {
+        socket.destroy();
+        return false;
+      }
+    }
+    return true;
   }
 
   /** Wraps the socket in TLS when the chain terminates it, then hands it to the terminal filter. */
@@ -119,7 +138,7 @@ class FilterChain {
       return;
     }
     if (this.tls === undefined) {
-      terminal.handleConnection(socket);
+      if (this.filtersAllow(socket, protocols)) terminal.handleConnection(socket);
       return;
     }
     const secure = new tls.TLSSocket(socket, {
@@ -134,7 +153,7 @@ class FilterChain {
     secure.once('secure', () => {
       handshaken = true;
       this.listenerStats.counters[L['ssl.handshake']]++;
-      terminal.handleConnection(secure);
+      if (this.filtersAllow(secure, protocols)) terminal.handleConnection(secure);
     });
     secure.on('error', (err) => {
       if (!handshaken) this.listenerStats.counters[L['ssl.connection_error']]++;
@@ -142,6 +161,30 @@ class FilterChain {
       secure.destroy();
     });
   }
+}
+
+/** The non-terminal filters of a chain (HCM and tcp_proxy out of place are reported by validate.ts). */
+function compileNetworkFilters(
+  configs: readonly envoy.config.listener.v3.Filter[],
+  chainPath: string,
+  errors: ConfigError[],
+  context: ListenerContext,
+): NetworkFilter[] {
+  const out: NetworkFilter[] = [];
+  configs.forEach((config, i) => {
+    const typed = config.typed_config;
+    if (typed === undefined) return;
+    const type = typeNameFromUrl(typed.type_url);
+    if (type === HCM_TYPE || type === TCP_PROXY_TYPE) return;
+    const path = `${chainPath}.filters[${i}].typed_config`;
+    const factory = context.networkFilters.byConfig(type);
+    if (factory === undefined) {
+      errors.push({ code: 'unsupported_extension', path, message: `${type} is not a network filter` });
+      return;
+    }
+    out.push(factory.create(typed.value, context, path, errors));
+  });
+  return out;
 }
 
 interface CompiledChainMatch {

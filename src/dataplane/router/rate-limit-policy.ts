@@ -14,7 +14,10 @@ import { ActionKind } from './route-action.js';
 import type { RouteEntry, VirtualHost } from './route-table.js';
 
 type RateLimitConfig = envoy.config.route.v3.RateLimit;
-type ActionConfig = envoy.config.route.v3.RateLimit.Action;
+/** The generated types predate the `query_parameters` action (its schema is in src/config/proto/supplement.ts). */
+type ActionConfig = envoy.config.route.v3.RateLimit.Action & {
+  query_parameters?: { query_parameter_name?: string; descriptor_key?: string; skip_if_absent?: boolean };
+};
 
 export interface DescriptorEntry {
   key: string;
@@ -85,6 +88,13 @@ function compileAction(config: ActionConfig, path: string, errors: ConfigError[]
     const expect = match.expect_match ?? true;
     const entry = { key: match.descriptor_key || 'header_match', value: match.descriptor_value ?? '' };
     return (source) => (matches(source.head) === expect ? entry : undefined);
+  }
+  if (config.query_parameters !== undefined) {
+    const { query_parameter_name: name = '', descriptor_key: key = '', skip_if_absent: skip = false } = config.query_parameters;
+    return (source) => {
+      const value = parseQuery(source.head.path).get(name);
+      return value === undefined ? (skip ? SKIP : undefined) : { key, value };
+    };
   }
   if (config.query_parameter_value_match !== undefined) {
     const match = config.query_parameter_value_match;

@@ -69,16 +69,21 @@ export class Jwks {
     return this.keys.some((k) => k.kid === kid);
   }
 
-  /** Whether `signature` over `signingInput` verifies with a key fit for `alg` (and `kid`, when the token names one). */
-  verify(alg: string, kid: string | undefined, signingInput: string, signature: Buffer): boolean {
+  /**
+   * Whether `signature` over `signingInput` verifies with a key fit for `alg` (and `kid`, when the token names
+   * one): true, false, or 'no_key' when no key fits (Envoy tells that apart from a bad signature).
+   */
+  verify(alg: string, kid: string | undefined, signingInput: string, signature: Buffer): boolean | 'no_key' {
     const algorithm = ALGORITHMS[alg]!;
+    let candidates = 0;
     for (const jwk of this.keys) {
       if (kid !== undefined && jwk.kid !== undefined && jwk.kid !== kid) continue;
       if (jwk.alg !== undefined && jwk.alg !== alg) continue;
       if (jwk.kty !== algorithm.kty || (algorithm.crv !== undefined && jwk.crv !== algorithm.crv)) continue;
+      candidates++;
       if (verifyWith(algorithm, jwk.key, signingInput, signature)) return true;
     }
-    return false;
+    return candidates === 0 ? 'no_key' : false;
   }
 }
 

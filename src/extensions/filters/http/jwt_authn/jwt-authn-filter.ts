@@ -73,7 +73,7 @@ class JwtAuthnConfig implements HttpFilterConfig {
     });
     this.bypassCorsPreflight = config.bypass_cors_preflight ?? false;
     if (config.filter_state_rules !== undefined) errors.push({ code: 'unsupported_field', path: `${path}.filter_state_rules`, message: 'filter_state_rules are not supported' });
-    if (errors.length === 0) for (const provider of this.providers.values()) provider.prefetch();
+    for (const provider of this.providers.values()) provider.fetchOnInit(context.init);
   }
 
   named(name: string, path: string, errors: ConfigError[]): Requirement | undefined {
@@ -257,13 +257,19 @@ class JwtAuthnFilter implements StreamFilter {
         const segment = outcome.payloadSegment;
         head.headers[provider.forwardPayloadHeader] = provider.padPayload ? segment.padEnd(Math.ceil(segment.length / 4) * 4, '=') : segment;
       }
-      if (provider.payloadInMetadata !== undefined) ((info.dynamicMetadata ??= {})[METADATA_NAMESPACE] ??= {})[provider.payloadInMetadata] = outcome.payload;
+      if (provider.payloadInMetadata !== undefined) metadataOf(info)[provider.payloadInMetadata] = outcome.payload;
+      if (provider.headerInMetadata !== undefined) metadataOf(info)[provider.headerInMetadata] = outcome.header;
       for (const { header, claim } of provider.claimToHeaders) {
         const value = claimValue(outcome.payload, claim);
         if (value !== undefined) head.headers[header] = value;
       }
     }
   }
+}
+
+/** The filter's namespace of the stream's dynamic metadata, where RBAC and access logs read it. */
+function metadataOf(info: DecoderFilterCallbacks['info']): Record<string, unknown> {
+  return ((info.dynamicMetadata ??= {})[METADATA_NAMESPACE] ??= {});
 }
 
 /** A claim (`a.b` reaches into objects) as a header value: strings, numbers and booleans only, as Envoy. */

@@ -1,14 +1,15 @@
 /**
  * One `providers` entry of jwt_authn, compiled: where its tokens are found, the claims they must carry, and its
  * keys, inline or from a file (`local_jwks`) or fetched from a cluster (`remote_jwks`: fetched when the
- * configuration loads, kept `cache_duration`, fetched again for a `kid` it does not know, and kept serving
- * while the JWKS host is down).
+ * configuration starts, before its listeners serve with `async_fetch` unless `fast_listener`, kept
+ * `cache_duration`, fetched again for a `kid` it does not know, and kept serving while the JWKS host is down).
  */
 import type { envoy } from '../../../../generated/envoy.js';
 import type { ConfigError } from '../../../../config/errors.js';
 import { parseQuery } from '../../../../dataplane/matching/query-matcher.js';
 import { readDataSource } from '../../../../dataplane/router/route-action.js';
 import type { RequestHead } from '../../../../dataplane/stream-info.js';
+import type { InitManager } from '../../../../dataplane/init-manager.js';
 import type { AsyncHttpClient } from '../../../../dataplane/upstream/async-client.js';
 import type { Logger } from '../../../../util/logger.js';
 import { isSupportedAlgorithm, Jwks } from './jwks.js';
@@ -19,9 +20,14 @@ type ProviderConfig = envoy.extensions.filters.http.jwt_authn.v3.JwtProvider;
 export const enum Failure {
   Missing = 'Jwt is missing',
   BadFormat = 'Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections',
-  BadHeader = 'Jwt header is an invalid JSON',
-  BadPayload = 'Jwt payload is an invalid JSON',
+  HeaderBase64 = 'Jwt header is an invalid Base64url encoded',
+  HeaderJson = 'Jwt header is an invalid JSON',
+  NoAlg = 'Jwt header [alg] field is required and must be a string',
   BadAlg = 'Jwt header [alg] is not supported',
+  BadKid = 'Jwt header [kid] field is not a string',
+  PayloadBase64 = 'Jwt payload is an invalid Base64url encoded',
+  PayloadJson = 'Jwt payload is an invalid JSON',
+  SignatureBase64 = 'Jwt signature is an invalid Base64url encoded',
   Expired = 'Jwt is expired',
   NotYetValid = 'Jwt not yet valid',
   NoExpiration = 'Jwt doesn\'t have expiration',
@@ -29,10 +35,12 @@ export const enum Failure {
   UnknownIssuer = 'Jwt issuer is not configured',
   AudienceNotAllowed = 'Audiences in Jwt are not allowed',
   NoKeys = 'Jwks remote fetch is failed',
+  NoMatchingKey = 'Jwks doesn\'t have key to match kid or alg from Jwt',
   Verification = 'Jwt verification fails',
 }
 
 export interface Verified {
+  header: Record<string, unknown>;
   payload: Record<string, unknown>;
   /** The payload segment as it came, for `forward_payload_header`. */
   payloadSegment: string;
@@ -45,7 +53,7 @@ interface Location {
 }
 
 const DEFAULT_CACHE_MS = 600_000;
-/** A kid the JWKS does not know, or a fetch that failed, is fetched again at most this often. */
+/** A kid the JWKS does not know is fetched again at most this often; so are failed fetches, by default. */
 const REFETCH_MS = 1000;
 
 export class Provider {
@@ -55,6 +63,7 @@ export class Provider {
   readonly forwardPayloadHeader: string | undefined;
   readonly padPayload: boolean;
   readonly payloadInMetadata: string | undefined;
+  readonly headerInMetadata: string | undefined;
   readonly claimToHeaders: readonly { header: string; claim: string }[];
   private readonly clockSkewS: number;
   private readonly maxLifetimeS: number | undefined;
@@ -64,7 +73,12 @@ export class Provider {
   private readonly fromCookies: readonly string[];
   private jwks: Jwks | undefined;
   /** Remote keys: where and how long; undefined for local ones. */
-  private readonly remote: { cluster: string; path: string; authority: string; timeoutMs: number; cacheMs: number } | undefined;
+  private readonly remote:
+    | { cluster: string; path: string; authority: string; timeoutMs: number; cacheMs: number; failedRefetchMs: number; holdListeners: boolean }
+    | undefined;
+  /** `jwt_cache_config`: tokens whose signature verified, so that a token seen again skips the signature check. */
+  private readonly verifiedTokens: Map<string, Verified> | undefined;
+  private readonly cacheSize: number;
   private fetchedAt = 0;
   private fetching: Promise<void> | undefined;
 
@@ -83,6 +97,7 @@ export class Provider {
     this.forwardPayloadHeader = config.forward_payload_header?.toLowerCase() || undefined;
     this.padPayload = config.pad_forward_payload_header ?? false;
     this.payloadInMetadata = config.payload_in_metadata || undefined;
+    this.headerInMetadata = config.header_in_metadata || undefined;
     this.claimToHeaders = (config.claim_to_headers ?? []).map((c) => ({ header: (c.header_name ?? '').toLowerCase(), claim: c.claim_name ?? '' }));
     this.clockSkewS = config.clock_skew_seconds ?? 60;
     this.maxLifetimeS = config.max_lifetime === undefined ? undefined : config.max_lifetime / 1000;
@@ -92,6 +107,8 @@ export class Provider {
     this.fromHeaders = defaults ? [{ name: 'authorization', prefix: 'Bearer ' }] : (config.from_headers ?? []).map((h) => ({ name: (h.name ?? '').toLowerCase(), prefix: h.value_prefix ?? '' }));
     this.fromParams = defaults ? ['access_token'] : (config.from_params ?? []);
     this.fromCookies = config.from_cookies ?? [];
+    this.cacheSize = config.jwt_cache_config === undefined ? 0 : config.jwt_cache_config.jwt_cache_size || 100;
+    this.verifiedTokens = this.cacheSize > 0 ? new Map() : undefined;
     if (config.local_jwks !== undefined) {
       const text = readDataSource(config.local_jwks, `${path}.local_jwks`, errors);
       if (text !== undefined) {
@@ -116,6 +133,8 @@ export class Provider {
           authority: url.host,
           timeoutMs: uri?.timeout ?? 1000,
           cacheMs: config.remote_jwks.cache_duration ?? DEFAULT_CACHE_MS,
+          failedRefetchMs: config.remote_jwks.async_fetch?.failed_refetch_duration ?? REFETCH_MS,
+          holdListeners: config.remote_jwks.async_fetch !== undefined && !(config.remote_jwks.async_fetch.fast_listener ?? false),
         };
       }
     } else {
@@ -123,10 +142,18 @@ export class Provider {
     }
   }
 
-  /** Starts fetching remote keys (when the configuration is applied, so that the first request finds them). */
-  prefetch(): void {
-    // After this turn: the configuration's clusters get their hosts before its listeners open.
-    if (this.remote !== undefined) setImmediate(() => void this.refresh());
+  /**
+   * Remote keys are fetched as the configuration starts (its clusters have hosts by then). With `async_fetch` the
+   * listeners wait for that fetch, failed or not, unless `fast_listener`; otherwise a request that comes first
+   * waits for it itself.
+   */
+  fetchOnInit(init: InitManager): void {
+    const remote = this.remote;
+    if (remote === undefined) return;
+    init.add(() => {
+      const fetched = this.refresh();
+      return remote.holdListeners ? fetched : Promise.resolve();
+    });
   }
 
   /** Keys must be fetched before `token` can be checked (none yet, expired, or an unknown kid). */
@@ -134,7 +161,7 @@ export class Provider {
     const remote = this.remote;
     if (remote === undefined) return false;
     const now = performance.now();
-    if (this.jwks === undefined) return this.fetchedAt === 0 || now - this.fetchedAt > REFETCH_MS || this.fetching !== undefined;
+    if (this.jwks === undefined) return this.fetchedAt === 0 || now - this.fetchedAt > remote.failedRefetchMs || this.fetching !== undefined;
     if (now - this.fetchedAt > remote.cacheMs) return true;
     return kid !== undefined && !this.jwks.hasKid(kid) && now - this.fetchedAt > REFETCH_MS;
   }
@@ -204,12 +231,17 @@ export class Provider {
     if (first <= 0 || second < 0 || token.indexOf('.', second + 1) >= 0) return Failure.BadFormat;
     const headerSegment = token.slice(0, first);
     const payloadSegment = token.slice(first + 1, second);
-    const header = parseSegment(headerSegment);
-    if (header === undefined) return Failure.BadHeader;
+    const header = parseSegment(headerSegment, Failure.HeaderBase64, Failure.HeaderJson);
+    if (typeof header === 'string') return header;
     const alg = header.alg;
-    if (typeof alg !== 'string' || !isSupportedAlgorithm(alg)) return Failure.BadAlg;
-    const payload = parseSegment(payloadSegment);
-    if (payload === undefined) return Failure.BadPayload;
+    if (typeof alg !== 'string') return Failure.NoAlg;
+    // `none` is not in the table: an unsigned token is never accepted.
+    if (!isSupportedAlgorithm(alg)) return Failure.BadAlg;
+    if (header.kid !== undefined && typeof header.kid !== 'string') return Failure.BadKid;
+    const payload = parseSegment(payloadSegment, Failure.PayloadBase64, Failure.PayloadJson);
+    if (typeof payload === 'string') return payload;
+    const signatureSegment = token.slice(second + 1);
+    if (!BASE64URL.test(signatureSegment)) return Failure.SignatureBase64;
     if (this.issuer !== undefined && payload.iss !== this.issuer) return Failure.UnknownIssuer;
     const allowed = audiences ?? this.audiences;
     if (allowed !== undefined && !audienceAllowed(payload.aud, allowed)) return Failure.AudienceNotAllowed;
@@ -223,28 +255,40 @@ export class Provider {
       const issued = typeof payload.iat === 'number' ? payload.iat : now;
       if (exp - issued > this.maxLifetimeS) return Failure.LifetimeTooLong;
     }
+    // The claims were checked again above (time passes); only the signature's verdict is kept.
+    const cache = this.verifiedTokens;
+    const cached = cache?.get(token);
+    if (cached !== undefined) return cached;
     const jwks = this.jwks;
     if (jwks === undefined) return Failure.NoKeys;
-    const signature = Buffer.from(token.slice(second + 1), 'base64url');
-    const kid = typeof header.kid === 'string' ? header.kid : undefined;
-    if (!jwks.verify(alg, kid, token.slice(0, second), signature)) return Failure.Verification;
-    return { payload, payloadSegment };
+    const verdict = jwks.verify(alg, header.kid as string | undefined, token.slice(0, second), Buffer.from(signatureSegment, 'base64url'));
+    if (verdict !== true) return verdict === 'no_key' ? Failure.NoMatchingKey : Failure.Verification;
+    const verified = { header, payload, payloadSegment };
+    if (cache !== undefined) {
+      // Oldest first out: a Map iterates in insertion order.
+      if (cache.size >= this.cacheSize) cache.delete(cache.keys().next().value!);
+      cache.set(token, verified);
+    }
+    return verified;
   }
 
   /** The token's `kid`, read before the keys are needed (to know whether to fetch). */
   static kidOf(token: string): string | undefined {
-    const header = parseSegment(token.slice(0, Math.max(0, token.indexOf('.'))));
-    return typeof header?.kid === 'string' ? header.kid : undefined;
+    const header = parseSegment(token.slice(0, Math.max(0, token.indexOf('.'))), Failure.HeaderBase64, Failure.HeaderJson);
+    return typeof header !== 'string' && typeof header.kid === 'string' ? header.kid : undefined;
   }
 }
 
-function parseSegment(segment: string): Record<string, unknown> | undefined {
-  if (segment === '' || !/^[A-Za-z0-9_-]+={0,2}$/.test(segment)) return undefined;
+const BASE64URL = /^[A-Za-z0-9_-]+={0,2}$/;
+
+/** A header or payload segment as a JSON object, or which of Envoy's two reasons it is not. */
+function parseSegment(segment: string, badBase64: Failure, badJson: Failure): Record<string, unknown> | Failure {
+  if (!BASE64URL.test(segment)) return badBase64;
   try {
     const value: unknown = JSON.parse(Buffer.from(segment, 'base64url').toString());
-    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : badJson;
   } catch {
-    return undefined;
+    return badJson;
   }
 }
 

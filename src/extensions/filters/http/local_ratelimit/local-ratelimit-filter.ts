@@ -26,7 +26,7 @@ import { type DescriptorEntry, rateLimitDescriptors, type VhRateLimits } from '.
 import type { Runtime } from '../../../../dataplane/runtime/runtime.js';
 import { defineStats, type StatScope, type StatsStore } from '../../../../stats/store.js';
 import { httpStatus } from '../../common/http-status.js';
-import { TokenBucket } from './token-bucket.js';
+import { TokenBucket } from '../../common/token-bucket.js';
 
 type LocalRateLimitConfig = envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit;
 type TokenBucketConfig = envoy.type.v3.TokenBucket;

@@ -16,17 +16,16 @@ import {
   FilterHeadersStatus,
   type HttpFilterConfig,
   type HttpFilterFactory,
-  type ResponseHead,
   type StreamFilter,
 } from '../../../../dataplane/http/filter.js';
 import { ResponseFlag } from '../../../../dataplane/response-flags.js';
-import { applyHeaderMutations, compileHeaderMutation, type HeaderMap, type HeaderMutation } from '../../../../dataplane/router/header-mutation.js';
+import { applyHeaderMutations, compileHeaderMutation, type HeaderMutation } from '../../../../dataplane/router/header-mutation.js';
 import { destinationCluster, rateLimitDescriptors } from '../../../../dataplane/router/rate-limit-policy.js';
 import type { Runtime } from '../../../../dataplane/runtime/runtime.js';
-import type { AsyncRequestHandle } from '../../../../dataplane/upstream/async-client.js';
 import { envoyMethod, type ProtoMethod } from '../../../../grpc/envoy-protos.js';
 import { compileGrpcService, type GrpcServiceClient } from '../../../../grpc/grpc-service-client.js';
 import { httpStatus } from '../../common/http-status.js';
+import { ServiceCheckFilter } from '../../common/service-check.js';
 import { defineStats, type StatScope, type StatsStore } from '../../../../stats/store.js';
 
 type RateLimitConfig = envoy.extensions.filters.http.ratelimit.v3.RateLimit;
@@ -130,22 +129,15 @@ class RateLimitFilterConfig implements HttpFilterConfig {
 
 const ALWAYS: envoy.type.v3.FractionalPercent = { numerator: 100, denominator: 'HUNDRED' };
 
-class RateLimitFilter implements StreamFilter {
-  private call: AsyncRequestHandle | undefined;
-  /** The check is in flight: the request waits for it. */
-  private waiting = false;
-  /** decodeHeaders is running: an answer that comes now (a failure known at once) is its return value. */
-  private inline = false;
-  /** The stream was answered (rate limited, or denied on error). */
-  private answered = false;
+class RateLimitFilter extends ServiceCheckFilter implements StreamFilter {
   private clusterName = '';
-  /** Headers the answer adds to the response: the service's, the filter's own, the x-ratelimit ones. */
-  private responseHeaders: HeaderMap | undefined;
 
   constructor(
     private readonly config: RateLimitFilterConfig,
-    private readonly callbacks: DecoderFilterCallbacks & EncoderFilterCallbacks,
-  ) {}
+    callbacks: DecoderFilterCallbacks & EncoderFilterCallbacks,
+  ) {
+    super(callbacks);
+  }
 
   decodeHeaders(): FilterHeadersStatus {
     const config = this.config;
@@ -156,11 +148,9 @@ class RateLimitFilter implements StreamFilter {
     if (descriptors.length === 0) return FilterHeadersStatus.Continue;
     this.clusterName = destinationCluster(callbacks, route) ?? '';
     shouldRateLimit ??= envoyMethod('envoy/service/ratelimit/v3/rls.proto', 'envoy.service.ratelimit.v3.RateLimitService', 'ShouldRateLimit');
-    this.waiting = this.inline = true;
-    this.call = config.service.unary(shouldRateLimit, { domain: config.domain, descriptors, hits_addend: 1 }, config.timeoutMs, this);
-    this.inline = false;
-    if (this.waiting) return FilterHeadersStatus.StopAllIterationAndWatermark;
-    return this.answered ? FilterHeadersStatus.StopIteration : FilterHeadersStatus.Continue;
+    const method = shouldRateLimit;
+    if (this.ask(() => config.service.unary(method, { domain: config.domain, descriptors, hits_addend: 1 }, config.timeoutMs, this))) return FilterHeadersStatus.Continue;
+    return this.pending ? FilterHeadersStatus.StopAllIterationAndWatermark : FilterHeadersStatus.StopIteration;
   }
 
   // ---- the service's answer (GrpcUnaryCallbacks) ---------------------------------------------------------------
@@ -172,7 +162,6 @@ class RateLimitFilter implements StreamFilter {
       this.onFailure();
       return;
     }
-    this.call = undefined;
     const config = this.config;
     const callbacks = this.callbacks;
     config.scope(this.clusterName).counters[overLimit ? S.over_limit : S.ok]++;
@@ -192,28 +181,15 @@ class RateLimitFilter implements StreamFilter {
   }
 
   onFailure(): void {
-    this.call = undefined;
     const config = this.config;
     const counters = config.scope(this.clusterName).counters;
     counters[S.error]++;
     if (config.failureModeDeny) {
-      this.answer(config.errorStatus, '', ResponseFlag.RLSE, 'rate_limiter_error', undefined);
+      this.answer(config.errorStatus, '', ResponseFlag.RLSE, 'rate_limiter_error');
       return;
     }
     counters[S.failure_mode_allowed]++;
     this.resume();
-  }
-
-  // Local replies pass here too: the rate limited answer gets its headers this way.
-  encodeHeaders(response: ResponseHead): FilterHeadersStatus {
-    const add = this.responseHeaders;
-    if (add !== undefined) for (const name in add) response.headers[name] = add[name];
-    return FilterHeadersStatus.Continue;
-  }
-
-  onDestroy(): void {
-    this.call?.cancel();
-    this.call = undefined;
   }
 
   /** The service's response headers, and `x-ratelimit-*` from the descriptor closest to its limit. */
@@ -239,17 +215,6 @@ class RateLimitFilter implements StreamFilter {
     if (reset !== undefined) headers['x-ratelimit-reset'] = String(reset.seconds ?? 0);
   }
 
-  private answer(status: number, body: string, flag: number, details: string, grpcStatus: number | undefined): void {
-    this.waiting = false;
-    this.answered = true;
-    this.callbacks.sendLocalReply(status, body, flag, details, undefined, grpcStatus);
-  }
-
-  /** Lets the request go on: decodeHeaders returns Continue if it is still running, else the chain resumes. */
-  private resume(): void {
-    this.waiting = false;
-    if (!this.inline) this.callbacks.continueDecoding();
-  }
 }
 
 export const RATELIMIT_FILTER_FACTORY: HttpFilterFactory = {

@@ -1,14 +1,15 @@
 /**
- * `envoy.filters.http.rbac`: who may do what. `rules` decide (403 `RBAC: access denied` when they refuse),
- * `shadow_rules` are only evaluated and counted, with their result in the dynamic metadata as Envoy records it.
- * A route's RBACPerRoute replaces the filter's rules (an empty one turns them off). Stats
- * `http.<stat_prefix>.rbac.[<rules_stat_prefix>]{allowed,denied}` and `...[<shadow_rules_stat_prefix>]shadow_{allowed,denied}`.
+ * `envoy.filters.http.rbac`: allows or denies each request by its `rules` (403 `RBAC: access denied`), after
+ * evaluating its `shadow_rules`, which only count and record their result in dynamic metadata
+ * (`envoy.filters.http.rbac`: `shadow_effective_policy_id`, `shadow_engine_result`). A route's `RBACPerRoute`
+ * replaces both rule sets for that route (an empty one lets every request through); the stats stay the
+ * filter's. The policy engine is shared with the network filter (src/extensions/filters/common/rbac/).
  */
+import type { Socket } from 'node:net';
 import type { envoy } from '../../../../generated/envoy.js';
-import type { ConfigError } from '../../../../config/errors.js';
+import { childPath, type ConfigError } from '../../../../config/errors.js';
 import {
   type DecoderFilterCallbacks,
-  type EncoderFilterCallbacks,
   type FilterFactoryContext,
   FilterHeadersStatus,
   type HttpFilterConfig,
@@ -16,107 +17,69 @@ import {
   type StreamFilter,
 } from '../../../../dataplane/http/filter.js';
 import type { Runtime } from '../../../../dataplane/runtime/runtime.js';
-import { defineStats, type StatScope, type StatsStore } from '../../../../stats/store.js';
-import { RbacEngine } from '../../common/rbac/rbac-engine.js';
+import type { RequestHead, StreamInfo } from '../../../../dataplane/stream-info.js';
+import type { RbacSubject } from '../../common/rbac/engine.js';
+import { RbacEngines, RbacReporter } from '../../common/rbac/rbac-config.js';
 
-type RbacFilterConfigProto = envoy.extensions.filters.http.rbac.v3.RBAC;
-
-export const RBAC_STATS = defineStats({ counters: ['allowed', 'denied'], gauges: [], histograms: [] });
-export const RBAC_SHADOW_STATS = defineStats({ counters: ['shadow_allowed', 'shadow_denied'], gauges: [], histograms: [] });
-const S = RBAC_STATS.c;
-const SH = RBAC_SHADOW_STATS.c;
-
-const METADATA_NAMESPACE = 'envoy.filters.http.rbac';
-
-/** One RBAC filter configuration (the filter's, or a route's), compiled. */
-class RbacRules {
-  readonly enforced: RbacEngine | undefined;
-  readonly shadow: RbacEngine | undefined;
-  readonly rulesStatPrefix: string;
-  readonly shadowStatPrefix: string;
-
-  constructor(config: RbacFilterConfigProto, path: string, errors: ConfigError[]) {
-    for (const field of ['matcher', 'shadow_matcher'] as const) {
-      if (config[field] !== undefined) errors.push({ code: 'unsupported_field', path: `${path}.${field}`, message: `RBAC ${field} (the xDS matcher tree) is not supported; use rules` });
-    }
-    this.enforced = config.rules === undefined ? undefined : new RbacEngine(config.rules, `${path}.rules`, errors);
-    this.shadow = config.shadow_rules === undefined ? undefined : new RbacEngine(config.shadow_rules, `${path}.shadow_rules`, errors);
-    this.rulesStatPrefix = config.rules_stat_prefix ?? '';
-    this.shadowStatPrefix = config.shadow_rules_stat_prefix ?? '';
-  }
-}
+const NAME = 'envoy.filters.http.rbac';
+type RbacConfig = envoy.extensions.filters.http.rbac.v3.RBAC;
 
 class RbacFilterConfig implements HttpFilterConfig {
-  private readonly scopes = new Map<string, StatScope>();
-
   constructor(
-    private readonly rules: RbacRules,
-    private readonly stats: StatsStore,
-    private readonly statPrefix: string,
+    private readonly engines: RbacEngines,
+    private readonly reporter: RbacReporter,
   ) {}
 
-  createFilter(callbacks: DecoderFilterCallbacks & EncoderFilterCallbacks, routeConfig: unknown): StreamFilter | undefined {
-    const rules = (routeConfig as RbacRules | undefined) ?? this.rules;
-    if (rules.enforced === undefined && rules.shadow === undefined) return undefined;
-    return new RbacFilter(this, rules, callbacks);
-  }
-
-  counters(prefix: string, shadow: boolean): StatScope['counters'] {
-    const key = `${shadow ? 'shadow:' : ''}${prefix}`;
-    let scope = this.scopes.get(key);
-    if (scope === undefined) {
-      scope = this.stats.scope(shadow ? RBAC_SHADOW_STATS : RBAC_STATS, `http.${this.statPrefix}.rbac.${prefix}`);
-      this.scopes.set(key, scope);
-    }
-    return scope.counters;
+  createFilter(callbacks: DecoderFilterCallbacks, routeConfig: unknown): StreamFilter | undefined {
+    const engines = (routeConfig as RbacEngines | undefined) ?? this.engines;
+    if (engines.enforced === undefined && engines.shadow === undefined) return undefined;
+    return new RbacFilter(engines, this.reporter, callbacks);
   }
 
   release(): void {
-    for (const scope of this.scopes.values()) this.stats.release(scope);
-    this.scopes.clear();
+    this.reporter.release();
   }
 }
 
-class RbacFilter implements StreamFilter {
-  constructor(
-    private readonly config: RbacFilterConfig,
-    private readonly rules: RbacRules,
-    private readonly callbacks: DecoderFilterCallbacks & EncoderFilterCallbacks,
-  ) {}
+/** One request: the filter is also what the policies are evaluated against. */
+class RbacFilter implements StreamFilter, RbacSubject {
+  readonly info: StreamInfo;
+  readonly connection: Socket;
+  head: RequestHead | undefined;
 
-  decodeHeaders(): FilterHeadersStatus {
-    const { rules, callbacks } = this;
-    if (rules.shadow !== undefined) {
-      const decision = rules.shadow.decide(callbacks);
-      this.config.counters(rules.shadowStatPrefix, true)[decision.allowed ? SH.shadow_allowed : SH.shadow_denied]++;
-      const metadata = ((callbacks.info.dynamicMetadata ??= {})[METADATA_NAMESPACE] ??= {});
-      metadata[`${rules.shadowStatPrefix}shadow_engine_result`] = decision.allowed ? 'allowed' : 'denied';
-      if (decision.policy !== undefined) metadata[`${rules.shadowStatPrefix}shadow_effective_policy_id`] = decision.policy;
-    }
-    if (rules.enforced === undefined) return FilterHeadersStatus.Continue;
-    const decision = rules.enforced.decide(callbacks);
-    const counters = this.config.counters(rules.rulesStatPrefix, false);
-    if (decision.allowed) {
-      counters[S.allowed]++;
-      return FilterHeadersStatus.Continue;
-    }
-    counters[S.denied]++;
-    callbacks.sendLocalReply(403, 'RBAC: access denied', 0, `rbac_access_denied_matched_policy[${decision.policy ?? 'none'}]`);
+  constructor(
+    private readonly engines: RbacEngines,
+    private readonly reporter: RbacReporter,
+    private readonly callbacks: DecoderFilterCallbacks,
+  ) {
+    this.info = callbacks.info;
+    this.connection = callbacks.connection;
+  }
+
+  decodeHeaders(head: RequestHead): FilterHeadersStatus {
+    this.head = head;
+    this.reporter.shadow(this.engines, this);
+    const denied = this.reporter.enforce(this.engines, this);
+    if (denied === undefined) return FilterHeadersStatus.Continue;
+    this.callbacks.sendLocalReply(403, 'RBAC: access denied', 0, denied);
     return FilterHeadersStatus.StopIteration;
   }
 }
 
 export const RBAC_FILTER_FACTORY: HttpFilterFactory = {
-  name: 'envoy.filters.http.rbac',
+  name: NAME,
   configType: 'envoy.extensions.filters.http.rbac.v3.RBAC',
   routeConfigType: 'envoy.extensions.filters.http.rbac.v3.RBACPerRoute',
 
   createFilterConfig(config: unknown, context: FilterFactoryContext, path: string, errors: ConfigError[]): HttpFilterConfig {
-    return new RbacFilterConfig(new RbacRules(config as RbacFilterConfigProto, path, errors), context.stats, context.statPrefix);
+    const c = config as RbacConfig;
+    const reporter = new RbacReporter(context.stats, `http.${context.statPrefix}.`, c.rules_stat_prefix ?? '', c.shadow_rules_stat_prefix ?? '', NAME);
+    return new RbacFilterConfig(new RbacEngines(c, path, errors), reporter);
   },
 
-  compileRouteConfig(config: unknown, _runtime: Runtime, path: string, errors: ConfigError[]): RbacRules {
-    // An RBACPerRoute without `rbac` turns the filter off on the route.
-    return new RbacRules((config as envoy.extensions.filters.http.rbac.v3.RBACPerRoute).rbac ?? {}, `${path}.rbac`, errors);
+  compileRouteConfig(config: unknown, _runtime: Runtime, path: string, errors: ConfigError[]): RbacEngines {
+    // The xDS matcher tree (`matcher`, `shadow_matcher`) is refused by name when the configuration is checked.
+    const rbac = (config as envoy.extensions.filters.http.rbac.v3.RBACPerRoute).rbac ?? {};
+    return new RbacEngines(rbac, childPath(path, 'rbac'), errors);
   },
 };
