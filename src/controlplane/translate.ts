@@ -331,6 +331,8 @@ function extAuthz(spec: AuthServiceSpec, cluster: string): Json {
     out.http_service = http;
   }
   out.transport_api_version = 'V3';
+  // As Emissary: headers the authorization service sets may change which route matches.
+  out.clear_route_cache = true;
   if (spec.failure_mode_allow !== undefined) out.failure_mode_allow = spec.failure_mode_allow;
   if (spec.include_body !== undefined) {
     out.with_request_body = { max_request_bytes: spec.include_body.max_bytes, allow_partial_message: spec.include_body.allow_partial ?? false };
