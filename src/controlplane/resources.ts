@@ -114,6 +114,7 @@ export interface MappingSpec {
   use_websocket?: boolean;
   cors?: Cors;
   bypass_auth?: boolean;
+  auth_context_extensions?: Record<string, string>;
   labels?: Record<string, unknown>;
   docs?: Record<string, unknown>;
 }
@@ -358,6 +359,7 @@ export const MAPPING_FIELDS: Record<keyof MappingSpec, Check> = {
   use_websocket: bool,
   cors,
   bypass_auth: bool,
+  auth_context_extensions: mapOf(str(undefined, 256), str()),
   labels: mapOf(str(), listOf(mapOf(str(), listOf(labelAction)))),
   docs: object({ fields: { path: str(), url: str(), ignored: bool, display_name: str(), timeout_ms: timeoutMs } }),
 };

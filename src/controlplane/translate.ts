@@ -541,7 +541,12 @@ function route(p: Prepared, module: ModuleConfig, services: Services, cumulative
   if (spec.remove_response_headers) out.response_headers_to_remove = spec.remove_response_headers;
   const perFilter: Json = {};
   if (spec.cors !== undefined) perFilter['envoy.filters.http.cors'] = { '@type': TYPE + CORS_POLICY, ...corsPolicy(spec.cors) };
-  if (spec.bypass_auth && services.auth) perFilter[EXT_AUTHZ] = { '@type': TYPE + EXT_AUTHZ_PER_ROUTE, disabled: true };
+  if (services.auth) {
+    if (spec.bypass_auth) perFilter[EXT_AUTHZ] = { '@type': TYPE + EXT_AUTHZ_PER_ROUTE, disabled: true };
+    else if (spec.auth_context_extensions !== undefined) {
+      perFilter[EXT_AUTHZ] = { '@type': TYPE + EXT_AUTHZ_PER_ROUTE, check_settings: { context_extensions: spec.auth_context_extensions } };
+    }
+  }
   if (Object.keys(perFilter).length) out.typed_per_filter_config = perFilter;
   return out;
 }
@@ -656,6 +661,7 @@ const ROUTE_FIELDS: [RegExp, keyof MappingSpec][] = [
   [/^\.route\.host_rewrite_literal/, 'host_rewrite'],
   [/^\.route\.auto_host_rewrite/, 'auto_host_rewrite'],
   [/^\.redirect/, 'host_redirect'],
+  [/^\.typed_per_filter_config\W+envoy\.filters\.http\.ext_authz.*check_settings/, 'auth_context_extensions'],
   [/^\.typed_per_filter_config\W+envoy\.filters\.http\.ext_authz/, 'bypass_auth'],
   [/^\.typed_per_filter_config/, 'cors'],
   [/^\.match\.headers/, 'headers'],

@@ -307,6 +307,7 @@ describe('portico start with a gRPC AuthService', () => {
   let port: number;
   let gw: TestGateway;
   const paths: string[] = [];
+  const extensions: unknown[] = [];
   before(async () => {
     echo = await startEchoServer({ name: 'backend' });
     ({ server, port } = await startGrpcServer({
@@ -316,6 +317,7 @@ describe('portico start with a gRPC AuthService', () => {
           const request = decodeMessage<any>(CHECK.requestType, call.request);
           const http = request.attributes.request.http;
           paths.push(http.path);
+          extensions.push(request.attributes.context_extensions);
           const allowed = http.headers['x-token'] === 'open-sesame';
           callback(
             null,
@@ -337,11 +339,11 @@ describe('portico start with a gRPC AuthService', () => {
     await echo?.close();
   });
 
-  it('asks Authorization/Check over HTTP/2 for protected Mappings only', async () => {
+  it('asks Authorization/Check over HTTP/2 for protected Mappings only, with their context extensions', async () => {
     const service = `127.0.0.1:${echo.port}`;
     const docs = [
       { kind: 'AuthService', metadata: { name: 'grpc-auth' }, spec: { auth_service: `127.0.0.1:${port}`, proto: 'grpc', protocol_version: 'v3', timeout_ms: 2000 } },
-      { kind: 'Mapping', metadata: { name: 'protected' }, spec: { prefix: '/protected/', service } },
+      { kind: 'Mapping', metadata: { name: 'protected' }, spec: { prefix: '/protected/', service, auth_context_extensions: { tenant: 'acme' } } },
       { kind: 'Mapping', metadata: { name: 'public' }, spec: { prefix: '/public/', service, bypass_auth: true } },
     ];
     assert.equal((await gw.api('/api/v1/apply', { method: 'POST', body: JSON.stringify(docs) })).status, 200);
@@ -352,5 +354,6 @@ describe('portico start with a gRPC AuthService', () => {
     assert.equal(JSON.parse(allowed.body).headers['x-checked'], 'grpc');
     assert.equal((await gw.proxy('/public/c')).status, 200);
     assert.deepEqual(paths, ['/protected/a', '/protected/b']);
+    assert.deepEqual(extensions, [{ tenant: 'acme' }, { tenant: 'acme' }]);
   });
 });
