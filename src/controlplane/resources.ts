@@ -149,6 +149,7 @@ export interface AuthServiceSpec {
   path_prefix?: string;
   allowed_request_headers?: string[];
   allowed_authorization_headers?: string[];
+  add_auth_headers?: Record<string, string>;
   include_body?: { max_bytes: number; allow_partial?: boolean };
   failure_mode_allow?: boolean;
   timeout_ms?: number;
@@ -372,6 +373,7 @@ export const AUTH_SERVICE_FIELDS: Record<keyof AuthServiceSpec, Check> = {
   path_prefix: urlPath,
   allowed_request_headers: listOf(headerName),
   allowed_authorization_headers: listOf(headerName),
+  add_auth_headers: mapOf(headerName, str()),
   include_body: object({ fields: { max_bytes: int(1, 64 * 1024 * 1024), allow_partial: bool }, required: ['max_bytes'] }),
   failure_mode_allow: bool,
   timeout_ms: int(1, 86_400_000),
@@ -390,10 +392,11 @@ export const RATE_LIMIT_SERVICE_FIELDS: Record<keyof RateLimitServiceSpec, Check
 /** Emissary fields Portico knows and does not implement: refused with a reason rather than as unknown. */
 const AUTH_SERVICE_REFUSED: Record<string, string> = {
   add_linkerd_headers: 'Portico does not add Linkerd headers',
-  add_auth_headers: 'not supported yet',
   allow_request_body: 'use include_body',
   tls: 'use an https:// auth_service',
 };
+
+const HTTP_ONLY = ['path_prefix', 'allowed_request_headers', 'allowed_authorization_headers', 'add_auth_headers'];
 
 function refuse(spec: Record<string, unknown>, refused: Record<string, string>, path: string, errors: ConfigError[]): Record<string, unknown> {
   const rest = { ...spec };
@@ -492,9 +495,12 @@ export const KINDS: Record<string, KindInfo> = {
     check: (spec, path, errors) => {
       const rest = refuse(spec, AUTH_SERVICE_REFUSED, path, errors);
       object({ fields: AUTH_SERVICE_FIELDS, required: ['auth_service'] })(rest, path, errors);
-      // The HTTP protocol sends no path of its own: a prefix has nothing to prefix over gRPC.
-      if (spec.proto === 'grpc' && spec.path_prefix !== undefined) {
-        errors.push({ code: 'invalid_value', path: childPath(path, 'path_prefix'), message: 'path_prefix applies only with proto: http' });
+      // A CheckRequest carries every header and the service's answer says which to add: these shape HTTP checks
+      // only, and would be silently ignored over gRPC.
+      if (spec.proto === 'grpc') {
+        for (const field of HTTP_ONLY.filter((f) => spec[f] !== undefined)) {
+          errors.push({ code: 'invalid_value', path: childPath(path, field), message: `${field} applies only with proto: http` });
+        }
       }
     },
   },

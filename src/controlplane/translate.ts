@@ -324,7 +324,11 @@ function extAuthz(spec: AuthServiceSpec, cluster: string): Json {
     const service = parseService(spec.auth_service) as ServiceAddress;
     const http: Json = { server_uri: { uri: `${service.tls ? 'https' : 'http'}://${spec.auth_service.replace(/^https?:\/\//i, '')}`, cluster, timeout } };
     if (spec.path_prefix !== undefined) http.path_prefix = spec.path_prefix;
-    http.authorization_request = { allowed_headers: exactHeaders(AUTH_REQUEST_HEADERS, spec.allowed_request_headers) };
+    const request: Json = { allowed_headers: exactHeaders(AUTH_REQUEST_HEADERS, spec.allowed_request_headers) };
+    if (spec.add_auth_headers !== undefined) {
+      request.headers_to_add = Object.entries(spec.add_auth_headers).sort(([a], [b]) => compare(a, b)).map(([key, value]) => ({ key, value }));
+    }
+    http.authorization_request = request;
     // Emissary uses one list both ways: to the upstream on success, to the client on a denial.
     const responseHeaders = exactHeaders(AUTH_RESPONSE_HEADERS, spec.allowed_authorization_headers);
     http.authorization_response = { allowed_upstream_headers: responseHeaders, allowed_client_headers: responseHeaders };

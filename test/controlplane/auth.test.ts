@@ -66,7 +66,11 @@ describe('AuthService and RateLimitService validation', () => {
       ],
     );
     assert.deepEqual(problems('AuthService', {}), ['spec.auth_service missing_required']);
-    assert.deepEqual(problems('AuthService', { auth_service: 'a:1', proto: 'grpc', path_prefix: '/p' }), ['spec.path_prefix invalid_value']);
+    assert.deepEqual(problems('AuthService', { auth_service: 'a:1', proto: 'grpc', path_prefix: '/p', allowed_request_headers: ['x'], add_auth_headers: { a: 'b' } }), [
+      'spec.path_prefix invalid_value',
+      'spec.allowed_request_headers invalid_value',
+      'spec.add_auth_headers invalid_value',
+    ]);
   });
 
   it('refuses a bad RateLimitService and bad label actions with their paths', () => {
@@ -169,7 +173,7 @@ describe('portico start with an AuthService', () => {
   const authService = (spec: object = {}) => ({
     kind: 'AuthService',
     metadata: { name: 'authentication' },
-    spec: { auth_service: `127.0.0.1:${authServer.port}`, path_prefix: '/extauth', allowed_authorization_headers: ['x-user'], ...spec },
+    spec: { auth_service: `127.0.0.1:${authServer.port}`, path_prefix: '/extauth', allowed_authorization_headers: ['x-user'], add_auth_headers: { 'x-gateway': 'portico' }, ...spec },
   });
 
   it('checks protected Mappings with the authorization server and lets bypass_auth Mappings through', async () => {
@@ -184,6 +188,7 @@ describe('portico start with an AuthService', () => {
     const check = authServer.requests.at(-1)!;
     assert.equal(check.url, '/extauth/protected/x?q=1');
     assert.equal(check.headers.authorization, 'Bearer bad');
+    assert.equal(check.headers['x-gateway'], 'portico');
 
     const allowed = await gw.proxy('/protected/x', { authorization: 'Bearer good' });
     assert.equal(allowed.status, 200);
