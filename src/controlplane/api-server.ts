@@ -63,10 +63,19 @@ export class ApiServer {
       r('GET', `/ui/${UI_FILE}`, (_q, s, [file]) => this.ui(s, file!)),
       r('GET', '/ambassador/health', (_q, s) => this.seedHealth(s)),
       r('GET', '/ambassador/mappings', (_q, s) => this.seedList(s)),
-      r('GET', `/ambassador/mapping/${NAME}`, (_q, s, [n]) => this.seedGet(s, n!)),
+      r('GET', `/ambassador/mapping/${NAME}`, (_q, s, [n]) => this.seedGet(s, 'Mapping', n!)),
       r('POST', `/ambassador/mapping/${NAME}`, (q, s, [n]) => this.seedPost(q, s, n!)),
-      r('DELETE', `/ambassador/mapping/${NAME}`, (_q, s, [n]) => this.seedDelete(s, n!)),
+      r('DELETE', `/ambassador/mapping/${NAME}`, (_q, s, [n]) => this.seedDelete(s, 'Mapping', n!)),
       r('GET', '/ambassador/stats', (_q, s) => this.seedStats(s)),
+      // AuthService and RateLimitService in the seed's style (0.8 had neither): the JSON body is the spec.
+      r('GET', '/ambassador/authservices', (_q, s) => this.seedServiceList(s, 'AuthService')),
+      r('GET', `/ambassador/authservice/${NAME}`, (_q, s, [n]) => this.seedGet(s, 'AuthService', n!)),
+      r('POST', `/ambassador/authservice/${NAME}`, (q, s, [n]) => this.seedServicePost(q, s, 'AuthService', n!)),
+      r('DELETE', `/ambassador/authservice/${NAME}`, (_q, s, [n]) => this.seedDelete(s, 'AuthService', n!)),
+      r('GET', '/ambassador/ratelimitservices', (_q, s) => this.seedServiceList(s, 'RateLimitService')),
+      r('GET', `/ambassador/ratelimitservice/${NAME}`, (_q, s, [n]) => this.seedGet(s, 'RateLimitService', n!)),
+      r('POST', `/ambassador/ratelimitservice/${NAME}`, (q, s, [n]) => this.seedServicePost(q, s, 'RateLimitService', n!)),
+      r('DELETE', `/ambassador/ratelimitservice/${NAME}`, (_q, s, [n]) => this.seedDelete(s, 'RateLimitService', n!)),
       r('GET', '/api/v1/history', (q, s) => this.history(q, s)),
       r('GET', '/api/v1/history/(\\d+)', (_q, s, [v]) => this.historyVersion(s, Number(v))),
       r('POST', '/api/v1/rollback/(\\d+)', (q, s, [v]) => this.rollback(q, s, Number(v))),
@@ -183,41 +192,59 @@ export class ApiServer {
     sendSeed(res, { ok: true, mappings, services: mappings, count: mappings.length });
   }
 
-  private async seedGet(res: ServerResponse, name: string): Promise<void> {
-    const stored = this.cp.store.snapshot.resources.get(key('Mapping', name));
-    if (!stored) throw new HttpError(200, `${name}: GET failed: no mapping named "${name}"`);
-    sendSeed(res, { ok: true, ...seedMapping(stored.resource) });
+  private async seedGet(res: ServerResponse, kind: string, name: string): Promise<void> {
+    const stored = this.cp.store.snapshot.resources.get(key(kind, name));
+    if (!stored) throw new HttpError(200, `${name}: GET failed: no ${kind.toLowerCase()} named "${name}"`);
+    sendSeed(res, { ok: true, ...seedView(stored.resource) });
+  }
+
+  private async seedBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+    const text = await this.body(req);
+    const isJson = /\bjson\b/i.test(req.headers['content-type'] ?? '') || text.trimStart().startsWith('{');
+    if (!isJson || text.trim() === '') return {};
+    try {
+      const parsed: unknown = JSON.parse(text);
+      return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
+    } catch (err) {
+      throw new HttpError(200, `invalid JSON: ${(err as Error).message}`);
+    }
   }
 
   private async seedPost(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
-    const text = await this.body(req);
-    const isJson = /\bjson\b/i.test(req.headers['content-type'] ?? '') || text.trimStart().startsWith('{');
-    let body: Record<string, unknown> = {};
-    if (isJson && text.trim() !== '') {
-      try {
-        const parsed: unknown = JSON.parse(text);
-        if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) body = parsed as Record<string, unknown>;
-      } catch (err) {
-        throw new HttpError(200, `invalid JSON: ${(err as Error).message}`);
-      }
-    }
+    const body = await this.seedBody(req);
     const missing = ['prefix', 'service'].filter((f) => body[f] === undefined || body[f] === null || body[f] === '');
     if (missing.length) throw new HttpError(200, `Required fields missing: ${missing.join(' ')}`);
     // Extra keys are ignored, as the original did; the three it knew become a Mapping.
     const spec: Record<string, unknown> = { prefix: body.prefix, service: body.service };
     if (body.rewrite !== undefined) spec.rewrite = body.rewrite;
+    await this.seedSave(res, 'Mapping', name, spec);
+  }
+
+  /** Unlike a Mapping's three fields, the whole spec: unknown fields are refused as in the v1 API. */
+  private async seedServicePost(req: IncomingMessage, res: ServerResponse, kind: string, name: string): Promise<void> {
+    await this.seedSave(res, kind, name, await this.seedBody(req));
+  }
+
+  private async seedSave(res: ServerResponse, kind: string, name: string, spec: Record<string, unknown>): Promise<void> {
     const errors: ResourceError[] = [];
-    const resource = parseResource({ kind: 'Mapping', metadata: { name }, spec }, errors);
+    const resource = parseResource({ kind, metadata: { name }, spec }, errors);
     if (!resource) throw new HttpError(200, `${name}: could not save info: ${describe(errors)}`, errors);
-    const result = await this.cp.change([{ op: 'put', resource }], 'api: POST /ambassador/mapping');
+    const result = await this.cp.change([{ op: 'put', resource }], `api: POST /ambassador/${kind.toLowerCase()}`);
     if (!result.ok) throw new HttpError(200, `${name}: could not save info: ${describe(result.errors)}`, result.errors);
     sendSeed(res, { ok: true, name });
   }
 
-  private async seedDelete(res: ServerResponse, name: string): Promise<void> {
+  private async seedServiceList(res: ServerResponse, kind: string): Promise<void> {
+    const items = this.stored(kind)
+      .map((r) => seedView(r.resource))
+      .sort((a, b) => (a.name < b.name ? -1 : 1));
+    sendSeed(res, { ok: true, [`${kind.toLowerCase()}s`]: items, count: items.length });
+  }
+
+  private async seedDelete(res: ServerResponse, kind: string, name: string): Promise<void> {
     const problem = nameProblem(name);
     if (problem === undefined) {
-      const result = await this.cp.change([{ op: 'delete', kind: 'Mapping', name }], 'api: DELETE /ambassador/mapping');
+      const result = await this.cp.change([{ op: 'delete', kind, name }], `api: DELETE /ambassador/${kind.toLowerCase()}`);
       if (!result.ok) throw new HttpError(200, `${name}: DELETE failed: ${describe(result.errors)}`);
     }
     // 0.8 answered ok whether or not the mapping existed.
@@ -402,6 +429,11 @@ function header(req: IncomingMessage, name: string): string | undefined {
 function seedMapping(r: Resource): { name: string; prefix: string; service: string; rewrite: string } {
   const spec = r.spec as MappingSpec;
   return { name: r.metadata.name, prefix: spec.prefix, service: spec.service, rewrite: spec.rewrite ?? '/' };
+}
+
+/** A resource as the seed's endpoints show it: a Mapping's three fields, other kinds' whole spec, with the name. */
+function seedView(r: Resource): { name: string } {
+  return r.kind === 'Mapping' ? seedMapping(r) : { name: r.metadata.name, ...r.spec };
 }
 
 function withVersion(r: Resource, version: number): Resource & { metadata: { resourceVersion: string } } {

@@ -1,5 +1,6 @@
 /**
- * The resources users write, in Emissary's `getambassador.io/v3alpha1` shape: `Mapping` and `Module`. This file
+ * The resources users write, in Emissary's `getambassador.io/v3alpha1` shape: `Mapping`, `Module`, `AuthService`
+ * and `RateLimitService`. This file
  * says what a valid resource is; translate.ts says what it means.
  */
 import { isIP } from 'node:net';
@@ -113,6 +114,7 @@ export interface MappingSpec {
   use_websocket?: boolean;
   cors?: Cors;
   bypass_auth?: boolean;
+  auth_context_extensions?: Record<string, string>;
   labels?: Record<string, unknown>;
   docs?: Record<string, unknown>;
 }
@@ -141,8 +143,32 @@ export interface ModuleSpec {
   config?: ModuleConfig;
 }
 
+export interface AuthServiceSpec {
+  auth_service: string;
+  proto?: 'http' | 'grpc';
+  path_prefix?: string;
+  allowed_request_headers?: string[];
+  allowed_authorization_headers?: string[];
+  add_auth_headers?: Record<string, string>;
+  include_body?: { max_bytes: number; allow_partial?: boolean };
+  failure_mode_allow?: boolean;
+  timeout_ms?: number;
+  status_on_error?: { code: number };
+  protocol_version?: 'v3';
+}
+
+export interface RateLimitServiceSpec {
+  service: string;
+  protocol_version?: 'v3';
+  timeout_ms?: number;
+  domain?: string;
+  failure_mode_deny?: boolean;
+}
+
 export type Mapping = Resource<MappingSpec>;
 export type Module = Resource<ModuleSpec>;
+export type AuthService = Resource<AuthServiceSpec>;
+export type RateLimitService = Resource<RateLimitServiceSpec>;
 
 /** Emissary's defaults (irhttpmapping.py, irambassador.py). */
 export const DEFAULTS = {
@@ -150,6 +176,9 @@ export const DEFAULTS = {
   timeoutMs: 3000,
   connectTimeoutMs: 3000,
   redirectResponseCode: 301,
+  authTimeoutMs: 5000,
+  rateLimitTimeoutMs: 20,
+  rateLimitDomain: 'ambassador',
 } as const;
 
 /** `[scheme://]host[:port]` of a Mapping's `service`, resolved by DNS; port 80, or 443 with `https://`. */
@@ -265,11 +294,24 @@ const cors = object({
   },
 });
 
-/** A rate-limit label action: a name (`remote_address`, or a generic key value) or `{request_headers: …}` and friends. */
+/**
+ * A rate limit label action, Emissary's format: a string (`source_cluster`, `destination_cluster`,
+ * `remote_address`, or else a generic key value) or an object with one of the keys below.
+ */
+const LABEL_ACTIONS: Record<string, Check> = {
+  source_cluster: object({ fields: {} }),
+  destination_cluster: object({ fields: {} }),
+  remote_address: object({ fields: { key: str() } }),
+  generic_key: object({ fields: { key: str(), value: str() }, required: ['value'] }),
+  request_headers: object({ fields: { key: str(), header_name: headerName, omit_if_not_present: bool }, required: ['key', 'header_name'] }),
+};
 const labelAction: Check = (value, path, errors) => {
-  if (typeof value !== 'string' && !(isObject(value) && Object.keys(value).length === 1)) {
-    errors.push({ code: 'wrong_type', path, message: `expected a label action (a string or an object with one key), got ${typeName(value)}` });
-  }
+  if (typeof value === 'string') return;
+  const keys = isObject(value) ? Object.keys(value) : [];
+  const check = keys.length === 1 ? LABEL_ACTIONS[keys[0]!] : undefined;
+  if (check === undefined) {
+    errors.push({ code: isObject(value) ? 'invalid_value' : 'wrong_type', path, message: `expected a string or an object with one of ${Object.keys(LABEL_ACTIONS).join(', ')}, got ${isObject(value) ? `{${keys.join(', ')}}` : typeName(value)}` });
+  } else check((value as Record<string, unknown>)[keys[0]!] ?? {}, childPath(path, keys[0]!), errors);
 };
 
 const matchValue = either(str(), oneOf(true), 'a string or true');
@@ -318,9 +360,54 @@ export const MAPPING_FIELDS: Record<keyof MappingSpec, Check> = {
   use_websocket: bool,
   cors,
   bypass_auth: bool,
+  auth_context_extensions: mapOf(str(undefined, 256), str()),
   labels: mapOf(str(), listOf(mapOf(str(), listOf(labelAction)))),
   docs: object({ fields: { path: str(), url: str(), ignored: bool, display_name: str(), timeout_ms: timeoutMs } }),
 };
+
+const protocolVersion = oneOf('v3');
+
+export const AUTH_SERVICE_FIELDS: Record<keyof AuthServiceSpec, Check> = {
+  auth_service: service,
+  proto: oneOf('http', 'grpc'),
+  path_prefix: urlPath,
+  allowed_request_headers: listOf(headerName),
+  allowed_authorization_headers: listOf(headerName),
+  add_auth_headers: mapOf(headerName, str()),
+  include_body: object({ fields: { max_bytes: int(1, 64 * 1024 * 1024), allow_partial: bool }, required: ['max_bytes'] }),
+  failure_mode_allow: bool,
+  timeout_ms: int(1, 86_400_000),
+  status_on_error: object({ fields: { code: int(100, 599) }, required: ['code'] }),
+  protocol_version: protocolVersion,
+};
+
+export const RATE_LIMIT_SERVICE_FIELDS: Record<keyof RateLimitServiceSpec, Check> = {
+  service,
+  protocol_version: protocolVersion,
+  timeout_ms: int(1, 86_400_000),
+  domain: str(undefined, 256),
+  failure_mode_deny: bool,
+};
+
+/** Emissary fields Portico knows and does not implement: refused with a reason rather than as unknown. */
+const AUTH_SERVICE_REFUSED: Record<string, string> = {
+  add_linkerd_headers: 'Portico does not add Linkerd headers',
+  allow_request_body: 'use include_body',
+  tls: 'use an https:// auth_service',
+};
+
+const HTTP_ONLY = ['path_prefix', 'allowed_request_headers', 'allowed_authorization_headers', 'add_auth_headers'];
+
+function refuse(spec: Record<string, unknown>, refused: Record<string, string>, path: string, errors: ConfigError[]): Record<string, unknown> {
+  const rest = { ...spec };
+  for (const [field, why] of Object.entries(refused)) {
+    if (field in rest) {
+      errors.push({ code: 'unsupported_field', path: childPath(path, field), message: `${field} is not supported: ${why}` });
+      delete rest[field];
+    }
+  }
+  return rest;
+}
 
 export const MODULE_CONFIG_FIELDS: Record<keyof ModuleConfig, Check> = {
   cluster_request_timeout_ms: timeoutMs,
@@ -402,6 +489,24 @@ export const KINDS: Record<string, KindInfo> = {
       if (name !== 'ambassador') errors.push({ code: 'invalid_value', path: 'metadata.name', message: 'the Module must be named "ambassador"' });
       object({ fields: { config: object({ fields: MODULE_CONFIG_FIELDS }) } })(spec, path, errors);
     },
+  },
+  AuthService: {
+    plural: 'authservices',
+    check: (spec, path, errors) => {
+      const rest = refuse(spec, AUTH_SERVICE_REFUSED, path, errors);
+      object({ fields: AUTH_SERVICE_FIELDS, required: ['auth_service'] })(rest, path, errors);
+      // A CheckRequest carries every header and the service's answer says which to add: these shape HTTP checks
+      // only, and would be silently ignored over gRPC.
+      if (spec.proto === 'grpc') {
+        for (const field of HTTP_ONLY.filter((f) => spec[f] !== undefined)) {
+          errors.push({ code: 'invalid_value', path: childPath(path, field), message: `${field} applies only with proto: http` });
+        }
+      }
+    },
+  },
+  RateLimitService: {
+    plural: 'ratelimitservices',
+    check: (spec, path, errors) => object({ fields: RATE_LIMIT_SERVICE_FIELDS, required: ['service'] })(spec, path, errors),
   },
 };
 

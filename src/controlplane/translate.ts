@@ -1,6 +1,6 @@
 /**
- * Mappings and the Module → Envoy v3 resources (one HTTP listener with its route table, and clusters), following
- * Emissary's translation (irhttpmapping.py, irbasemappinggroup.py, v3route.py). The output is proto3-JSON in a
+ * Mappings, the Module, the AuthService and the RateLimitService → Envoy v3 resources (one HTTP listener with its
+ * route table and filters, and clusters), following Emissary's translation (irhttpmapping.py, irbasemappinggroup.py, v3route.py). The output is proto3-JSON in a
  * fixed key order, so the same input always gives the same bytes; `checkTranslation` then runs the data plane's
  * own validation and names, for every problem, the resource field that caused it.
  */
@@ -12,6 +12,8 @@ import { HCM_TYPE, ROUTER_TYPE } from '../config/validate.js';
 import { compileBootstrap } from '../dataplane/data-plane.js';
 import type { Logger } from '../util/logger.js';
 import {
+  type AuthService,
+  type AuthServiceSpec,
   type Cors,
   DEFAULTS,
   type HeaderValue,
@@ -21,6 +23,8 @@ import {
   type ModuleConfig,
   type ModuleSpec,
   parseService,
+  type RateLimitService,
+  type RateLimitServiceSpec,
   type Resource,
   resourceKey,
   type ServiceAddress,
@@ -45,6 +49,8 @@ export interface ResourceError extends ConfigError {
 /** Which resource (and field) produced an element of the output, for naming the cause of a problem. */
 interface Origin {
   resource: string;
+  /** The one field behind everything this origin produced (an AuthService's cluster: `spec.auth_service`). */
+  field?: string;
   /** The Module field whose default a Mapping inherited, by Mapping field. */
   inherited: Partial<Record<keyof MappingSpec, string>>;
 }
@@ -62,6 +68,13 @@ export interface Translation {
 const TYPE = 'type.googleapis.com/';
 const CORS_FILTER = 'envoy.extensions.filters.http.cors.v3.Cors';
 const CORS_POLICY = 'envoy.extensions.filters.http.cors.v3.CorsPolicy';
+const EXT_AUTHZ = 'envoy.filters.http.ext_authz';
+const EXT_AUTHZ_FILTER = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
+const EXT_AUTHZ_PER_ROUTE = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute';
+const RATELIMIT_FILTER = 'envoy.extensions.filters.http.ratelimit.v3.RateLimit';
+/** Emissary's defaults, unioned with the AuthService's own lists (irauth.py). */
+const AUTH_REQUEST_HEADERS = ['authorization', 'cookie', 'from', 'proxy-authorization', 'user-agent', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto'];
+const AUTH_RESPONSE_HEADERS = ['authorization', 'location', 'proxy-authenticate', 'set-cookie', 'www-authenticate'];
 export const LISTENER_NAME = 'ambassador-listener';
 
 /**
@@ -118,11 +131,32 @@ const MODULE_DEFAULTS: Partial<Record<keyof MappingSpec, keyof ModuleConfig>> = 
   cors: 'cors',
 };
 
-/** Translates validated resources (see parseResource). Problems that involve several Mappings land in `errors`. */
+/** What routes depend on beyond their own Mapping: whether ext_authz runs, and which label domain is sent. */
+interface Services {
+  auth: boolean;
+  rateLimitDomain: string | undefined;
+}
+
+/**
+ * The one resource of a kind Emissary uses per gateway (AuthService, RateLimitService): the first by name; any
+ * other is an error, since Portico does not spread checks over several services.
+ */
+function single<R extends Resource>(resources: readonly Resource[], kind: string, errors: ResourceError[]): R | undefined {
+  const all = resources.filter((r) => r.kind === kind).sort((a, b) => compare(a.metadata.name, b.metadata.name));
+  for (const extra of all.slice(1)) {
+    errors.push({ resource: resourceKey(extra), code: 'invalid_value', path: 'metadata.name', message: `only one ${kind} per gateway; ${resourceKey(all[0]!)} is already in use` });
+  }
+  return all[0] as R | undefined;
+}
+
+/** Translates validated resources (see parseResource). Problems that involve several resources land in `errors`. */
 export function translate(resources: readonly Resource[], options: TranslateOptions): Translation {
   const module = ((resources.find((r) => r.kind === 'Module')?.spec as ModuleSpec | undefined)?.config ?? NO_MODULE) as ModuleConfig;
   const mappings = resources.filter((r): r is Mapping => r.kind === 'Mapping').sort((a, b) => compare(a.metadata.name, b.metadata.name));
   const errors: ResourceError[] = [];
+  const auth = single<AuthService>(resources, 'AuthService', errors);
+  const rls = single<RateLimitService>(resources, 'RateLimitService', errors);
+  const services: Services = { auth: auth !== undefined, rateLimitDomain: rls ? (rls.spec.domain ?? DEFAULTS.rateLimitDomain) : undefined };
 
   // Clusters: one per distinct service and cluster settings, named after the service as Emissary does.
   const clusterBodies = new Map<string, { base: string; body: Json; origins: Origin[] }>();
@@ -144,8 +178,11 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     clusterName.set(key, baseCount.get(base)! > 1 ? `${base}_${createHash('sha1').update(key).digest('hex').slice(0, 8)}` : base);
   }
   for (const p of prepared) p.cluster = clusterName.get(p.cluster)!;
+  const authCluster = auth && serviceCluster('extauth', auth, auth.spec.auth_service, auth.spec.proto === 'grpc', 'spec.auth_service');
+  const rlsCluster = rls && serviceCluster('ratelimit', rls, rls.spec.service, true, 'spec.service');
   const clusters = [...clusterBodies.entries()]
     .map(([key, { body, origins }]) => ({ name: clusterName.get(key)!, body, origins }))
+    .concat([authCluster, rlsCluster].filter((c) => c !== undefined))
     .sort((a, b) => compare(a.name, b.name));
   const clustersOf = new Map<string, string[]>();
   for (const p of prepared) clustersOf.set(p.origin.resource, [p.cluster]);
@@ -164,7 +201,7 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     const only = members.length === 1 ? members[0]! : undefined;
     if (only !== undefined && !only.spec.shadow) {
       // The common case, a Mapping alone on its match.
-      routes.push(cachedRoute(only, module, undefined, undefined));
+      routes.push(cachedRoute(only, module, services, undefined, undefined));
       routeOrigins.push([only.origin]);
       continue;
     }
@@ -176,7 +213,7 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     const shadow = shadows[0];
     const weights = normalizeWeights(serving, errors);
     serving.forEach((p, i) => {
-      routes.push(cachedRoute(p, module, weights.length > 1 ? weights[i] : undefined, shadow));
+      routes.push(cachedRoute(p, module, services, weights.length > 1 ? weights[i] : undefined, shadow));
       routeOrigins.push(shadow ? [p.origin, shadow.origin] : [p.origin]);
     });
     if (shadow && serving.length === 0) {
@@ -190,6 +227,15 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
   if (corsUsers.length > 0) {
     httpFilters.push({ name: 'envoy.filters.http.cors', typed_config: { '@type': TYPE + CORS_FILTER } });
     filterOrigins.push(corsUsers);
+  }
+  // Emissary's order: CORS answers preflights before authentication, authentication comes before rate limiting.
+  if (auth && authCluster) {
+    httpFilters.push({ name: EXT_AUTHZ, typed_config: extAuthz(auth.spec, authCluster.name) });
+    filterOrigins.push([{ resource: resourceKey(auth), inherited: {}, field: 'spec' }]);
+  }
+  if (rls && rlsCluster) {
+    httpFilters.push({ name: 'envoy.filters.http.ratelimit', typed_config: rateLimitFilter(rls.spec, services.rateLimitDomain!, rlsCluster.name) });
+    filterOrigins.push([{ resource: resourceKey(rls), inherited: {}, field: 'spec' }]);
   }
   const router: Json = { '@type': TYPE + ROUTER_TYPE };
   if (module.suppress_envoy_headers !== undefined) router.suppress_envoy_headers = module.suppress_envoy_headers;
@@ -253,6 +299,60 @@ function connectionManager(module: ModuleConfig): Json {
   if (Object.keys(common).length) hcm.common_http_protocol_options = common;
   if (module.enable_http10 !== undefined) hcm.http_protocol_options = { accept_http_10: module.enable_http10 };
   return hcm;
+}
+
+/** The cluster of an AuthService or RateLimitService, named as Emissary names them; gRPC needs HTTP/2. */
+function serviceCluster(prefix: string, r: Resource, address: string, grpc: boolean, field: string): { name: string; body: Json; origins: Origin[] } {
+  const service = parseService(address) as ServiceAddress;
+  const body = clusterBody({ prefix: '/', service: address }, service);
+  if (grpc) body.http2_protocol_options = {};
+  return { name: `cluster_${prefix}_${mangle(address)}`, body, origins: [{ resource: resourceKey(r), inherited: {}, field }] };
+}
+
+function exactHeaders(defaults: string[], extra: string[] | undefined): Json {
+  const names = [...new Set([...defaults, ...(extra ?? []).map((h) => h.toLowerCase())])].sort(compare);
+  return { patterns: names.map((exact) => ({ exact, ignore_case: true })) };
+}
+
+/** Emissary's V3HTTPFilter_authv1: the AuthService as an ext_authz filter over its cluster. */
+function extAuthz(spec: AuthServiceSpec, cluster: string): Json {
+  const timeout = formatDuration(spec.timeout_ms ?? DEFAULTS.authTimeoutMs);
+  const out: Json = { '@type': TYPE + EXT_AUTHZ_FILTER };
+  if (spec.proto === 'grpc') {
+    out.grpc_service = { envoy_grpc: { cluster_name: cluster }, timeout };
+  } else {
+    const service = parseService(spec.auth_service) as ServiceAddress;
+    const http: Json = { server_uri: { uri: `${service.tls ? 'https' : 'http'}://${spec.auth_service.replace(/^https?:\/\//i, '')}`, cluster, timeout } };
+    if (spec.path_prefix !== undefined) http.path_prefix = spec.path_prefix;
+    const request: Json = { allowed_headers: exactHeaders(AUTH_REQUEST_HEADERS, spec.allowed_request_headers) };
+    if (spec.add_auth_headers !== undefined) {
+      request.headers_to_add = Object.entries(spec.add_auth_headers).sort(([a], [b]) => compare(a, b)).map(([key, value]) => ({ key, value }));
+    }
+    http.authorization_request = request;
+    // Emissary uses one list both ways: to the upstream on success, to the client on a denial.
+    const responseHeaders = exactHeaders(AUTH_RESPONSE_HEADERS, spec.allowed_authorization_headers);
+    http.authorization_response = { allowed_upstream_headers: responseHeaders, allowed_client_headers: responseHeaders };
+    out.http_service = http;
+  }
+  out.transport_api_version = 'V3';
+  // As Emissary: headers the authorization service sets may change which route matches.
+  out.clear_route_cache = true;
+  if (spec.failure_mode_allow !== undefined) out.failure_mode_allow = spec.failure_mode_allow;
+  if (spec.include_body !== undefined) {
+    out.with_request_body = { max_request_bytes: spec.include_body.max_bytes, allow_partial_message: spec.include_body.allow_partial ?? false };
+  }
+  if (spec.status_on_error !== undefined) out.status_on_error = { code: spec.status_on_error.code };
+  return out;
+}
+
+function rateLimitFilter(spec: RateLimitServiceSpec, domain: string, cluster: string): Json {
+  return {
+    '@type': TYPE + RATELIMIT_FILTER,
+    domain,
+    timeout: formatDuration(spec.timeout_ms ?? DEFAULTS.rateLimitTimeoutMs),
+    failure_mode_deny: spec.failure_mode_deny ?? false,
+    rate_limit_service: { grpc_service: { envoy_grpc: { cluster_name: cluster } }, transport_api_version: 'V3' },
+  };
 }
 
 /** A cluster without its name and endpoints (which follow from the service): what makes two clusters differ. */
@@ -412,13 +512,13 @@ const REDIRECT_CODES: Record<number, string> = {
   308: 'PERMANENT_REDIRECT',
 };
 
-function cachedRoute(p: Prepared, module: ModuleConfig, cumulativeWeight: number | undefined, shadow: Prepared | undefined): Json {
-  const inputs = `${p.cluster} ${cumulativeWeight} ${shadow?.cluster} ${shadow?.spec.weight}`;
-  if (p.route?.inputs !== inputs) p.route = { inputs, json: route(p, module, cumulativeWeight, shadow) };
+function cachedRoute(p: Prepared, module: ModuleConfig, services: Services, cumulativeWeight: number | undefined, shadow: Prepared | undefined): Json {
+  const inputs = `${p.cluster} ${cumulativeWeight} ${shadow?.cluster} ${shadow?.spec.weight} ${services.auth} ${services.rateLimitDomain}`;
+  if (p.route?.inputs !== inputs) p.route = { inputs, json: route(p, module, services, cumulativeWeight, shadow) };
   return p.route.json;
 }
 
-function route(p: Prepared, module: ModuleConfig, cumulativeWeight: number | undefined, shadow: Prepared | undefined): Json {
+function route(p: Prepared, module: ModuleConfig, services: Services, cumulativeWeight: number | undefined, shadow: Prepared | undefined): Json {
   const { spec, service } = p;
   const match = routeMatch(spec);
   if (cumulativeWeight !== undefined) {
@@ -435,7 +535,7 @@ function route(p: Prepared, module: ModuleConfig, cumulativeWeight: number | und
     redirect.response_code = REDIRECT_CODES[spec.redirect_response_code ?? DEFAULTS.redirectResponseCode];
     out.redirect = redirect;
   } else {
-    out.route = routeAction(p, module, shadow);
+    out.route = routeAction(p, module, services, shadow);
   }
   const requestAdd = headersToAdd(spec.add_request_headers);
   if (requestAdd) out.request_headers_to_add = requestAdd;
@@ -443,7 +543,15 @@ function route(p: Prepared, module: ModuleConfig, cumulativeWeight: number | und
   const responseAdd = headersToAdd(spec.add_response_headers);
   if (responseAdd) out.response_headers_to_add = responseAdd;
   if (spec.remove_response_headers) out.response_headers_to_remove = spec.remove_response_headers;
-  if (spec.cors !== undefined) out.typed_per_filter_config = { 'envoy.filters.http.cors': { '@type': TYPE + CORS_POLICY, ...corsPolicy(spec.cors) } };
+  const perFilter: Json = {};
+  if (spec.cors !== undefined) perFilter['envoy.filters.http.cors'] = { '@type': TYPE + CORS_POLICY, ...corsPolicy(spec.cors) };
+  if (services.auth) {
+    if (spec.bypass_auth) perFilter[EXT_AUTHZ] = { '@type': TYPE + EXT_AUTHZ_PER_ROUTE, disabled: true };
+    else if (spec.auth_context_extensions !== undefined) {
+      perFilter[EXT_AUTHZ] = { '@type': TYPE + EXT_AUTHZ_PER_ROUTE, check_settings: { context_extensions: spec.auth_context_extensions } };
+    }
+  }
+  if (Object.keys(perFilter).length) out.typed_per_filter_config = perFilter;
   return out;
 }
 
@@ -451,7 +559,7 @@ function regexRewrite(r: { pattern: string; substitution: string }): Json {
   return { pattern: { regex: r.pattern }, substitution: r.substitution };
 }
 
-function routeAction(p: Prepared, module: ModuleConfig, shadow: Prepared | undefined): Json {
+function routeAction(p: Prepared, module: ModuleConfig, services: Services, shadow: Prepared | undefined): Json {
   const { spec } = p;
   const action: Json = { cluster: p.cluster };
   if (spec.regex_rewrite !== undefined) action.regex_rewrite = regexRewrite(spec.regex_rewrite);
@@ -478,7 +586,9 @@ function routeAction(p: Prepared, module: ModuleConfig, shadow: Prepared | undef
       { cluster: shadow.cluster, runtime_fraction: { default_value: { numerator: shadow.spec.weight ?? 100, denominator: 'HUNDRED' } } },
     ];
   }
-  if (spec.labels !== undefined) action.rate_limits = rateLimits(spec.labels);
+  // Emissary sends only the labels of the RateLimitService's domain; without one, labels do nothing.
+  const groups = services.rateLimitDomain !== undefined ? spec.labels?.[services.rateLimitDomain] : undefined;
+  if (groups !== undefined) action.rate_limits = rateLimits(groups as LabelGroup[]);
   return action;
 }
 
@@ -517,25 +627,23 @@ function corsPolicy(cors: Cors): Json {
   return out;
 }
 
-/** Mapping `labels` (`{domain: [{group: [action, …]}]}`) → Envoy rate limit actions, one entry per group. */
-function rateLimits(labels: Record<string, unknown>): Json[] {
-  const out: Json[] = [];
-  for (const domain of Object.keys(labels).sort(compare)) {
-    for (const group of labels[domain] as Record<string, unknown[]>[]) {
-      for (const actions of Object.values(group)) out.push({ actions: actions.map(rateLimitAction) });
-    }
-  }
-  return out;
+type LabelGroup = Record<string, unknown[]>;
+
+/** The label groups of one domain (`[{group: [action, …]}]`) → Envoy rate limits, one per group. */
+function rateLimits(groups: LabelGroup[]): Json[] {
+  return groups.flatMap((group) => Object.values(group).map((actions) => ({ actions: actions.map(rateLimitAction) })));
 }
 
+/** One label action (checked by resources.ts) → an Envoy `RateLimit.Action`. */
 function rateLimitAction(action: unknown): Json {
   if (action === 'source_cluster' || action === 'destination_cluster' || action === 'remote_address') return { [action]: {} };
   if (typeof action === 'string') return { generic_key: { descriptor_value: action } };
-  const [kind, value] = Object.entries(action as Json)[0] ?? [];
+  const [kind, value] = Object.entries(action as Json)[0]!;
   const v = (value ?? {}) as Json;
-  if (kind === 'request_headers') return { request_headers: { descriptor_key: v.key, header_name: v.header_name, skip_if_absent: v.omit_if_not_present ?? false } };
-  if (kind === 'generic_key') return { generic_key: { descriptor_key: v.key ?? 'generic_key', descriptor_value: v.value } };
-  return { [kind ?? 'generic_key']: v };
+  if (kind === 'request_headers') return { request_headers: { header_name: v.header_name, descriptor_key: v.key, skip_if_absent: v.omit_if_not_present ?? false } };
+  if (kind === 'generic_key') return { generic_key: { descriptor_value: v.value, ...(v.key !== undefined ? { descriptor_key: v.key } : {}) } };
+  // Envoy's remote_address, source_cluster and destination_cluster take no settings (the descriptor key is fixed).
+  return { [kind]: {} };
 }
 
 /** The bootstrap the data plane serves for a translation (plus the admin address, when there is one). */
@@ -557,6 +665,8 @@ const ROUTE_FIELDS: [RegExp, keyof MappingSpec][] = [
   [/^\.route\.host_rewrite_literal/, 'host_rewrite'],
   [/^\.route\.auto_host_rewrite/, 'auto_host_rewrite'],
   [/^\.redirect/, 'host_redirect'],
+  [/^\.typed_per_filter_config\W+envoy\.filters\.http\.ext_authz.*check_settings/, 'auth_context_extensions'],
+  [/^\.typed_per_filter_config\W+envoy\.filters\.http\.ext_authz/, 'bypass_auth'],
   [/^\.typed_per_filter_config/, 'cors'],
   [/^\.match\.headers/, 'headers'],
   [/^\.match\.query_parameters/, 'query_parameters'],
@@ -621,6 +731,7 @@ function locate(
   // A mirror policy is the shadow Mapping's doing; everything else on the route is the serving Mapping's.
   const owners = field === 'shadow' ? producers.slice(1) : fields === ROUTE_FIELDS ? producers.slice(0, 1) : producers;
   return owners.map((o) => {
+    if (o.field !== undefined) return { resource: o.resource, path: o.field };
     const inherited = o.inherited[field];
     return inherited ? { resource: 'Module/ambassador', path: inherited } : { resource: o.resource, path: `spec.${field}` };
   });

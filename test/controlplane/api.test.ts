@@ -158,16 +158,13 @@ describe('control plane API', () => {
         'spec.colour unknown_field',
         'spec.prefix invalid_value',
       ]);
-      // Rate limit actions without CEL are supported; an `extension` action is not.
-      const labels = { ambassador: [{ per_client: [{ extension: { name: 'cel' } }] }] };
-      const unsupported = await gw.api('/api/v1/mappings/api', { method: 'PUT', body: mapping('/api2/', { labels }) });
-      assert.equal(unsupported.status, 400);
-      // Envoy requires the extension's typed_config too.
-      assert.deepEqual(unsupported.json.errors.map((e: { resource: string; path: string; code: string }) => `${e.resource} ${e.path} ${e.code}`), [
-        'Mapping/api spec.labels missing_required',
-        'Mapping/api spec.labels unsupported_field',
+      const labels = { ambassador: [{ per_client: [{ remote_addr: {} }] }] };
+      const badLabel = await gw.api('/api/v1/mappings/api', { method: 'PUT', body: mapping('/api2/', { labels }) });
+      assert.equal(badLabel.status, 400);
+      assert.deepEqual(badLabel.json.errors.map((e: { resource: string; path: string; code: string }) => `${e.resource} ${e.path} ${e.code}`), [
+        'Mapping/api spec.labels.ambassador[0].per_client[0] invalid_value',
       ]);
-      assert.match(unsupported.json.errors[1].message, /rate_limits/);
+      assert.match(badLabel.json.errors[0].message, /remote_address/);
       assert.equal((await gw.api('/api/v1/history')).json.version, before);
       assert.deepEqual((await gw.api('/api/v1/mappings/api')).json.spec, { prefix: '/api2/', service });
     });

@@ -64,6 +64,17 @@ describe('portico start, apply, get and delete', () => {
     assert.equal((await httpRequest(`${portico.proxy}/one/x`)).status, 404);
   });
 
+  it('applies, gets and deletes an AuthService by kind name', () => {
+    const file = join(dir, 'auth.yaml');
+    writeFileSync(file, 'kind: AuthService\nmetadata: { name: authn }\nspec: { auth_service: "auth.example:3000", proto: grpc }\n');
+    const applied = cli('apply', '-f', file, '--api-token', 'tok');
+    assert.equal(applied.status, 0, applied.stderr);
+    assert.match(applied.stdout, /AuthService\/authn created/);
+    assert.match(cli('get', 'authservice', 'authn').stdout, /kind: AuthService\n[\s\S]*auth_service: auth\.example:3000/);
+    assert.deepEqual(JSON.parse(cli('get', 'authservices', '-o', 'json').stdout).map((a: { metadata: { name: string } }) => a.metadata.name), ['authn']);
+    assert.match(cli('delete', 'AuthService', 'authn', '--api-token', 'tok').stdout, /AuthService\/authn deleted/);
+  });
+
   it('stops on SIGTERM with exit code 0', async () => {
     assert.equal(await portico.stop(), 0);
   });

@@ -163,6 +163,55 @@ describe('the dashboard in Chromium', () => {
     });
   });
 
+  describe('with an AuthService and a RateLimitService', () => {
+    let gw: TestGateway;
+    before(async () => {
+      if (browser) gw = await startTestGateway();
+    });
+    after(async () => gw?.close());
+
+    it('shows which mappings the AuthService protects and which bypass it, and each mapping\'s rate limit labels', async (t) => {
+      if (!browser) return t.skip(CHROMIUM_MISSING);
+      const labels = {
+        ambassador: [{ per_user: ['remote_address', { request_headers: { key: 'user', header_name: 'x-user', omit_if_not_present: true } }] }, { flat: ['api'] }],
+        elsewhere: [{ unused: [{ generic_key: { value: 'x' } }] }],
+      };
+      const yaml = JSON.stringify([
+        { kind: 'Mapping', metadata: { name: 'api' }, spec: { prefix: '/api/', service: 'api.example', labels } },
+        { kind: 'Mapping', metadata: { name: 'health' }, spec: { prefix: '/health/', service: 'api.example', bypass_auth: true } },
+      ]);
+      assert.equal((await gw.api('/api/v1/apply', { method: 'POST', body: yaml })).status, 200);
+      const { page, errors } = await openDashboard(browser, gw);
+      await page.locator('#mappings tr[data-name="api"]').waitFor();
+      // Without the services: no protection, and labels shown as not sent.
+      assert.equal((await row(page, 'api'))[9], '–');
+      assert.equal(await page.locator('#mappings tr[data-name="api"] .chip.inactive').count(), 3);
+      assert.match(await page.locator('#overview').innerText(), /no AuthService: every mapping is open/);
+
+      const services = JSON.stringify([
+        { kind: 'AuthService', metadata: { name: 'authn' }, spec: { auth_service: 'auth.example:3000' } },
+        { kind: 'RateLimitService', metadata: { name: 'limits' }, spec: { service: 'rls.example:8081' } },
+      ]);
+      assert.equal((await gw.api('/api/v1/apply', { method: 'POST', body: services })).status, 200);
+      await page.getByRole('button', { name: 'Refresh' }).click();
+      await until('the api row shows protected', async () => (await row(page, 'api'))[9] === 'protected');
+      assert.equal((await row(page, 'health'))[9], 'bypass');
+      assert.deepEqual(await page.locator('#mappings tr[data-name="api"] td:nth-child(11) .chip:not(.inactive)').allTextContents(), [
+        'per_user: remote_address, user=header x-user?',
+        'flat: "api"',
+      ]);
+      assert.deepEqual(await page.locator('#mappings tr[data-name="api"] .chip.inactive').allTextContents(), ['elsewhere/unused: generic_key="x"']);
+      assert.equal((await row(page, 'health'))[10], '');
+      const overview = await page.locator('#overview').innerText();
+      assert.match(overview, /AuthService authn/);
+      assert.match(overview, /http auth\.example:3000 · 1 protected, 1 bypass/);
+      assert.match(overview, /RateLimitService limits/);
+      assert.match(overview, /domain ambassador · 1 mappings labelled/);
+      assert.deepEqual(errors, []);
+      await page.close();
+    });
+  });
+
   describe('with --api-token', () => {
     let gw: TestGateway;
     before(async () => {

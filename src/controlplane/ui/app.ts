@@ -62,6 +62,9 @@ const state = {
   version: -1,
   served: -1,
   mappings: [] as Resource[],
+  /** The AuthService and RateLimitService in use (one of each at most: the translation refuses a second). */
+  authService: undefined as Resource | undefined,
+  rateLimitService: undefined as Resource | undefined,
   stats: {} as Record<string, MappingStats>,
   history: [] as VersionInfo[],
   historyComplete: false,
@@ -184,11 +187,15 @@ function setupToken(): void {
 
 /** The mappings and the first page of history: after a change, and whenever the version moved. */
 async function loadConfig(): Promise<void> {
-  const [list, history] = await Promise.all([
+  const [list, auth, rls, history] = await Promise.all([
     call<{ version: number; items: Resource[] }>('GET', '/api/v1/mappings'),
+    call<{ items: Resource[] }>('GET', '/api/v1/authservices'),
+    call<{ items: Resource[] }>('GET', '/api/v1/ratelimitservices'),
     call<History>('GET', `/api/v1/history?limit=${HISTORY_PAGE}`),
   ]);
   if (list.status === 200) state.mappings = list.body.items;
+  if (auth.status === 200) state.authService = auth.body.items[0];
+  if (rls.status === 200) state.rateLimitService = rls.body.items[0];
   if (history.status === 200) {
     state.version = history.body.version;
     state.served = history.body.served;
@@ -246,6 +253,8 @@ function renderOverview(): void {
       inSync ? 'served by the data plane' : `data plane serves version ${state.served}, applying…`,
       inSync ? undefined : 'warn',
     ),
+    authCard(),
+    rateLimitCard(),
     card('Upstream members', `${healthy} / ${total}`, 'healthy / total, over all mappings', total === 0 ? undefined : healthy === total ? 'good' : healthy === 0 ? 'bad' : 'warn'),
     card(
       'Upstream responses',
@@ -257,7 +266,55 @@ function renderOverview(): void {
   byId('updated').textContent = state.updatedAt ? `updated ${state.updatedAt.toLocaleTimeString()}` : '';
 }
 
+function authCard(): HTMLElement {
+  const auth = state.authService;
+  if (auth === undefined) return card('Authentication', 'none', 'no AuthService: every mapping is open');
+  const bypassing = state.mappings.filter((m) => m.spec.bypass_auth === true).length;
+  return card(
+    'Authentication',
+    `AuthService ${auth.metadata.name}`,
+    `${String(auth.spec.proto ?? 'http')} ${String(auth.spec.auth_service)} · ${state.mappings.length - bypassing} protected, ${bypassing} bypass`,
+    'good',
+  );
+}
+
+function rateLimitCard(): HTMLElement {
+  const rls = state.rateLimitService;
+  if (rls === undefined) return card('Rate limits', 'none', 'no RateLimitService: labels are not sent');
+  const limited = state.mappings.filter((m) => rateLimitGroups(m).some((g) => g.active)).length;
+  return card('Rate limits', `RateLimitService ${rls.metadata.name}`, `${String(rls.spec.service)} · domain ${rateLimitDomain()} · ${limited} mappings labelled`);
+}
+
 // ---- mappings ---------------------------------------------------------------------------------------------
+
+function rateLimitDomain(): string | undefined {
+  return state.rateLimitService ? String(state.rateLimitService.spec.domain ?? 'ambassador') : undefined;
+}
+
+/** A label action as the descriptor entry it makes: `"literal"`, `user=header x-user`, `remote_address`. */
+function describeAction(action: unknown): string {
+  if (typeof action === 'string') return ['source_cluster', 'destination_cluster', 'remote_address'].includes(action) ? action : `"${action}"`;
+  const [kind, value] = Object.entries((action ?? {}) as Record<string, Record<string, unknown> | null>)[0] ?? ['?', null];
+  if (kind === 'generic_key') return `${String(value?.key ?? 'generic_key')}="${String(value?.value)}"`;
+  if (kind === 'request_headers') return `${String(value?.key)}=header ${String(value?.header_name)}${value?.omit_if_not_present ? '?' : ''}`;
+  return kind;
+}
+
+/** Each label group of a Mapping; active when its domain is the RateLimitService's (only those are sent). */
+function rateLimitGroups(m: Resource): { text: string; active: boolean }[] {
+  const domain = rateLimitDomain();
+  const labels = (m.spec.labels ?? {}) as Record<string, Record<string, unknown[]>[]>;
+  return Object.entries(labels).flatMap(([d, groups]) =>
+    groups.flatMap((group) =>
+      Object.entries(group).map(([name, actions]) => ({ text: `${d === domain ? '' : `${d}/`}${name}: ${actions.map(describeAction).join(', ')}`, active: d === domain })),
+    ),
+  );
+}
+
+function authCell(m: Resource): HTMLElement {
+  if (state.authService === undefined) return h('td', {}, '–');
+  return m.spec.bypass_auth === true ? h('td', { class: 'warn' }, 'bypass') : h('td', { class: 'good' }, 'protected');
+}
 
 function labelsOf(m: Resource): string[] {
   return Object.entries(m.metadata.labels ?? {}).map(([k, v]) => `${k}=${v}`);
@@ -285,6 +342,14 @@ function renderMappings(): void {
       h('td', { class: 'num' }, s?.upstream_4xx ?? '–'),
       h('td', { class: `num ${s?.upstream_5xx ? 'warn' : ''}` }, s?.upstream_5xx ?? '–'),
       h('td', { class: `num ${tone}` }, members),
+      authCell(m),
+      h(
+        'td',
+        {},
+        ...rateLimitGroups(m).map((g) =>
+          h('span', { class: g.active ? 'chip' : 'chip inactive', title: g.active ? undefined : 'not sent: not the RateLimitService\'s domain' }, g.text),
+        ),
+      ),
       h(
         'td',
         { class: 'actions' },
@@ -296,7 +361,7 @@ function renderMappings(): void {
   });
   if (rows.length === 0) {
     const empty = state.mappings.length === 0 ? 'No mappings yet: create one with “New mapping”.' : 'No mapping matches the filter.';
-    rows.push(h('tr', {}, h('td', { colspan: 10, class: 'empty' }, empty)));
+    rows.push(h('tr', {}, h('td', { colspan: 12, class: 'empty' }, empty)));
   }
   byId('mappings').querySelector('tbody')!.replaceChildren(...rows);
 }

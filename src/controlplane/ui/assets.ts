@@ -52,7 +52,10 @@ const INDEX_HTML = `<!doctype html>
         <thead><tr>
           <th>Name</th><th>Prefix</th><th>Service</th><th class="num">Weight</th><th>Labels</th>
           <th class="num" title="2xx responses from the upstream">OK</th><th class="num">4xx</th><th class="num">5xx</th>
-          <th class="num" title="healthy / total upstream members">Healthy</th><th><span class="visually-hidden">Actions</span></th>
+          <th class="num" title="healthy / total upstream members">Healthy</th>
+          <th title="whether the AuthService checks this mapping's requests">Auth</th>
+          <th title="rate limit label groups of the RateLimitService's domain, each one descriptor">Rate limits</th>
+          <th><span class="visually-hidden">Actions</span></th>
         </tr></thead>
         <tbody></tbody>
       </table>
@@ -154,6 +157,7 @@ tbody tr:hover { background: color-mix(in srgb, var(--accent) 6%, transparent); 
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.actions { white-space: nowrap; text-align: right; }
 td.empty { color: var(--muted); text-align: center; padding: 24px; }
+.chip.inactive { opacity: 0.55; text-decoration: line-through; }
 .chip { display: inline-block; font-family: var(--mono); font-size: 11.5px; padding: 0 6px; margin: 1px 2px 1px 0;
   border: 1px solid var(--line); border-radius: 10px; }
 .history { list-style: none; padding: 0; margin: 0; display: grid; gap: 8px; }
