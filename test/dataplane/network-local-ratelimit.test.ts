@@ -3,22 +3,11 @@
  * are closed before the upstream sees them, and counted.
  */
 import assert from 'node:assert/strict';
-import { type AddressInfo, connect, createServer, type Server } from 'node:net';
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { tcpExchange } from '../support/streams.js';
 import { type RunningPortico, startPortico, stat } from '../support/portico.js';
 
-/** Sends a line and resolves with what came back before the connection closed. */
-function exchange(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    let data = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (data += chunk));
-    socket.on('error', () => {});
-    socket.on('close', () => resolve(data));
-    socket.end('hello\n');
-  });
-}
 
 describe('network local rate limit filter', () => {
   let echo: Server;
@@ -57,9 +46,9 @@ describe('network local rate limit filter', () => {
   });
 
   it('proxies max_tokens connections, then closes the next before it reaches the upstream', async () => {
-    assert.equal(await exchange(gw.port()), 'hello\n');
-    assert.equal(await exchange(gw.port()), 'hello\n');
-    assert.equal(await exchange(gw.port()), '');
+    assert.equal(await tcpExchange(gw.port()), 'hello\n');
+    assert.equal(await tcpExchange(gw.port()), 'hello\n');
+    assert.equal(await tcpExchange(gw.port()), '');
     assert.equal(upstreamConnections, 2);
     assert.equal(stat(gw, 'local_ratelimit.tcp_edge.rate_limited'), 1);
   });

@@ -4,8 +4,9 @@
  * shadow rules count without closing; stats carry Envoy's names; unsupported settings are refused.
  */
 import assert from 'node:assert/strict';
-import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { tcpExchange } from '../support/streams.js';
 import { connect as tlsConnect } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { hasOpenssl, makeTestPki, OPENSSL_MISSING, type TestPki } from '../support/certificates.js';
@@ -40,18 +41,6 @@ ${rbac.map(listener).join('')}
 `;
 }
 
-/** Connects from `from`, sends a line, and resolves with what came back before the connection closed. */
-function exchange(port: number, from: string): Promise<string> {
-  return new Promise((resolve) => {
-    const socket: Socket = connect({ host: '127.0.0.1', port, localAddress: from });
-    let data = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (data += chunk));
-    socket.on('error', () => {});
-    socket.on('close', () => resolve(data));
-    socket.end('hello\n');
-  });
-}
 
 describe('network RBAC filter', () => {
   let echo: Server;
@@ -86,9 +75,9 @@ describe('network RBAC filter', () => {
   });
 
   it('closes a denied source before the upstream sees it and proxies an allowed one', async () => {
-    assert.equal(await exchange(gw.port(0), '127.0.0.1'), 'hello\n');
+    assert.equal(await tcpExchange(gw.port(0), '127.0.0.1'), 'hello\n');
     const before = upstreamConnections;
-    assert.equal(await exchange(gw.port(0), '127.0.0.2'), '');
+    assert.equal(await tcpExchange(gw.port(0), '127.0.0.2'), '');
     assert.equal(upstreamConnections, before);
     assert.equal(stat(gw, 'edge.rbac.allowed'), 1);
     assert.equal(stat(gw, 'edge.rbac.denied'), 1);
@@ -98,8 +87,8 @@ describe('network RBAC filter', () => {
   });
 
   it('DENY closes what a policy matches', async () => {
-    assert.equal(await exchange(gw.port(1), '127.0.0.3'), '');
-    assert.equal(await exchange(gw.port(1), '127.0.0.1'), 'hello\n');
+    assert.equal(await tcpExchange(gw.port(1), '127.0.0.3'), '');
+    assert.equal(await tcpExchange(gw.port(1), '127.0.0.1'), 'hello\n');
     assert.equal(stat(gw, 'second.rbac.denied'), 1);
     assert.equal(stat(gw, 'second.rbac.allowed'), 1);
   });

@@ -1,6 +1,6 @@
 /** Bulk transfers through a proxied connection, for backpressure and half-close tests. */
 import { createHash } from 'node:crypto';
-import type { Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 
 export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
@@ -29,4 +29,17 @@ export async function sendAndHalfClose(socket: Socket, size: number, received: B
   socket.end();
   await done;
   return { sent: sent.digest('hex'), received: Buffer.concat(chunks) };
+}
+
+/** Connects to 127.0.0.1:port (from `localAddress` if given), sends a line, and resolves with what came back before the connection closed. */
+export function tcpExchange(port: number, localAddress?: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host: '127.0.0.1', port, ...(localAddress === undefined ? {} : { localAddress }) });
+    let data = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (data += chunk));
+    socket.on('error', () => {});
+    socket.on('close', () => resolve(data));
+    socket.end('hello\n');
+  });
 }
