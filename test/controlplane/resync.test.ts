@@ -48,7 +48,11 @@ describe('the periodic resync', () => {
     url = await postgres.newDatabase();
     // application_name tells the processes' connections apart in pg_stat_activity.
     const start = (name: string, resyncS: string) => startProcess(['--database-url', `${url}?application_name=${name}`, '--resync-interval-s', resyncS]);
-    [a, b, control] = await Promise.all([start('replica-a', RESYNC_S), start('replica-b', RESYNC_S), start('control', '600')]);
+    // Settled one by one, so that those that did start are stopped by `after` even when another failed.
+    const started = await Promise.allSettled([start('replica-a', RESYNC_S), start('replica-b', RESYNC_S), start('control', '600')]);
+    [a, b, control] = started.map((s) => (s.status === 'fulfilled' ? s.value : undefined)) as StartedProcess[];
+    const failed = started.find((s) => s.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
     sql = new pg.Client({ connectionString: url });
     await sql.connect();
   });

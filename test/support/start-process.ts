@@ -18,7 +18,20 @@ export interface StartedProcess {
   stop(): Promise<number | null>;
 }
 
-export async function startProcess(args: string[]): Promise<StartedProcess> {
+/**
+ * `portico start` on free ports. A port found free can be taken by another test before the process binds it:
+ * such a start (EADDRINUSE) is tried again on other ports.
+ */
+export async function startProcess(args: string[], attempts = 3): Promise<StartedProcess> {
+  try {
+    return await startOnFreePorts(args);
+  } catch (err) {
+    if (attempts > 1 && (err as Error).message.includes('EADDRINUSE')) return startProcess(args, attempts - 1);
+    throw err;
+  }
+}
+
+async function startOnFreePorts(args: string[]): Promise<StartedProcess> {
   const [proxyPort, apiPort, adminPort] = [await freePort(), await freePort(), await freePort()];
   const child = spawn(
     process.execPath,
@@ -30,7 +43,11 @@ export async function startProcess(args: string[]): Promise<StartedProcess> {
   child.stderr!.on('data', (d: Buffer) => (output += d));
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`portico start did not come up:\n${output}`)), 60_000);
+    const timer = setTimeout(() => {
+      // Not left running behind a test that gave up on it.
+      child.kill('SIGKILL');
+      reject(new Error(`portico start did not come up:\n${output}`));
+    }, 60_000);
     const check = () => {
       if (output.includes('portico is live')) {
         clearTimeout(timer);
