@@ -81,6 +81,7 @@ export class ApiServer {
       r('POST', '/api/v1/rollback/(\\d+)', (q, s, [v]) => this.rollback(q, s, Number(v))),
       r('POST', '/api/v1/apply', (q, s) => this.apply(q, s)),
       r('POST', '/api/v1/validate', (q, s) => this.validate(q, s)),
+      r('GET', '/api/v1/bindings', (_q, s) => this.bindings(s)),
       r('GET', '/api/v1/([a-z]+)', (_q, s, [p]) => this.list(s, p!)),
       r('POST', '/api/v1/([a-z]+)', (q, s, [p]) => this.put(q, s, p!, undefined)),
       r('GET', `/api/v1/([a-z]+)/${NAME}`, (_q, s, [p, n]) => this.get(s, p!, n!)),
@@ -249,6 +250,14 @@ export class ApiServer {
     }
     // 0.8 answered ok whether or not the mapping existed.
     sendSeed(res, { ok: true, name });
+  }
+
+  /** The Filters each Mapping runs in the configuration being served, as FilterPolicies bound them. */
+  private async bindings(res: ServerResponse): Promise<void> {
+    const { version, config } = this.cp.current;
+    const mappings: Record<string, string[]> = {};
+    for (const [mapping, filters] of [...config.filtersOf].sort(([a], [b]) => (a < b ? -1 : 1))) mappings[mapping.slice('Mapping/'.length)] = filters;
+    sendJson(res, 200, { version, mappings });
   }
 
   private async seedStats(res: ServerResponse): Promise<void> {

@@ -1,6 +1,6 @@
 /**
  * The resources users write, in Emissary's `getambassador.io/v3alpha1` shape: `Mapping`, `Module`, `AuthService`
- * and `RateLimitService`. This file
+ * and `RateLimitService`, and Ambassador Edge Stack's `Filter` and `FilterPolicy`. This file
  * says what a valid resource is; translate.ts says what it means.
  */
 import { isIP } from 'node:net';
@@ -165,10 +165,46 @@ export interface RateLimitServiceSpec {
   failure_mode_deny?: boolean;
 }
 
+/** Edge Stack's JWT Filter: the fields that have an Envoy jwt_authn counterpart, plus an inline `jwks`. */
+export interface JwtFilterSpec {
+  jwksURI?: string;
+  jwks?: string;
+  issuer?: string;
+  audience?: string;
+  leewayForExpiresAt?: string;
+  injectRequestHeaders?: { name: string; value: string }[];
+}
+
+/** Edge Stack's APIKey Filter, with the keys inline (Portico has no Kubernetes Secrets). */
+export interface ApiKeyFilterSpec {
+  httpHeader?: string;
+  keys: { client: string; key: string }[];
+  clientHeader?: string;
+  hideCredentials?: boolean;
+}
+
+export interface FilterSpec {
+  JWT?: JwtFilterSpec;
+  APIKey?: ApiKeyFilterSpec;
+}
+
+export interface FilterPolicyRule {
+  host?: string;
+  path?: string;
+  /** null or [] : the matching Mappings run no Filter (an exception ahead of a wider rule). */
+  filters: { name: string; namespace?: string }[] | null;
+}
+
+export interface FilterPolicySpec {
+  rules: FilterPolicyRule[];
+}
+
 export type Mapping = Resource<MappingSpec>;
 export type Module = Resource<ModuleSpec>;
 export type AuthService = Resource<AuthServiceSpec>;
 export type RateLimitService = Resource<RateLimitServiceSpec>;
+export type Filter = Resource<FilterSpec>;
+export type FilterPolicy = Resource<FilterPolicySpec>;
 
 /** Emissary's defaults (irhttpmapping.py, irambassador.py). */
 export const DEFAULTS = {
@@ -179,6 +215,9 @@ export const DEFAULTS = {
   authTimeoutMs: 5000,
   rateLimitTimeoutMs: 20,
   rateLimitDomain: 'ambassador',
+  apiKeyHeader: 'x-api-key',
+  jwksTimeoutMs: 5000,
+  jwksCacheDurationS: 300,
 } as const;
 
 /** `[scheme://]host[:port]` of a Mapping's `service`, resolved by DNS; port 80, or 443 with `https://`. */
@@ -429,6 +468,147 @@ export const MODULE_CONFIG_FIELDS: Record<keyof ModuleConfig, Check> = {
   headers_with_underscores_action: oneOf('ALLOW', 'REJECT_REQUEST', 'DROP_HEADER'),
 };
 
+/** An `http(s)://host[:port]/path` URL, for a JWKS. */
+const httpUrl = str((s, path, errors) => {
+  let url: URL | undefined;
+  try {
+    url = new URL(s);
+  } catch {
+    // reported below
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') {
+    errors.push({ code: 'invalid_value', path, message: `"${s}" is not an http:// or https:// URL` });
+  } else if (url.username !== '' || url.password !== '') {
+    errors.push({ code: 'invalid_value', path, message: 'a JWKS URL may not carry credentials' });
+  }
+}, 2048);
+
+const jwksJson = str((s, path, errors) => {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(s);
+  } catch (err) {
+    errors.push({ code: 'invalid_value', path, message: `not JSON: ${(err as Error).message}` });
+    return;
+  }
+  if (!isObject(parsed) || !Array.isArray(parsed.keys)) errors.push({ code: 'invalid_value', path, message: 'a JWKS is an object with a "keys" list' });
+}, 256 * 1024);
+
+/** Edge Stack's header templates; Portico forwards claims only: `{{.token.Claims.NAME}}`. */
+export const CLAIM_TEMPLATE = /^\{\{\s*\.token\.Claims\.([A-Za-z0-9_.-]+)\s*\}\}$/;
+
+const JWT_FIELDS: Record<keyof JwtFilterSpec, Check> = {
+  jwksURI: httpUrl,
+  jwks: jwksJson,
+  issuer: str(undefined, 2048),
+  audience: str(undefined, 2048),
+  leewayForExpiresAt: duration,
+  injectRequestHeaders: listOf(
+    object({
+      fields: {
+        name: headerName,
+        value: str((s, path, errors) => {
+          if (!CLAIM_TEMPLATE.test(s)) errors.push({ code: 'invalid_value', path, message: `"${s}" is not supported: Portico forwards claims only, as "{{.token.Claims.NAME}}"` });
+        }),
+      },
+      required: ['name', 'value'],
+    }),
+  ),
+};
+
+const JWT_REFUSED: Record<string, string> = {
+  insecureTLS: 'a JWKS over https:// is always verified',
+  renegotiateTLS: 'Portico does not renegotiate TLS',
+  validAlgorithms: 'the algorithm of each key in the JWKS is the one accepted',
+  requireAudience: 'with audience set, a token must carry it',
+  requireIssuer: 'with issuer set, a token must carry it',
+  requireIssuedAt: 'iat is checked only when present',
+  requireNotBefore: 'nbf is checked when present',
+  requireExpiresAt: 'exp is checked when present',
+  leewayForIssuedAt: 'one leeway, leewayForExpiresAt, applies to exp and nbf',
+  leewayForNotBefore: 'one leeway, leewayForExpiresAt, applies to exp and nbf',
+  errorResponse: "Portico answers as Envoy's jwt_authn filter does",
+};
+
+const API_KEY_FIELDS: Record<keyof ApiKeyFilterSpec, Check> = {
+  httpHeader: headerName,
+  keys: listOf(object({ fields: { client: str(undefined, 256), key: str(undefined, 1024), secretName: str() }, required: ['client', 'key'] })),
+  clientHeader: headerName,
+  hideCredentials: bool,
+};
+
+const FILTER_KINDS_REFUSED: Record<string, string> = {
+  OAuth2: 'Portico has no OAuth2 filter; use an AuthService',
+  External: 'use an AuthService',
+  Plugin: 'Portico runs no Go plugins',
+};
+
+function checkFilter(spec: Record<string, unknown>, path: string, errors: ConfigError[]): void {
+  const kinds = Object.keys(spec);
+  for (const kind of kinds) {
+    if (FILTER_KINDS_REFUSED[kind] !== undefined) {
+      errors.push({ code: 'unsupported_field', path: childPath(path, kind), message: `${kind} is not supported: ${FILTER_KINDS_REFUSED[kind]}` });
+    } else if (kind !== 'JWT' && kind !== 'APIKey') {
+      errors.push({ code: 'unknown_field', path: childPath(path, kind), message: `unknown field "${kind}" (a Filter is one of JWT, APIKey)` });
+    }
+  }
+  if (kinds.length !== 1) {
+    if (kinds.length === 0) errors.push({ code: 'missing_required', path, message: 'a Filter needs one of JWT, APIKey' });
+    else if (kinds.every((k) => k === 'JWT' || k === 'APIKey')) errors.push({ code: 'oneof_conflict', path, message: 'a Filter is one of JWT, APIKey, not both' });
+    return;
+  }
+  if (isObject(spec.JWT)) {
+    const at = childPath(path, 'JWT');
+    const rest = refuse(spec.JWT, JWT_REFUSED, at, errors);
+    object({ fields: JWT_FIELDS })(rest, at, errors);
+    if ((rest.jwksURI === undefined) === (rest.jwks === undefined)) {
+      errors.push({ code: rest.jwks === undefined ? 'missing_required' : 'oneof_conflict', path: at, message: 'a JWT Filter needs exactly one of jwksURI, jwks' });
+    }
+  } else if (spec.JWT !== undefined) {
+    errors.push({ code: 'wrong_type', path: childPath(path, 'JWT'), message: `expected an object, got ${typeName(spec.JWT)}` });
+  }
+  if (spec.APIKey !== undefined) {
+    const at = childPath(path, 'APIKey');
+    object({ fields: API_KEY_FIELDS, required: ['keys'] })(spec.APIKey, at, errors);
+    const keys = isObject(spec.APIKey) && Array.isArray(spec.APIKey.keys) ? spec.APIKey.keys : [];
+    const seen = new Set<unknown>();
+    keys.forEach((k, i) => {
+      if (!isObject(k)) return;
+      if (k.secretName !== undefined) {
+        errors.push({ code: 'unsupported_field', path: childPath(childPath(childPath(at, 'keys'), i), 'secretName'), message: 'secretName is not supported: Portico has no Secrets; write {client, key} inline' });
+      }
+      // The key is a secret: the error names its position only.
+      if (k.key !== undefined && seen.has(k.key)) errors.push({ code: 'invalid_value', path: childPath(childPath(at, 'keys'), i), message: 'duplicate API key' });
+      seen.add(k.key);
+    });
+  }
+}
+
+/** A FilterPolicy glob: `*` matches any run of characters, "/" included. */
+const pathGlob = str((s, path, errors) => {
+  if (s !== '*' && !s.startsWith('/')) errors.push({ code: 'invalid_value', path, message: `"${s}" must be "*" or start with "/"` });
+  else if (/[\s#?]/.test(s)) errors.push({ code: 'invalid_value', path, message: `"${s}" may not contain spaces, "?" or "#"` });
+}, 2048);
+const hostNameGlob = str((s, path, errors) => {
+  if (!/^[A-Za-z0-9_.*:-]+$/.test(s)) errors.push({ code: 'invalid_value', path, message: `"${s}" is not a host name glob` });
+}, 253);
+
+const FILTER_REFERENCE_REFUSED: Record<string, string> = {
+  ifRequestHeader: 'a rule applies to whole Mappings; match the header in the Mapping',
+  onDeny: 'a denied request ends with the filter\'s answer',
+  onAllow: 'an allowed request always goes on to the next filter',
+  arguments: 'JWT and APIKey Filters take no arguments',
+};
+
+const filterReference: Check = (value, path, errors) => {
+  const rest = isObject(value) ? refuse(value, FILTER_REFERENCE_REFUSED, path, errors) : value;
+  object({ fields: { name: str(undefined, 63), namespace: str(undefined, 63) }, required: ['name'] })(rest, path, errors);
+};
+
+const FILTER_POLICY_FIELDS: Record<keyof FilterPolicySpec, Check> = {
+  rules: listOf(object({ fields: { host: hostNameGlob, path: pathGlob, filters: listOf(filterReference) } })),
+};
+
 /** Checks of a Mapping that involve several fields (each looks at types itself: this runs after type errors too). */
 function checkMapping(spec: MappingSpec, path: string, errors: ConfigError[]): void {
   const at = (field: string) => childPath(path, field);
@@ -507,6 +687,14 @@ export const KINDS: Record<string, KindInfo> = {
   RateLimitService: {
     plural: 'ratelimitservices',
     check: (spec, path, errors) => object({ fields: RATE_LIMIT_SERVICE_FIELDS, required: ['service'] })(spec, path, errors),
+  },
+  Filter: {
+    plural: 'filters',
+    check: checkFilter,
+  },
+  FilterPolicy: {
+    plural: 'filterpolicies',
+    check: (spec, path, errors) => object({ fields: FILTER_POLICY_FIELDS, required: ['rules'] })(spec, path, errors),
   },
 };
 

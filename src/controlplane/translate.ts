@@ -1,5 +1,5 @@
 /**
- * Mappings, the Module, the AuthService and the RateLimitService → Envoy v3 resources (one HTTP listener with its
+ * Mappings, the Module, the AuthService, the RateLimitService, Filters and FilterPolicies → Envoy v3 resources (one HTTP listener with its
  * route table and filters, and clusters), following Emissary's translation (irhttpmapping.py, irbasemappinggroup.py, v3route.py). The output is proto3-JSON in a
  * fixed key order, so the same input always gives the same bytes; `checkTranslation` then runs the data plane's
  * own validation and names, for every problem, the resource field that caused it.
@@ -16,6 +16,8 @@ import {
   type AuthServiceSpec,
   type Cors,
   DEFAULTS,
+  type Filter,
+  type FilterPolicy,
   type HeaderValue,
   type LoadBalancer,
   type Mapping,
@@ -31,6 +33,7 @@ import {
 } from './resources.js';
 import { durationMs } from './schema.js';
 import { EXTENSIONS } from '../extensions/registry.js';
+import { bindFilters, enableFilters, type FilterBindings, httpFilter, jwksClusterAddress } from './filter-policies.js';
 
 type Json = Record<string, unknown>;
 
@@ -60,6 +63,8 @@ export interface Translation {
   clusters: Json[];
   /** Clusters of each Mapping (`Mapping/name` → cluster names), for per-mapping stats. */
   clustersOf: Map<string, string[]>;
+  /** The Filters each Mapping runs (`Mapping/name` → `Filter/name`s), for the API and the dashboard. */
+  filtersOf: Map<string, string[]>;
   errors: ResourceError[];
   /** Producers of routes[i], clusters[i] and http_filters[i] of the output. */
   origins: { routes: Origin[][]; clusters: Origin[][]; filters: Origin[][] };
@@ -131,10 +136,11 @@ const MODULE_DEFAULTS: Partial<Record<keyof MappingSpec, keyof ModuleConfig>> = 
   cors: 'cors',
 };
 
-/** What routes depend on beyond their own Mapping: whether ext_authz runs, and which label domain is sent. */
+/** What routes depend on beyond their own Mapping: whether ext_authz runs, which label domain is sent, which Filters run. */
 interface Services {
   auth: boolean;
   rateLimitDomain: string | undefined;
+  filters: FilterBindings['byMapping'];
 }
 
 /**
@@ -156,7 +162,14 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
   const errors: ResourceError[] = [];
   const auth = single<AuthService>(resources, 'AuthService', errors);
   const rls = single<RateLimitService>(resources, 'RateLimitService', errors);
-  const services: Services = { auth: auth !== undefined, rateLimitDomain: rls ? (rls.spec.domain ?? DEFAULTS.rateLimitDomain) : undefined };
+  const byName = (a: Resource, b: Resource) => compare(a.metadata.name, b.metadata.name);
+  const bindings = bindFilters(
+    mappings,
+    resources.filter((r): r is Filter => r.kind === 'Filter').sort(byName),
+    resources.filter((r): r is FilterPolicy => r.kind === 'FilterPolicy').sort(byName),
+    errors,
+  );
+  const services: Services = { auth: auth !== undefined, rateLimitDomain: rls ? (rls.spec.domain ?? DEFAULTS.rateLimitDomain) : undefined, filters: bindings.byMapping };
 
   // Clusters: one per distinct service and cluster settings, named after the service as Emissary does.
   const clusterBodies = new Map<string, { base: string; body: Json; origins: Origin[] }>();
@@ -182,7 +195,7 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
   const rlsCluster = rls && serviceCluster('ratelimit', rls, rls.spec.service, true, 'spec.service');
   const clusters = [...clusterBodies.entries()]
     .map(([key, { body, origins }]) => ({ name: clusterName.get(key)!, body, origins }))
-    .concat([authCluster, rlsCluster].filter((c) => c !== undefined))
+    .concat([authCluster, rlsCluster].filter((c) => c !== undefined), jwksClusters(bindings.used))
     .sort((a, b) => compare(a.name, b.name));
   const clustersOf = new Map<string, string[]>();
   for (const p of prepared) clustersOf.set(p.origin.resource, [p.cluster]);
@@ -228,7 +241,12 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     httpFilters.push({ name: 'envoy.filters.http.cors', typed_config: { '@type': TYPE + CORS_FILTER } });
     filterOrigins.push(corsUsers);
   }
-  // Emissary's order: CORS answers preflights before authentication, authentication comes before rate limiting.
+  // Emissary's order: CORS answers preflights before authentication, authentication comes before rate limiting;
+  // the Filters a FilterPolicy binds come before the AuthService, as Edge Stack runs them in its own.
+  for (const filter of bindings.used) {
+    httpFilters.push(httpFilter(filter));
+    filterOrigins.push([{ resource: resourceKey(filter), inherited: {}, field: 'spec' }]);
+  }
   if (auth && authCluster) {
     httpFilters.push({ name: EXT_AUTHZ, typed_config: extAuthz(auth.spec, authCluster.name) });
     filterOrigins.push([{ resource: resourceKey(auth), inherited: {}, field: 'spec' }]);
@@ -265,6 +283,7 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     listeners: [listener],
     clusters: clusters.map((c) => envoyCluster(c.name, c.body)),
     clustersOf,
+    filtersOf: new Map([...bindings.byMapping].map(([mapping, filters]) => [mapping, filters.map(resourceKey)])),
     errors,
     origins: { routes: routeOrigins, clusters: clusters.map((c) => c.origins), filters: filterOrigins },
   };
@@ -299,6 +318,21 @@ function connectionManager(module: ModuleConfig): Json {
   if (Object.keys(common).length) hcm.common_http_protocol_options = common;
   if (module.enable_http10 !== undefined) hcm.http_protocol_options = { accept_http_10: module.enable_http10 };
   return hcm;
+}
+
+/** The clusters JWT Filters fetch their JWKS from, one per host and port. */
+function jwksClusters(filters: readonly Filter[]): { name: string; body: Json; origins: Origin[] }[] {
+  const out = new Map<string, { name: string; body: Json; origins: Origin[] }>();
+  for (const filter of filters) {
+    const uri = filter.spec.JWT?.jwksURI;
+    if (uri === undefined) continue;
+    const { name, service } = jwksClusterAddress(uri);
+    const origin: Origin = { resource: resourceKey(filter), inherited: {}, field: 'spec.JWT.jwksURI' };
+    const cluster = out.get(name);
+    if (cluster) cluster.origins.push(origin);
+    else out.set(name, { name, body: clusterBody({ prefix: '/', service }, parseService(service) as ServiceAddress), origins: [origin] });
+  }
+  return [...out.values()];
 }
 
 /** The cluster of an AuthService or RateLimitService, named as Emissary names them; gRPC needs HTTP/2. */
@@ -513,7 +547,8 @@ const REDIRECT_CODES: Record<number, string> = {
 };
 
 function cachedRoute(p: Prepared, module: ModuleConfig, services: Services, cumulativeWeight: number | undefined, shadow: Prepared | undefined): Json {
-  const inputs = `${p.cluster} ${cumulativeWeight} ${shadow?.cluster} ${shadow?.spec.weight} ${services.auth} ${services.rateLimitDomain}`;
+  const filters = services.filters.get(p.origin.resource)?.map((f) => f.metadata.name);
+  const inputs = `${p.cluster} ${cumulativeWeight} ${shadow?.cluster} ${shadow?.spec.weight} ${services.auth} ${services.rateLimitDomain} ${filters}`;
   if (p.route?.inputs !== inputs) p.route = { inputs, json: route(p, module, services, cumulativeWeight, shadow) };
   return p.route.json;
 }
@@ -545,6 +580,8 @@ function route(p: Prepared, module: ModuleConfig, services: Services, cumulative
   if (spec.remove_response_headers) out.response_headers_to_remove = spec.remove_response_headers;
   const perFilter: Json = {};
   if (spec.cors !== undefined) perFilter['envoy.filters.http.cors'] = { '@type': TYPE + CORS_POLICY, ...corsPolicy(spec.cors) };
+  const filters = services.filters.get(p.origin.resource);
+  if (filters !== undefined) enableFilters(filters, perFilter);
   if (services.auth) {
     if (spec.bypass_auth) perFilter[EXT_AUTHZ] = { '@type': TYPE + EXT_AUTHZ_PER_ROUTE, disabled: true };
     else if (spec.auth_context_extensions !== undefined) {
@@ -741,11 +778,12 @@ function locate(
 export interface BuiltConfig {
   bootstrap: Bootstrap;
   clustersOf: Map<string, string[]>;
+  filtersOf: Map<string, string[]>;
 }
 
 /** Translates and validates resources: the validator of every store write. */
 export function buildConfig(resources: readonly Resource[], options: TranslateOptions, log: Logger): { errors: ResourceError[]; value: BuiltConfig } {
   const t = translate(resources, options);
   const { bootstrap, errors } = checkTranslation(t, log);
-  return { errors, value: { bootstrap, clustersOf: t.clustersOf } };
+  return { errors, value: { bootstrap, clustersOf: t.clustersOf, filtersOf: t.filtersOf } };
 }
