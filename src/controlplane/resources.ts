@@ -497,7 +497,7 @@ const jwksJson = str((s, path, errors) => {
 /** Edge Stack's header templates; Portico forwards claims only: `{{.token.Claims.NAME}}`. */
 export const CLAIM_TEMPLATE = /^\{\{\s*\.token\.Claims\.([A-Za-z0-9_.-]+)\s*\}\}$/;
 
-const JWT_FIELDS: Record<keyof JwtFilterSpec, Check> = {
+export const JWT_FIELDS: Record<keyof JwtFilterSpec, Check> = {
   jwksURI: httpUrl,
   jwks: jwksJson,
   issuer: str(undefined, 2048),
@@ -530,7 +530,7 @@ const JWT_REFUSED: Record<string, string> = {
   errorResponse: "Portico answers as Envoy's jwt_authn filter does",
 };
 
-const API_KEY_FIELDS: Record<keyof ApiKeyFilterSpec, Check> = {
+export const API_KEY_FIELDS: Record<keyof ApiKeyFilterSpec, Check> = {
   httpHeader: headerName,
   keys: listOf(object({ fields: { client: str(undefined, 256), key: str(undefined, 1024), secretName: str() }, required: ['client', 'key'] })),
   clientHeader: headerName,
@@ -605,7 +605,7 @@ const filterReference: Check = (value, path, errors) => {
   object({ fields: { name: str(undefined, 63), namespace: str(undefined, 63) }, required: ['name'] })(rest, path, errors);
 };
 
-const FILTER_POLICY_FIELDS: Record<keyof FilterPolicySpec, Check> = {
+export const FILTER_POLICY_FIELDS: Record<keyof FilterPolicySpec, Check> = {
   rules: listOf(object({ fields: { host: hostNameGlob, path: pathGlob, filters: listOf(filterReference) } })),
 };
 

@@ -245,7 +245,7 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
   // the Filters a FilterPolicy binds come before the AuthService, as Edge Stack runs them in its own.
   for (const filter of bindings.used) {
     httpFilters.push(httpFilter(filter));
-    filterOrigins.push([{ resource: resourceKey(filter), inherited: {}, field: 'spec' }]);
+    filterOrigins.push([{ resource: resourceKey(filter), inherited: {}, field: filter.spec.JWT ? 'spec.JWT' : 'spec.APIKey' }]);
   }
   if (auth && authCluster) {
     httpFilters.push({ name: EXT_AUTHZ, typed_config: extAuthz(auth.spec, authCluster.name) });

@@ -118,6 +118,14 @@ describe('FilterPolicy binding', () => {
     assert.deepEqual(bindingErrors([rules({ filters: [{ name: 'nope' }] }), mapping('m', { prefix: '/' })]), ['FilterPolicy/policy spec.rules[0].filters[0].name: no Filter named "nope"']);
   });
 
+  it('names the Filter behind what the data plane refuses in its filter', () => {
+    const keyless = resource('Filter', 'keyless', { JWT: { jwks: '{"keys": []}' } });
+    const t = translate([keyless, resource('FilterPolicy', 'p', { rules: [{ filters: [{ name: 'keyless' }] }] }), mapping('m', { prefix: '/' })], OPTIONS);
+    const errors = checkTranslation(t, createLogger('off')).errors;
+    assert.deepEqual(errors.map((e) => `${e.resource} ${e.path}`), ['Filter/keyless spec.JWT']);
+    assert.match(errors[0]!.message, /no usable signing key/);
+  });
+
   it('fetches a remote JWKS through a cluster of its host, over TLS for https', () => {
     const remote = resource('Filter', 'remote', { JWT: { jwksURI: 'https://login.example.com/.well-known/jwks.json', issuer: 'https://login.example.com/', audience: 'api' } });
     const t = translate([remote, resource('FilterPolicy', 'p', { rules: [{ filters: [{ name: 'remote' }] }] }), mapping('m', { prefix: '/' })], OPTIONS);

@@ -170,7 +170,7 @@ describe('the dashboard in Chromium', () => {
     });
     after(async () => gw?.close());
 
-    it('shows which mappings the AuthService protects and which bypass it, and each mapping\'s rate limit labels', async (t) => {
+    it('shows which mappings the AuthService protects and which bypass it, the Filters bound to each, and each mapping\'s rate limit labels', async (t) => {
       if (!browser) return t.skip(CHROMIUM_MISSING);
       const labels = {
         ambassador: [{ per_user: ['remote_address', { request_headers: { key: 'user', header_name: 'x-user', omit_if_not_present: true } }] }, { flat: ['api'] }],
@@ -207,6 +207,19 @@ describe('the dashboard in Chromium', () => {
       assert.match(overview, /http auth\.example:3000 · 1 protected, 1 bypass/);
       assert.match(overview, /RateLimitService limits/);
       assert.match(overview, /domain ambassador · 1 mappings labelled/);
+
+      // A FilterPolicy binding a JWT Filter to the api Mapping: shown in its Auth cell, before the AuthService's check.
+      const filters = JSON.stringify([
+        { kind: 'Filter', metadata: { name: 'login' }, spec: { JWT: { jwks: JSON.stringify({ keys: [{ kty: 'oct', k: 'c2VjcmV0', alg: 'HS256', kid: 'k1' }] }) } } },
+        { kind: 'FilterPolicy', metadata: { name: 'edge' }, spec: { rules: [{ path: '/api/*', filters: [{ name: 'login' }] }] } },
+      ]);
+      assert.equal((await gw.api('/api/v1/apply', { method: 'POST', body: filters })).status, 200);
+      await page.getByRole('button', { name: 'Refresh' }).click();
+      const authChips = (name: string) => page.locator(`#mappings tr[data-name="${name}"] td:nth-child(10) .chip`).allTextContents();
+      await until('the api row shows its JWT Filter', async () => (await authChips('api')).length === 1);
+      assert.deepEqual(await authChips('api'), ['JWT login']);
+      assert.match((await row(page, 'api'))[9]!, /protected$/);
+      assert.deepEqual(await authChips('health'), []);
       assert.deepEqual(errors, []);
       await page.close();
     });

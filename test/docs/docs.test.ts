@@ -3,7 +3,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { SUPPORTED_FIELDS } from '../../src/config/support.js';
-import { AUTH_SERVICE_FIELDS, MAPPING_FIELDS, MODULE_CONFIG_FIELDS, RATE_LIMIT_SERVICE_FIELDS } from '../../src/controlplane/resources.js';
+import {
+  API_KEY_FIELDS,
+  AUTH_SERVICE_FIELDS,
+  FILTER_POLICY_FIELDS,
+  JWT_FIELDS,
+  MAPPING_FIELDS,
+  MODULE_CONFIG_FIELDS,
+  RATE_LIMIT_SERVICE_FIELDS,
+} from '../../src/controlplane/resources.js';
 import { PACKAGE_ROOT } from '../../src/util/package-root.js';
 
 const read = (path: string) => readFileSync(join(PACKAGE_ROOT, path), 'utf8');
@@ -42,7 +50,7 @@ describe('documentation', () => {
     const flags = [...flagsOf('src/cli/start.ts'), ...flagsOf('src/cli/client.ts')];
     assert.ok(flags.length >= 16, `found ${flags.join(', ')}`);
     assert.deepEqual(flags.filter((flag) => !doc.includes(`--${flag}`)), []);
-    const fields = [MAPPING_FIELDS, MODULE_CONFIG_FIELDS, AUTH_SERVICE_FIELDS, RATE_LIMIT_SERVICE_FIELDS].flatMap((f) => Object.keys(f));
+    const fields = [MAPPING_FIELDS, MODULE_CONFIG_FIELDS, AUTH_SERVICE_FIELDS, RATE_LIMIT_SERVICE_FIELDS, JWT_FIELDS, API_KEY_FIELDS, FILTER_POLICY_FIELDS].flatMap((f) => Object.keys(f));
     assert.deepEqual(fields.filter((field) => !doc.includes(`\`${field}\``)), []);
   });
 

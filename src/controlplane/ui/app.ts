@@ -65,6 +65,9 @@ const state = {
   /** The AuthService and RateLimitService in use (one of each at most: the translation refuses a second). */
   authService: undefined as Resource | undefined,
   rateLimitService: undefined as Resource | undefined,
+  /** Filter name → its kind (`JWT`, `APIKey`); Mapping name → the Filters it runs (`/api/v1/bindings`). */
+  filterKinds: new Map<string, string>(),
+  bindings: {} as Record<string, string[]>,
   stats: {} as Record<string, MappingStats>,
   history: [] as VersionInfo[],
   historyComplete: false,
@@ -187,13 +190,17 @@ function setupToken(): void {
 
 /** The mappings and the first page of history: after a change, and whenever the version moved. */
 async function loadConfig(): Promise<void> {
-  const [list, auth, rls, history] = await Promise.all([
+  const [list, auth, rls, filters, bindings, history] = await Promise.all([
     call<{ version: number; items: Resource[] }>('GET', '/api/v1/mappings'),
     call<{ items: Resource[] }>('GET', '/api/v1/authservices'),
     call<{ items: Resource[] }>('GET', '/api/v1/ratelimitservices'),
+    call<{ items: Resource[] }>('GET', '/api/v1/filters'),
+    call<{ mappings: Record<string, string[]> }>('GET', '/api/v1/bindings'),
     call<History>('GET', `/api/v1/history?limit=${HISTORY_PAGE}`),
   ]);
   if (list.status === 200) state.mappings = list.body.items;
+  if (filters.status === 200) state.filterKinds = new Map(filters.body.items.map((f) => [f.metadata.name, Object.keys(f.spec)[0] ?? '']));
+  if (bindings.status === 200) state.bindings = bindings.body.mappings;
   if (auth.status === 200) state.authService = auth.body.items[0];
   if (rls.status === 200) state.rateLimitService = rls.body.items[0];
   if (history.status === 200) {
@@ -311,9 +318,17 @@ function rateLimitGroups(m: Resource): { text: string; active: boolean }[] {
   );
 }
 
+const FILTER_KIND_NAMES: Record<string, string> = { JWT: 'JWT', APIKey: 'API key' };
+
+/** The Filters a FilterPolicy binds to the Mapping, then whether the AuthService checks it. */
 function authCell(m: Resource): HTMLElement {
-  if (state.authService === undefined) return h('td', {}, '–');
-  return m.spec.bypass_auth === true ? h('td', { class: 'warn' }, 'bypass') : h('td', { class: 'good' }, 'protected');
+  const filters = (state.bindings[m.metadata.name] ?? []).map((key) => {
+    const name = key.slice('Filter/'.length);
+    const kind = state.filterKinds.get(name);
+    return h('span', { class: 'chip' }, `${kind === undefined ? 'Filter' : (FILTER_KIND_NAMES[kind] ?? kind)} ${name}`);
+  });
+  if (state.authService === undefined) return h('td', {}, ...(filters.length ? filters : ['–']));
+  return m.spec.bypass_auth === true ? h('td', { class: 'warn' }, ...filters, 'bypass') : h('td', { class: 'good' }, ...filters, 'protected');
 }
 
 function labelsOf(m: Resource): string[] {
