@@ -15,6 +15,7 @@ import { hasOpenssl, makeTestPki, OPENSSL_MISSING, type TestPki } from '../suppo
 import { checkYaml, type RunningPortico, simpleBootstrap, startPortico, stat, staticCluster } from '../support/portico.js';
 import { httpRequest, type RecordingUpstream, startRecordingUpstream } from '../support/upstreams.js';
 import { eventually } from '../support/wait.js';
+import { END_HEADERS, END_STREAM, exchange, frame, FrameType, goawayCode, literalHeader, requestBlock } from '../support/h2-frames.js';
 
 const BIG = 4 * 1024 * 1024;
 const BIG_BODY = Buffer.alloc(BIG, 'abcdefghijklmnopqrstuvwxyz');
@@ -231,6 +232,77 @@ describe('downstream HTTP/2 (h2c, codec_type AUTO)', () => {
     await goaway;
     assert.equal((await pending).body.toString(), 'slow');
     await new Promise((resolve) => other.once('close', resolve));
+  });
+});
+
+describe('downstream HTTP/2 protections', () => {
+  let upstream: RecordingUpstream;
+  let gw: RunningPortico;
+  const port = () => Number(new URL(gw.url()).port);
+
+  before(async () => {
+    upstream = await backend();
+    gw = await startPortico(bootstrap(upstream.port, 'codec_type: HTTP2\nmax_request_headers_kb: 8\nhttp2_protocol_options: { max_concurrent_streams: 10 }'));
+  });
+  after(async () => {
+    await gw.close();
+    await upstream.close();
+  });
+
+  async function stillServes(): Promise<void> {
+    const session = await connect(gw.url());
+    assert.equal((await request(session, { ':path': '/after' })).status, 200);
+    session.close();
+  }
+
+  it('closes a connection flooding it with PINGs it does not read the answers to, counting outbound_control_flood', async () => {
+    const pings = Buffer.concat(Array.from({ length: 20_000 }, () => frame(FrameType.Ping, 0, 0, Buffer.alloc(8))));
+    const { frames, closed } = await exchange(port(), pings, { pauseMs: 1500 });
+    assert.ok(closed, 'the connection is closed');
+    assert.equal(goawayCode(frames), http2.constants.NGHTTP2_INTERNAL_ERROR);
+    assert.ok(frames.filter((f) => f.type === FrameType.Ping).length < 20_000, 'not every PING was answered');
+    await eventually(() => assert.equal(stat(gw, 'http.ingress_http.http2.outbound_control_flood'), 1));
+    await stillServes();
+  });
+
+  it('closes a connection flooding it with SETTINGS the same way', async () => {
+    const settings = Buffer.concat(Array.from({ length: 20_000 }, () => frame(FrameType.Settings, 0, 0, Buffer.from([0, 3, 0, 0, 0, 100]))));
+    const { closed } = await exchange(port(), settings, { pauseMs: 1500 });
+    assert.ok(closed);
+    await eventually(() => assert.equal(stat(gw, 'http.ingress_http.http2.outbound_control_flood'), 2));
+  });
+
+  it('closes a connection sending endless CONTINUATION frames (CVE-2024-27316) before any request starts', async () => {
+    const before = upstream.requests.length;
+    const errors = stat(gw, 'http.ingress_http.downstream_cx_protocol_error') ?? 0;
+    const flood = [frame(FrameType.Headers, 0, 1, requestBlock('/continuation'))];
+    for (let i = 0; i < 5_000; i++) flood.push(frame(FrameType.Continuation, 0, 1, literalHeader(`x-${i}`, 'v')));
+    const { frames, closed } = await exchange(port(), Buffer.concat(flood));
+    assert.ok(closed);
+    assert.ok(goawayCode(frames) !== undefined, 'a GOAWAY says why');
+    assert.equal(upstream.requests.length, before, 'no request reached the upstream');
+    await eventually(() => assert.equal(stat(gw, 'http.ingress_http.downstream_cx_protocol_error'), errors + 1));
+    await stillServes();
+  });
+
+  it('answers 431 to a header list over max_request_headers_kb, the connection carrying on', async () => {
+    const before = upstream.requests.length;
+    const session = await connect(gw.url());
+    const big = await request(session, { ':path': '/big-headers', 'x-big': 'a'.repeat(20_000) }).catch((err: Error) => err);
+    if (big instanceof Error) assert.match(big.message, /ENHANCE_YOUR_CALM|NGHTTP2|stream/i);
+    else assert.equal(big.status, 431);
+    assert.equal(upstream.requests.length, before, 'the request did not reach the upstream');
+    assert.equal((await request(session, { ':path': '/small' })).status, 200, 'the same connection still serves');
+    session.close();
+  });
+
+  it('refuses streams beyond max_concurrent_streams with REFUSED_STREAM, serving the others', async () => {
+    // 30 requests at once, each held 300 ms by the upstream: 10 are served, 20 refused, the connection stays.
+    const streams = Buffer.concat(Array.from({ length: 30 }, (_, i) => frame(FrameType.Headers, END_HEADERS | END_STREAM, 2 * i + 1, requestBlock('/slow'))));
+    const { frames, closed } = await exchange(port(), streams, { waitMs: 2000 });
+    const refused = frames.filter((f) => f.type === FrameType.RstStream && f.payload.readUInt32BE(0) === http2.constants.NGHTTP2_REFUSED_STREAM);
+    const answered = new Set(frames.filter((f) => f.type === FrameType.Headers).map((f) => f.stream));
+    assert.deepEqual([refused.length, answered.size, closed, goawayCode(frames)], [20, 10, false, undefined]);
   });
 });
 

@@ -276,8 +276,9 @@ export class HttpConnectionManager implements ServerConnectionOwner, Http2Connec
   }
 
   /** The HTTP/2 session failed on the client's bytes (a bad preface, a frame nghttp2 refused): it sent GOAWAY. */
-  onHttp2ProtocolError(): void {
+  onHttp2ProtocolError(_connection: Http2ServerConnection, flood: boolean): void {
     this.stats.counters[S.downstream_cx_protocol_error]++;
+    if (flood) this.stats.counters[S['http2.outbound_control_flood']]++;
   }
 
   /** The client reset an HTTP/2 stream before its response was complete. */

@@ -48,6 +48,7 @@ export const HCM_STATS = defineStats({
     'rq_internal_error',
     // The downstream HTTP/2 codec's (Envoy's `http2.` codec stats): streams the client reset.
     'http2.rx_reset',
+    'http2.outbound_control_flood',
   ],
   gauges: [
     'downstream_cx_active',

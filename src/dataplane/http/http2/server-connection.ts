@@ -24,8 +24,11 @@ export interface Http2ConnectionOptions {
 /** What a connection asks of its connection manager. */
 export interface Http2ConnectionOwner {
   onRequest(connection: Http2ServerConnection, request: Http2Request, response: Http2Response): void;
-  /** The session failed on the peer's bytes (a bad preface, a frame nghttp2 refused). */
-  onHttp2ProtocolError(connection: Http2ServerConnection): void;
+  /**
+   * The session failed on the peer's bytes (a bad preface, a frame nghttp2 refused); `flood` when the peer made
+   * it queue more control frames than it may (PING or SETTINGS acknowledgements it does not read).
+   */
+  onHttp2ProtocolError(connection: Http2ServerConnection, flood: boolean): void;
   onIdleTimeout(connection: Http2ServerConnection): void;
   /** A stream the client reset before its response was complete (`http2.rx_reset`). */
   onHttp2StreamReset(connection: Http2ServerConnection): void;
@@ -39,6 +42,9 @@ export interface Http2ConnectionOwner {
  */
 const MAX_RESETS = 100;
 const RESET_WINDOW_MS = 10_000;
+
+/** nghttp2's NGHTTP2_ERR_FLOODED, as node reports it: its outbound queue of control frames passed its limit. */
+const FLOODED = /^Flooding was detected/;
 
 /** Hop-by-hop headers HTTP/2 forbids (node refuses to send them). */
 const CONNECTION_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection']);
@@ -250,8 +256,8 @@ export class Http2ServerConnection {
     if (this.active === 0) this.owner.onIdleTimeout(this);
   }
 
-  onSessionError(): void {
-    this.owner.onHttp2ProtocolError(this);
+  onSessionError(err: Error): void {
+    this.owner.onHttp2ProtocolError(this, FLOODED.test(err.message));
   }
 
   /** GOAWAY: streams in flight finish, no new ones start; the session closes once they are done. */
@@ -282,9 +288,9 @@ function onSessionTimeout(this: ConnectionSession): void {
   this[kConnection]?.onSessionTimeout();
 }
 
-function onSessionError(this: ConnectionSession): void {
+function onSessionError(this: ConnectionSession, err: Error): void {
   // 'close' follows.
-  this[kConnection]?.onSessionError();
+  this[kConnection]?.onSessionError(err);
 }
 
 function onSessionClose(this: ConnectionSession): void {
