@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { SUPPORTED_FIELDS } from '../../src/config/support.js';
-import { AUTH_SERVICE_FIELDS, MAPPING_FIELDS, MODULE_CONFIG_FIELDS, RATE_LIMIT_SERVICE_FIELDS } from '../../src/controlplane/resources.js';
+import { AUTH_SERVICE_FIELDS, MAPPING_FIELDS, MODULE_CONFIG_FIELDS, RATE_LIMIT_FIELDS, RATE_LIMIT_LIMIT_FIELDS, RATE_LIMIT_SERVICE_FIELDS } from '../../src/controlplane/resources.js';
 import { PACKAGE_ROOT } from '../../src/util/package-root.js';
 
 const read = (path: string) => readFileSync(join(PACKAGE_ROOT, path), 'utf8');
@@ -42,7 +42,8 @@ describe('documentation', () => {
     const flags = [...flagsOf('src/cli/start.ts'), ...flagsOf('src/cli/client.ts')];
     assert.ok(flags.length >= 16, `found ${flags.join(', ')}`);
     assert.deepEqual(flags.filter((flag) => !doc.includes(`--${flag}`)), []);
-    const fields = [MAPPING_FIELDS, MODULE_CONFIG_FIELDS, AUTH_SERVICE_FIELDS, RATE_LIMIT_SERVICE_FIELDS].flatMap((f) => Object.keys(f));
+    const fields = [MAPPING_FIELDS, MODULE_CONFIG_FIELDS, AUTH_SERVICE_FIELDS, RATE_LIMIT_SERVICE_FIELDS, RATE_LIMIT_FIELDS].flatMap((f) => Object.keys(f));
+    fields.push(...Object.keys(RATE_LIMIT_LIMIT_FIELDS).map((f) => `limits[].${f}`));
     assert.deepEqual(fields.filter((field) => !doc.includes(`\`${field}\``)), []);
   });
 
