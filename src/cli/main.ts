@@ -42,6 +42,8 @@ Options of start (docs/control-plane.md):
       --max-body-bytes N       largest API request body (default 8388608)
       --resync-interval-s N    how often to re-read the store as a safety net for NOTIFY (default 5)
       --drain-time-s N         how long old connections get after a change or on shutdown (default 5)
+      --redis-url URL          the rate limit service counts in Redis (or PORTICO_REDIS_URL); in memory without
+      --ratelimit-port N       the rate limit service's gRPC port on 127.0.0.1 (default 0: any free one)
   -l, --log-level LEVEL
 
 Options of apply, get and delete:

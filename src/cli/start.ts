@@ -5,6 +5,7 @@ import { ApiServer } from '../controlplane/api-server.js';
 import { ControlPlane } from '../controlplane/control-plane.js';
 import { openPglite, openPostgres } from '../controlplane/store/engine.js';
 import { ConfigStore } from '../controlplane/store/store.js';
+import { RateLimitService } from '../ratelimit/service.js';
 import { InProcessAdmin } from '../server/in-process-admin.js';
 import { createLogger, isLogLevel, type Logger } from '../util/logger.js';
 
@@ -21,6 +22,8 @@ const OPTIONS = {
   'max-body-bytes': { type: 'string', default: String(8 * 1024 * 1024) },
   'resync-interval-s': { type: 'string', default: '5' },
   'drain-time-s': { type: 'string', default: '5' },
+  'redis-url': { type: 'string' },
+  'ratelimit-port': { type: 'string', default: '0' },
   'log-level': { type: 'string', short: 'l', default: 'info' },
 } as const;
 
@@ -45,12 +48,18 @@ export interface GatewayOptions {
   maxBodyBytes: number;
   resyncIntervalMs: number;
   drainTimeoutMs: number;
+  /** Where the rate limit service counts; in its memory without. */
+  redisUrl?: string | undefined;
+  /** Its gRPC port on 127.0.0.1 (0: one the system picks). */
+  rateLimitPort?: number;
   log: Logger;
 }
 
 /** A started gateway: what `portico start` runs, also started in-process by tests and benchmarks. */
 export interface Gateway {
   cp: ControlPlane;
+  /** The rate limit service the RateLimit resources configure. */
+  rateLimits: RateLimitService;
   apiPort: number;
   adminPort: number;
   proxyPort: number;
@@ -60,17 +69,33 @@ export interface Gateway {
 }
 
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
-  const engine = o.databaseUrl ? await openPostgres(o.databaseUrl, (message) => o.log.error(message)) : await openPglite(o.dataDir);
+  // First: the translation points the ratelimit filter at its port.
+  const rateLimits = await RateLimitService.start({ redisUrl: o.redisUrl, host: '127.0.0.1', grpcPort: o.rateLimitPort ?? 0, adminPort: null, log: o.log });
+  o.log.info(`rate limit service on 127.0.0.1:${rateLimits.grpcPort}, counting ${o.redisUrl === undefined ? 'in memory' : 'in Redis'}`);
   let cp: ControlPlane;
   try {
-    const store = await ConfigStore.open(engine);
-    o.log.info(`store: ${engine.kind === 'postgres' ? 'PostgreSQL' : `PGlite in ${o.dataDir}`}, configuration version ${store.snapshot.version}`);
-    cp = await ControlPlane.start(store, { listenerAddress: o.proxyHost, listenerPort: o.proxyPort, drainTimeoutMs: o.drainTimeoutMs, resyncIntervalMs: o.resyncIntervalMs, log: o.log });
+    const engine = o.databaseUrl ? await openPostgres(o.databaseUrl, (message) => o.log.error(message)) : await openPglite(o.dataDir);
+    try {
+      const store = await ConfigStore.open(engine);
+      o.log.info(`store: ${engine.kind === 'postgres' ? 'PostgreSQL' : `PGlite in ${o.dataDir}`}, configuration version ${store.snapshot.version}`);
+      cp = await ControlPlane.start(store, {
+        listenerAddress: o.proxyHost,
+        listenerPort: o.proxyPort,
+        rateLimitPort: rateLimits.grpcPort,
+        rateLimitService: rateLimits,
+        drainTimeoutMs: o.drainTimeoutMs,
+        resyncIntervalMs: o.resyncIntervalMs,
+        log: o.log,
+      });
+    } catch (err) {
+      await engine.close();
+      throw err;
+    }
   } catch (err) {
-    await engine.close();
+    await rateLimits.close();
     throw err;
   }
-  const api = new ApiServer(cp, { token: o.token, maxBodyBytes: o.maxBodyBytes, log: o.log });
+  const api = new ApiServer(cp, { token: o.token, maxBodyBytes: o.maxBodyBytes, log: o.log, rateLimits });
   let adminPort = o.adminPort;
   const admin = new AdminServer(
     new InProcessAdmin({
@@ -94,7 +119,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     (stopping ??= (async () => {
       await Promise.all([api.close(), admin.close()]);
       await cp.close();
-      await cp.store.close();
+      await Promise.all([cp.store.close(), rateLimits.close()]);
       resolveStopped();
     })());
   try {
@@ -105,7 +130,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     o.log.info(`admin listening on ${boundAdmin.address}:${boundAdmin.port}`);
     const proxy = cp.plane.listeners[0]!.boundAddress()!;
     o.log.info(`proxy listening on ${proxy.address}:${proxy.port}`);
-    return { cp, apiPort: boundApi.port, adminPort, proxyPort: proxy.port, stop, stopped };
+    return { cp, rateLimits, apiPort: boundApi.port, adminPort, proxyPort: proxy.port, stop, stopped };
   } catch (err) {
     await stop();
     throw err;
@@ -131,6 +156,8 @@ export async function startCommand(argv: string[]): Promise<number> {
     maxBodyBytes: number(values, 'max-body-bytes', 1024, 1024 ** 3),
     resyncIntervalMs: number(values, 'resync-interval-s', 0.1, 3600) * 1000,
     drainTimeoutMs: number(values, 'drain-time-s', 0, 3600) * 1000,
+    redisUrl: values['redis-url'] ?? process.env.PORTICO_REDIS_URL,
+    rateLimitPort: number(values, 'ratelimit-port', 0, 65535),
     log,
   });
   log.info('portico is live');

@@ -8,6 +8,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { type AddressInfo, isIPv4 } from 'node:net';
 import { hostname } from 'node:os';
 import type { ConfigError } from '../config/errors.js';
+import type { RateLimitService } from '../ratelimit/service.js';
 import type { Logger } from '../util/logger.js';
 import { VERSION } from '../version.js';
 import type { ControlPlane } from './control-plane.js';
@@ -24,6 +25,8 @@ export interface ApiOptions {
   /** Bearer token mutating calls must present; none means no authentication. */
   token: string | undefined;
   maxBodyBytes: number;
+  /** The rate limit service the RateLimit resources configure, whose counts `/api/v1/stats/ratelimits` shows. */
+  rateLimits?: RateLimitService;
 }
 
 class HttpError extends Error {
@@ -82,6 +85,8 @@ export class ApiServer {
       r('POST', '/api/v1/apply', (q, s) => this.apply(q, s)),
       r('POST', '/api/v1/validate', (q, s) => this.validate(q, s)),
       r('GET', '/api/v1/bindings', (_q, s) => this.bindings(s)),
+      // Under /stats, not /ratelimits: "stats" stays free as a RateLimit's name.
+      r('GET', '/api/v1/stats/ratelimits', (_q, s) => this.rateLimitStats(s)),
       r('GET', '/api/v1/([a-z]+)', (_q, s, [p]) => this.list(s, p!)),
       r('POST', '/api/v1/([a-z]+)', (q, s, [p]) => this.put(q, s, p!, undefined)),
       r('GET', `/api/v1/([a-z]+)/${NAME}`, (_q, s, [p, n]) => this.get(s, p!, n!)),
@@ -375,6 +380,19 @@ export class ApiServer {
     if (!changes) throw new HttpError(404, `no version ${version} (the current version is ${this.cp.store.snapshot.version})`);
     const result = await this.run(req, changes, `api: rollback to version ${version}`);
     sendJson(res, 200, { version: result.version, rolled_back_to: version, changes: result.diff.map((d) => ({ op: d.op, resource: `${d.kind}/${d.name}` })) });
+  }
+
+  /** Each limit of the served RateLimits with its counts in this process's service since it started. */
+  private async rateLimitStats(res: ServerResponse): Promise<void> {
+    const served = this.cp.current;
+    const service = this.options.rateLimits;
+    const limits = served.config.rateLimits.limits.map(({ statKey, ...limit }) => {
+      const stats = service?.statsOf(statKey);
+      const over = stats?.over_limit ?? 0;
+      // LogOnly limits are counted over their rate too, but let every request through.
+      return { ...limit, hits: stats?.total_hits ?? 0, near_limit: stats?.near_limit ?? 0, over_limit: over, rejected: limit.action === 'Enforce' ? over : 0 };
+    });
+    sendJson(res, 200, { version: served.version, domain: served.config.rateLimits.domain ?? null, limits });
   }
 
   /** Commits changes (or, with `?dry_run=true`, only checks them) and turns a refusal into its HTTP error. */

@@ -2,11 +2,13 @@
  * The control plane of one process: the store, the translator and the data plane it feeds. A write through
  * this process is validated and translated inside the store's transaction and then applied; writes made by
  * other processes on the same database arrive through NOTIFY (and, as a safety net, a periodic resync), are
- * translated and applied the same way. Applying is serialised and always moves forward in version.
+ * translated and applied the same way. Applying is serialised and always moves forward in version. What the
+ * RateLimit resources translate to goes to the process's own rate limit service at the same moment.
  */
 import type { Bootstrap } from '../config/load.js';
 import { formatConfigErrors } from '../config/errors.js';
 import { DataPlane } from '../dataplane/data-plane.js';
+import type { RateLimitService } from '../ratelimit/service.js';
 import type { Logger } from '../util/logger.js';
 import type { Resource } from './resources.js';
 import { type Change, type ChangeResult, type ConfigStore, NOTIFY_CHANNEL, type Snapshot } from './store/store.js';
@@ -17,6 +19,8 @@ export interface ControlPlaneOptions extends TranslateOptions {
   drainTimeoutMs: number;
   resyncIntervalMs: number;
   log: Logger;
+  /** The rate limit service on `rateLimitPort`, configured by the RateLimit resources. */
+  rateLimitService?: RateLimitService;
 }
 
 /** The configuration being served. */
@@ -52,6 +56,7 @@ export class ControlPlane {
       options.log.error(`stored configuration version ${snapshot.version} is invalid, serving no routes:\n${formatResourceErrors(built.errors)}`);
       built = buildConfig([], options, options.log);
     }
+    options.rateLimitService?.update(built.value.rateLimits.config);
     const plane = await DataPlane.start(built.value.bootstrap, options.log, EXTENSIONS);
     const cp = new ControlPlane(store, plane, { version: snapshot.version, config: built.value, appliedAt: new Date() }, options);
     await store.engine.listen(NOTIFY_CHANNEL, () => void cp.sync());
@@ -112,6 +117,7 @@ export class ControlPlane {
     const run = this.applying.then(async () => {
       if (version <= this.served.version) return;
       await this.plane.update(config.bootstrap, this.options.drainTimeoutMs);
+      this.options.rateLimitService?.update(config.rateLimits.config);
       this.served = { version, config, appliedAt: new Date() };
       this.options.log.info(`serving configuration version ${version}`);
     });

@@ -1,6 +1,6 @@
 /**
  * The resources users write, in Emissary's `getambassador.io/v3alpha1` shape: `Mapping`, `Module`, `AuthService`
- * and `RateLimitService`, and Ambassador Edge Stack's `Filter` and `FilterPolicy`. This file
+ * and `RateLimitService`, and Ambassador Edge Stack's `Filter`, `FilterPolicy` and `RateLimit`. This file
  * says what a valid resource is; translate.ts says what it means.
  */
 import { isIP } from 'node:net';
@@ -199,12 +199,29 @@ export interface FilterPolicySpec {
   rules: FilterPolicyRule[];
 }
 
+/** One limit of a RateLimit: requests whose descriptor matches `pattern`, entry by entry, get `rate` per `unit`. */
+export interface RateLimitLimit {
+  name?: string;
+  /** Descriptor entries in order, each `{key: value}`; a value of "" or "*" counts each value on its own. */
+  pattern: Record<string, string>[];
+  rate: number;
+  unit: 'second' | 'minute' | 'hour' | 'day';
+  /** LogOnly counts and reports, never refuses (envoyproxy/ratelimit's shadow_mode). */
+  action?: 'Enforce' | 'LogOnly';
+}
+
+export interface RateLimitSpec {
+  domain?: string;
+  limits: RateLimitLimit[];
+}
+
 export type Mapping = Resource<MappingSpec>;
 export type Module = Resource<ModuleSpec>;
 export type AuthService = Resource<AuthServiceSpec>;
 export type RateLimitService = Resource<RateLimitServiceSpec>;
 export type Filter = Resource<FilterSpec>;
 export type FilterPolicy = Resource<FilterPolicySpec>;
+export type RateLimit = Resource<RateLimitSpec>;
 
 /** Emissary's defaults (irhttpmapping.py, irambassador.py). */
 export const DEFAULTS = {
@@ -426,6 +443,44 @@ export const RATE_LIMIT_SERVICE_FIELDS: Record<keyof RateLimitServiceSpec, Check
   timeout_ms: int(1, 86_400_000),
   domain: str(undefined, 256),
   failure_mode_deny: bool,
+};
+
+/** A pattern entry: one descriptor key and the value it must have ("" or "*": any). */
+const patternEntry: Check = (value, path, errors) => {
+  const before = errors.length;
+  mapOf(str(undefined, 256), str(undefined, 1024))(value, path, errors);
+  if (errors.length > before) return;
+  const keys = Object.keys(value as object);
+  if (keys.length !== 1) errors.push({ code: 'invalid_value', path, message: `a pattern entry is one {descriptor key: value}, got ${keys.length === 0 ? 'none' : `{${keys.join(', ')}}`}` });
+  else if (keys[0] === '') errors.push({ code: 'invalid_value', path, message: 'the descriptor key may not be empty' });
+};
+
+export const RATE_LIMIT_LIMIT_FIELDS: Record<keyof RateLimitLimit, Check> = {
+  name: str(undefined, 256),
+  pattern: (value, path, errors) => {
+    listOf(patternEntry)(value, path, errors);
+    if (Array.isArray(value) && value.length === 0) errors.push({ code: 'invalid_value', path, message: 'a pattern needs at least one entry' });
+  },
+  rate: int(1),
+  unit: oneOf('second', 'minute', 'hour', 'day'),
+  action: oneOf('Enforce', 'LogOnly'),
+};
+
+/** Edge Stack limit fields Portico does not implement. */
+const RATE_LIMIT_LIMIT_REFUSED: Record<string, string> = {
+  burstFactor: 'Portico counts fixed windows, without bursts',
+  injectRequestHeaders: 'Portico does not add headers to limited requests',
+  injectResponseHeaders: 'Portico does not add headers to limited responses',
+  errorResponse: 'the answer over the limit is the ratelimit filter\'s 429',
+};
+
+export const RATE_LIMIT_FIELDS: Record<keyof RateLimitSpec, Check> = {
+  domain: str(undefined, 256),
+  limits: (value, path, errors) =>
+    listOf((limit, at, errs) => {
+      const rest = isObject(limit) ? refuse(limit, RATE_LIMIT_LIMIT_REFUSED, at, errs) : limit;
+      object({ fields: RATE_LIMIT_LIMIT_FIELDS, required: ['pattern', 'rate', 'unit'] })(rest, at, errs);
+    })(value, path, errors),
 };
 
 /** Emissary fields Portico knows and does not implement: refused with a reason rather than as unknown. */
@@ -695,6 +750,10 @@ export const KINDS: Record<string, KindInfo> = {
   FilterPolicy: {
     plural: 'filterpolicies',
     check: (spec, path, errors) => object({ fields: FILTER_POLICY_FIELDS, required: ['rules'] })(spec, path, errors),
+  },
+  RateLimit: {
+    plural: 'ratelimits',
+    check: (spec, path, errors) => object({ fields: RATE_LIMIT_FIELDS, required: ['limits'] })(spec, path, errors),
   },
 };
 

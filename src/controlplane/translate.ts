@@ -1,5 +1,5 @@
 /**
- * Mappings, the Module, the AuthService, the RateLimitService, Filters and FilterPolicies → Envoy v3 resources (one HTTP listener with its
+ * Mappings, the Module, the AuthService, the RateLimitService, RateLimits, Filters and FilterPolicies → Envoy v3 resources (one HTTP listener with its
  * route table and filters, and clusters), following Emissary's translation (irhttpmapping.py, irbasemappinggroup.py, v3route.py). The output is proto3-JSON in a
  * fixed key order, so the same input always gives the same bytes; `checkTranslation` then runs the data plane's
  * own validation and names, for every problem, the resource field that caused it.
@@ -25,6 +25,7 @@ import {
   type ModuleConfig,
   type ModuleSpec,
   parseService,
+  type RateLimit,
   type RateLimitService,
   type RateLimitServiceSpec,
   type Resource,
@@ -34,6 +35,7 @@ import {
 import { durationMs } from './schema.js';
 import { EXTENSIONS } from '../extensions/registry.js';
 import { bindFilters, enableFilters, type FilterBindings, httpFilter, jwksClusterAddress } from './filter-policies.js';
+import { compileRateLimits, type RateLimitTable } from './rate-limits.js';
 
 type Json = Record<string, unknown>;
 
@@ -41,6 +43,8 @@ export interface TranslateOptions {
   /** Address and port of the HTTP listener (Emissary's 8080). */
   listenerAddress: string;
   listenerPort: number;
+  /** The gRPC port of Portico's own rate limit service on 127.0.0.1, which RateLimit resources configure. */
+  rateLimitPort?: number;
 }
 
 /** A problem found in a resource, with the path inside that resource (`spec.retry_policy`). */
@@ -65,6 +69,8 @@ export interface Translation {
   clustersOf: Map<string, string[]>;
   /** The Filters each Mapping runs (`Mapping/name` → `Filter/name`s), for the API and the dashboard. */
   filtersOf: Map<string, string[]>;
+  /** What the RateLimits give Portico's own rate limit service. */
+  rateLimits: RateLimitTable;
   errors: ResourceError[];
   /** Producers of routes[i], clusters[i] and http_filters[i] of the output. */
   origins: { routes: Origin[][]; clusters: Origin[][]; filters: Origin[][] };
@@ -77,6 +83,11 @@ const EXT_AUTHZ = 'envoy.filters.http.ext_authz';
 const EXT_AUTHZ_FILTER = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
 const EXT_AUTHZ_PER_ROUTE = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute';
 const RATELIMIT_FILTER = 'envoy.extensions.filters.http.ratelimit.v3.RateLimit';
+/**
+ * Portico's own rate limit service answers on this process's event loop, behind the requests it is asked about:
+ * a network service's 20 ms would let requests through unchecked whenever the loop is busy.
+ */
+const IN_PROCESS_RATE_LIMIT_TIMEOUT_MS = 1000;
 /** Emissary's defaults, unioned with the AuthService's own lists (irauth.py). */
 const AUTH_REQUEST_HEADERS = ['authorization', 'cookie', 'from', 'proxy-authorization', 'user-agent', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto'];
 const AUTH_RESPONSE_HEADERS = ['authorization', 'location', 'proxy-authenticate', 'set-cookie', 'www-authenticate'];
@@ -169,7 +180,19 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     resources.filter((r): r is FilterPolicy => r.kind === 'FilterPolicy').sort(byName),
     errors,
   );
-  const services: Services = { auth: auth !== undefined, rateLimitDomain: rls ? (rls.spec.domain ?? DEFAULTS.rateLimitDomain) : undefined, filters: bindings.byMapping };
+  const ownLimits = compileRateLimits(
+    resources.filter((r): r is RateLimit => r.kind === 'RateLimit').sort((a, b) => compare(a.metadata.name, b.metadata.name)),
+    rls,
+    options.rateLimitPort,
+    errors,
+  );
+  // The service the ratelimit filter calls: the RateLimitService's, else Portico's own when RateLimits configure it.
+  const limiter = rls
+    ? { resources: [rls] as Resource[], spec: rls.spec, domain: rls.spec.domain ?? DEFAULTS.rateLimitDomain }
+    : ownLimits.domain !== undefined
+      ? { resources: ownLimits.resources, spec: { service: `127.0.0.1:${options.rateLimitPort}`, timeout_ms: IN_PROCESS_RATE_LIMIT_TIMEOUT_MS }, domain: ownLimits.domain }
+      : undefined;
+  const services: Services = { auth: auth !== undefined, rateLimitDomain: limiter?.domain, filters: bindings.byMapping };
 
   // Clusters: one per distinct service and cluster settings, named after the service as Emissary does.
   const clusterBodies = new Map<string, { base: string; body: Json; origins: Origin[] }>();
@@ -192,7 +215,7 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
   }
   for (const p of prepared) p.cluster = clusterName.get(p.cluster)!;
   const authCluster = auth && serviceCluster('extauth', auth, auth.spec.auth_service, auth.spec.proto === 'grpc', 'spec.auth_service');
-  const rlsCluster = rls && serviceCluster('ratelimit', rls, rls.spec.service, true, 'spec.service');
+  const rlsCluster = limiter && serviceCluster('ratelimit', limiter.resources[0]!, limiter.spec.service, true, rls ? 'spec.service' : 'spec');
   const clusters = [...clusterBodies.entries()]
     .map(([key, { body, origins }]) => ({ name: clusterName.get(key)!, body, origins }))
     .concat([authCluster, rlsCluster].filter((c) => c !== undefined), jwksClusters(bindings.used))
@@ -251,9 +274,9 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     httpFilters.push({ name: EXT_AUTHZ, typed_config: extAuthz(auth.spec, authCluster.name) });
     filterOrigins.push([{ resource: resourceKey(auth), inherited: {}, field: 'spec' }]);
   }
-  if (rls && rlsCluster) {
-    httpFilters.push({ name: 'envoy.filters.http.ratelimit', typed_config: rateLimitFilter(rls.spec, services.rateLimitDomain!, rlsCluster.name) });
-    filterOrigins.push([{ resource: resourceKey(rls), inherited: {}, field: 'spec' }]);
+  if (limiter && rlsCluster) {
+    httpFilters.push({ name: 'envoy.filters.http.ratelimit', typed_config: rateLimitFilter(limiter.spec, limiter.domain, rlsCluster.name) });
+    filterOrigins.push(limiter.resources.map((r) => ({ resource: resourceKey(r), inherited: {}, field: 'spec' })));
   }
   const router: Json = { '@type': TYPE + ROUTER_TYPE };
   if (module.suppress_envoy_headers !== undefined) router.suppress_envoy_headers = module.suppress_envoy_headers;
@@ -284,6 +307,7 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     clusters: clusters.map((c) => envoyCluster(c.name, c.body)),
     clustersOf,
     filtersOf: new Map([...bindings.byMapping].map(([mapping, filters]) => [mapping, filters.map(resourceKey)])),
+    rateLimits: ownLimits,
     errors,
     origins: { routes: routeOrigins, clusters: clusters.map((c) => c.origins), filters: filterOrigins },
   };
@@ -779,11 +803,12 @@ export interface BuiltConfig {
   bootstrap: Bootstrap;
   clustersOf: Map<string, string[]>;
   filtersOf: Map<string, string[]>;
+  rateLimits: RateLimitTable;
 }
 
 /** Translates and validates resources: the validator of every store write. */
 export function buildConfig(resources: readonly Resource[], options: TranslateOptions, log: Logger): { errors: ResourceError[]; value: BuiltConfig } {
   const t = translate(resources, options);
   const { bootstrap, errors } = checkTranslation(t, log);
-  return { errors, value: { bootstrap, clustersOf: t.clustersOf, filtersOf: t.filtersOf } };
+  return { errors, value: { bootstrap, clustersOf: t.clustersOf, filtersOf: t.filtersOf, rateLimits: t.rateLimits } };
 }

@@ -43,7 +43,7 @@ export interface ConfigProblem {
 /** Reads `path` (a file or a directory of YAML files); every problem is reported with its place. */
 export function loadRateLimitConfig(path: string): { config: RateLimitConfig | undefined; problems: ConfigProblem[] } {
   const problems: ConfigProblem[] = [];
-  const domains = new Map<string, Map<string, DescriptorNode>>();
+  const documents: { path: string; value: unknown }[] = [];
   let files: string[];
   try {
     files = statSync(path).isDirectory()
@@ -71,10 +71,28 @@ export function loadRateLimitConfig(path: string): { config: RateLimitConfig | u
       }
       const value: unknown = doc.toJS();
       if (value === null || value === undefined) return;
-      compileDomain(value, where, domains, problems);
+      documents.push({ path: where, value });
     });
   }
+  const compiled = compileRateLimitConfig(documents);
+  problems.push(...compiled.problems);
+  return { config: problems.length === 0 ? compiled.config : undefined, problems };
+}
+
+/**
+ * Compiles domain documents already parsed: those of the files, or those the control plane translates its
+ * `RateLimit` resources into (src/controlplane/rate-limits.ts), so both are held to the same rules.
+ */
+export function compileRateLimitConfig(documents: readonly { path: string; value: unknown }[]): { config: RateLimitConfig | undefined; problems: ConfigProblem[] } {
+  const problems: ConfigProblem[] = [];
+  const domains = new Map<string, Map<string, DescriptorNode>>();
+  for (const { path, value } of documents) compileDomain(value, path, domains, problems);
   return { config: problems.length === 0 ? { domains } : undefined, problems };
+}
+
+/** A node's name in its level and in stats: `key_value`, or `key` for the node that takes any value. */
+export function descriptorName(key: string, value: string | undefined): string {
+  return value === undefined ? key : `${key}_${value}`;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -123,7 +141,7 @@ function compileLevel(value: unknown, path: string, statPrefix: string, problems
     }
     const hasValue = item.value !== undefined && item.value !== null && item.value !== '';
     if (hasValue && typeof item.value !== 'string' && typeof item.value !== 'number') problems.push({ path: `${at}.value`, message: 'value must be a string' });
-    const mapKey = hasValue ? `${key}_${String(item.value)}` : key;
+    const mapKey = descriptorName(key, hasValue ? String(item.value) : undefined);
     if (level.has(mapKey)) {
       problems.push({ path: at, message: `duplicate descriptor "${mapKey}"` });
       return;
@@ -183,7 +201,7 @@ export function findLimit(config: RateLimitConfig, domain: string, entries: read
   let node: DescriptorNode | undefined;
   for (const entry of entries) {
     if (level === undefined) return undefined;
-    node = level.get(`${entry.key}_${entry.value}`) ?? level.get(entry.key);
+    node = level.get(descriptorName(entry.key, entry.value)) ?? level.get(entry.key);
     if (node === undefined) return undefined;
     level = node.children;
   }

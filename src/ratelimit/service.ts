@@ -3,6 +3,8 @@
  * (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`) on @grpc/grpc-js, so that any Envoy-compatible
  * gateway can use it, counting fixed windows in Redis (shared by every service on it) or in memory. Its
  * configuration (config.ts) is reloaded when its files change; a bad change is refused and the old one kept.
+ * `portico start` runs one in its own process without files: its control plane hands it the configuration its
+ * `RateLimit` resources translate to, through update().
  * Stats `ratelimit.service.rate_limit.<domain>.<key>.{total_hits,over_limit,near_limit,within_limit,shadow_mode}`
  * and a health check are served on an admin port.
  */
@@ -14,7 +16,7 @@ import { decodeMessage, encodeMessage, envoyMethod } from '../grpc/envoy-protos.
 import { emptySnapshot } from '../stats/store.js';
 import { renderPrometheus, renderText } from '../stats/render.js';
 import type { Logger } from '../util/logger.js';
-import { type DescriptorEntry, findLimit, type Limit, loadRateLimitConfig, type RateLimitConfig, UNIT_SECONDS } from './config.js';
+import { type ConfigProblem, type DescriptorEntry, findLimit, type Limit, loadRateLimitConfig, type RateLimitConfig, UNIT_SECONDS } from './config.js';
 import { MemoryCounters, RedisCounters, type WindowCounters } from './counters.js';
 
 /** envoyproxy/ratelimit's default: over 80% of the limit is "near". */
@@ -37,13 +39,17 @@ interface DescriptorStatus {
 }
 
 export interface RateLimitServiceOptions {
-  configPath: string;
+  /** The file or directory to read and follow; without one, the configuration is what update() was last given. */
+  configPath?: string;
   redisUrl?: string;
   host?: string;
   grpcPort?: number;
-  adminPort?: number;
+  /** null: no admin port (in `portico start`, whose API shows the stats). */
+  adminPort?: number | null;
   log: Logger;
 }
+
+export type LimitStats = Record<StatName, number>;
 
 const SHOULD_RATE_LIMIT = () => envoyMethod('envoy/service/ratelimit/v3/rls.proto', 'envoy.service.ratelimit.v3.RateLimitService', 'ShouldRateLimit');
 
@@ -70,10 +76,14 @@ export class RateLimitService {
     this.counters = options.redisUrl === undefined ? new MemoryCounters() : new RedisCounters(options.redisUrl, (err) => log.debug(`redis: ${err.message}`));
   }
 
-  /** Loads the configuration (refusing to start on a bad one), then serves gRPC and the admin port. */
+  /** Loads the configuration, if from files (refusing to start on a bad one), then serves gRPC and the admin port. */
   static async start(options: RateLimitServiceOptions): Promise<RateLimitService> {
-    const { config, problems } = loadRateLimitConfig(options.configPath);
-    if (config === undefined) throw new Error(`invalid rate limit configuration:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
+    let config: RateLimitConfig = { domains: new Map() };
+    if (options.configPath !== undefined) {
+      const loaded = loadRateLimitConfig(options.configPath);
+      if (loaded.config === undefined) throw new Error(`invalid rate limit configuration:\n${formatProblems(loaded.problems)}`);
+      config = loaded.config;
+    }
     const service = new RateLimitService(options, config);
     try {
       if (service.counters instanceof RedisCounters) await service.counters.connected(5000);
@@ -82,7 +92,7 @@ export class RateLimitService {
       await service.close();
       throw err;
     }
-    service.watchConfig();
+    if (options.configPath !== undefined) service.watchConfig(options.configPath);
     return service;
   }
 
@@ -116,6 +126,7 @@ export class RateLimitService {
     this.grpcPort = await new Promise<number>((resolve, reject) =>
       server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
     );
+    if (this.options.adminPort === null) return;
     const admin = http.createServer((req, res) => this.serveAdmin(req, res));
     this.admin = admin;
     await new Promise<void>((resolve, reject) => {
@@ -186,6 +197,13 @@ export class RateLimitService {
     this.stats.set(full, (this.stats.get(full) ?? 0) + amount);
   }
 
+  /** One limit's stats (`statKey` as config.ts names the limit's node), since this service started. */
+  statsOf(statKey: string): LimitStats {
+    const out = {} as LimitStats;
+    for (const name of STAT_NAMES) out[name] = this.stats.get(`ratelimit.service.rate_limit.${statKey}.${name}`) ?? 0;
+    return out;
+  }
+
   /** The stats as the data plane's renderers take them. */
   snapshot(): ReturnType<typeof emptySnapshot> {
     const snapshot = emptySnapshot();
@@ -212,30 +230,40 @@ export class RateLimitService {
     }
   }
 
-  private watchConfig(): void {
+  private watchConfig(path: string): void {
     try {
-      this.watcher = watch(this.options.configPath, () => {
+      this.watcher = watch(path, () => {
         if (this.reloadTimer !== undefined) clearTimeout(this.reloadTimer);
         this.reloadTimer = setTimeout(() => this.reload(), RELOAD_DEBOUNCE_MS);
       });
     } catch (err) {
-      this.options.log.warn(`cannot watch ${this.options.configPath}: ${(err as Error).message}; the configuration will not reload`);
+      this.options.log.warn(`cannot watch ${path}: ${(err as Error).message}; the configuration will not reload`);
     }
   }
 
-  /** Re-reads the configuration; counts live in the store, so a reload loses none. */
+  /** Re-reads the configuration files. */
   reload(): boolean {
     this.reloadTimer = undefined;
+    if (this.options.configPath === undefined) return false;
     const { config, problems } = loadRateLimitConfig(this.options.configPath);
     if (config === undefined) {
       this.reloadFailures++;
-      this.options.log.error(`rate limit configuration refused, the previous one stays:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
+      this.options.log.error(`rate limit configuration refused, the previous one stays:\n${formatProblems(problems)}`);
       return false;
     }
-    this.config = config;
-    this.reloads++;
+    this.update(config);
     this.options.log.info(`rate limit configuration reloaded (${config.domains.size} domains)`);
     return true;
+  }
+
+  /**
+   * Serves `config` from the next check on. Counts live in the store under keys made of the descriptor and the
+   * window, and stats under the limit's node, neither under the limit itself: a limit whose rate changes
+   * mid-window keeps both.
+   */
+  update(config: RateLimitConfig): void {
+    this.config = config;
+    this.reloads++;
   }
 
   async close(): Promise<void> {
@@ -245,6 +273,10 @@ export class RateLimitService {
     await new Promise((resolve) => (this.admin?.listening ? this.admin.close(resolve) : resolve(undefined)));
     await this.counters.close();
   }
+}
+
+function formatProblems(problems: readonly ConfigProblem[]): string {
+  return problems.map((p) => `  ${p.path}: ${p.message}`).join('\n');
 }
 
 /** With `detailed_metric`, stats carry the request's own keys and values. */

@@ -10,7 +10,7 @@ import { createLogger } from '../../src/util/logger.js';
 import { PACKAGE_ROOT } from '../../src/util/package-root.js';
 
 const GOLDEN = join(PACKAGE_ROOT, 'test/controlplane/golden');
-const OPTIONS = { listenerAddress: '0.0.0.0', listenerPort: 8080 };
+const OPTIONS = { listenerAddress: '0.0.0.0', listenerPort: 8080, rateLimitPort: 8081 };
 
 function load(file: string): Resource[] {
   const errors: ConfigError[] = [];
@@ -45,7 +45,7 @@ describe('translator golden files', () => {
   });
 
   it('produces configurations the data plane accepts for every supported field', () => {
-    for (const file of ['seed.yaml', 'ordering.yaml', 'canary.yaml', 'module.yaml']) {
+    for (const file of ['seed.yaml', 'ordering.yaml', 'canary.yaml', 'module.yaml', 'ratelimits.yaml']) {
       assert.deepEqual(JSON.parse(render(load(file))).errors, [], file);
     }
   });

@@ -225,6 +225,75 @@ describe('the dashboard in Chromium', () => {
     });
   });
 
+  describe('with RateLimits', () => {
+    let gw: TestGateway;
+    let hello: HelloService;
+    before(async () => {
+      if (!browser) return;
+      hello = await startHelloService(1, { name: 'limited' });
+      gw = await startTestGateway();
+    });
+    after(async () => {
+      await gw?.close();
+      await hello?.close();
+    });
+
+    it('creates a rate limit, shows its hits and rejections, edits it mid-window and deletes it', async (t) => {
+      if (!browser) return t.skip(CHROMIUM_MISSING);
+      const labels = { ambassador: [{ per_user: [{ generic_key: { value: 'api' } }, { request_headers: { key: 'user', header_name: 'x-user' } }] }] };
+      const put = await gw.api('/api/v1/mappings/limited', { method: 'PUT', body: { kind: 'Mapping', spec: { prefix: '/limited/', service: `127.0.0.1:${hello.port}`, labels } } });
+      assert.equal(put.status, 201);
+      const { page, errors } = await openDashboard(browser, gw);
+      const cells = () => page.locator('#ratelimits tr[data-name="users"] td').allTextContents();
+      const limits = (rate: number | string) => JSON.stringify([{ name: 'per-user', pattern: [{ generic_key: 'api' }, { user: '*' }], rate, unit: 'hour' }]);
+      const fill = async (fields: Record<string, string>) => {
+        for (const [label, value] of Object.entries(fields)) await page.locator('#rl-editor').getByLabel(label, { exact: true }).fill(value);
+      };
+
+      // create
+      await page.getByRole('button', { name: 'New rate limit' }).click();
+      await fill({ Name: 'users', 'Limits (JSON)': limits(2) });
+      await page.locator('#rl-editor').getByRole('button', { name: 'Save' }).click();
+      await page.locator('#ratelimits tr[data-name="users"]').waitFor();
+      assert.match(await page.locator('#notice').innerText(), /Created RateLimit\/users: configuration version 2/);
+      assert.deepEqual((await cells()).slice(0, 6), ['users', 'per-user', 'ambassador', 'generic_key=apiuser=*', '2 / hour', 'Enforce']);
+      assert.deepEqual(await page.locator('#ratelimits tr[data-name="users"] .chip').allTextContents(), ['generic_key=api', 'user=*']);
+      assert.match(await page.locator('#overview').innerText(), /1 limits\s+Portico's own service · domain ambassador · 1 mappings labelled/);
+
+      // hits and rejections after requests through the proxy
+      const statuses = [];
+      for (let i = 0; i < 3; i++) statuses.push((await gw.proxy('/limited/1', { 'x-user': 'alice' })).status);
+      assert.deepEqual(statuses, [200, 200, 429]);
+      await page.getByRole('button', { name: 'Refresh' }).click();
+      await until('the row shows 3 hits, 1 rejected', async () => (await cells()).slice(6, 8).join() === '3,1');
+
+      // a bad edit: the API's problem under the JSON field, nothing changed
+      await page.getByRole('button', { name: 'Edit rate limit users' }).click();
+      await fill({ 'Limits (JSON)': limits(0) });
+      await page.locator('#rl-editor').getByRole('button', { name: 'Save' }).click();
+      const limitsError = page.locator('#rl-editor [data-error-for="limits"]');
+      await until('the limits error shows', async () => (await limitsError.textContent()) !== '');
+      assert.equal(await limitsError.textContent(), 'spec.limits[0].rate: must be between 1 and 9007199254740991, got 0');
+      assert.equal((await gw.proxy('/limited/1', { 'x-user': 'alice' })).status, 429);
+
+      // edit mid-window: alice's 4 hits are kept, so a rate of 5 lets one more through
+      await fill({ 'Limits (JSON)': limits(5) });
+      await page.locator('#rl-editor').getByRole('button', { name: 'Save' }).click();
+      await until('the row shows the new rate', async () => (await cells())[4] === '5 / hour');
+      assert.deepEqual([(await gw.proxy('/limited/1', { 'x-user': 'alice' })).status, (await gw.proxy('/limited/1', { 'x-user': 'alice' })).status], [200, 429]);
+      await page.getByRole('button', { name: 'Refresh' }).click();
+      await until('the row shows 6 hits, 3 rejected', async () => (await cells()).slice(6, 8).join() === '6,3');
+
+      // delete, after confirmation
+      await page.getByRole('button', { name: 'Delete rate limit users' }).click();
+      await confirm(page, 'Delete');
+      await page.locator('#ratelimits').getByText('No rate limits').waitFor();
+      assert.equal((await gw.proxy('/limited/1', { 'x-user': 'alice' })).status, 200);
+      assert.deepEqual(errors, []);
+      await page.close();
+    });
+  });
+
   describe('with --api-token', () => {
     let gw: TestGateway;
     before(async () => {

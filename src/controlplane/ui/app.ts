@@ -1,6 +1,7 @@
 /**
  * The dashboard (runs in the browser; compiled by the project's tsc and served as /ui/app.js). It uses only
- * the JSON API of the server that serves it: /ambassador/health and /ambassador/stats, and /api/v1/*.
+ * the JSON API of the server that serves it: /ambassador/health and /ambassador/stats, and /api/v1/* (with
+ * /api/v1/stats/ratelimits for the rate limits' counts).
  * Everything shown is set as text (textContent, attributes), never parsed as HTML.
  */
 
@@ -46,6 +47,13 @@ interface MappingStats {
   upstream_4xx: number;
   upstream_5xx: number;
 }
+/** One limit of a RateLimit with its counts, as /api/v1/stats/ratelimits gives it. */
+interface LimitStats {
+  resource: string;
+  index: number;
+  hits: number;
+  rejected: number;
+}
 interface Answer<T> {
   status: number;
   body: T;
@@ -68,6 +76,8 @@ const state = {
   /** Filter name → its kind (`JWT`, `APIKey`); Mapping name → the Filters it runs (`/api/v1/bindings`). */
   filterKinds: new Map<string, string>(),
   bindings: {} as Record<string, string[]>,
+  rateLimits: [] as Resource[],
+  limitStats: [] as LimitStats[],
   stats: {} as Record<string, MappingStats>,
   history: [] as VersionInfo[],
   historyComplete: false,
@@ -190,10 +200,11 @@ function setupToken(): void {
 
 /** The mappings and the first page of history: after a change, and whenever the version moved. */
 async function loadConfig(): Promise<void> {
-  const [list, auth, rls, filters, bindings, history] = await Promise.all([
+  const [list, auth, rls, rateLimits, filters, bindings, history] = await Promise.all([
     call<{ version: number; items: Resource[] }>('GET', '/api/v1/mappings'),
     call<{ items: Resource[] }>('GET', '/api/v1/authservices'),
     call<{ items: Resource[] }>('GET', '/api/v1/ratelimitservices'),
+    call<{ items: Resource[] }>('GET', '/api/v1/ratelimits'),
     call<{ items: Resource[] }>('GET', '/api/v1/filters'),
     call<{ mappings: Record<string, string[]> }>('GET', '/api/v1/bindings'),
     call<History>('GET', `/api/v1/history?limit=${HISTORY_PAGE}`),
@@ -203,6 +214,7 @@ async function loadConfig(): Promise<void> {
   if (bindings.status === 200) state.bindings = bindings.body.mappings;
   if (auth.status === 200) state.authService = auth.body.items[0];
   if (rls.status === 200) state.rateLimitService = rls.body.items[0];
+  if (rateLimits.status === 200) state.rateLimits = rateLimits.body.items;
   if (history.status === 200) {
     state.version = history.body.version;
     state.served = history.body.served;
@@ -210,23 +222,29 @@ async function loadConfig(): Promise<void> {
     state.historyComplete = history.body.versions.length < HISTORY_PAGE;
   }
   renderMappings();
+  renderRateLimits();
   renderHistory();
   renderOverview();
 }
 
 async function refresh(): Promise<void> {
   try {
-    const [health, modules, stats] = await Promise.all([
+    const [health, modules, stats, limitStats] = await Promise.all([
       call<{ ok: boolean; hostname: string; version: string }>('GET', '/ambassador/health'),
       call<{ version: number }>('GET', '/api/v1/modules'),
       call<{ mappings: Record<string, MappingStats> }>('GET', '/ambassador/stats'),
+      call<{ limits: LimitStats[] }>('GET', '/api/v1/stats/ratelimits'),
     ]);
     state.reachable = health.status === 200 && health.body.ok;
     state.health = health.body;
     if (stats.status === 200) state.stats = stats.body.mappings;
+    if (limitStats.status === 200) state.limitStats = limitStats.body.limits;
     // The modules list is the smallest answer that carries the configuration version.
     if (modules.status === 200 && (modules.body.version !== state.version || state.served !== state.version)) await loadConfig();
-    else renderMappings();
+    else {
+      renderMappings();
+      renderRateLimits();
+    }
   } catch {
     state.reachable = false;
   }
@@ -287,15 +305,19 @@ function authCard(): HTMLElement {
 
 function rateLimitCard(): HTMLElement {
   const rls = state.rateLimitService;
-  if (rls === undefined) return card('Rate limits', 'none', 'no RateLimitService: labels are not sent');
   const limited = state.mappings.filter((m) => rateLimitGroups(m).some((g) => g.active)).length;
-  return card('Rate limits', `RateLimitService ${rls.metadata.name}`, `${String(rls.spec.service)} · domain ${rateLimitDomain()} · ${limited} mappings labelled`);
+  if (rls !== undefined) return card('Rate limits', `RateLimitService ${rls.metadata.name}`, `${String(rls.spec.service)} · domain ${rateLimitDomain()} · ${limited} mappings labelled`);
+  const limits = state.rateLimits.reduce((n, r) => n + limitsOf(r).length, 0);
+  if (limits === 0) return card('Rate limits', 'none', 'no RateLimitService or RateLimit: labels are not sent');
+  return card('Rate limits', `${limits} limits`, `Portico's own service · domain ${rateLimitDomain()} · ${limited} mappings labelled`);
 }
 
 // ---- mappings ---------------------------------------------------------------------------------------------
 
+/** The domain the gateway sends: the RateLimitService's, else that of the RateLimits (the first by name: all share it). */
 function rateLimitDomain(): string | undefined {
-  return state.rateLimitService ? String(state.rateLimitService.spec.domain ?? 'ambassador') : undefined;
+  const source = state.rateLimitService ?? state.rateLimits[0];
+  return source ? String(source.spec.domain ?? 'ambassador') : undefined;
 }
 
 /** A label action as the descriptor entry it makes: `"literal"`, `user=header x-user`, `remote_address`. */
@@ -381,14 +403,73 @@ function renderMappings(): void {
   byId('mappings').querySelector('tbody')!.replaceChildren(...rows);
 }
 
-async function deleteMapping(m: Resource): Promise<void> {
-  const name = m.metadata.name;
-  if (!(await confirmAction(`Delete mapping ${name}?`, `Requests to ${String(m.spec.prefix)} stop being routed to ${String(m.spec.service)} at once. History keeps it, so a rollback can restore it.`, 'Delete'))) return;
-  const rv = m.metadata.resourceVersion;
-  const answer = await call<{ version: number }>('DELETE', `/api/v1/mappings/${encodeURIComponent(name)}`, undefined, rv ? { 'if-match': `"${rv}"` } : {});
-  if (answer.status === 200) notify(`Deleted Mapping/${name}: configuration version ${answer.body.version}.`);
+function deleteMapping(m: Resource): Promise<void> {
+  const consequence = `Requests to ${String(m.spec.prefix)} stop being routed to ${String(m.spec.service)} at once.`;
+  return deleteResource(m, 'mappings', `Delete mapping ${m.metadata.name}?`, consequence);
+}
+
+/** Deletes after a confirmation, with If-Match: a resource changed since it was shown is not deleted. */
+async function deleteResource(r: Resource, plural: string, title: string, consequence: string): Promise<void> {
+  const name = r.metadata.name;
+  if (!(await confirmAction(title, `${consequence} History keeps it, so a rollback can restore it.`, 'Delete'))) return;
+  const rv = r.metadata.resourceVersion;
+  const answer = await call<{ version: number }>('DELETE', `/api/v1/${plural}/${encodeURIComponent(name)}`, undefined, rv ? { 'if-match': `"${rv}"` } : {});
+  if (answer.status === 200) notify(`Deleted ${r.kind}/${name}: configuration version ${answer.body.version}.`);
   else if (answer.status !== 401) showAlert(`Could not delete ${name}: ${problemsOf(answer).map(describeProblem).join('; ')}`);
   await loadConfig();
+}
+
+// ---- rate limits ------------------------------------------------------------------------------------------
+
+interface Limit {
+  name?: string;
+  pattern?: Record<string, string>[];
+  rate?: number;
+  unit?: string;
+  action?: string;
+}
+
+function limitsOf(r: Resource): Limit[] {
+  return Array.isArray(r.spec.limits) ? (r.spec.limits as Limit[]) : [];
+}
+
+/** One row per limit, with the counts of this process's rate limit service. */
+function renderRateLimits(): void {
+  const rows = state.rateLimits.flatMap((r) => {
+    const name = r.metadata.name;
+    return limitsOf(r).map((limit, index) => {
+      const counts = state.limitStats.find((s) => s.resource === `RateLimit/${name}` && s.index === index);
+      const logOnly = limit.action === 'LogOnly';
+      return h(
+        'tr',
+        { 'data-name': name, 'data-index': index },
+        h('td', {}, index === 0 ? name : ''),
+        h('td', {}, limit.name ?? ''),
+        h('td', { class: 'mono' }, String(r.spec.domain ?? 'ambassador')),
+        h('td', {}, ...(limit.pattern ?? []).map((entry) => h('span', { class: 'chip' }, Object.entries(entry).map(([k, v]) => `${k}=${v === '' ? '*' : v}`).join()))),
+        h('td', { class: 'num' }, `${limit.rate} / ${limit.unit}`),
+        h('td', { class: logOnly ? 'warn' : '' }, logOnly ? 'LogOnly' : 'Enforce'),
+        h('td', { class: 'num' }, counts?.hits ?? '–'),
+        h('td', { class: `num ${counts?.rejected ? 'warn' : ''}` }, counts?.rejected ?? '–'),
+        h(
+          'td',
+          { class: 'actions' },
+          index === 0 ? h('button', { type: 'button', class: 'small', 'aria-label': `Edit rate limit ${name}`, onclick: () => openRateLimitEditor(r) }, 'Edit') : null,
+          ' ',
+          index === 0
+            ? h('button', { type: 'button', class: 'small', 'aria-label': `Delete rate limit ${name}`, onclick: () => void deleteResource(r, 'ratelimits', `Delete rate limit ${name}?`, 'Its limits stop applying at once.') }, 'Delete')
+            : null,
+        ),
+      );
+    });
+  });
+  if (rows.length === 0) rows.push(h('tr', {}, h('td', { colspan: 9, class: 'empty' }, 'No rate limits: create one with “New rate limit”.')));
+  byId('ratelimits').querySelector('tbody')!.replaceChildren(...rows);
+  byId('ratelimits-note').textContent = state.rateLimitService
+    ? `not applied: RateLimitService ${state.rateLimitService.metadata.name} is in use`
+    : state.rateLimits.length
+      ? 'counted by Portico\'s own service since this process started'
+      : '';
 }
 
 // ---- confirmation -----------------------------------------------------------------------------------------
@@ -405,52 +486,110 @@ function confirmAction(title: string, text: string, action: string): Promise<boo
 
 // ---- the editor -------------------------------------------------------------------------------------------
 
-type Field = 'name' | 'prefix' | 'service' | 'rewrite' | 'labels' | 'extra';
+/**
+ * An editor dialog: its id (`#editor`, its inputs `ed-FIELD`), the kind it edits, which field a problem's path
+ * is about, and the fields that hold raw JSON (whose problems show their path).
+ */
+interface EditorForm {
+  id: string;
+  inputPrefix: string;
+  kind: string;
+  plural: string;
+  noun: string;
+  fieldOf(path: string): string | undefined;
+  jsonFields: readonly string[];
+}
+
 const FORM_SPEC_FIELDS = ['prefix', 'service', 'rewrite'] as const;
-/** The mapping being edited; undefined while creating one. */
-let editing: Resource | undefined;
+const MAPPING_FORM: EditorForm = {
+  id: 'editor',
+  inputPrefix: 'ed',
+  kind: 'Mapping',
+  plural: 'mappings',
+  noun: 'mapping',
+  fieldOf: (path) =>
+    path === 'metadata.name'
+      ? 'name'
+      : path.startsWith('metadata.labels')
+        ? 'labels'
+        : (FORM_SPEC_FIELDS.find((f) => path === `spec.${f}` || path.startsWith(`spec.${f}.`)) ?? (path.startsWith('spec.') || path.startsWith('metadata.') ? 'extra' : undefined)),
+  jsonFields: ['extra'],
+};
+const RATE_LIMIT_FORM: EditorForm = {
+  id: 'rl-editor',
+  inputPrefix: 'rl',
+  kind: 'RateLimit',
+  plural: 'ratelimits',
+  noun: 'rate limit',
+  fieldOf: (path) => (path === 'metadata.name' ? 'name' : path === 'spec.domain' ? 'domain' : path.startsWith('spec') ? 'limits' : undefined),
+  jsonFields: ['limits'],
+};
+/** The resource being edited in each form; undefined while creating one. */
+const editingIn = new Map<EditorForm, Resource | undefined>();
 
-function input(field: Field): HTMLInputElement | HTMLTextAreaElement {
-  return byId<HTMLInputElement | HTMLTextAreaElement>(`ed-${field}`);
+function input(field: string, form: EditorForm = MAPPING_FORM): HTMLInputElement | HTMLTextAreaElement {
+  return byId<HTMLInputElement | HTMLTextAreaElement>(`${form.inputPrefix}-${field}`);
 }
 
-function clearErrors(): void {
-  byId('editor-errors').replaceChildren();
-  for (const el of document.querySelectorAll<HTMLElement>('#editor [data-error-for]')) el.textContent = '';
-  for (const el of document.querySelectorAll('#editor [aria-invalid]')) el.removeAttribute('aria-invalid');
+function clearErrors(form: EditorForm = MAPPING_FORM): void {
+  byId(`${form.id}-errors`).replaceChildren();
+  for (const el of document.querySelectorAll<HTMLElement>(`#${form.id} [data-error-for]`)) el.textContent = '';
+  for (const el of document.querySelectorAll(`#${form.id} [aria-invalid]`)) el.removeAttribute('aria-invalid');
 }
 
-function fieldError(field: Field, message: string): void {
-  const el = document.querySelector<HTMLElement>(`#editor [data-error-for="${field}"]`)!;
+function fieldError(field: string, message: string, form: EditorForm = MAPPING_FORM): void {
+  const el = document.querySelector<HTMLElement>(`#${form.id} [data-error-for="${field}"]`)!;
   el.textContent = el.textContent ? `${el.textContent}\n${message}` : message;
-  input(field).setAttribute('aria-invalid', 'true');
-  input(field).setAttribute('aria-describedby', `err-${field}`);
-  el.id = `err-${field}`;
+  const id = `err-${form.inputPrefix}-${field}`;
+  input(field, form).setAttribute('aria-invalid', 'true');
+  input(field, form).setAttribute('aria-describedby', id);
+  el.id = id;
 }
 
 /** Puts each problem the API names next to the form field it is about; the rest above the form. */
-function showProblems(problems: ApiProblem[], name: string): void {
-  clearErrors();
+function showProblems(problems: ApiProblem[], name: string, form: EditorForm = MAPPING_FORM): void {
+  clearErrors(form);
   const general: string[] = [];
   for (const p of problems) {
     const path = p.path ?? '';
-    const own = p.resource === undefined || p.resource === `Mapping/${name}`;
-    const field: Field | undefined = !own
-      ? undefined
-      : path === 'metadata.name'
-        ? 'name'
-        : path.startsWith('metadata.labels')
-          ? 'labels'
-          : (FORM_SPEC_FIELDS.find((f) => path === `spec.${f}` || path.startsWith(`spec.${f}.`)) ??
-            (path.startsWith('spec.') || path.startsWith('metadata.') ? 'extra' : undefined));
+    const own = p.resource === undefined || p.resource === `${form.kind}/${name}`;
+    const field = own ? form.fieldOf(path) : undefined;
     if (field === undefined) general.push(describeProblem(p));
-    else fieldError(field, field === 'extra' ? `${path}: ${p.message}` : p.message);
+    else fieldError(field, form.jsonFields.includes(field) ? `${path}: ${p.message}` : p.message, form);
   }
-  byId('editor-errors').replaceChildren(...general.map((m) => h('li', {}, m)));
+  byId(`${form.id}-errors`).replaceChildren(...general.map((m) => h('li', {}, m)));
+}
+
+/** Saves what a form describes: creating never replaces a resource of the same name, editing only the version opened. */
+async function saveResource(form: EditorForm, doc: Resource): Promise<void> {
+  const name = doc.metadata.name;
+  const editing = editingIn.get(form);
+  const rv = editing?.metadata.resourceVersion;
+  const precondition: Record<string, string> = editing ? (rv ? { 'if-match': `"${rv}"` } : {}) : { 'if-none-match': '*' };
+  const save = byId<HTMLButtonElement>(`${form.id}-save`);
+  save.disabled = true;
+  try {
+    const answer = await call<Resource>('PUT', `/api/v1/${form.plural}/${encodeURIComponent(name)}`, doc, precondition);
+    if (answer.status === 200 || answer.status === 201) {
+      byId<HTMLDialogElement>(form.id).close();
+      notify(`${answer.status === 201 ? 'Created' : 'Saved'} ${form.kind}/${name}: configuration version ${answer.body.metadata.resourceVersion ?? '?'}.`);
+      await loadConfig();
+    } else if (answer.status === 409) {
+      showProblems([{ path: 'metadata.name', message: `a ${form.noun} named ${name} already exists` }], name, form);
+    } else if (answer.status === 412) {
+      showProblems([{ message: `${form.kind}/${name} was changed or deleted since you opened it; close, refresh, and edit the current version` }], name, form);
+    } else if (answer.status === 401) {
+      showProblems([{ message: '401 Unauthorized: enter the API token at the top of the page, then save again' }], name, form);
+    } else {
+      showProblems(problemsOf(answer), name, form);
+    }
+  } finally {
+    save.disabled = false;
+  }
 }
 
 function openEditor(existing: Resource | undefined): void {
-  editing = existing;
+  editingIn.set(MAPPING_FORM, existing);
   clearErrors();
   const spec = { ...(existing?.spec ?? {}) };
   const rewrite = typeof spec.rewrite === 'string' && spec.rewrite !== '' ? spec.rewrite : '';
@@ -474,7 +613,7 @@ function documentFromForm(): Resource | undefined {
   clearErrors();
   const name = input('name').value.trim();
   let ok = true;
-  const fail = (field: Field, message: string) => {
+  const fail = (field: string, message: string) => {
     fieldError(field, message);
     ok = false;
   };
@@ -505,7 +644,7 @@ function documentFromForm(): Resource | undefined {
   }
   if (!ok) return undefined;
   // Editing keeps the rest of the metadata (namespace, annotations) as it was.
-  const { resourceVersion: _version, labels: _labels, ...metadata } = editing?.metadata ?? { name };
+  const { resourceVersion: _version, labels: _labels, ...metadata } = editingIn.get(MAPPING_FORM)?.metadata ?? { name };
   return {
     apiVersion: 'getambassador.io/v3alpha1',
     kind: 'Mapping',
@@ -528,31 +667,53 @@ async function validateForm(): Promise<void> {
 
 async function saveForm(): Promise<void> {
   const doc = documentFromForm();
-  if (!doc) return;
-  const name = doc.metadata.name;
-  const rv = editing?.metadata.resourceVersion;
-  // Creating never replaces a mapping of the same name; editing replaces only the version that was opened.
-  const precondition: Record<string, string> = editing ? (rv ? { 'if-match': `"${rv}"` } : {}) : { 'if-none-match': '*' };
-  const save = byId<HTMLButtonElement>('editor-save');
-  save.disabled = true;
-  try {
-    const answer = await call<Resource>('PUT', `/api/v1/mappings/${encodeURIComponent(name)}`, doc, precondition);
-    if (answer.status === 200 || answer.status === 201) {
-      byId<HTMLDialogElement>('editor').close();
-      notify(`${answer.status === 201 ? 'Created' : 'Saved'} Mapping/${name}: configuration version ${answer.body.metadata.resourceVersion ?? '?'}.`);
-      await loadConfig();
-    } else if (answer.status === 409) {
-      showProblems([{ path: 'metadata.name', message: `a mapping named ${name} already exists` }], name);
-    } else if (answer.status === 412) {
-      showProblems([{ message: `Mapping/${name} was changed or deleted since you opened it; close, refresh, and edit the current version` }], name);
-    } else if (answer.status === 401) {
-      showProblems([{ message: '401 Unauthorized: enter the API token at the top of the page, then save again' }], name);
-    } else {
-      showProblems(problemsOf(answer), name);
-    }
-  } finally {
-    save.disabled = false;
+  if (doc) await saveResource(MAPPING_FORM, doc);
+}
+
+function openRateLimitEditor(existing: Resource | undefined): void {
+  editingIn.set(RATE_LIMIT_FORM, existing);
+  clearErrors(RATE_LIMIT_FORM);
+  input('name', RATE_LIMIT_FORM).value = existing?.metadata.name ?? '';
+  input('name', RATE_LIMIT_FORM).disabled = existing !== undefined;
+  input('domain', RATE_LIMIT_FORM).value = typeof existing?.spec.domain === 'string' ? existing.spec.domain : '';
+  input('limits', RATE_LIMIT_FORM).value = existing ? JSON.stringify(existing.spec.limits ?? [], null, 2) : '';
+  byId('rl-editor-title').textContent = existing ? `Edit rate limit ${existing.metadata.name}` : 'New rate limit';
+  byId<HTMLDialogElement>('rl-editor').showModal();
+  input(existing ? 'limits' : 'name', RATE_LIMIT_FORM).focus();
+}
+
+/** The RateLimit the form describes, or undefined after marking what is wrong with it. */
+function rateLimitFromForm(): Resource | undefined {
+  const form = RATE_LIMIT_FORM;
+  clearErrors(form);
+  const name = input('name', form).value.trim();
+  const domain = input('domain', form).value.trim();
+  let ok = true;
+  if (name === '') {
+    fieldError('name', 'required', form);
+    ok = false;
   }
+  let limits: unknown;
+  try {
+    limits = JSON.parse(input('limits', form).value.trim() || '[]');
+    if (!Array.isArray(limits)) throw new Error('a JSON list of limits is expected');
+  } catch (err) {
+    fieldError('limits', `not a JSON list of limits: ${(err as Error).message}`, form);
+    ok = false;
+  }
+  if (!ok) return undefined;
+  const { resourceVersion: _version, ...metadata } = editingIn.get(form)?.metadata ?? { name };
+  return { apiVersion: 'getambassador.io/v3alpha1', kind: 'RateLimit', metadata: { ...metadata, name }, spec: { ...(domain ? { domain } : {}), limits } };
+}
+
+function setupRateLimitEditor(): void {
+  byId('new-ratelimit').addEventListener('click', () => openRateLimitEditor(undefined));
+  byId('rl-editor-cancel').addEventListener('click', () => byId<HTMLDialogElement>('rl-editor').close());
+  byId('rl-editor-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const doc = rateLimitFromForm();
+    if (doc) void saveResource(RATE_LIMIT_FORM, doc);
+  });
 }
 
 function setupEditor(): void {
@@ -660,6 +821,7 @@ async function rollback(event: Event, version: number): Promise<void> {
 function start(): void {
   setupToken();
   setupEditor();
+  setupRateLimitEditor();
   byId('history-more').addEventListener('click', () => void loadOlderHistory());
   byId('refresh').addEventListener('click', () => void refresh());
   byId('filter').addEventListener('input', (event) => {

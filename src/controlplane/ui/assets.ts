@@ -61,6 +61,25 @@ const INDEX_HTML = `<!doctype html>
       </table>
     </div>
   </section>
+  <section aria-labelledby="ratelimits-title">
+    <div class="section-head">
+      <h2 id="ratelimits-title">Rate limits</h2>
+      <span id="ratelimits-note" class="muted"></span>
+      <button type="button" id="new-ratelimit" class="primary">New rate limit</button>
+    </div>
+    <div class="table-wrap">
+      <table id="ratelimits">
+        <thead><tr>
+          <th>RateLimit</th><th>Limit</th><th>Domain</th><th title="descriptor entries, in order; * counts each value on its own">Pattern</th>
+          <th class="num">Rate</th><th title="LogOnly counts but never refuses">Action</th>
+          <th class="num" title="requests counted against the limit since this process started">Hits</th>
+          <th class="num" title="requests answered 429 since this process started">Rejected</th>
+          <th><span class="visually-hidden">Actions</span></th>
+        </tr></thead>
+        <tbody></tbody>
+      </table>
+    </div>
+  </section>
   <section aria-labelledby="history-title">
     <div class="section-head"><h2 id="history-title">History</h2></div>
     <ol id="history" class="history"></ol>
@@ -85,6 +104,23 @@ const INDEX_HTML = `<!doctype html>
       <span class="spacer"></span>
       <button type="button" id="editor-cancel">Cancel</button>
       <button type="submit" id="editor-save" class="primary">Save</button>
+    </div>
+  </form>
+</dialog>
+<dialog id="rl-editor" aria-labelledby="rl-editor-title">
+  <form id="rl-editor-form" method="dialog" novalidate>
+    <h2 id="rl-editor-title">Rate limit</h2>
+    <ul id="rl-editor-errors" class="form-errors" role="alert"></ul>
+    <div class="field"><label for="rl-name">Name</label><input id="rl-name" name="name" required spellcheck="false"><p class="error" data-error-for="name"></p></div>
+    <div class="field"><label for="rl-domain">Domain</label><input id="rl-domain" name="domain" placeholder="ambassador (the default)" spellcheck="false"><p class="error" data-error-for="domain"></p></div>
+    <div class="field"><label for="rl-limits">Limits (JSON)</label>
+      <textarea id="rl-limits" name="limits" rows="8" spellcheck="false" placeholder='[{ "pattern": [{ "remote_address": "*" }], "rate": 10, "unit": "minute" }]'></textarea>
+      <p class="hint">Each <code>{name, pattern, rate, unit, action}</code>: the pattern's keys are those Mapping labels produce (docs/control-plane.md).</p>
+      <p class="error" data-error-for="limits"></p></div>
+    <div class="buttons">
+      <span class="spacer"></span>
+      <button type="button" id="rl-editor-cancel">Cancel</button>
+      <button type="submit" id="rl-editor-save" class="primary">Save</button>
     </div>
   </form>
 </dialog>
