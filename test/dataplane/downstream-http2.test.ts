@@ -2,7 +2,8 @@
  * The downstream HTTP/2 codec end to end: node:http2 (and curl) clients with h2c prior knowledge on codec_type
  * AUTO and HTTP2 listeners, h2 by ALPN over TLS, to an HTTP/1.1 upstream. Heads and bodies both ways, many
  * streams on one connection, a large response under flow control, trailers both ways, a client RST_STREAM, local
- * replies, and HTTP/1.1 clients still served on an AUTO listener.
+ * replies, and HTTP/1.1 clients still served on an AUTO listener; curl, h2load and nghttp as clients; and the
+ * protections against abusive clients, driven with hand-written frames (test/support/h2-frames.ts).
  */
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
@@ -16,6 +17,16 @@ import { checkYaml, type RunningPortico, simpleBootstrap, startPortico, stat, st
 import { httpRequest, type RecordingUpstream, startRecordingUpstream } from '../support/upstreams.js';
 import { eventually } from '../support/wait.js';
 import { END_HEADERS, END_STREAM, exchange, frame, FrameType, goawayCode, literalHeader, requestBlock } from '../support/h2-frames.js';
+
+const NGHTTP2_MISSING = "h2load and nghttp come with Debian's nghttp2-client";
+const hasCommand = (name: string): boolean => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 const BIG = 4 * 1024 * 1024;
 const BIG_BODY = Buffer.alloc(BIG, 'abcdefghijklmnopqrstuvwxyz');
@@ -221,6 +232,25 @@ describe('downstream HTTP/2 (h2c, codec_type AUTO)', () => {
     }
     const { stdout } = await promisify(execFile)('curl', ['-sS', '--http2-prior-knowledge', '-w', ' %{http_version}', `${gw.url()}/curl`]);
     assert.equal(stdout, 'ok GET 0 2');
+  });
+
+  it('serves h2load: 400 requests, 10 streams at a time on each of 4 connections, all succeed', async (t) => {
+    if (!hasCommand('h2load')) return t.skip(NGHTTP2_MISSING);
+    const { stdout } = await promisify(execFile)('h2load', ['-n', '400', '-c', '4', '-m', '10', `${gw.url()}/h2load`]);
+    assert.match(stdout, /requests: 400 total, 400 started, 400 done, 400 succeeded, 0 failed, 0 errored/);
+    assert.match(stdout, /status codes: 400 2xx/);
+  });
+
+  it('serves nghttp, whose frame log shows the settings exchange and the answer', async (t) => {
+    if (!hasCommand('nghttp')) return t.skip(NGHTTP2_MISSING);
+    const { stdout } = await promisify(execFile)('nghttp', ['-nv', `${gw.url()}/nghttp`]);
+    assert.match(stdout, /recv SETTINGS frame <length=\d+, flags=0x00, stream_id=0>/);
+    assert.match(stdout, /recv SETTINGS frame <length=0, flags=0x01, stream_id=0>/, 'the server acknowledged our SETTINGS');
+    // nghttp opens its request on the first stream after its PRIORITY placeholders (13 with nghttp2 1.52).
+    const stream = /send HEADERS frame <[^>]*stream_id=(\d+)>/.exec(stdout)?.[1];
+    assert.ok(stream, stdout);
+    assert.match(stdout, new RegExp(`recv \\(stream_id=${stream}\\) :status: 200`));
+    assert.match(stdout, new RegExp(`recv DATA frame <length=\\d+, flags=0x01, stream_id=${stream}>`));
   });
 
   it('sends GOAWAY when draining, the stream in flight finishing', async () => {
