@@ -334,7 +334,9 @@ export class HttpConnectionManager implements ServerConnectionOwner, Http2Connec
   // PrefaceOwner
   onPreface(socket: Socket, http2: boolean): void {
     this.startCodec(socket, http2);
-    socket.resume();
+    // An HTTP/2 session takes the bytes put back from the socket's buffer and reads its handle itself: resuming
+    // the socket would hand those bytes to no one.
+    if (!http2) socket.resume();
   }
 
   private startCodec(socket: Socket, http2: boolean): void {

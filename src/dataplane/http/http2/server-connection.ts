@@ -171,10 +171,10 @@ export class Http2ServerConnection {
     readonly socket: Socket,
     options: Http2ConnectionOptions,
   ) {
-    // A session reads the socket's handle itself, past bytes already read and put back (the preface a codec_type
-    // AUTO connection was recognised by), and never reads a TLSSocket the listener layered on an accepted socket:
-    // those are read as a stream.
-    const streamed = socket.readableLength > 0 || (socket as TLSSocket).encrypted === true;
+    // A session reads the socket's handle itself, first taking the bytes already read and put back (the preface a
+    // codec_type AUTO connection was recognised by) from the socket's buffer. It never reads a TLSSocket the
+    // listener layered on an accepted socket: that one is read as a stream (a JS stream socket, far slower).
+    const streamed = (socket as TLSSocket).encrypted === true;
     const transport = streamed ? Duplex.from({ readable: socket, writable: socket }) : socket;
     const session = http2.performServerHandshake(transport, { settings: options.settings }) as ConnectionSession;
     session[kConnection] = this;
@@ -244,7 +244,8 @@ export class Http2ServerConnection {
     if (++this.resets > MAX_RESETS && !this.session.destroyed) {
       this.closedByPeer = false;
       this.session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
-      this.session.destroy();
+      // Not from inside the stream's close: nghttp2 is still in its callback for it.
+      setImmediate(destroySession, this.session);
     }
   }
 
@@ -276,6 +277,10 @@ export class Http2ServerConnection {
     this.closed = true;
     this.owner.onClose(this, this.active > 0);
   }
+}
+
+function destroySession(session: ConnectionSession): void {
+  session.destroy();
 }
 
 // Listeners shared by every session and stream, finding theirs through the emitter: no closures per request.
