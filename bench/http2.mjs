@@ -1,6 +1,8 @@
 // HTTP/2 and gRPC through Portico, measured side by side with nginx on this machine's loopback:
 //   - CPU per request for h2c prior-knowledge clients (h2load -c 50 -m 10), Portico against nginx
 //     (`listen ... http2`), both one worker on CPU 0, proxying to an nginx upstream over HTTP/1.1 on CPU 1;
+//   - the floor of the codec Portico uses: a bare node:http2 server on CPU 0 answering every request itself, the
+//     CPU no proxy built on node:http2 can go below;
 //   - gRPC unary latency (p50, p99) of @grpc/grpc-js calls through Portico (h2 both sides) minus direct.
 //
 //   npm run build && node bench/http2.mjs [--seconds 10] [--calls 5000]
@@ -70,6 +72,15 @@ async function h2load(server) {
   return { rps, succeeded: done, cpuUsPerRequest: (cpu * 1e6) / done };
 }
 
+/** A node:http2 server that answers every stream itself: what node:http2 costs before any proxying. */
+async function startBareHttp2(name) {
+  const port = await freePort();
+  const code = `const s = require('node:http2').createServer();
+s.on('stream', (st) => { st.respond({ ':status': 200, 'content-type': 'text/plain' }); st.end('hello from node\\n'); });
+s.listen(${port}, '127.0.0.1');`;
+  return serve(name, PROXY_CPUS, process.execPath, ['-e', code], port);
+}
+
 const identity = (b) => b;
 const ECHO = { path: '/bench.Echo/Echo', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity };
 
@@ -96,8 +107,9 @@ try {
   server { listen 127.0.0.1:${port} http2 backlog=4096; http2_max_concurrent_streams 128;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }`);
   const portico = await startPortico('portico', upstream.port);
+  const bare = await startBareHttp2('bare node:http2');
   const rows = [];
-  for (const [name, server] of [['nginx 1 worker', nginx], ['Portico 1 worker', portico]]) rows.push({ name, ...(await h2load(server)) });
+  for (const [name, server] of [['nginx 1 worker', nginx], ['Portico 1 worker', portico], ['node:http2 alone, answering itself (no proxying)', bare]]) rows.push({ name, ...(await h2load(server)) });
   const base = rows[0].cpuUsPerRequest;
   console.log(`HTTP/2 (h2c prior knowledge, h2load -c 50 -m 10 for ${SECONDS} s) to an HTTP/1.1 nginx upstream`);
   console.log('| proxy | req/s | CPU µs/req | ×nginx |\n| --- | ---: | ---: | ---: |');
