@@ -300,16 +300,31 @@ export async function startMisbehavingUpstream(mode: MisbehaviorMode): Promise<M
   };
 }
 
-/** A port on 127.0.0.1 with nothing listening on it (bound once, then released). */
+/**
+ * A port on 127.0.0.1 that refuses connections, distinct on each call within a process. Taken from the privileged
+ * range: a port from the ephemeral range (bound, then released) can be bound again by a test running beside this
+ * one, which then answers where a refusal was expected. Nothing in the suite listens below 1024, and each candidate
+ * is probed so that a system service there is skipped.
+ */
 export async function refusedPort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+  while (nextRefusedCandidate < 1024) {
+    const port = nextRefusedCandidate++;
+    if (await connectionRefused(port)) return port;
+  }
+  throw new Error('no privileged port on 127.0.0.1 refuses connections');
+}
+
+let nextRefusedCandidate = 1;
+
+function connectionRefused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
   });
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
