@@ -7,6 +7,8 @@ import { openPglite, openPostgres } from '../controlplane/store/engine.js';
 import { ConfigStore } from '../controlplane/store/store.js';
 import { RateLimitService } from '../ratelimit/service.js';
 import { InProcessAdmin } from '../server/in-process-admin.js';
+import { startXdsDataPlane, xdsBootstrap, type XdsDataPlane } from '../server/xds-data-plane.js';
+import { XdsServer } from '../controlplane/xds/server.js';
 import { createLogger, isLogLevel, type Logger } from '../util/logger.js';
 
 const OPTIONS = {
@@ -24,6 +26,8 @@ const OPTIONS = {
   'drain-time-s': { type: 'string', default: '5' },
   'redis-url': { type: 'string' },
   'ratelimit-port': { type: 'string', default: '0' },
+  'xds-host': { type: 'string', default: '127.0.0.1' },
+  'xds-port': { type: 'string', default: '18000' },
   'log-level': { type: 'string', short: 'l', default: 'info' },
 } as const;
 
@@ -52,12 +56,22 @@ export interface GatewayOptions {
   redisUrl?: string | undefined;
   /** Its gRPC port on 127.0.0.1 (0: one the system picks). */
   rateLimitPort?: number;
+  /** Where the xDS server listens (default 127.0.0.1, port 0: one the system picks). */
+  xdsHost?: string;
+  xdsPort?: number;
   log: Logger;
 }
+
+/** The node id of `portico start`'s own data plane. */
+export const LOCAL_NODE = 'portico';
 
 /** A started gateway: what `portico start` runs, also started in-process by tests and benchmarks. */
 export interface Gateway {
   cp: ControlPlane;
+  xds: XdsServer;
+  /** The data plane of this process, fed by `xds` like any other. */
+  local: XdsDataPlane;
+  xdsPort: number;
   /** The rate limit service the RateLimit resources configure. */
   rateLimits: RateLimitService;
   apiPort: number;
@@ -72,7 +86,17 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   // First: the translation points the ratelimit filter at its port.
   const rateLimits = await RateLimitService.start({ redisUrl: o.redisUrl, host: '127.0.0.1', grpcPort: o.rateLimitPort ?? 0, adminPort: null, log: o.log });
   o.log.info(`rate limit service on 127.0.0.1:${rateLimits.grpcPort}, counting ${o.redisUrl === undefined ? 'in memory' : 'in Redis'}`);
+  const xds = new XdsServer({ log: o.log });
+  let xdsPort: number;
+  try {
+    xdsPort = await xds.listen(o.xdsHost ?? '127.0.0.1', o.xdsPort ?? 0);
+  } catch (err) {
+    await rateLimits.close();
+    throw new Error(`cannot serve xDS on ${o.xdsHost ?? '127.0.0.1'}:${o.xdsPort ?? 0}: ${(err as Error).message}`);
+  }
+  o.log.info(`xDS server on ${o.xdsHost ?? '127.0.0.1'}:${xdsPort}`);
   let cp: ControlPlane;
+  let local: XdsDataPlane;
   try {
     const engine = o.databaseUrl ? await openPostgres(o.databaseUrl, (message) => o.log.error(message)) : await openPglite(o.dataDir);
     try {
@@ -83,23 +107,32 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         listenerPort: o.proxyPort,
         rateLimitPort: rateLimits.grpcPort,
         rateLimitService: rateLimits,
-        drainTimeoutMs: o.drainTimeoutMs,
         resyncIntervalMs: o.resyncIntervalMs,
         log: o.log,
+        xds,
+        localNode: LOCAL_NODE,
       });
     } catch (err) {
       await engine.close();
       throw err;
     }
+    try {
+      local = await startXdsDataPlane(xdsBootstrap({ nodeId: LOCAL_NODE, nodeCluster: LOCAL_NODE, server: `127.0.0.1:${xdsPort}` }), o.log, o.drainTimeoutMs);
+    } catch (err) {
+      await cp.close();
+      await cp.store.close();
+      throw err;
+    }
   } catch (err) {
-    await rateLimits.close();
+    await Promise.all([rateLimits.close(), xds.close()]);
     throw err;
   }
-  const api = new ApiServer(cp, { token: o.token, maxBodyBytes: o.maxBodyBytes, log: o.log, rateLimits });
+  const plane = local.plane;
+  const api = new ApiServer(cp, { token: o.token, maxBodyBytes: o.maxBodyBytes, log: o.log, rateLimits, xds, dataPlaneStats: () => plane.stats.snapshot() });
   let adminPort = o.adminPort;
   const admin = new AdminServer(
     new InProcessAdmin({
-      plane: cp.plane,
+      plane,
       log: o.log,
       commandLineOptions: { data_dir: o.dataDir, drain_time: `${o.drainTimeoutMs / 1000}s` },
       bootstrap: () => ({
@@ -119,7 +152,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     (stopping ??= (async () => {
       await Promise.all([api.close(), admin.close()]);
       await cp.close();
-      await Promise.all([cp.store.close(), rateLimits.close()]);
+      await local.close(o.drainTimeoutMs);
+      await Promise.all([cp.store.close(), rateLimits.close(), xds.close()]);
       resolveStopped();
     })());
   try {
@@ -128,9 +162,9 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     const boundAdmin = await admin.listen(o.adminHost, o.adminPort);
     adminPort = boundAdmin.port;
     o.log.info(`admin listening on ${boundAdmin.address}:${boundAdmin.port}`);
-    const proxy = cp.plane.listeners[0]!.boundAddress()!;
+    const proxy = plane.listeners[0]!.boundAddress()!;
     o.log.info(`proxy listening on ${proxy.address}:${proxy.port}`);
-    return { cp, rateLimits, apiPort: boundApi.port, adminPort, proxyPort: proxy.port, stop, stopped };
+    return { cp, xds, local, xdsPort, rateLimits, apiPort: boundApi.port, adminPort, proxyPort: proxy.port, stop, stopped };
   } catch (err) {
     await stop();
     throw err;
@@ -158,6 +192,8 @@ export async function startCommand(argv: string[]): Promise<number> {
     drainTimeoutMs: number(values, 'drain-time-s', 0, 3600) * 1000,
     redisUrl: values['redis-url'] ?? process.env.PORTICO_REDIS_URL,
     rateLimitPort: number(values, 'ratelimit-port', 0, 65535),
+    xdsHost: values['xds-host'],
+    xdsPort: number(values, 'xds-port', 0, 65535),
     log,
   });
   log.info('portico is live');

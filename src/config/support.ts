@@ -11,8 +11,16 @@ import { type FieldDescriptor, getMessageDescriptor } from './proto/schema.js';
  */
 export const SUPPORTED_FIELDS: Readonly<Record<string, readonly string[] | '*'>> = {
   // Bootstrap
-  'envoy.config.bootstrap.v3.Bootstrap': ['node', 'static_resources', 'admin', 'layered_runtime', 'stats_flush_interval'],
+  'envoy.config.bootstrap.v3.Bootstrap': ['node', 'static_resources', 'dynamic_resources', 'admin', 'layered_runtime', 'stats_flush_interval'],
   'envoy.config.bootstrap.v3.Bootstrap.StaticResources': ['listeners', 'clusters'],
+  // xDS (src/xds/client.ts): listeners and clusters from a control plane or from files.
+  'envoy.config.bootstrap.v3.Bootstrap.DynamicResources': ['lds_config', 'cds_config', 'ads_config'],
+  'envoy.config.core.v3.ConfigSource': ['path', 'path_config_source', 'api_config_source', 'ads', 'self', 'initial_fetch_timeout', 'resource_api_version'],
+  'envoy.config.core.v3.ApiConfigSource': ['api_type', 'transport_api_version', 'grpc_services', 'set_node_on_first_message_only'],
+  'envoy.config.core.v3.PathConfigSource': ['path', 'watched_directory'],
+  'envoy.config.core.v3.WatchedDirectory': ['path'],
+  'envoy.config.core.v3.AggregatedConfigSource': '*',
+  'envoy.config.core.v3.SelfConfigSource': '*',
   'envoy.config.bootstrap.v3.Admin': ['address'],
   'envoy.config.bootstrap.v3.LayeredRuntime': ['layers'],
   'envoy.config.bootstrap.v3.RuntimeLayer': ['name', 'static_layer', 'disk_layer', 'admin_layer'],

@@ -17,6 +17,7 @@ export const TCP_PROXY_TYPE = 'envoy.extensions.filters.network.tcp_proxy.v3.Tcp
  */
 export function validateBootstrap(bootstrap: Bootstrap, errors: ConfigError[]): void {
   const resources = bootstrap.static_resources ?? {};
+  if (bootstrap.dynamic_resources !== undefined) validateDynamicResources(bootstrap, errors);
   const clusterNames = new Set<string>();
   (resources.clusters ?? []).forEach((cluster, i) => {
     const path = `static_resources.clusters[${i}]`;
@@ -305,4 +306,48 @@ function isPrime(n: number): boolean {
   if (n < 2 || !Number.isInteger(n)) return false;
   for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
   return true;
+}
+
+const GRPC_API_TYPES = new Set(['GRPC', 'DELTA_GRPC', 'AGGREGATED_GRPC', 'AGGREGATED_DELTA_GRPC']);
+
+/** `dynamic_resources`: what Portico's xDS client can subscribe to (gRPC, state of the world or delta, and files). */
+function validateDynamicResources(bootstrap: Bootstrap, errors: ConfigError[]): void {
+  const dynamic = bootstrap.dynamic_resources!;
+  const staticClusters = new Map((bootstrap.static_resources?.clusters ?? []).map((c) => [c.name ?? '', c]));
+  const checkApi = (api: envoy.config.core.v3.ApiConfigSource, path: string) => {
+    if (!GRPC_API_TYPES.has(api.api_type ?? 'GRPC')) {
+      errors.push({ code: 'unsupported_field', path: `${path}.api_type`, message: `api_type ${api.api_type} is not supported: use GRPC or DELTA_GRPC` });
+    }
+    const service = api.grpc_services?.[0];
+    if (service === undefined) {
+      errors.push({ code: 'missing_required', path: `${path}.grpc_services`, message: 'an xDS gRPC source needs one grpc_services entry' });
+      return;
+    }
+    if (service.envoy_grpc !== undefined) {
+      const cluster = staticClusters.get(service.envoy_grpc.cluster_name ?? '');
+      const servicePath = `${path}.grpc_services[0].envoy_grpc.cluster_name`;
+      if (cluster === undefined) {
+        errors.push({ code: 'unknown_cluster', path: servicePath, message: `the xDS cluster "${service.envoy_grpc.cluster_name}" must be a static cluster` });
+      } else if (cluster.transport_socket !== undefined) {
+        errors.push({ code: 'unsupported_field', path: servicePath, message: 'xDS over TLS is not supported: the xDS cluster must be plaintext HTTP/2' });
+      } else if (!(cluster.load_assignment?.endpoints ?? []).some((l) => (l.lb_endpoints ?? []).length > 0)) {
+        errors.push({ code: 'missing_required', path: servicePath, message: `the xDS cluster "${cluster.name}" has no endpoints` });
+      }
+    } else if (service.google_grpc?.channel_credentials !== undefined) {
+      errors.push({ code: 'unsupported_field', path: `${path}.grpc_services[0].google_grpc.channel_credentials`, message: 'xDS over TLS is not supported' });
+    }
+  };
+  if (dynamic.ads_config !== undefined) checkApi(dynamic.ads_config, 'dynamic_resources.ads_config');
+  for (const key of ['lds_config', 'cds_config'] as const) {
+    const source = dynamic[key];
+    if (source === undefined) continue;
+    const path = `dynamic_resources.${key}`;
+    if (source.ads !== undefined && dynamic.ads_config === undefined) {
+      errors.push({ code: 'missing_required', path: 'dynamic_resources.ads_config', message: `${key} uses ADS, which needs ads_config` });
+    } else if (source.api_config_source !== undefined) {
+      checkApi(source.api_config_source, `${path}.api_config_source`);
+    } else if (source.ads === undefined && !source.path && !source.path_config_source?.path) {
+      errors.push({ code: 'missing_required', path, message: 'a config source needs ads, api_config_source or path_config_source' });
+    }
+  }
 }

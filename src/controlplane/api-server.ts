@@ -17,6 +17,8 @@ import { API_VERSION, KINDS, kindOfPlural, type MappingSpec, nameProblem, parseR
 import { type Change, type ChangeResult, etag, key } from './store/store.js';
 import type { ResourceError } from './translate.js';
 import { ambassadorStats } from './ambassador-stats.js';
+import { emptySnapshot, type StatsSnapshot } from '../stats/store.js';
+import type { XdsServer } from './xds/server.js';
 import { closeServer, listenOn } from '../util/http-server.js';
 import { uiAsset } from './ui/assets.js';
 
@@ -27,6 +29,10 @@ export interface ApiOptions {
   maxBodyBytes: number;
   /** The rate limit service the RateLimit resources configure, whose counts `/api/v1/stats/ratelimits` shows. */
   rateLimits?: RateLimitService;
+  /** The stats of this process's own data plane, which the seed's `/ambassador/stats` reports per Mapping. */
+  dataPlaneStats?: () => StatsSnapshot;
+  /** The xDS server, whose data planes `/api/v1/nodes` lists. */
+  xds?: XdsServer;
 }
 
 class HttpError extends Error {
@@ -85,6 +91,7 @@ export class ApiServer {
       r('POST', '/api/v1/apply', (q, s) => this.apply(q, s)),
       r('POST', '/api/v1/validate', (q, s) => this.validate(q, s)),
       r('GET', '/api/v1/bindings', (_q, s) => this.bindings(s)),
+      r('GET', '/api/v1/nodes', (_q, s) => this.nodes(s)),
       // Under /stats, not /ratelimits: "stats" stays free as a RateLimit's name.
       r('GET', '/api/v1/stats/ratelimits', (_q, s) => this.rateLimitStats(s)),
       r('GET', '/api/v1/([a-z]+)', (_q, s, [p]) => this.list(s, p!)),
@@ -265,8 +272,14 @@ export class ApiServer {
     sendJson(res, 200, { version, mappings });
   }
 
+  /** The data planes subscribed over xDS: what each acknowledged, and what it refused (NACK) with the reason. */
+  private async nodes(res: ServerResponse): Promise<void> {
+    const nodes = [...(this.options.xds?.nodes.values() ?? [])].sort((a, b) => (a.id < b.id ? -1 : 1));
+    sendJson(res, 200, { version: String(this.cp.current.version), nodes });
+  }
+
   private async seedStats(res: ServerResponse): Promise<void> {
-    sendJson(res, 200, ambassadorStats(this.cp.plane.stats.snapshot(), this.cp.current.config.clustersOf, Date.now()));
+    sendJson(res, 200, ambassadorStats(this.options.dataPlaneStats?.() ?? emptySnapshot(), this.cp.current.config.clustersOf, Date.now()));
   }
 
   // ---- the v1 API -----------------------------------------------------------------------------------------

@@ -1,27 +1,35 @@
 /**
- * The control plane of one process: the store, the translator and the data plane it feeds. A write through
- * this process is validated and translated inside the store's transaction and then applied; writes made by
- * other processes on the same database arrive through NOTIFY (and, as a safety net, a periodic resync), are
- * translated and applied the same way. Applying is serialised and always moves forward in version. What the
- * RateLimit resources translate to goes to the process's own rate limit service at the same moment.
+ * The control plane of one process: the store, the translator and the xDS server it feeds; data planes reach it
+ * only through xDS. A write through this process is validated and translated inside the store's transaction and
+ * then published as a new snapshot; writes made by other processes on the same database arrive through NOTIFY
+ * (and, as a safety net, a periodic resync), are translated and published the same way. Publishing is serialised
+ * and always moves forward in version; with a `localNode` (the data plane of `portico start`), a change is served
+ * once that node has acknowledged it. What the RateLimit resources translate to goes to the process's own rate
+ * limit service at the same moment.
  */
 import type { Bootstrap } from '../config/load.js';
 import { formatConfigErrors } from '../config/errors.js';
-import { DataPlane } from '../dataplane/data-plane.js';
 import type { RateLimitService } from '../ratelimit/service.js';
 import type { Logger } from '../util/logger.js';
 import type { Resource } from './resources.js';
 import { type Change, type ChangeResult, type ConfigStore, NOTIFY_CHANNEL, type Snapshot } from './store/store.js';
 import { type BuiltConfig, buildConfig, type ResourceError, type TranslateOptions } from './translate.js';
-import { EXTENSIONS } from '../extensions/registry.js';
+import type { XdsServer } from './xds/server.js';
+import { SnapshotBuilder } from './xds/snapshot.js';
 
 export interface ControlPlaneOptions extends TranslateOptions {
-  drainTimeoutMs: number;
   resyncIntervalMs: number;
   log: Logger;
   /** The rate limit service on `rateLimitPort`, configured by the RateLimit resources. */
   rateLimitService?: RateLimitService;
+  /** Where the snapshots are served. */
+  xds: XdsServer;
+  /** The node whose acknowledgement a change waits for (this process's own data plane). */
+  localNode?: string;
 }
+
+/** A change the local data plane has not acknowledged by then is logged as not applied. */
+const LOCAL_ACK_TIMEOUT_MS = 30_000;
 
 /** The configuration being served. */
 export interface Served {
@@ -37,16 +45,18 @@ export class ControlPlane {
   private syncAgain = false;
   private resyncTimer: NodeJS.Timeout | undefined;
 
+  private readonly snapshots = new SnapshotBuilder();
+
   private constructor(
     readonly store: ConfigStore,
-    readonly plane: DataPlane,
     initial: Served,
     private readonly options: ControlPlaneOptions,
   ) {
     this.served = initial;
+    this.publish(initial);
   }
 
-  /** Builds the stored configuration, starts the data plane on it, and follows the store from then on. */
+  /** Builds the stored configuration, serves it over xDS, and follows the store from then on. */
   static async start(store: ConfigStore, options: ControlPlaneOptions): Promise<ControlPlane> {
     const snapshot = store.snapshot;
     let built = buildConfig(resourcesOf(snapshot), options, options.log);
@@ -57,8 +67,7 @@ export class ControlPlane {
       built = buildConfig([], options, options.log);
     }
     options.rateLimitService?.update(built.value.rateLimits.config);
-    const plane = await DataPlane.start(built.value.bootstrap, options.log, EXTENSIONS);
-    const cp = new ControlPlane(store, plane, { version: snapshot.version, config: built.value, appliedAt: new Date() }, options);
+    const cp = new ControlPlane(store, { version: snapshot.version, config: built.value, appliedAt: new Date() }, options);
     await store.engine.listen(NOTIFY_CHANNEL, () => void cp.sync());
     cp.resyncTimer = setInterval(() => void cp.sync(), options.resyncIntervalMs);
     cp.resyncTimer.unref();
@@ -116,20 +125,25 @@ export class ControlPlane {
   private apply(version: number, config: BuiltConfig): Promise<void> {
     const run = this.applying.then(async () => {
       if (version <= this.served.version) return;
-      await this.plane.update(config.bootstrap, this.options.drainTimeoutMs);
+      const served = { version, config, appliedAt: new Date() };
+      this.publish(served);
       this.options.rateLimitService?.update(config.rateLimits.config);
-      this.served = { version, config, appliedAt: new Date() };
+      this.served = served;
+      if (this.options.localNode !== undefined) await this.options.xds.waitForNode(this.options.localNode, String(version), LOCAL_ACK_TIMEOUT_MS);
       this.options.log.info(`serving configuration version ${version}`);
     });
     this.applying = run.catch((err: Error) => this.options.log.error(`applying configuration version ${version} failed: ${err.message}`));
     return this.applying;
   }
 
+  private publish(served: Served): void {
+    this.options.xds.setSnapshot(this.snapshots.build(String(served.version), served.config.envoy.listeners, served.config.envoy.clusters));
+  }
+
   async close(): Promise<void> {
     clearInterval(this.resyncTimer);
     await this.syncing;
     await this.applying;
-    await this.plane.close(this.options.drainTimeoutMs);
   }
 }
 

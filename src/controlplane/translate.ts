@@ -801,6 +801,8 @@ function locate(
 /** A translation that passed validation, ready to serve. */
 export interface BuiltConfig {
   bootstrap: Bootstrap;
+  /** The translation's listeners and clusters as proto3-JSON: what the xDS snapshot is made of. */
+  envoy: Pick<Translation, 'listeners' | 'clusters'>;
   clustersOf: Map<string, string[]>;
   filtersOf: Map<string, string[]>;
   rateLimits: RateLimitTable;
@@ -810,5 +812,5 @@ export interface BuiltConfig {
 export function buildConfig(resources: readonly Resource[], options: TranslateOptions, log: Logger): { errors: ResourceError[]; value: BuiltConfig } {
   const t = translate(resources, options);
   const { bootstrap, errors } = checkTranslation(t, log);
-  return { errors, value: { bootstrap, clustersOf: t.clustersOf, filtersOf: t.filtersOf, rateLimits: t.rateLimits } };
+  return { errors, value: { bootstrap, envoy: { listeners: t.listeners, clusters: t.clusters }, clustersOf: t.clustersOf, filtersOf: t.filtersOf, rateLimits: t.rateLimits } };
 }

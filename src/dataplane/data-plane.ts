@@ -38,6 +38,8 @@ export interface DataPlaneOptions {
   fileFlushIntervalMs?: number;
   /** Token buckets shared by the worker processes of `portico run`; this process's own when absent. */
   tokenBuckets?: TokenBuckets;
+  /** The store to count in, when the process counts things of its own there too (its xDS client); a new one when absent. */
+  stats?: StatsStore;
 }
 
 /**
@@ -50,7 +52,7 @@ export function compileBootstrap(
   bootstrap: Bootstrap,
   log: Logger,
   errors: ConfigError[],
-  running: DataPlaneOptions & { stats?: StatsStore; clusters?: ClusterManager },
+  running: DataPlaneOptions & { clusters?: ClusterManager },
 ): CompiledConfig {
   const stats = running.stats ?? new StatsStore();
   const runtime = new Runtime(bootstrap.layered_runtime);

@@ -5,9 +5,10 @@
  * enums by name, bytes as Buffers, `Timestamp` and `Duration` as `{seconds, nanos}` and `Struct` as `{fields}`
  * (see `toStruct` / `fromStruct`; protobufjs's own copies of the well-known types name their fields in camelCase).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 
 const require = createRequire(import.meta.url);
@@ -54,10 +55,76 @@ export function loadEnvoyProto(file: string): protobuf.Root {
   const r = protoRoot();
   if (!loaded.has(file)) {
     r.loadSync(file, { keepCase: true });
+    addNewerMessages(r);
     r.resolveAll();
     loaded.add(file);
   }
   return r;
+}
+
+/**
+ * The message type `fullName` (`envoy.config.listener.v3.Listener`), loading the protos of its package on first
+ * use: a type URL inside an `Any` can name any of Envoy's messages. Undefined when no proto declares it.
+ */
+export function lookupEnvoyType(fullName: string): protobuf.Type | undefined {
+  const r = protoRoot();
+  const found = r.lookup(fullName);
+  if (found instanceof protobuf.Type) return found;
+  const parts = fullName.split('.');
+  const firstTypePart = parts.findIndex((part) => /^[A-Z]/.test(part));
+  const packageDir = parts.slice(0, firstTypePart < 0 ? parts.length : firstTypePart).join('/');
+  if (loadedPackages.has(packageDir)) return undefined;
+  loadedPackages.add(packageDir);
+  for (const dir of includeDirs()) {
+    const candidate = join(dir, packageDir);
+    if (!existsSync(candidate)) continue;
+    for (const file of readdirSync(candidate).filter((f) => f.endsWith('.proto')).sort()) {
+      try {
+        loadEnvoyProto(`${packageDir}/${file}`);
+      } catch {
+        // A few vendored files import v2 protos that are not shipped; their types cannot be used anyway.
+      }
+    }
+  }
+  const loadedType = r.lookup(fullName);
+  return loadedType instanceof protobuf.Type ? loadedType : undefined;
+}
+
+const loadedPackages = new Set<string>();
+
+/**
+ * Messages and fields of Envoy's API newer than the vendored protos (the same ones config/proto/supplement.ts adds
+ * to the decoder's schema), with their field numbers from Envoy's protos, so that xDS can carry them.
+ */
+const NEWER_MESSAGES = `
+syntax = "proto3";
+package envoy.extensions.filters.http.api_key_auth.v3;
+message ApiKeyAuth { repeated Credential credentials = 1; repeated KeySource key_sources = 2; Forwarding forwarding = 3; }
+message ApiKeyAuthPerRoute { repeated Credential credentials = 1; repeated KeySource key_sources = 2; repeated string allowed_clients = 3; Forwarding forwarding = 4; }
+message Credential { string key = 1; string client = 2; }
+message KeySource { string header = 1; string query = 2; string cookie = 3; }
+message Forwarding { string header = 1; bool hide_credentials = 2; }
+`;
+let newerMessagesAdded = false;
+let queryParametersAdded = false;
+
+function addNewerMessages(r: protobuf.Root): void {
+  if (!newerMessagesAdded) {
+    protobuf.parse(NEWER_MESSAGES, r, { keepCase: true });
+    newerMessagesAdded = true;
+  }
+  const action = queryParametersAdded ? null : r.lookup('envoy.config.route.v3.RateLimit.Action');
+  if (action instanceof protobuf.Type) {
+    const queryParameters = new protobuf.Type('QueryParameters')
+      .add(new protobuf.Field('query_parameter_name', 1, 'string'))
+      .add(new protobuf.Field('descriptor_key', 2, 'string'))
+      .add(new protobuf.Field('skip_if_absent', 3, 'bool'));
+    action.add(queryParameters);
+    const field = new protobuf.Field('query_parameters', 12, 'QueryParameters');
+    action.add(field);
+    action.oneofs['action_specifier']?.add(field);
+    queryParametersAdded = true;
+  }
 }
 
 /** The method `service.method` (`envoy.service.auth.v3.Authorization`, `Check`) from `file`. */
@@ -72,6 +139,19 @@ export function envoyMethod(file: string, service: string, method: string): Prot
     responseType: m.resolvedResponseType!,
     requestStream: m.requestStream === true,
     responseStream: m.responseStream === true,
+  };
+}
+
+/** A grpc-js method definition for `method`, messages as the plain objects of envoy-protos.ts. */
+export function grpcDefinition(method: ProtoMethod): grpc.MethodDefinition<object, object> {
+  return {
+    path: method.path,
+    requestStream: method.requestStream,
+    responseStream: method.responseStream,
+    requestSerialize: (message: object) => encodeMessage(method.requestType, message),
+    requestDeserialize: (bytes: Buffer) => decodeMessage(method.requestType, bytes),
+    responseSerialize: (message: object) => encodeMessage(method.responseType, message),
+    responseDeserialize: (bytes: Buffer) => decodeMessage(method.responseType, bytes),
   };
 }
 

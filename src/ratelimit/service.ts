@@ -12,7 +12,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { decodeMessage, encodeMessage, envoyMethod } from '../grpc/envoy-protos.js';
+import { envoyMethod, grpcDefinition } from '../grpc/envoy-protos.js';
 import { emptySnapshot } from '../stats/store.js';
 import { renderPrometheus, renderText } from '../stats/render.js';
 import type { Logger } from '../util/logger.js';
@@ -102,15 +102,7 @@ export class RateLimitService {
     const server = new grpc.Server();
     server.addService(
       {
-        ShouldRateLimit: {
-          path: method.path,
-          requestStream: false,
-          responseStream: false,
-          requestSerialize: (message: object) => encodeMessage(method.requestType, message),
-          requestDeserialize: (bytes: Buffer) => decodeMessage(method.requestType, bytes),
-          responseSerialize: (message: object) => encodeMessage(method.responseType, message),
-          responseDeserialize: (bytes: Buffer) => decodeMessage(method.responseType, bytes),
-        },
+        ShouldRateLimit: grpcDefinition(method),
       },
       {
         ShouldRateLimit: (call: grpc.ServerUnaryCall<RateLimitRequest, object>, callback: grpc.sendUnaryData<object>) => {

@@ -13,6 +13,8 @@ export interface WorkerOperations {
   log_level: { args: LogLevel; result: void };
   drain: { args: { drainMs: number }; result: void };
   reopen_logs: { args: undefined; result: void };
+  /** A new bootstrap document (from xDS), already validated by the primary; answers the listeners it serves. */
+  update: { args: { config: unknown; drainMs: number }; result: ListenerStatus[] };
 }
 export type WorkerOperation = keyof WorkerOperations;
 

@@ -15,6 +15,8 @@ import { PrimaryBuckets } from './shared-buckets.js';
 const WORKER_ENTRY = fileURLToPath(new URL('./worker.js', import.meta.url));
 /** A worker busy serving answers the admin later than this: its last pushed stats are used instead. */
 const REQUEST_TIMEOUT_MS = 2000;
+/** Compiling a large configuration takes a while; a worker that takes longer than this failed to apply it. */
+const UPDATE_TIMEOUT_MS = 60_000;
 const RESTART_BACKOFF_MAX_MS = 5000;
 
 interface Slot {
@@ -58,7 +60,11 @@ export class WorkerPool {
   /** The listeners as the first worker bound them. */
   listeners: ListenerStatus[] = [];
 
+  /** The document workers are started with: the latest one served. */
+  private config: unknown;
+
   constructor(private readonly options: WorkerPoolOptions) {
+    this.config = options.config;
     this.slots = Array.from({ length: options.concurrency }, (_, index) => ({
       index,
       worker: undefined,
@@ -95,7 +101,7 @@ export class WorkerPool {
           case 'hello': {
             const start: ToWorker = {
               type: 'start',
-              config: this.options.config,
+              config: this.config,
               logLevel: this.options.log.level,
               statsPushMs: this.options.statsPushMs,
               runtimeOverrides: this.options.runtimeOverrides(),
@@ -163,13 +169,18 @@ export class WorkerPool {
     else request.resolve(message.result);
   }
 
-  private request<K extends WorkerOperation>(worker: Worker, op: K, args: WorkerOperations[K]['args']): Promise<WorkerOperations[K]['result']> {
+  private request<K extends WorkerOperation>(
+    worker: Worker,
+    op: K,
+    args: WorkerOperations[K]['args'],
+    timeoutMs = REQUEST_TIMEOUT_MS,
+  ): Promise<WorkerOperations[K]['result']> {
     const id = this.nextRequestId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new Error(`worker did not answer ${op} within ${REQUEST_TIMEOUT_MS} ms`));
-      }, REQUEST_TIMEOUT_MS);
+        reject(new Error(`worker did not answer ${op} within ${timeoutMs} ms`));
+      }, timeoutMs);
       this.pending.set(id, { resolve: resolve as (r: unknown) => void, reject, timer });
       const message: ToWorker = { type: 'request', id, op, args };
       worker.send(message);
@@ -180,6 +191,17 @@ export class WorkerPool {
   async ask<K extends WorkerOperation>(op: K, args: WorkerOperations[K]['args']): Promise<Array<WorkerOperations[K]['result'] | undefined>> {
     const live = this.slots.filter((s) => s.worker !== undefined);
     return Promise.all(live.map((slot) => this.request(slot.worker!, op, args).catch(() => undefined)));
+  }
+
+  /**
+   * Serves a new document in every worker (and in every worker started from now on); rejects with the first
+   * worker's error when one cannot apply it.
+   */
+  async update(config: unknown, drainMs: number): Promise<void> {
+    this.config = config;
+    const live = this.slots.filter((s) => s.worker !== undefined);
+    const answers = await Promise.all(live.map((slot) => this.request(slot.worker!, 'update', { config, drainMs }, UPDATE_TIMEOUT_MS)));
+    if (answers[0] !== undefined) this.listeners = answers[0];
   }
 
   /** Every worker's stats added up, with those of workers that died. */

@@ -48,6 +48,12 @@ function handlers(running: DataPlane): Handlers {
     },
     drain: ({ drainMs }) => running.drain(drainMs),
     reopen_logs: () => running.reopenAccessLogs(),
+    update: async ({ config, drainMs }) => {
+      const { bootstrap, errors } = checkBootstrap(config);
+      if (errors.length > 0) throw new Error(formatConfigErrors(errors));
+      await running.update(bootstrap, drainMs);
+      return running.listeners.map(listenerStatus);
+    },
   };
 }
 

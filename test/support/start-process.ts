@@ -11,6 +11,7 @@ export interface StartedProcess {
   proxyPort: number;
   apiPort: number;
   adminPort: number;
+  xdsPort: number;
   api: string;
   proxy: string;
   output(): string;
@@ -32,10 +33,10 @@ export async function startProcess(args: string[], attempts = 3): Promise<Starte
 }
 
 async function startOnFreePorts(args: string[]): Promise<StartedProcess> {
-  const [proxyPort, apiPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+  const [proxyPort, apiPort, adminPort, xdsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const child = spawn(
     process.execPath,
-    [BIN, 'start', '--proxy-host', '127.0.0.1', '--proxy-port', String(proxyPort), '--api-port', String(apiPort), '--admin-port', String(adminPort), ...args],
+    [BIN, 'start', '--proxy-host', '127.0.0.1', '--proxy-port', String(proxyPort), '--api-port', String(apiPort), '--admin-port', String(adminPort), '--xds-port', String(xdsPort), ...args],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
@@ -65,6 +66,7 @@ async function startOnFreePorts(args: string[]): Promise<StartedProcess> {
     proxyPort,
     apiPort,
     adminPort,
+    xdsPort,
     api: `http://127.0.0.1:${apiPort}`,
     proxy: `http://127.0.0.1:${proxyPort}`,
     output: () => output,
