@@ -10,7 +10,7 @@ import type { StatsSnapshot } from '../stats/store.js';
 import { isLogLevel, type LogLevel } from '../util/logger.js';
 import { VERSION } from '../version.js';
 import { renderClustersJson, renderClustersText } from './clusters.js';
-import { CONFIG_DUMP_RESOURCES, configDump } from './config-dump.js';
+import { CONFIG_DUMP_RESOURCES, configDump, type DynamicResource } from './config-dump.js';
 import { closeServer, listenOn } from '../util/http-server.js';
 
 export type ServerState = 'LIVE' | 'DRAINING' | 'PRE_INITIALIZING' | 'INITIALIZING';
@@ -24,6 +24,8 @@ export interface AdminTarget {
   /** The configuration being served, and when it was loaded (RFC 3339). */
   bootstrap: Bootstrap;
   configLoadedAt: string;
+  /** What the process holds from xDS. */
+  dynamicResources(): DynamicResource[];
   /** Every process's stats added up. */
   stats(): Promise<StatsSnapshot>;
   clusters(): Promise<ClusterStatus[]>;
@@ -89,7 +91,7 @@ const HANDLERS: Record<string, Handler> = {
         send(res, 404, `resource ${resource} not found in config dump\n`);
         return;
       }
-      sendJson(res, configDump(target.bootstrap, target.configLoadedAt, resource));
+      sendJson(res, configDump(target.bootstrap, target.configLoadedAt, resource, target.dynamicResources(), params.get('include_eds') !== null));
     },
   },
   '/stats': {

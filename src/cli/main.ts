@@ -1,6 +1,7 @@
 import { runEchoCommand } from '../echo/echo-server.js';
 import { VERSION } from '../version.js';
 import { applyCommand, deleteCommand, getCommand } from './client.js';
+import { BOOTSTRAP_USAGE, bootstrapCommand } from './bootstrap.js';
 import { ratelimitCommand } from './ratelimit.js';
 import { runCommand, validateCommand } from './run.js';
 import { startCommand } from './start.js';
@@ -11,6 +12,9 @@ Usage:
   portico run -c FILE [options]        serve an Envoy v3 bootstrap (YAML or JSON)
   portico validate -c FILE [options]   check a bootstrap and print every problem; exit 1 if there is one
   portico start [options]              control plane, store, API (8888), proxy (8080) and admin (9901)
+  portico start --data-plane-only --xds-server HOST:PORT [--node NAME]
+                                       a data plane of a control plane elsewhere (docs/xds.md)
+  portico bootstrap [options]          print the bootstrap of a data plane run from a control plane over xDS
   portico apply -f FILE [--dry-run]    create or update the resources of a YAML or JSON file, atomically
   portico get KIND [NAME] [-o json]    show Mappings or Modules (YAML by default)
   portico delete KIND NAME             delete a resource
@@ -44,8 +48,12 @@ Options of start (docs/control-plane.md):
       --drain-time-s N         how long old connections get after a change or on shutdown (default 5)
       --redis-url URL          the rate limit service counts in Redis (or PORTICO_REDIS_URL); in memory without
       --ratelimit-port N       the rate limit service's gRPC port on 127.0.0.1 (default 0: any free one)
+      --xds-host H, --xds-port N        xDS server for data planes (default 127.0.0.1:18000)
+      --data-plane-only        no control plane: a data plane of the xDS server --xds-server HOST:PORT, as
+                               node --node NAME (default: the host name); with --proxy-port, on that port
   -l, --log-level LEVEL
 
+${BOOTSTRAP_USAGE}
 Options of apply, get and delete:
   -s, --server URL         the API (default http://127.0.0.1:8888, or PORTICO_SERVER)
       --api-token TOKEN    bearer token (or PORTICO_API_TOKEN)
@@ -60,6 +68,8 @@ async function main(argv: string[]): Promise<number> {
       return validateCommand(rest);
     case 'start':
       return startCommand(rest);
+    case 'bootstrap':
+      return bootstrapCommand(rest);
     case 'apply':
       return applyCommand(rest);
     case 'get':

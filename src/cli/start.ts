@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AdminServer } from '../admin/admin-server.js';
@@ -7,7 +8,7 @@ import { openPglite, openPostgres } from '../controlplane/store/engine.js';
 import { ConfigStore } from '../controlplane/store/store.js';
 import { RateLimitService } from '../ratelimit/service.js';
 import { InProcessAdmin } from '../server/in-process-admin.js';
-import { startXdsDataPlane, xdsBootstrap, type XdsDataPlane } from '../server/xds-data-plane.js';
+import { dynamicResourcesOf, startXdsDataPlane, xdsBootstrap, type XdsDataPlane } from '../server/xds-data-plane.js';
 import { XdsServer } from '../controlplane/xds/server.js';
 import { createLogger, isLogLevel, type Logger } from '../util/logger.js';
 
@@ -28,6 +29,9 @@ const OPTIONS = {
   'ratelimit-port': { type: 'string', default: '0' },
   'xds-host': { type: 'string', default: '127.0.0.1' },
   'xds-port': { type: 'string', default: '18000' },
+  'data-plane-only': { type: 'boolean', default: false },
+  'xds-server': { type: 'string' },
+  node: { type: 'string' },
   'log-level': { type: 'string', short: 'l', default: 'info' },
 } as const;
 
@@ -135,12 +139,10 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       plane,
       log: o.log,
       commandLineOptions: { data_dir: o.dataDir, drain_time: `${o.drainTimeoutMs / 1000}s` },
-      bootstrap: () => ({
-        node: { id: 'portico', cluster: 'portico' },
-        ...cp.bootstrap,
-        admin: { address: { socket_address: { address: o.adminHost, port_value: adminPort } } },
-      }),
+      // The data plane's own view, as any data plane run from xDS shows it: its bootstrap and what xDS gave it.
+      bootstrap: () => ({ ...local.bootstrap, admin: { address: { socket_address: { address: o.adminHost, port_value: adminPort } } } }),
       configLoadedAt: () => cp.current.appliedAt.toISOString(),
+      dynamicResources: () => dynamicResourcesOf(local.client),
       drainTimeMs: o.drainTimeoutMs,
       quit: () => void stop(),
     }),
@@ -177,6 +179,20 @@ export async function startCommand(argv: string[]): Promise<number> {
   const logLevel = values['log-level'];
   if (!isLogLevel(logLevel)) throw new Error(`invalid --log-level "${logLevel}"`);
   const log = createLogger(logLevel);
+  if (values['data-plane-only']) {
+    const server = values['xds-server'];
+    if (server === undefined) throw new Error('--data-plane-only needs --xds-server HOST:PORT');
+    const proxyPortGiven = argv.some((a) => a === '--proxy-port' || a.startsWith('--proxy-port='));
+    return runDataPlaneOnly({
+      server,
+      nodeId: values.node ?? hostname(),
+      listenerPort: proxyPortGiven ? number(values, 'proxy-port', 1, 65535) : undefined,
+      adminHost: values['admin-host'],
+      adminPort: number(values, 'admin-port', 0, 65535),
+      drainTimeoutMs: number(values, 'drain-time-s', 0, 3600) * 1000,
+      log,
+    });
+  }
   const gateway = await startGateway({
     dataDir: resolve(values['data-dir']),
     databaseUrl: values['database-url'] ?? process.env.PORTICO_DATABASE_URL,
@@ -204,5 +220,46 @@ export async function startCommand(argv: string[]): Promise<number> {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   await gateway.stopped;
+  return 0;
+}
+
+/** `portico start --data-plane-only`: a data plane of the control plane at `server`, with its admin. */
+async function runDataPlaneOnly(o: {
+  server: string;
+  nodeId: string;
+  listenerPort: number | undefined;
+  adminHost: string;
+  adminPort: number;
+  drainTimeoutMs: number;
+  log: Logger;
+}): Promise<number> {
+  const metadata = o.listenerPort === undefined ? undefined : { listener_port: o.listenerPort };
+  o.log.info(`data plane ${o.nodeId}: waiting for its configuration from ${o.server}`);
+  const local = await startXdsDataPlane(xdsBootstrap({ nodeId: o.nodeId, nodeCluster: LOCAL_NODE, server: o.server, metadata }), o.log, o.drainTimeoutMs);
+  let adminPort = o.adminPort;
+  const startedAt = new Date().toISOString();
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  const admin = new AdminServer(
+    new InProcessAdmin({
+      plane: local.plane,
+      log: o.log,
+      commandLineOptions: { xds_server: o.server, drain_time: `${o.drainTimeoutMs / 1000}s` },
+      bootstrap: () => ({ ...local.bootstrap, admin: { address: { socket_address: { address: o.adminHost, port_value: adminPort } } } }),
+      configLoadedAt: () => startedAt,
+      dynamicResources: () => dynamicResourcesOf(local.client),
+      drainTimeMs: o.drainTimeoutMs,
+      quit: () => resolveStopped(),
+    }),
+  );
+  adminPort = (await admin.listen(o.adminHost, o.adminPort)).port;
+  o.log.info(`admin listening on ${o.adminHost}:${adminPort}`);
+  o.log.info('portico is live');
+  process.once('SIGTERM', () => resolveStopped());
+  process.once('SIGINT', () => resolveStopped());
+  await stopped;
+  o.log.info('shutting down');
+  await admin.close();
+  await local.close(o.drainTimeoutMs);
   return 0;
 }

@@ -1,5 +1,6 @@
 /** The admin target of a data plane running in the admin's own process (`portico start`). */
 import type { Bootstrap } from '../config/load.js';
+import type { DynamicResource } from '../admin/config-dump.js';
 import type { DataPlane } from '../dataplane/data-plane.js';
 import { type ClusterStatus, clusterStatus, type ListenerStatus, listenerStatus } from '../dataplane/status.js';
 import type { RuntimeDump } from '../dataplane/runtime/runtime.js';
@@ -14,6 +15,8 @@ export interface InProcessAdminOptions {
   /** The configuration served now (it changes with every update). */
   bootstrap: () => Bootstrap;
   configLoadedAt: () => string;
+  /** What the data plane holds from xDS. */
+  dynamicResources: () => DynamicResource[];
   drainTimeMs: number;
   quit: () => void;
 }
@@ -30,6 +33,10 @@ export class InProcessAdmin extends ServerAdmin {
 
   get configLoadedAt(): string {
     return this.options.configLoadedAt();
+  }
+
+  dynamicResources(): DynamicResource[] {
+    return this.options.dynamicResources();
   }
 
   protected async dataPlaneStats(): Promise<StatsSnapshot> {

@@ -9,8 +9,13 @@ import { Runtime, type RuntimeDump } from '../dataplane/runtime/runtime.js';
 import { collectProcessStats } from '../stats/process.js';
 import { DEFAULT_STATS_FLUSH_MS, type StatsSnapshot } from '../stats/store.js';
 import type { Logger, LogLevel } from '../util/logger.js';
+import { ConfigValidationError } from '../config/errors.js';
+import type { DynamicResource } from '../admin/config-dump.js';
+import { XdsClient } from '../xds/client.js';
+import { xdsStats } from '../xds/stats.js';
 import { SERVER_STATS, ServerAdmin } from './server-admin.js';
 import { WorkerPool } from './worker-pool.js';
+import { documentErrors, dynamicResourcesOf } from './xds-data-plane.js';
 
 export interface PrimaryOptions {
   bootstrap: Bootstrap;
@@ -50,10 +55,57 @@ export class Primary extends ServerAdmin {
     collectProcessStats(this.ownStats, () => 0);
   }
 
-  /** Starts the workers; rejects when they cannot serve the configuration. */
+  private xds: XdsClient | undefined;
+  private poolStarted = false;
+
+  /**
+   * Starts the workers; rejects when they cannot serve the configuration. With `dynamic_resources`, subscribes
+   * and returns: the workers start on the first configuration xDS gives (the admin endpoint answers meanwhile,
+   * as Envoy's does while it initializes), and every later one is applied to them.
+   */
   async start(): Promise<void> {
+    if (this.bootstrap.dynamic_resources === undefined) {
+      await this.pool.start();
+      if (this.stopping === undefined) this.becameLive();
+      return;
+    }
+    const log = this.options.log;
+    const xds = new XdsClient({
+      bootstrap: this.bootstrap,
+      document: this.options.document as Record<string, unknown>,
+      log,
+      validate: (document) => documentErrors(document, log),
+      apply: (document) => this.serveDocument(document),
+      events: xdsStats(this.ownStats),
+    });
+    this.xds = xds;
+    xds.start();
+    xds.firstServed.then(
+      () => {
+        if (this.stopping === undefined) this.becameLive();
+      },
+      (err: Error) => {
+        log.error(`cannot serve the first configuration from xDS: ${err.message}`);
+        void this.stop();
+      },
+    );
+  }
+
+  /** A configuration from xDS: checked here, then served by every worker. */
+  private async serveDocument(document: Record<string, unknown>): Promise<void> {
+    const errors = documentErrors(document, this.options.log);
+    if (errors.length > 0) throw new ConfigValidationError(errors);
+    if (this.poolStarted) {
+      await this.pool.update(document, this.options.drainTimeMs);
+      return;
+    }
+    this.pool.setConfig(document);
     await this.pool.start();
-    if (this.stopping === undefined) this.becameLive();
+    this.poolStarted = true;
+  }
+
+  dynamicResources(): DynamicResource[] {
+    return this.xds === undefined ? [] : dynamicResourcesOf(this.xds);
   }
 
   protected dataPlaneStats(): Promise<StatsSnapshot> {
@@ -110,6 +162,7 @@ export class Primary extends ServerAdmin {
     return (this.stopping ??= (async () => {
       this.serverState = 'DRAINING';
       this.options.log.info('shutting down');
+      this.xds?.close();
       await this.pool.shutdown(this.options.drainTimeMs);
       this.resolveStopped();
     })());

@@ -4,6 +4,7 @@
  * `portico start`) add how they reach their data plane.
  */
 import type { AdminTarget, ServerState } from '../admin/admin-server.js';
+import type { DynamicResource } from '../admin/config-dump.js';
 import type { Bootstrap } from '../config/load.js';
 import type { ClusterStatus, ListenerStatus } from '../dataplane/status.js';
 import type { RuntimeDump } from '../dataplane/runtime/runtime.js';
@@ -39,6 +40,7 @@ export abstract class ServerAdmin implements AdminTarget {
 
   abstract readonly bootstrap: Bootstrap;
   abstract readonly configLoadedAt: string;
+  abstract dynamicResources(): DynamicResource[];
   abstract clusters(): Promise<ClusterStatus[]>;
   abstract listeners(): ListenerStatus[];
   abstract runtime(): RuntimeDump;

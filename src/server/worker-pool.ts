@@ -193,6 +193,11 @@ export class WorkerPool {
     return Promise.all(live.map((slot) => this.request(slot.worker!, op, args).catch(() => undefined)));
   }
 
+  /** The document workers start with, before start(). */
+  setConfig(config: unknown): void {
+    this.config = config;
+  }
+
   /**
    * Serves a new document in every worker (and in every worker started from now on); rejects with the first
    * worker's error when one cannot apply it.

@@ -10,6 +10,7 @@ import type { Logger } from '../util/logger.js';
 import { XdsClient } from '../xds/client.js';
 import { xdsStats } from '../xds/stats.js';
 import { EXTENSIONS } from '../extensions/registry.js';
+import type { DynamicResource } from '../admin/config-dump.js';
 
 /** Every problem of a bootstrap document: decoded, checked and compiled, nothing bound. */
 export function documentErrors(document: unknown, log: Logger): ConfigError[] {
@@ -69,4 +70,11 @@ export async function startXdsDataPlane(document: Record<string, unknown>, log: 
       await started.close(drainMs);
     },
   };
+}
+
+/** What an xDS client holds, as `/config_dump` lists it. */
+export function dynamicResourcesOf(client: XdsClient): DynamicResource[] {
+  return client.dump().flatMap(({ typeUrl, resources }) =>
+    [...resources].map(([name, held]) => ({ typeUrl, name, version: held.version, lastUpdated: held.lastUpdated, json: held.json })),
+  );
 }

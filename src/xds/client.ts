@@ -18,6 +18,8 @@ import type { Bootstrap } from '../config/load.js';
 import { ConfigValidationError, formatConfigErrors, type ConfigError } from '../config/errors.js';
 import { parseDocument } from '../config/load.js';
 import type { envoy } from '../generated/envoy.js';
+import { decodeMessage } from '../config/proto/decode.js';
+import { encodeMessage } from '../config/proto/encode.js';
 import { grpcDefinition, toStruct } from '../grpc/envoy-protos.js';
 import { anyToJson } from '../grpc/proto-json.js';
 import type { Logger } from '../util/logger.js';
@@ -218,10 +220,14 @@ export class XdsClient {
    */
   private async serve(candidate: State, what: string, typeUrl?: string): Promise<string | undefined> {
     if (this.closed) return undefined;
-    const { document, missing } = this.assemble(candidate);
     const initial = this.received.has(CLUSTER_TYPE) && this.received.has(LISTENER_TYPE);
-    const ready = initial && (missing === 0 || this.warmingExpired);
+    let ready = false;
+    let missing = 0;
     try {
+      const assembled = this.assemble(candidate);
+      missing = assembled.missing;
+      const document = assembled.document;
+      ready = initial && (missing === 0 || this.warmingExpired);
       if (ready) {
         await this.options.apply(document);
       } else {
@@ -625,10 +631,24 @@ class FileSource implements Source {
       this.client.log.warn(`xds: ${this.path}: ${formatConfigErrors(errors)}`);
       return;
     }
-    const resources = (response.resources ?? []) as Json[];
+    const version = String(response.version_info ?? '');
+    const listed = ((Array.isArray(response.resources) ? response.resources : [response.resources]) as Json[]).filter((r) => r !== undefined && r !== null);
     for (const typeUrl of this.types) {
-      const own = resources.filter((r) => r['@type'] === typeUrl).map(({ '@type': _, ...json }) => ({ name: nameOf(typeUrl, json), json, version: String(response.version_info ?? '') }));
-      void this.client.receive(typeUrl, { replaceAll: true, resources: own, removed: [], version: String(response.version_info ?? '') });
+      // Files are written by hand: their resources are brought to the canonical proto3-JSON (proto field names,
+      // lists where lists belong) that resources from gRPC arrive in.
+      const typeName = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+      const own = listed
+        .map((r, i) => ({ r, i }))
+        .filter(({ r }) => r['@type'] === typeUrl)
+        .map(({ r: { '@type': _, ...raw }, i }) => {
+          const json = encodeMessage(typeName, decodeMessage(typeName, raw, `${this.path} resources[${i}]`, errors)) as Json;
+          return { name: nameOf(typeUrl, json), json, version };
+        });
+      if (errors.length > 0) {
+        this.client.log.warn(`xds: ${this.path} refused, keeping what it held:\n${formatConfigErrors(errors)}`);
+        return;
+      }
+      void this.client.receive(typeUrl, { replaceAll: true, resources: own, removed: [], version });
     }
   }
 

@@ -221,10 +221,14 @@ describe('control plane API', () => {
       assert.equal((await gw.api('/api/v1/modules/other', { method: 'PUT', body: { spec: {} } })).status, 400);
     });
 
-    it('shows the translation in the admin /config_dump', async () => {
-      const dump = await httpRequest(`http://127.0.0.1:${gw.adminPort}/config_dump?resource=static_clusters`);
-      const names = JSON.parse(dump.body).configs.map((c: { cluster: { name: string } }) => c.cluster.name);
+    it('shows the translation in the admin /config_dump, as its data plane received it over xDS', async () => {
+      const dump = await httpRequest(`http://127.0.0.1:${gw.adminPort}/config_dump?resource=dynamic_active_clusters`);
+      const clusters = JSON.parse(dump.body).configs as { version_info: string; cluster: { name: string } }[];
+      const names = clusters.map((c) => c.cluster.name);
       assert.ok(names.includes(`cluster_127_0_0_1_${echo.port}`), names.join());
+      assert.ok(clusters.every((c) => c.version_info !== ''));
+      const routes = await httpRequest(`http://127.0.0.1:${gw.adminPort}/config_dump?resource=dynamic_route_configs`);
+      assert.equal(JSON.parse(routes.body).configs[0].route_config.name, 'ambassador-routes-0');
     });
 
     it('answers unknown kinds, methods and oversized bodies with 404, 405 and 413', async () => {

@@ -12,7 +12,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { fromStruct, grpcDefinition } from '../../grpc/envoy-protos.js';
 import type { Logger } from '../../util/logger.js';
-import { discoveryServices, PUSH_ORDER, WILDCARD_TYPES, type DiscoveryMethod, type XdsResource } from '../../xds/protocol.js';
+import { discoveryServices, LISTENER_TYPE, PUSH_ORDER, WILDCARD_TYPES, type DiscoveryMethod, type XdsResource } from '../../xds/protocol.js';
 import type { XdsSnapshot } from './snapshot.js';
 
 /** What the control plane knows of one data plane (by `node.id`). */
@@ -309,17 +309,19 @@ class XdsStream {
   }
 
   private select(snapshot: XdsSnapshot, typeUrl: string, sub: Subscription): XdsResource[] {
+    const port = typeUrl === LISTENER_TYPE ? Number(this.node?.metadata.listener_port) : NaN;
+    const own = Number.isInteger(port) && port > 0 && port < 65536 ? snapshot.listenersOnPort(port) : undefined;
     const out: XdsResource[] = [];
     const seen = new Set<string>();
     if (sub.wildcard) {
-      for (const r of snapshot.all(typeUrl)) {
+      for (const r of own?.values() ?? snapshot.all(typeUrl)) {
         out.push(r);
         seen.add(r.name);
       }
     }
     for (const name of sub.names) {
       if (seen.has(name)) continue;
-      const r = snapshot.get(typeUrl, name);
+      const r = own?.get(name) ?? snapshot.get(typeUrl, name);
       if (r !== undefined) out.push(r);
     }
     return out;

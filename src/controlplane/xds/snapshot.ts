@@ -21,18 +21,42 @@ type Json = Record<string, unknown>;
 const SELF_SOURCE = { self: {}, resource_api_version: 'V3' };
 const ROUTER = { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } };
 
+type Encode = (typeUrl: string, name: string, json: Json, variant?: string) => XdsResource;
+
 export class XdsSnapshot {
   private readonly apiListeners = new Map<string, XdsResource>();
+  private readonly listenersByPort = new Map<number, Map<string, XdsResource>>();
 
   constructor(
     /** The control plane's configuration version this snapshot serves. */
     readonly version: string,
     /** By type URL, by resource name. */
     readonly resources: ReadonlyMap<string, ReadonlyMap<string, XdsResource>>,
+    /** The socket listeners as proto3-JSON, for nodes that ask for their own port. */
+    private readonly listenerJson: ReadonlyMap<string, Json>,
     /** The route table proxyless clients are given. */
     private readonly apiRouteName: string | undefined,
-    private readonly encode: (typeUrl: string, name: string, json: Json) => XdsResource,
+    private readonly encode: Encode,
   ) {}
+
+  /**
+   * The socket listeners bound to `port` instead of their own: several data planes on one machine each take a
+   * port of their own this way (node metadata `listener_port`), since Node cannot share a port between processes
+   * that are not one cluster.
+   */
+  listenersOnPort(port: number): ReadonlyMap<string, XdsResource> {
+    let listeners = this.listenersByPort.get(port);
+    if (listeners === undefined) {
+      listeners = new Map();
+      for (const [name, json] of this.listenerJson) {
+        const address = json.address as Json | undefined;
+        const socket = { ...(address?.socket_address as Json | undefined), port_value: port };
+        listeners.set(name, this.encode(LISTENER_TYPE, name, { ...json, address: { ...address, socket_address: socket } }, `port ${port}`));
+      }
+      this.listenersByPort.set(port, listeners);
+    }
+    return listeners;
+  }
 
   /** The resource `name` of `typeUrl`; for LDS also the API listener of a name that is no socket listener. */
   get(typeUrl: string, name: string): XdsResource | undefined {
@@ -71,9 +95,9 @@ export class SnapshotBuilder {
 
   build(version: string, listeners: readonly Json[], clusters: readonly Json[]): XdsSnapshot {
     const next = new Map<string, { json: string; resource: XdsResource }>();
-    const encode = (typeUrl: string, name: string, json: Json): XdsResource => {
+    const encode: Encode = (typeUrl, name, json, variant = '') => {
       const text = JSON.stringify(json);
-      const key = `${typeUrl} ${name}`;
+      const key = `${typeUrl} ${name} ${variant}`;
       const old = this.previous.get(key);
       const entry = old !== undefined && old.json === text ? old : { json: text, resource: encodeResource(typeUrl, name, json) };
       next.set(key, entry);
@@ -82,6 +106,7 @@ export class SnapshotBuilder {
     const byType = new Map<string, Map<string, XdsResource>>([CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE].map((t) => [t, new Map()]));
     const add = (typeUrl: string, name: string, json: Json) => byType.get(typeUrl)!.set(name, encode(typeUrl, name, json));
     let apiRouteName: string | undefined;
+    const listenerJson = new Map<string, Json>();
     for (const listener of listeners) {
       const split = splitRoutes(listener);
       for (const [name, table] of split.routes) {
@@ -89,6 +114,7 @@ export class SnapshotBuilder {
         add(ROUTE_TYPE, name, table);
       }
       add(LISTENER_TYPE, String(listener.name), split.listener);
+      listenerJson.set(String(listener.name), split.listener);
     }
     for (const cluster of clusters) {
       const split = splitEndpoints(cluster);
@@ -96,7 +122,7 @@ export class SnapshotBuilder {
       if (split.assignment !== undefined) add(ENDPOINT_TYPE, String(cluster.name), split.assignment);
     }
     this.previous = next;
-    return new XdsSnapshot(version, byType, apiRouteName, encode);
+    return new XdsSnapshot(version, byType, listenerJson, apiRouteName, encode);
   }
 }
 
