@@ -5,16 +5,18 @@ import { CLUSTER_TYPE, LISTENER_TYPE } from './protocol.js';
 
 export const CONTROL_PLANE_STATS = defineStats({ counters: [], gauges: ['connected_state'], histograms: [] });
 
-export const XDS_UPDATE_STATS = defineStats({ counters: ['update_attempt', 'update_success', 'update_rejected'], gauges: [], histograms: [] });
+const UPDATE_COUNTERS = ['update_attempt', 'update_success', 'update_rejected'] as const;
+export const LDS_STATS = defineStats({ counters: UPDATE_COUNTERS, gauges: [], histograms: [] });
+export const CDS_STATS = defineStats({ counters: UPDATE_COUNTERS, gauges: [], histograms: [] });
 
 /** The client's events counted in `stats`. */
 export function xdsStats(stats: StatsStore): XdsClientEvents {
   const controlPlane = stats.scope(CONTROL_PLANE_STATS, 'control_plane.');
   const byType = new Map([
-    [LISTENER_TYPE, stats.scope(XDS_UPDATE_STATS, 'listener_manager.lds.')],
-    [CLUSTER_TYPE, stats.scope(XDS_UPDATE_STATS, 'cluster_manager.cds.')],
+    [LISTENER_TYPE, stats.scope(LDS_STATS, 'listener_manager.lds.')],
+    [CLUSTER_TYPE, stats.scope(CDS_STATS, 'cluster_manager.cds.')],
   ]);
-  const C = XDS_UPDATE_STATS.c;
+  const C = LDS_STATS.c;
   return {
     connected: (connected) => controlPlane.setGauge(CONTROL_PLANE_STATS.g.connected_state, connected ? 1 : 0),
     updated: (typeUrl, outcome) => {

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { HCM_STATS, LISTENER_HTTP_STATS } from '../../src/dataplane/http/stats.js';
 import { LISTENER_MANAGER_STATS, LISTENER_STATS } from '../../src/dataplane/listener/stats.js';
+import { CDS_STATS, CONTROL_PLANE_STATS, LDS_STATS } from '../../src/xds/stats.js';
 import { TCP_PROXY_STATS } from '../../src/dataplane/tcp/stats.js';
 import { CIRCUIT_BREAKER_REMAINING_STATS, CIRCUIT_BREAKER_STATS } from '../../src/dataplane/upstream/resource-manager.js';
 import {
@@ -52,6 +53,9 @@ type Kind = 'counter' | 'gauge' | 'histogram';
 const SCHEMAS: Record<string, { schema: StatSchema; prefix: string }> = {
   SERVER_STATS: { schema: SERVER_STATS, prefix: 'server.' },
   LISTENER_MANAGER_STATS: { schema: LISTENER_MANAGER_STATS, prefix: 'listener_manager.' },
+  LDS_STATS: { schema: LDS_STATS, prefix: 'listener_manager.lds.' },
+  CDS_STATS: { schema: CDS_STATS, prefix: 'cluster_manager.cds.' },
+  CONTROL_PLANE_STATS: { schema: CONTROL_PLANE_STATS, prefix: 'control_plane.' },
   LISTENER_STATS: { schema: LISTENER_STATS, prefix: 'listener.<address>.' },
   LISTENER_HTTP_STATS: { schema: LISTENER_HTTP_STATS, prefix: 'listener.<address>.http.<stat_prefix>.' },
   HCM_STATS: { schema: HCM_STATS, prefix: 'http.<stat_prefix>.' },
@@ -182,7 +186,7 @@ function tables(markdown: string): Array<{ header: string[]; rows: Array<{ cells
 }
 
 /** Where documented names start: a root scope, or a filter's own `stat_prefix` (local rate limits). */
-const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager|tls_inspector|http_inspector|local_ratelimit|<stat_prefix>)\./;
+const STAT_ROOTS = /^(server|listener|listener_manager|http|tcp|cluster|cluster_manager|tls_inspector|http_inspector|local_ratelimit|control_plane|<stat_prefix>)\./;
 
 /** The stats of every table whose first column is `Name`: each backticked name in that column. */
 function documentedStats(markdown: string): DocumentedStat[] {
