@@ -87,6 +87,9 @@ describe('the dashboard in Chromium', () => {
       for (const path of ['/hello/1', '/hello/1', '/hello/missing']) await gw.proxy(path);
       await page.getByRole('button', { name: 'Refresh' }).click();
       await until('the row shows 3 OK, 1 4xx, 0 5xx and 1/1 healthy', async () => (await row(page, 'hello')).slice(5, 9).join() === '3,1,0,1 / 1');
+      // the gateway's own data plane, connected over xDS and serving version 1, with nothing refused
+      await until('the data plane serves version 1', async () =>
+        (await page.locator('#nodes tr[data-node="portico"] td').allTextContents()).slice(0, 5).join() === 'portico,portico,1,1,none');
 
       // a bad prefix: the API's 400 next to the field, nothing changed
       await page.getByRole('button', { name: 'Edit hello' }).click();

@@ -54,6 +54,15 @@ interface LimitStats {
   hits: number;
   rejected: number;
 }
+/** A data plane subscribed over xDS, as /api/v1/nodes gives it. */
+interface NodeInfo {
+  id: string;
+  cluster: string;
+  streams: number;
+  appliedVersion?: string;
+  lastSeenAt: string;
+  rejected: Record<string, { version: string; message: string; at: string }>;
+}
 interface Answer<T> {
   status: number;
   body: T;
@@ -79,6 +88,7 @@ const state = {
   rateLimits: [] as Resource[],
   limitStats: [] as LimitStats[],
   stats: {} as Record<string, MappingStats>,
+  nodes: [] as NodeInfo[],
   history: [] as VersionInfo[],
   historyComplete: false,
   openVersions: new Set<number>(),
@@ -229,12 +239,15 @@ async function loadConfig(): Promise<void> {
 
 async function refresh(): Promise<void> {
   try {
-    const [health, modules, stats, limitStats] = await Promise.all([
+    const [health, modules, stats, limitStats, nodes] = await Promise.all([
       call<{ ok: boolean; hostname: string; version: string }>('GET', '/ambassador/health'),
       call<{ version: number }>('GET', '/api/v1/modules'),
       call<{ mappings: Record<string, MappingStats> }>('GET', '/ambassador/stats'),
       call<{ limits: LimitStats[] }>('GET', '/api/v1/stats/ratelimits'),
+      call<{ nodes: NodeInfo[] }>('GET', '/api/v1/nodes'),
     ]);
+    if (nodes.status === 200) state.nodes = nodes.body.nodes;
+    renderNodes();
     state.reachable = health.status === 200 && health.body.ok;
     state.health = health.body;
     if (stats.status === 200) state.stats = stats.body.mappings;
@@ -278,6 +291,7 @@ function renderOverview(): void {
       inSync ? 'served by the data plane' : `data plane serves version ${state.served}, applying…`,
       inSync ? undefined : 'warn',
     ),
+    nodesCard(),
     authCard(),
     rateLimitCard(),
     card('Upstream members', `${healthy} / ${total}`, 'healthy / total, over all mappings', total === 0 ? undefined : healthy === total ? 'good' : healthy === 0 ? 'bad' : 'warn'),
@@ -289,6 +303,38 @@ function renderOverview(): void {
     ),
   );
   byId('updated').textContent = state.updatedAt ? `updated ${state.updatedAt.toLocaleTimeString()}` : '';
+}
+
+function nodesCard(): HTMLElement {
+  const connected = state.nodes.filter((n) => n.streams > 0);
+  const current = connected.filter((n) => n.appliedVersion === String(state.version)).length;
+  const refusing = connected.filter((n) => Object.keys(n.rejected).length > 0).length;
+  return card(
+    'Data planes',
+    `${connected.length} connected`,
+    refusing > 0 ? `${refusing} refused a configuration (see Data planes)` : `${current} serving version ${state.version}`,
+    refusing > 0 ? 'bad' : current === connected.length ? 'good' : 'warn',
+  );
+}
+
+/** The data planes over xDS: what each serves, and what it refused and why. */
+function renderNodes(): void {
+  const rows = state.nodes.map((n) => {
+    const refusals = Object.entries(n.rejected).map(([typeUrl, r]) => `${typeUrl.slice(typeUrl.lastIndexOf('.') + 1)} version ${r.version}: ${r.message}`);
+    return h(
+      'tr',
+      { 'data-node': n.id },
+      h('td', { class: 'mono' }, n.id),
+      h('td', {}, n.cluster),
+      h('td', { class: 'num' }, n.streams),
+      h('td', { class: `num ${n.appliedVersion === String(state.version) ? '' : 'warn'}` }, n.appliedVersion ?? '–'),
+      h('td', { class: refusals.length > 0 ? 'bad' : 'muted' }, refusals.length > 0 ? refusals.join('; ') : 'none'),
+      h('td', {}, new Date(n.lastSeenAt).toLocaleTimeString()),
+    );
+  });
+  if (rows.length === 0) rows.push(h('tr', {}, h('td', { colspan: 6, class: 'empty' }, 'No data plane has connected.')));
+  byId('nodes').querySelector('tbody')!.replaceChildren(...rows);
+  byId('nodes-note').textContent = `xDS: ${state.nodes.filter((n) => n.streams > 0).length} connected`;
 }
 
 function authCard(): HTMLElement {

@@ -80,6 +80,22 @@ const INDEX_HTML = `<!doctype html>
       </table>
     </div>
   </section>
+  <section aria-labelledby="nodes-title">
+    <div class="section-head">
+      <h2 id="nodes-title">Data planes</h2>
+      <span id="nodes-note" class="muted"></span>
+    </div>
+    <div class="table-wrap">
+      <table id="nodes">
+        <thead><tr>
+          <th>Node</th><th>Cluster</th><th class="num" title="open xDS streams">Streams</th>
+          <th class="num" title="the configuration version it has acknowledged in every type">Serving</th>
+          <th title="the last configuration it refused (NACK), with its reason">Refused</th><th>Last seen</th>
+        </tr></thead>
+        <tbody></tbody>
+      </table>
+    </div>
+  </section>
   <section aria-labelledby="history-title">
     <div class="section-head"><h2 id="history-title">History</h2></div>
     <ol id="history" class="history"></ol>
