@@ -43,10 +43,10 @@ const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(
 const ms = (n) => n.toFixed(1);
 
 const dir = mkdtempSync(join(tmpdir(), 'portico-bench-cp-'));
-const [proxyPort, apiPort, adminPort, echoPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+const [proxyPort, apiPort, adminPort, echoPort, xdsPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
 const echo = await run(['echo', '--port', String(echoPort), '--name', 'bench'], 'listening');
 const portico = await run(
-  ['start', '--data-dir', dir, '--proxy-host', '127.0.0.1', '--proxy-port', String(proxyPort), '--api-port', String(apiPort), '--admin-port', String(adminPort), '--max-body-bytes', String(64 * 1024 * 1024)],
+  ['start', '--data-dir', dir, '--proxy-host', '127.0.0.1', '--proxy-port', String(proxyPort), '--api-port', String(apiPort), '--admin-port', String(adminPort), '--xds-port', String(xdsPort), '--max-body-bytes', String(64 * 1024 * 1024)],
   'portico is live',
 );
 

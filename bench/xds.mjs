@@ -6,15 +6,21 @@
 //   3. the control plane killed (SIGKILL) and restarted under the same load: failed requests, and whether a change
 //      made after the restart reaches every data plane;
 //   4. --mappings Mappings applied in one batch: time until every data plane serves the last one, and the RSS
-//      of the control plane and of each data plane.
+//      of the control plane and of each data plane;
+//   5. --subscribers light xDS clients (ADS streams in this process that acknowledge every response): a change
+//      → every one of them holding it, and the control plane's CPU time per change, for how many data planes
+//      one control plane can serve.
 //
-//   npm run build && node bench/xds.mjs [--samples 100] [--changes 1000] [--mappings 10000] [--connections 200]
+//   npm run build && node bench/xds.mjs [--samples 100] [--changes 1000] [--mappings 10000] [--connections 200] [--subscribers 500]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { freePort, installCleanup, processTree, rss, start, stop, waitForPort } from './lib/processes.mjs';
+import * as grpc from '@grpc/grpc-js';
+import { cpuSeconds, freePort, installCleanup, processTree, rss, start, stop, waitForPort } from './lib/processes.mjs';
+import { grpcDefinition } from '../dist/src/grpc/envoy-protos.js';
+import { CLUSTER_TYPE, discoveryMethod, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../dist/src/xds/protocol.js';
 import { parseWrk } from './lib/load.mjs';
 import { PORTICO } from './lib/setups.mjs';
 
@@ -24,8 +30,10 @@ const { values } = parseArgs({
     changes: { type: 'string', default: '1000' },
     mappings: { type: 'string', default: '10000' },
     connections: { type: 'string', default: '200' },
+    subscribers: { type: 'string', default: '500' },
   },
 });
+const SUBSCRIBERS = Number(values.subscribers);
 const SAMPLES = Number(values.samples);
 const CHANGES = Number(values.changes);
 const MAPPINGS = Number(values.mappings);
@@ -164,6 +172,49 @@ const total = (results) => results.reduce((sum, r) => sum + r.requests, 0);
   const t1 = performance.now();
   await put('one-more');
   console.log(`one change with ${MAPPINGS} Mappings present: served by all ${PLANES} data planes ${fmt(await servedEverywhere('/one-more/x', 200, t1, 60_000))} ms after its PUT`);
+}
+
+// 5. Many subscribers.
+{
+  const definition = grpcDefinition(discoveryMethod('sotw', undefined).method);
+  const channels = Array.from({ length: Math.ceil(SUBSCRIBERS / 100) }, () => new grpc.Client(`127.0.0.1:${xdsPort}`, grpc.credentials.createInsecure()));
+  const latest = new Array(SUBSCRIBERS).fill('');
+  const streams = [];
+  for (let i = 0; i < SUBSCRIBERS; i++) {
+    const call = channels[i % channels.length].makeBidiStreamRequest(definition.path, definition.requestSerialize, definition.responseDeserialize);
+    const node = { id: `subscriber-${i}`, cluster: 'bench' };
+    call.on('data', (r) => {
+      // Acknowledge, and follow the route table and endpoints as a data plane would (here: by their known names).
+      call.write({ node, type_url: r.type_url, version_info: r.version_info, response_nonce: r.nonce, resource_names: r.type_url === ROUTE_TYPE ? ['ambassador-routes-' + proxyPort] : [] });
+      if (r.type_url === ROUTE_TYPE) latest[i] = r.version_info;
+    });
+    call.on('error', () => {});
+    for (const type_url of [CLUSTER_TYPE, LISTENER_TYPE]) call.write({ node, type_url });
+    call.write({ node, type_url: ROUTE_TYPE, resource_names: ['ambassador-routes-' + proxyPort] });
+    streams.push(call);
+  }
+  const holding = (version) => latest.filter((v) => v === version).length;
+  const waitAll = async (version, t0) => {
+    while (holding(version) < SUBSCRIBERS) {
+      if (performance.now() - t0 > 120_000) throw new Error(`${holding(version)} of ${SUBSCRIBERS} subscribers hold version ${version}`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    return performance.now() - t0;
+  };
+  const versionNow = async () => String(JSON.parse((await request(api, 'GET', '/api/v1/nodes')).text).version);
+  await waitAll(await versionNow(), performance.now());
+  const pushes = [];
+  const cpuBefore = [...cpuSeconds([controlPlane.pid]).values()][0];
+  for (let i = 0; i < 20; i++) {
+    const t0 = performance.now();
+    await put(`fanout${i}`);
+    pushes.push(await waitAll(await versionNow(), t0));
+  }
+  const cpuPerChange = ([...cpuSeconds([controlPlane.pid]).values()][0] - cpuBefore) / 20;
+  pushes.sort((a, b) => a - b);
+  console.log(`\n${SUBSCRIBERS} xDS subscribers with ${MAPPINGS} Mappings present: a change held by all of them p50 ${fmt(percentile(pushes, 50))} ms, max ${fmt(pushes.at(-1))} ms; control plane CPU ${fmt(cpuPerChange * 1000)} ms per change (translation, encoding, pushes and its own data plane)`);
+  for (const call of streams) call.cancel();
+  for (const channel of channels) channel.close();
 }
 
 await api.close();

@@ -19,7 +19,7 @@ export function anyFromJson(json: Json, path = ''): { type_url: string; value: B
   if (typeof typeUrl !== 'string') throw new Error(`${path || 'resource'}: an Any needs "@type"`);
   const type = typeOfUrl(typeUrl, path);
   const { '@type': _, ...fields } = json;
-  const object = WELL_KNOWN_FROM_JSON[type.fullName] !== undefined ? fromJson(type, fields.value, path) : fromJson(type, fields, path);
+  const object = fromJson(type, infoOf(type).fromWellKnown !== undefined ? fields.value : fields, path);
   return { type_url: typeUrl, value: Buffer.from(type.encode(type.fromObject(object as Json)).finish()) };
 }
 
@@ -29,7 +29,7 @@ export function anyToJson(any: { type_url?: string; value?: Uint8Array }, path =
   const type = typeOfUrl(typeUrl, path);
   const object = type.toObject(type.decode(any.value ?? new Uint8Array()), TO_OBJECT);
   const json = toJson(type, object, path);
-  return WELL_KNOWN_TO_JSON[type.fullName] !== undefined ? { '@type': typeUrl, value: json } : { '@type': typeUrl, ...(json as Json) };
+  return infoOf(type).toWellKnown !== undefined ? { '@type': typeUrl, value: json } : { '@type': typeUrl, ...(json as Json) };
 }
 
 function typeOfUrl(typeUrl: string, path: string): protobuf.Type {
@@ -39,53 +39,103 @@ function typeOfUrl(typeUrl: string, path: string): protobuf.Type {
   return type;
 }
 
+/** What the conversions need of a field, resolved once. */
+interface FieldInfo {
+  readonly name: string;
+  readonly map: boolean;
+  readonly repeated: boolean;
+  readonly bytes: boolean;
+  /** The field's message type, `Any` included; undefined for scalars and enums. */
+  readonly message: protobuf.Type | undefined;
+  readonly any: boolean;
+}
+
+/** What the conversions need of a message type, resolved once (protobufjs computes `fullName` on every read). */
+interface TypeInfo {
+  readonly fromWellKnown: ((value: unknown, path: string) => unknown) | undefined;
+  readonly toWellKnown: ((object: Json) => unknown) | undefined;
+  /** By proto name and by lowerCamelCase JSON name, as proto3-JSON allows both. */
+  readonly byKey: Map<string, FieldInfo>;
+  /** By proto name: the keys protobufjs's toObject gives. */
+  readonly byName: Map<string, FieldInfo>;
+}
+
+const infos = new WeakMap<protobuf.Type, TypeInfo>();
+
+function infoOf(type: protobuf.Type): TypeInfo {
+  let info = infos.get(type);
+  if (info !== undefined) return info;
+  const fullName = type.fullName;
+  const byKey = new Map<string, FieldInfo>();
+  const byName = new Map<string, FieldInfo>();
+  for (const field of type.fieldsArray) {
+    const resolved = field.resolve().resolvedType;
+    const message = resolved instanceof protobuf.Type ? resolved : undefined;
+    const fieldInfo: FieldInfo = {
+      name: field.name,
+      map: field.map,
+      repeated: field.repeated,
+      bytes: field.type === 'bytes',
+      message,
+      any: message?.fullName === '.google.protobuf.Any',
+    };
+    byName.set(field.name, fieldInfo);
+    byKey.set(field.name, fieldInfo);
+    byKey.set(field.name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()), fieldInfo);
+  }
+  info = { fromWellKnown: WELL_KNOWN_FROM_JSON[fullName], toWellKnown: WELL_KNOWN_TO_JSON[fullName], byKey, byName };
+  infos.set(type, info);
+  return info;
+}
+
 /** proto3-JSON → the plain object protobufjs's `fromObject` takes. */
 function fromJson(type: protobuf.Type, json: unknown, path: string): unknown {
-  const wellKnown = WELL_KNOWN_FROM_JSON[type.fullName];
-  if (wellKnown !== undefined) return wellKnown(json, path);
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${path}: expected an object for ${type.fullName.slice(1)}`);
-  const fields = fieldsByKey(type);
+  const info = infoOf(type);
+  if (info.fromWellKnown !== undefined) return info.fromWellKnown(json, path);
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${path}: expected an object for ${type.name}`);
   const out: Json = {};
-  for (const [key, value] of Object.entries(json)) {
-    if (value === null) continue;
-    const field = fields.get(key);
-    if (field === undefined) throw new Error(`${path ? `${path}.` : ''}${key}: not a field of ${type.fullName.slice(1)}`);
+  for (const key in json) {
+    const value = (json as Json)[key];
+    if (value === null || value === undefined) continue;
+    const field = info.byKey.get(key);
+    if (field === undefined) throw new Error(`${path ? `${path}.` : ''}${key}: not a field of ${type.name}`);
     const fieldPath = path ? `${path}.${field.name}` : field.name;
-    const convert = (item: unknown, itemPath: string) => fieldFromJson(field, item, itemPath);
     if (field.map) {
-      out[field.name] = Object.fromEntries(Object.entries(value as Json).map(([k, v]) => [k, convert(v, `${fieldPath}.${k}`)]));
+      const entries: Json = {};
+      for (const k in value as Json) entries[k] = fieldFromJson(field, (value as Json)[k], `${fieldPath}.${k}`);
+      out[field.name] = entries;
     } else if (field.repeated) {
       if (!Array.isArray(value)) throw new Error(`${fieldPath}: expected a list`);
-      out[field.name] = value.map((item, i) => convert(item, `${fieldPath}[${i}]`));
+      out[field.name] = value.map((item, i) => fieldFromJson(field, item, `${fieldPath}[${i}]`));
     } else {
-      out[field.name] = convert(value, fieldPath);
+      out[field.name] = fieldFromJson(field, value, fieldPath);
     }
   }
   return out;
 }
 
-function fieldFromJson(field: protobuf.Field, value: unknown, path: string): unknown {
-  const resolved = field.resolve().resolvedType;
-  if (resolved instanceof protobuf.Type) {
-    // Any is encoded here rather than by protobufjs, whose Any wrapper would not map the nested well-known types.
-    if (resolved.fullName === '.google.protobuf.Any') return anyFromJson(value as Json, path);
-    return fromJson(resolved, value, path);
-  }
-  if (field.type === 'bytes' && typeof value === 'string') return Buffer.from(value, 'base64');
+function fieldFromJson(field: FieldInfo, value: unknown, path: string): unknown {
+  // Any is encoded here rather than by protobufjs, whose Any wrapper would not map the nested well-known types.
+  if (field.any) return anyFromJson(value as Json, path);
+  if (field.message !== undefined) return fromJson(field.message, value, path);
+  if (field.bytes && typeof value === 'string') return Buffer.from(value, 'base64');
   return value;
 }
 
 /** A plain object from protobufjs's `toObject` → proto3-JSON. */
 function toJson(type: protobuf.Type, object: unknown, path: string): unknown {
-  const wellKnown = WELL_KNOWN_TO_JSON[type.fullName];
-  if (wellKnown !== undefined) return wellKnown(object as Json);
+  const info = infoOf(type);
+  if (info.toWellKnown !== undefined) return info.toWellKnown(object as Json);
   const out: Json = {};
-  for (const [key, value] of Object.entries(object as Json)) {
-    const field = type.fields[key];
+  for (const key in object as Json) {
+    const value = (object as Json)[key];
+    const field = info.byName.get(key);
     if (field === undefined || value === undefined) continue;
     const fieldPath = path ? `${path}.${key}` : key;
     if (field.map) {
-      out[key] = Object.fromEntries(Object.entries(value as Json).map(([k, v]) => [k, fieldToJson(field, v, `${fieldPath}.${k}`)]));
+      const entries: Json = {};
+      for (const k in value as Json) entries[k] = fieldToJson(field, (value as Json)[k], `${fieldPath}.${k}`);
+      out[key] = entries;
     } else if (field.repeated) {
       out[key] = (value as unknown[]).map((item, i) => fieldToJson(field, item, `${fieldPath}[${i}]`));
     } else {
@@ -95,30 +145,11 @@ function toJson(type: protobuf.Type, object: unknown, path: string): unknown {
   return out;
 }
 
-function fieldToJson(field: protobuf.Field, value: unknown, path: string): unknown {
-  const resolved = field.resolve().resolvedType;
-  if (resolved instanceof protobuf.Type) {
-    if (resolved.fullName === '.google.protobuf.Any') return anyToJson(value as { type_url?: string; value?: Uint8Array }, path);
-    return toJson(resolved, value, path);
-  }
+function fieldToJson(field: FieldInfo, value: unknown, path: string): unknown {
+  if (field.any) return anyToJson(value as { type_url?: string; value?: Uint8Array }, path);
+  if (field.message !== undefined) return toJson(field.message, value, path);
   if (Buffer.isBuffer(value)) return value.toString('base64');
   return value;
-}
-
-const keyMaps = new WeakMap<protobuf.Type, Map<string, protobuf.Field>>();
-
-/** A message's fields by every key proto3-JSON allows: the proto name and the lowerCamelCase JSON name. */
-function fieldsByKey(type: protobuf.Type): Map<string, protobuf.Field> {
-  let map = keyMaps.get(type);
-  if (map === undefined) {
-    map = new Map();
-    for (const field of type.fieldsArray) {
-      map.set(field.name, field);
-      map.set(field.name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()), field);
-    }
-    keyMaps.set(type, map);
-  }
-  return map;
 }
 
 const DURATION = /^(-)?(\d+)(?:\.(\d{1,9}))?s$/;

@@ -23,7 +23,7 @@ import { encodeMessage } from '../config/proto/encode.js';
 import { grpcDefinition, toStruct } from '../grpc/envoy-protos.js';
 import { anyToJson } from '../grpc/proto-json.js';
 import type { Logger } from '../util/logger.js';
-import { CLUSTER_TYPE, discoveryMethod, ENDPOINT_TYPE, HCM_TYPE, INVALID_ARGUMENT, LISTENER_TYPE, ROUTE_TYPE, WILDCARD_TYPES, type XdsVariant } from './protocol.js';
+import { CLUSTER_TYPE, discoveryMethod, preloadResourceTypes, ENDPOINT_TYPE, HCM_TYPE, INVALID_ARGUMENT, LISTENER_TYPE, ROUTE_TYPE, WILDCARD_TYPES, type XdsVariant } from './protocol.js';
 
 type Json = Record<string, unknown>;
 type ConfigSource = envoy.config.core.v3.ConfigSource;
@@ -92,13 +92,19 @@ class State {
 
 export class XdsClient {
   private state = new State();
-  /** Route names and EDS names the held listeners and clusters reference, with the source of each. */
+  /** The sources opened so far, by what identifies them (`ads`, an api_config_source, a file path). */
   private readonly sources = new Map<string, Source>();
+  /** The sources of LDS and CDS: what `self` means inside a listener or a cluster. */
   private readonly typeSources = new Map<string, Source>();
   private readonly typeVersions = new Map<string, string>();
+  /** Updates are processed one at a time, in the order they arrived. */
   private queue: Promise<unknown> = Promise.resolve();
-  private received = new Set<string>();
+  /** LDS and CDS once their first answer arrived (or when the bootstrap names no source for them). */
+  private readonly received = new Set<string>();
+  /** How long listeners and clusters wait for what they reference (the longest initial_fetch_timeout; 0: for ever). */
+  private fetchTimeoutMs = 0;
   private warmingTimer: NodeJS.Timeout | undefined;
+  /** Set when the wait is over: what there is gets served, references missing or not. */
   private warmingExpired = false;
   private servedOnce = false;
   private resolveFirst!: () => void;
@@ -125,6 +131,7 @@ export class XdsClient {
 
   /** Opens the subscriptions of `dynamic_resources`. */
   start(): void {
+    preloadResourceTypes();
     const dynamic = this.options.bootstrap.dynamic_resources ?? {};
     const initialTimeouts: number[] = [];
     const open = (typeUrl: string, config: ConfigSource | undefined) => {
@@ -139,16 +146,19 @@ export class XdsClient {
     };
     open(CLUSTER_TYPE, dynamic.cds_config);
     open(LISTENER_TYPE, dynamic.lds_config);
-    const timeout = Math.max(0, ...initialTimeouts);
-    // 0 waits for ever (Envoy's meaning); otherwise what has arrived by then is served.
-    if (timeout > 0) {
-      this.warmingTimer = setTimeout(() => {
-        this.warmingExpired = true;
-        this.enqueue(() => this.serve(this.state, 'initial fetch timeout'));
-      }, timeout);
-      this.warmingTimer.unref();
-    }
+    this.fetchTimeoutMs = Math.max(0, ...initialTimeouts);
+    this.armWarmingTimer();
     if (this.received.has(CLUSTER_TYPE) && this.received.has(LISTENER_TYPE)) this.enqueue(() => this.serve(this.state, 'static'));
+  }
+
+  /** Starts waiting for what is missing, once: 0 waits for ever (Envoy's meaning), otherwise what there is then is served. */
+  private armWarmingTimer(): void {
+    if (this.fetchTimeoutMs === 0 || this.warmingTimer !== undefined) return;
+    this.warmingTimer = setTimeout(() => {
+      this.warmingExpired = true;
+      this.enqueue(() => this.serve(this.state, 'what arrived within the fetch timeout'));
+    }, this.fetchTimeoutMs);
+    this.warmingTimer.unref();
   }
 
   /** Versions and resources held, for `/config_dump`. */
@@ -244,13 +254,18 @@ export class XdsClient {
     this.state = candidate;
     this.resubscribe(candidate);
     if (typeUrl !== undefined) this.options.events?.updated(typeUrl, 'success');
-    if (ready) {
-      this.options.log.info(`xds: serving ${what}${missing > 0 ? ` (${missing} route tables or endpoint sets still missing)` : ''}`);
-      if (!this.servedOnce) {
-        this.servedOnce = true;
-        clearTimeout(this.warmingTimer);
-        this.resolveFirst();
-      }
+    if (!ready) {
+      // Warming: a new listener or cluster waits for its routes or endpoints, for the fetch timeout at most.
+      if (initial) this.armWarmingTimer();
+      return undefined;
+    }
+    this.options.log.info(`xds: serving ${what}${missing > 0 ? ` (${missing} route tables or endpoint sets still missing)` : ''}`);
+    clearTimeout(this.warmingTimer);
+    this.warmingTimer = undefined;
+    this.warmingExpired = false;
+    if (!this.servedOnce) {
+      this.servedOnce = true;
+      this.resolveFirst();
     }
     return undefined;
   }

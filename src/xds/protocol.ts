@@ -3,7 +3,7 @@
  * (the aggregated one and one per type, each in its state-of-the-world and incremental variant) and the
  * messages' encoding (protobufjs over the protos in `@grpc/grpc-js-xds`).
  */
-import { envoyMethod, type ProtoMethod } from '../grpc/envoy-protos.js';
+import { envoyMethod, lookupEnvoyType, type ProtoMethod } from '../grpc/envoy-protos.js';
 
 const PREFIX = 'type.googleapis.com/';
 export const LISTENER_TYPE = `${PREFIX}envoy.config.listener.v3.Listener`;
@@ -70,3 +70,11 @@ export interface XdsResource {
 
 /** `google.rpc.Status` codes a NACK's `error_detail` carries. */
 export const INVALID_ARGUMENT = 3;
+
+/**
+ * Loads the protos of the resource types and of the extensions every configuration has (the connection
+ * manager, the router) ahead of the first update, so that the first change is not the one paying for it.
+ */
+export function preloadResourceTypes(): void {
+  for (const url of [...PUSH_ORDER, HCM_TYPE, `${PREFIX}envoy.extensions.filters.http.router.v3.Router`]) lookupEnvoyType(url.slice(PREFIX.length));
+}

@@ -12,7 +12,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { fromStruct, grpcDefinition } from '../../grpc/envoy-protos.js';
 import type { Logger } from '../../util/logger.js';
-import { discoveryServices, LISTENER_TYPE, PUSH_ORDER, WILDCARD_TYPES, type DiscoveryMethod, type XdsResource } from '../../xds/protocol.js';
+import { discoveryServices, LISTENER_TYPE, preloadResourceTypes, PUSH_ORDER, WILDCARD_TYPES, type DiscoveryMethod, type XdsResource } from '../../xds/protocol.js';
 import type { XdsSnapshot } from './snapshot.js';
 
 /** What the control plane knows of one data plane (by `node.id`). */
@@ -64,6 +64,7 @@ export class XdsServer {
 
   /** Binds the gRPC server; resolves with the port. */
   async listen(host: string, port: number): Promise<number> {
+    preloadResourceTypes();
     const server = new grpc.Server({ 'grpc.max_send_message_length': -1, 'grpc.max_receive_message_length': -1 });
     for (const { methods } of discoveryServices()) {
       const definitions: Record<string, grpc.MethodDefinition<object, object>> = {};
