@@ -1,12 +1,12 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { AdminServer } from '../admin/admin-server.js';
-import { formatConfigErrors } from '../config/errors.js';
+import { type ConfigError, formatConfigErrors } from '../config/errors.js';
 import { loadBootstrap } from '../config/load.js';
 import { DEFAULT_FILE_FLUSH_INTERVAL_MS } from '../dataplane/access-log/sinks.js';
-import { compileBootstrap } from '../dataplane/data-plane.js';
+import { findCompileProblems } from '../dataplane/data-plane.js';
 import { Primary } from '../server/primary.js';
-import { createLogger, isLogLevel, type LogLevel } from '../util/logger.js';
+import { createLogger, isLogLevel, type Logger, type LogLevel } from '../util/logger.js';
 import { EXTENSIONS } from '../extensions/registry.js';
 
 const OPTIONS = {
@@ -73,12 +73,21 @@ export async function validateCommand(argv: string[]): Promise<number> {
   return validate(parseRunOptions(argv));
 }
 
+/** The configuration the options name, with every problem it has (decoding, checks and compilation, in one pass). */
+function check(options: RunOptions, log: Logger): ReturnType<typeof loadBootstrap> {
+  const loaded = loadBootstrap(options);
+  findCompileProblems(loaded.bootstrap, log, loaded.errors, EXTENSIONS);
+  return loaded;
+}
+
+function rejected(errors: ConfigError[]): string {
+  return `configuration rejected, ${errors.length} problem${errors.length > 1 ? 's' : ''}:\n${formatConfigErrors(errors)}\n`;
+}
+
 function validate(options: RunOptions): number {
-  const log = createLogger(options.logLevel);
-  const { bootstrap, errors } = loadBootstrap(options);
-  if (errors.length === 0) compileBootstrap(bootstrap, log, errors, EXTENSIONS);
+  const { errors } = check(options, createLogger(options.logLevel));
   if (errors.length > 0) {
-    process.stderr.write(`configuration rejected, ${errors.length} problem${errors.length > 1 ? 's' : ''}:\n${formatConfigErrors(errors)}\n`);
+    process.stderr.write(rejected(errors));
     return 1;
   }
   process.stdout.write(`configuration '${options.configPath ?? '--config-yaml'}' OK\n`);
@@ -93,10 +102,9 @@ export async function runCommand(argv: string[]): Promise<number> {
   const options = parseRunOptions(argv);
   if (options.mode === 'validate') return validate(options);
   const log = createLogger(options.logLevel);
-  const { bootstrap, errors, document } = loadBootstrap(options);
-  if (errors.length === 0) compileBootstrap(bootstrap, log, errors, EXTENSIONS);
+  const { bootstrap, errors, document } = check(options, log);
   if (errors.length > 0) {
-    process.stderr.write(`configuration rejected, ${errors.length} problem${errors.length > 1 ? 's' : ''}:\n${formatConfigErrors(errors)}\n`);
+    process.stderr.write(rejected(errors));
     return 1;
   }
   const primary = new Primary({
