@@ -95,8 +95,29 @@ function validate(options: RunOptions): number {
 }
 
 /**
- * `portico run`: serve a bootstrap until SIGTERM, SIGINT or `/quitquitquit`. The configuration is compiled here
- * first, so that a bad one is refused before any worker starts.
+ * SIGHUP: the configuration is read again (`-c` with `--config-yaml` over it), checked in full and swapped in as
+ * an update. One with problems leaves the configuration in force, and every problem is logged.
+ */
+async function reload(options: RunOptions, log: Logger, primary: Primary): Promise<void> {
+  log.info(`SIGHUP: reloading ${options.configPath ?? '--config-yaml'}`);
+  const { bootstrap, document, errors } = check(options, log);
+  if (errors.length > 0) {
+    log.error('reload refused, the configuration in force stays:');
+    for (const line of rejected(errors).trimEnd().split('\n')) log.error(line);
+    return;
+  }
+  if (JSON.stringify(bootstrap.admin) !== JSON.stringify(primary.bootstrap.admin)) log.warn('a changed admin address takes effect on the next start');
+  try {
+    const problems = await primary.update(bootstrap, document);
+    if (problems.length === 0) log.info('configuration reloaded');
+  } catch (err) {
+    log.error(`reload failed: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * `portico run`: serve a bootstrap until SIGTERM, SIGINT or `/quitquitquit`, reloading it on SIGHUP. The
+ * configuration is compiled here first, so that a bad one is refused before any worker starts.
  */
 export async function runCommand(argv: string[]): Promise<number> {
   const options = parseRunOptions(argv);
@@ -125,6 +146,10 @@ export async function runCommand(argv: string[]): Promise<number> {
   });
   process.once('SIGTERM', () => void primary.stop());
   process.once('SIGINT', () => void primary.stop());
+  // One reload at a time, in the order asked; installed before the workers start, as SIGHUP would end the process.
+  let reloads = Promise.resolve();
+  const onHangup = () => void (reloads = reloads.then(() => reload(options, log, primary)));
+  process.on('SIGHUP', onHangup);
   try {
     await primary.start();
   } catch (err) {
@@ -140,6 +165,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   log.info(`portico is live with ${options.concurrency} worker${options.concurrency > 1 ? 's' : ''}`);
   await primary.stopped;
+  process.off('SIGHUP', onHangup);
   await admin?.close();
   return 0;
 }

@@ -191,8 +191,9 @@ export class DataPlane {
     const drains: Promise<void>[] = [];
     for (const listener of next.listeners) {
       const existing = byName.get(listener.name);
-      byName.delete(listener.name);
-      if (existing) {
+      // A listener keeps its socket while its address stays; one that moved is new, and the old one drains.
+      if (existing && existing.host === listener.host && existing.port === listener.port) {
+        byName.delete(listener.name);
         drains.push(existing.replaceChains(listener, drainTimeoutMs));
         listeners.push(existing);
       } else {

@@ -25,10 +25,10 @@ export interface PrimaryOptions {
 }
 
 export class Primary extends ServerAdmin {
-  readonly configLoadedAt = new Date(this.startTime).toISOString();
-  readonly bootstrap: Bootstrap;
+  configLoadedAt = new Date(this.startTime).toISOString();
+  bootstrap: Bootstrap;
   private readonly pool: WorkerPool;
-  private readonly runtimeView: Runtime;
+  private runtimeView: Runtime;
   private stopping: Promise<void> | undefined;
   private resolveStopped!: () => void;
   /** Resolves when the primary has shut down (SIGTERM, `/quitquitquit`, a graceful `/drain_listeners`). */
@@ -45,6 +45,7 @@ export class Primary extends ServerAdmin {
       runtimeOverrides: () => this.runtimeView.adminOverrides(),
       log: options.log,
       fileFlushIntervalMs: options.fileFlushIntervalMs,
+      drainTimeMs: options.drainTimeMs,
     });
     // The primary is a process of its own: its memory joins the workers' in `server.memory_*`.
     collectProcessStats(this.ownStats, () => 0);
@@ -99,6 +100,21 @@ export class Primary extends ServerAdmin {
 
   async reopenLogs(): Promise<void> {
     await this.pool.ask('reopen_logs', undefined);
+  }
+
+  /**
+   * Swaps in a new configuration (SIGHUP), already validated, as Envoy swaps in an update: unchanged listeners
+   * keep their connections, retired filter chains and listeners drain for the drain time. Resolves with the
+   * problems of workers that could not take it; the admin endpoint shows the new configuration either way.
+   */
+  async update(bootstrap: Bootstrap, document: unknown): Promise<string[]> {
+    if (this.stopping !== undefined) throw new Error('shutting down');
+    const runtime = new Runtime(bootstrap.layered_runtime);
+    runtime.modify(this.runtimeView.adminOverrides());
+    this.runtimeView = runtime;
+    this.bootstrap = bootstrap;
+    this.configLoadedAt = new Date().toISOString();
+    return this.pool.update(document);
   }
 
   quit(): void {

@@ -15,11 +15,15 @@ import { PrimaryBuckets } from './shared-buckets.js';
 const WORKER_ENTRY = fileURLToPath(new URL('./worker.js', import.meta.url));
 /** A worker busy serving answers the admin later than this: its last pushed stats are used instead. */
 const REQUEST_TIMEOUT_MS = 2000;
+/** A configuration update waits for its clusters to warm (DNS, JWKS fetches) before it answers. */
+const UPDATE_TIMEOUT_MS = 60_000;
 const RESTART_BACKOFF_MAX_MS = 5000;
 
 interface Slot {
   index: number;
   worker: Worker | undefined;
+  /** It serves (it said ready): a configuration update goes to it, not to a worker still starting. */
+  ready: boolean;
   /** The stats it pushed last (every stats flush). */
   lastSnapshot: StatsSnapshot | undefined;
   restartDelayMs: number;
@@ -32,7 +36,7 @@ interface PendingRequest {
 }
 
 export interface WorkerPoolOptions {
-  /** The bootstrap document, already validated. */
+  /** The bootstrap document, already validated: what workers start with until update() replaces it. */
   config: unknown;
   concurrency: number;
   statsPushMs: number;
@@ -42,6 +46,8 @@ export interface WorkerPoolOptions {
   log: Logger;
   /** `--file-flush-interval-msec`, for the workers' access log files. */
   fileFlushIntervalMs: number;
+  /** `--drain-time-s`: how long the connections of listeners and filter chains that an update retires get. */
+  drainTimeMs: number;
 }
 
 export class WorkerPool {
@@ -57,11 +63,15 @@ export class WorkerPool {
   restarts = 0;
   /** The listeners as the first worker bound them. */
   listeners: ListenerStatus[] = [];
+  /** The bootstrap document in force, which a worker started or restarted now is given. */
+  private config: unknown;
 
   constructor(private readonly options: WorkerPoolOptions) {
+    this.config = options.config;
     this.slots = Array.from({ length: options.concurrency }, (_, index) => ({
       index,
       worker: undefined,
+      ready: false,
       lastSnapshot: undefined,
       restartDelayMs: 100,
     }));
@@ -86,6 +96,8 @@ export class WorkerPool {
   private fork(slot: Slot): Promise<void> {
     const worker = cluster.fork({ PORTICO_WORKER_INDEX: String(slot.index) });
     slot.worker = worker;
+    slot.ready = false;
+    let startedWith = this.config;
     // A message sent to a worker that just died fails (EPIPE, channel closed) as an 'error' event: 'exit' handles the death.
     worker.on('error', (err) => this.options.log.debug(`worker ${slot.index}: ${err.message}`));
     return new Promise<void>((resolve, reject) => {
@@ -93,9 +105,10 @@ export class WorkerPool {
       worker.on('message', (message: FromWorker) => {
         switch (message.type) {
           case 'hello': {
+            startedWith = this.config;
             const start: ToWorker = {
               type: 'start',
-              config: this.options.config,
+              config: startedWith,
               logLevel: this.options.log.level,
               statsPushMs: this.options.statsPushMs,
               runtimeOverrides: this.options.runtimeOverrides(),
@@ -107,8 +120,11 @@ export class WorkerPool {
           }
           case 'ready':
             ready = true;
+            slot.ready = true;
             slot.restartDelayMs = 100;
             if (slot.index === 0 || this.listeners.length === 0) this.listeners = message.listeners;
+            // An update that came while it was starting went to the others only: it catches up.
+            if (startedWith !== this.config) void this.updateSlots([slot]);
             resolve();
             return;
           case 'failed':
@@ -163,13 +179,18 @@ export class WorkerPool {
     else request.resolve(message.result);
   }
 
-  private request<K extends WorkerOperation>(worker: Worker, op: K, args: WorkerOperations[K]['args']): Promise<WorkerOperations[K]['result']> {
+  private request<K extends WorkerOperation>(
+    worker: Worker,
+    op: K,
+    args: WorkerOperations[K]['args'],
+    timeoutMs = REQUEST_TIMEOUT_MS,
+  ): Promise<WorkerOperations[K]['result']> {
     const id = this.nextRequestId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new Error(`worker did not answer ${op} within ${REQUEST_TIMEOUT_MS} ms`));
-      }, REQUEST_TIMEOUT_MS);
+        reject(new Error(`worker did not answer ${op} within ${timeoutMs} ms`));
+      }, timeoutMs);
       this.pending.set(id, { resolve: resolve as (r: unknown) => void, reject, timer });
       const message: ToWorker = { type: 'request', id, op, args };
       worker.send(message);
@@ -180,6 +201,32 @@ export class WorkerPool {
   async ask<K extends WorkerOperation>(op: K, args: WorkerOperations[K]['args']): Promise<Array<WorkerOperations[K]['result'] | undefined>> {
     const live = this.slots.filter((s) => s.worker !== undefined);
     return Promise.all(live.map((slot) => this.request(slot.worker!, op, args).catch(() => undefined)));
+  }
+
+  /**
+   * Swaps a new bootstrap document (already validated) into every worker that serves, and into those that start
+   * later; resolves with the problems of the workers that could not take it (they keep the configuration they had).
+   */
+  update(config: unknown): Promise<string[]> {
+    this.config = config;
+    return this.updateSlots(this.slots.filter((s) => s.worker !== undefined && s.ready));
+  }
+
+  private async updateSlots(slots: Slot[]): Promise<string[]> {
+    const config = this.config;
+    const args = { config, drainMs: this.options.drainTimeMs, runtimeOverrides: this.options.runtimeOverrides() };
+    const results = await Promise.allSettled(slots.map((slot) => this.request(slot.worker!, 'update', args, UPDATE_TIMEOUT_MS)));
+    const problems: string[] = [];
+    results.forEach((result, i) => {
+      const slot = slots[i]!;
+      if (result.status === 'rejected') {
+        problems.push(`worker ${slot.index}: ${(result.reason as Error).message}`);
+        this.options.log.error(`worker ${slot.index} kept its configuration: ${(result.reason as Error).message}`);
+      } else if (config === this.config && (slot.index === 0 || this.listeners.length === 0)) {
+        this.listeners = result.value;
+      }
+    });
+    return problems;
   }
 
   /** Every worker's stats added up, with those of workers that died. */
