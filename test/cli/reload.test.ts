@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { httpListener, type Json } from '../support/portico.js';
 import { freePort } from '../support/ports.js';
-import { startRun, type LiveProcess } from '../support/start-process.js';
+import { childrenOf, startRun, type LiveProcess } from '../support/start-process.js';
 import { httpRequest, type HttpResponse } from '../support/upstreams.js';
 import { eventually } from '../support/wait.js';
 
@@ -63,6 +63,21 @@ describe('portico run: SIGHUP reloads the configuration file', { timeout: 120_00
     }, 30_000);
     assert.equal((await httpRequest(`http://127.0.0.1:${added}/`)).body, 'added');
     assert.match(gateway.output(), /configuration reloaded/);
+  });
+
+  it('gives a worker started after the reload (one that died) the new configuration', async () => {
+    const [victim] = childrenOf(gateway.child.pid!);
+    process.kill(victim!, 'SIGKILL');
+    await eventually(() => {
+      const workers = childrenOf(gateway.child.pid!);
+      assert.equal(workers.length, 2);
+      assert.ok(!workers.includes(victim!));
+    }, 30_000);
+    await eventually(async () => {
+      const responses = await answers(port);
+      assert.deepEqual(new Set(responses.map((r) => r.body)), new Set(['two']));
+      assert.deepEqual(new Set(responses.map((r) => r.headers['x-worker'])), new Set(['0', '1']));
+    }, 30_000);
   });
 
   it('keeps the configuration in force when the file has problems, and logs each of them', async () => {

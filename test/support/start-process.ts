@@ -1,5 +1,6 @@
 /** Runs `portico start` or `portico run` as a child process and waits until it is live. */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/util/package-root.js';
 import { freePort } from './ports.js';
@@ -79,4 +80,18 @@ async function spawnLive(args: string[]): Promise<LiveProcess> {
       return exited;
     },
   };
+}
+
+/** The child processes of `pid` (a primary's workers), from /proc. */
+export function childrenOf(pid: number): number[] {
+  const children = new Set<number>();
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const text = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      for (const child of text.split(/\s+/)) if (child) children.add(Number(child));
+    }
+  } catch {
+    // the process is gone
+  }
+  return [...children].sort((a, b) => a - b);
 }
