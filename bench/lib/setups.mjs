@@ -70,9 +70,9 @@ export const routePrefix = (i) => `/api/service-${i}/`;
 /**
  * A bootstrap with one listener, the router, an admin listener (stats are served there) and optionally a file
  * access log in Envoy's default format. `routes: 0` is a single catch-all `/` route; `routes: N` is N prefix
- * routes routePrefix(0..N-1), all to the same cluster.
+ * routes routePrefix(0..N-1), all to the same cluster; with `regex`, each is the safe_regex `PREFIX.*` instead.
  */
-export function porticoBootstrap({ port, adminPort, upstreamPort, routes = 0, accessLog }) {
+export function porticoBootstrap({ port, adminPort, upstreamPort, routes = 0, regex = false, accessLog }) {
   const prefixes = routes ? Array.from({ length: routes }, (_, i) => routePrefix(i)) : ['/'];
   const hcm = {
     '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
@@ -83,7 +83,10 @@ export function porticoBootstrap({ port, adminPort, upstreamPort, routes = 0, ac
         {
           name: 'all',
           domains: ['*'],
-          routes: prefixes.map((prefix) => ({ match: { prefix }, route: { cluster: 'upstream', timeout: '0s' } })),
+          routes: prefixes.map((prefix) => ({
+            match: regex ? { safe_regex: { regex: `${prefix}.*` } } : { prefix },
+            route: { cluster: 'upstream', timeout: '0s' },
+          })),
         },
       ],
     },
@@ -126,11 +129,11 @@ export function writeBootstrap(dir, name, options) {
  * Portico with `concurrency` workers when `--concurrency` exists (otherwise the single process it has today),
  * with the access log when supported. Log level warning: startup chatter is not what is measured.
  */
-export async function startPortico(dir, name, { cpus, features, upstreamPort, routes = 0, accessLog = true, concurrency = 1 }) {
+export async function startPortico(dir, name, { cpus, features, upstreamPort, routes = 0, regex = false, accessLog = true, concurrency = 1 }) {
   const port = await freePort();
   const adminPort = await freePort();
   const logFile = accessLog && features.accessLog ? join(dir, `${name}.access.log`) : undefined;
-  const file = writeBootstrap(dir, name, { port, adminPort, upstreamPort, routes, accessLog: logFile });
+  const file = writeBootstrap(dir, name, { port, adminPort, upstreamPort, routes, regex, accessLog: logFile });
   const args = [PORTICO, 'run', '-c', file, '-l', 'warning', '--drain-time-s', '1'];
   if (features.concurrency) args.push('--concurrency', String(concurrency));
   const server = await serve(name, cpus, process.execPath, args, port);

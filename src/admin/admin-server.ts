@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Bootstrap } from '../config/load.js';
 import type { ConfigError } from '../config/errors.js';
 import type { ClusterStatus, ListenerStatus } from '../dataplane/status.js';
-import { compileRe2 } from '../dataplane/matching/regex.js';
+import { compileRe2, type Re2 } from '../dataplane/matching/regex.js';
 import type { RuntimeDump } from '../dataplane/runtime/runtime.js';
 import { type HistogramBuckets, renderJson, renderPrometheus, renderText, type StatsQuery, type StatsType } from '../stats/render.js';
 import type { StatsSnapshot } from '../stats/store.js';
@@ -250,7 +250,7 @@ const BUCKET_MODES: readonly HistogramBuckets[] = ['summary', 'cumulative', 'dis
 
 /** The `/stats` query parameters; answers 400 and returns undefined when one is invalid. */
 function statsQuery(params: URLSearchParams, res: ServerResponse): StatsQuery | undefined {
-  let filter: RegExp | undefined;
+  let filter: Re2 | undefined;
   const pattern = params.get('filter');
   if (pattern !== null && pattern !== '') {
     const errors: ConfigError[] = [];

@@ -4,9 +4,8 @@ import { RateLimitService } from '../ratelimit/service.js';
 import { createLogger, isLogLevel } from '../util/logger.js';
 import { number } from './start.js';
 
-export const RATELIMIT_USAGE = `Usage: portico ratelimit -c FILE [options]
-
-A rate limit service speaking Envoy's RLS protocol (envoy.service.ratelimit.v3.RateLimitService) over gRPC,
+/** What `portico ratelimit --help` prints below its usage line. */
+export const RATELIMIT_HELP = `A rate limit service speaking Envoy's RLS protocol (envoy.service.ratelimit.v3.RateLimitService) over gRPC,
 configured in envoyproxy/ratelimit's format (a YAML file, or a directory of them, reloaded on change).
 
 Options:
@@ -26,16 +25,11 @@ const OPTIONS = {
   'grpc-port': { type: 'string', default: '8081' },
   'admin-port': { type: 'string', default: '6070' },
   'log-level': { type: 'string', short: 'l', default: 'info' },
-  help: { type: 'boolean', short: 'h' },
 } as const;
 
 export async function ratelimitCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false });
-  if (values.help) {
-    process.stdout.write(RATELIMIT_USAGE);
-    return 0;
-  }
-  if (values.config === undefined) throw new Error(`ratelimit needs -c FILE\n\n${RATELIMIT_USAGE}`);
+  if (values.config === undefined) throw new Error(`ratelimit needs -c FILE\n\n${RATELIMIT_HELP}`);
   const logLevel = values['log-level'];
   if (!isLogLevel(logLevel)) throw new Error(`invalid --log-level "${logLevel}"`);
   const log = createLogger(logLevel);

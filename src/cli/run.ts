@@ -1,12 +1,12 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { AdminServer } from '../admin/admin-server.js';
-import { formatConfigErrors } from '../config/errors.js';
+import { type ConfigError, formatConfigErrors } from '../config/errors.js';
 import { loadBootstrap } from '../config/load.js';
 import { DEFAULT_FILE_FLUSH_INTERVAL_MS } from '../dataplane/access-log/sinks.js';
-import { compileBootstrap } from '../dataplane/data-plane.js';
+import { findCompileProblems } from '../dataplane/data-plane.js';
 import { Primary } from '../server/primary.js';
-import { createLogger, isLogLevel, type LogLevel } from '../util/logger.js';
+import { createLogger, isLogLevel, type Logger, type LogLevel } from '../util/logger.js';
 import { EXTENSIONS } from '../extensions/registry.js';
 
 const OPTIONS = {
@@ -73,12 +73,21 @@ export async function validateCommand(argv: string[]): Promise<number> {
   return validate(parseRunOptions(argv));
 }
 
+/** The configuration the options name, with every problem it has (decoding, checks and compilation, in one pass). */
+function check(options: RunOptions, log: Logger): ReturnType<typeof loadBootstrap> {
+  const loaded = loadBootstrap(options);
+  findCompileProblems(loaded.bootstrap, log, loaded.errors, EXTENSIONS);
+  return loaded;
+}
+
+function rejected(errors: ConfigError[]): string {
+  return `configuration rejected, ${errors.length} problem${errors.length > 1 ? 's' : ''}:\n${formatConfigErrors(errors)}\n`;
+}
+
 function validate(options: RunOptions): number {
-  const log = createLogger(options.logLevel);
-  const { bootstrap, errors } = loadBootstrap(options);
-  if (errors.length === 0) compileBootstrap(bootstrap, log, errors, EXTENSIONS);
+  const { errors } = check(options, createLogger(options.logLevel));
   if (errors.length > 0) {
-    process.stderr.write(`configuration rejected, ${errors.length} problem${errors.length > 1 ? 's' : ''}:\n${formatConfigErrors(errors)}\n`);
+    process.stderr.write(rejected(errors));
     return 1;
   }
   process.stdout.write(`configuration '${options.configPath ?? '--config-yaml'}' OK\n`);
@@ -86,17 +95,37 @@ function validate(options: RunOptions): number {
 }
 
 /**
- * `portico run`: serve a bootstrap until SIGTERM, SIGINT or `/quitquitquit`. The configuration is compiled here
- * first, so that a bad one is refused before any worker starts.
+ * SIGHUP: the configuration is read again (`-c` with `--config-yaml` over it), checked in full and swapped in as
+ * an update. One with problems leaves the configuration in force, and every problem is logged.
+ */
+async function reload(options: RunOptions, log: Logger, primary: Primary): Promise<void> {
+  log.info(`SIGHUP: reloading ${options.configPath ?? '--config-yaml'}`);
+  const { bootstrap, document, errors } = check(options, log);
+  if (errors.length > 0) {
+    log.error('reload refused, the configuration in force stays:');
+    for (const line of rejected(errors).trimEnd().split('\n')) log.error(line);
+    return;
+  }
+  if (JSON.stringify(bootstrap.admin) !== JSON.stringify(primary.bootstrap.admin)) log.warn('a changed admin address takes effect on the next start');
+  try {
+    const problems = await primary.update(bootstrap, document);
+    if (problems.length === 0) log.info('configuration reloaded');
+  } catch (err) {
+    log.error(`reload failed: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * `portico run`: serve a bootstrap until SIGTERM, SIGINT or `/quitquitquit`, reloading it on SIGHUP. The
+ * configuration is compiled here first, so that a bad one is refused before any worker starts.
  */
 export async function runCommand(argv: string[]): Promise<number> {
   const options = parseRunOptions(argv);
   if (options.mode === 'validate') return validate(options);
   const log = createLogger(options.logLevel);
-  const { bootstrap, errors, document } = loadBootstrap(options);
-  if (errors.length === 0) compileBootstrap(bootstrap, log, errors, EXTENSIONS);
+  const { bootstrap, errors, document } = check(options, log);
   if (errors.length > 0) {
-    process.stderr.write(`configuration rejected, ${errors.length} problem${errors.length > 1 ? 's' : ''}:\n${formatConfigErrors(errors)}\n`);
+    process.stderr.write(rejected(errors));
     return 1;
   }
   const primary = new Primary({
@@ -117,6 +146,10 @@ export async function runCommand(argv: string[]): Promise<number> {
   });
   process.once('SIGTERM', () => void primary.stop());
   process.once('SIGINT', () => void primary.stop());
+  // One reload at a time, in the order asked; installed before the workers start, as SIGHUP would end the process.
+  let reloads = Promise.resolve();
+  const onHangup = () => void (reloads = reloads.then(() => reload(options, log, primary)));
+  process.on('SIGHUP', onHangup);
   try {
     await primary.start();
   } catch (err) {
@@ -132,6 +165,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   log.info(`portico is live with ${options.concurrency} worker${options.concurrency > 1 ? 's' : ''}`);
   await primary.stopped;
+  process.off('SIGHUP', onHangup);
   await admin?.close();
   return 0;
 }

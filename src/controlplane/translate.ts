@@ -9,7 +9,7 @@ import { type ConfigError } from '../config/errors.js';
 import { checkBootstrap, type Bootstrap } from '../config/load.js';
 import { formatDuration } from '../config/proto/encode.js';
 import { HCM_TYPE, ROUTER_TYPE } from '../config/validate.js';
-import { compileBootstrap } from '../dataplane/data-plane.js';
+import { findCompileProblems } from '../dataplane/data-plane.js';
 import type { Logger } from '../util/logger.js';
 import {
   type AuthService,
@@ -754,7 +754,7 @@ export function checkTranslation(t: Translation, log: Logger): { bootstrap: Boot
   const checked = checkBootstrap(toBootstrap(t));
   const envoyErrors = [...checked.errors];
   // The compiler finds what the schema cannot (regexes, rewrite rules); nothing is bound or resolved.
-  if (envoyErrors.length === 0) compileBootstrap(checked.bootstrap, log, envoyErrors, EXTENSIONS);
+  findCompileProblems(checked.bootstrap, log, envoyErrors, EXTENSIONS);
   // A Module default inherited by many Mappings fails once per route: report it once.
   const seen = new Set<string>();
   const errors = [...t.errors, ...envoyErrors.flatMap((e) => attribute(e, t))].filter((e) => {

@@ -78,6 +78,35 @@ export function compileBootstrap(
 }
 
 /**
+ * Compiles a checked bootstrap for the problems only compilation finds (regexes, rewrite rules, header formats),
+ * also when checking found some already, so that one pass reports them all. What compiling finds at, inside or
+ * around a path that checking reported is that problem again in other words, and is left out. The decoder drops
+ * what it cannot decode, so the tree is well-typed; should compiling still stumble over a tree known to be
+ * wrong, what it found until then is kept, while on a tree checked clean that is a bug, and thrown.
+ */
+export function findCompileProblems(
+  bootstrap: Bootstrap,
+  log: Logger,
+  errors: ConfigError[],
+  running: Parameters<typeof compileBootstrap>[3],
+): void {
+  const reported = errors.map((e) => e.path);
+  const found: ConfigError[] = [];
+  try {
+    compileBootstrap(bootstrap, log, found, running);
+  } catch (err) {
+    if (reported.length === 0) throw err;
+  }
+  const related = (a: string, b: string) => a === b || isWithin(a, b) || isWithin(b, a);
+  errors.push(...found.filter((e) => !reported.some((path) => related(path, e.path))));
+}
+
+/** `inner` names a field or element inside `outer`. */
+function isWithin(inner: string, outer: string): boolean {
+  return inner.startsWith(outer) && (inner[outer.length] === '.' || inner[outer.length] === '[');
+}
+
+/**
  * The data plane of one process: clusters and listeners from a bootstrap. Cluster hosts are resolved before
  * listeners start accepting (Envoy's cluster warming), so the first request already has somewhere to go.
  */
@@ -164,8 +193,9 @@ export class DataPlane {
     const drains: Promise<void>[] = [];
     for (const listener of next.listeners) {
       const existing = byName.get(listener.name);
-      byName.delete(listener.name);
-      if (existing) {
+      // A listener keeps its socket while its address stays; one that moved is new, and the old one drains.
+      if (existing && existing.host === listener.host && existing.port === listener.port) {
+        byName.delete(listener.name);
         drains.push(existing.replaceChains(listener, drainTimeoutMs));
         listeners.push(existing);
       } else {

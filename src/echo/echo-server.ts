@@ -451,6 +451,13 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
   return { port, host, name, server, close };
 }
 
+/** What `portico echo --help` prints below its usage line. */
+export const ECHO_OPTIONS = `Options:
+  -p, --port N      the port (default 8081; 0 picks a free one)
+      --host H      the address to listen on (default 127.0.0.1)
+      --name NAME   the name every answer carries (default: the host name)
+`;
+
 /** `portico echo [--port N] [--host H] [--name NAME]`: runs until SIGINT/SIGTERM, then resolves. */
 export async function runEchoCommand(argv: string[]): Promise<void> {
   let values: { port?: string; host?: string; name?: string };

@@ -13,8 +13,8 @@ export interface WorkerOperations {
   log_level: { args: LogLevel; result: void };
   drain: { args: { drainMs: number }; result: void };
   reopen_logs: { args: undefined; result: void };
-  /** A new bootstrap document (from xDS), already validated by the primary; answers the listeners it serves. */
-  update: { args: { config: unknown; drainMs: number }; result: ListenerStatus[] };
+  /** A new bootstrap document (validated by the primary) swapped in as a configuration update; the listeners after it. */
+  update: { args: { config: unknown; drainMs: number; runtimeOverrides: Record<string, string> }; result: ListenerStatus[] };
 }
 export type WorkerOperation = keyof WorkerOperations;
 

@@ -30,10 +30,10 @@ export interface PrimaryOptions {
 }
 
 export class Primary extends ServerAdmin {
-  readonly configLoadedAt = new Date(this.startTime).toISOString();
-  readonly bootstrap: Bootstrap;
+  configLoadedAt = new Date(this.startTime).toISOString();
+  bootstrap: Bootstrap;
   private readonly pool: WorkerPool;
-  private readonly runtimeView: Runtime;
+  private runtimeView: Runtime;
   private stopping: Promise<void> | undefined;
   private resolveStopped!: () => void;
   /** Resolves when the primary has shut down (SIGTERM, `/quitquitquit`, a graceful `/drain_listeners`). */
@@ -50,6 +50,7 @@ export class Primary extends ServerAdmin {
       runtimeOverrides: () => this.runtimeView.adminOverrides(),
       log: options.log,
       fileFlushIntervalMs: options.fileFlushIntervalMs,
+      drainTimeMs: options.drainTimeMs,
     });
     // The primary is a process of its own: its memory joins the workers' in `server.memory_*`.
     collectProcessStats(this.ownStats, () => 0);
@@ -96,7 +97,8 @@ export class Primary extends ServerAdmin {
     const errors = documentErrors(document, this.options.log);
     if (errors.length > 0) throw new ConfigValidationError(errors);
     if (this.poolStarted) {
-      await this.pool.update(document, this.options.drainTimeMs);
+      const problems = await this.pool.update(document);
+      if (problems.length > 0) throw new Error(problems.join('\n'));
       return;
     }
     this.pool.setConfig(document);
@@ -151,6 +153,23 @@ export class Primary extends ServerAdmin {
 
   async reopenLogs(): Promise<void> {
     await this.pool.ask('reopen_logs', undefined);
+  }
+
+  /**
+   * Swaps in a new configuration (SIGHUP), already validated, as Envoy swaps in an update: unchanged listeners
+   * keep their connections, retired filter chains and listeners drain for the drain time. Resolves with the
+   * problems of workers that could not take it; the admin endpoint shows the new configuration either way.
+   */
+  async update(bootstrap: Bootstrap, document: unknown): Promise<string[]> {
+    if (this.stopping !== undefined) throw new Error('shutting down');
+    // What xDS gave is not in the file: reloading it would drop every dynamic resource.
+    if (this.xds !== undefined) throw new Error('the configuration comes from xDS (dynamic_resources): SIGHUP does not reload it');
+    const runtime = new Runtime(bootstrap.layered_runtime);
+    runtime.modify(this.runtimeView.adminOverrides());
+    this.runtimeView = runtime;
+    this.bootstrap = bootstrap;
+    this.configLoadedAt = new Date().toISOString();
+    return this.pool.update(document);
   }
 
   quit(): void {

@@ -15,13 +15,15 @@ import { PrimaryBuckets } from './shared-buckets.js';
 const WORKER_ENTRY = fileURLToPath(new URL('./worker.js', import.meta.url));
 /** A worker busy serving answers the admin later than this: its last pushed stats are used instead. */
 const REQUEST_TIMEOUT_MS = 2000;
-/** Compiling a large configuration takes a while; a worker that takes longer than this failed to apply it. */
+/** A configuration update waits for its clusters to warm (DNS, JWKS fetches) before it answers. */
 const UPDATE_TIMEOUT_MS = 60_000;
 const RESTART_BACKOFF_MAX_MS = 5000;
 
 interface Slot {
   index: number;
   worker: Worker | undefined;
+  /** It serves (it said ready): a configuration update goes to it, not to a worker still starting. */
+  ready: boolean;
   /** The stats it pushed last (every stats flush). */
   lastSnapshot: StatsSnapshot | undefined;
   restartDelayMs: number;
@@ -34,7 +36,7 @@ interface PendingRequest {
 }
 
 export interface WorkerPoolOptions {
-  /** The bootstrap document, already validated. */
+  /** The bootstrap document, already validated: what workers start with until update() replaces it. */
   config: unknown;
   concurrency: number;
   statsPushMs: number;
@@ -44,6 +46,8 @@ export interface WorkerPoolOptions {
   log: Logger;
   /** `--file-flush-interval-msec`, for the workers' access log files. */
   fileFlushIntervalMs: number;
+  /** `--drain-time-s`: how long the connections of listeners and filter chains that an update retires get. */
+  drainTimeMs: number;
 }
 
 export class WorkerPool {
@@ -59,8 +63,7 @@ export class WorkerPool {
   restarts = 0;
   /** The listeners as the first worker bound them. */
   listeners: ListenerStatus[] = [];
-
-  /** The document workers are started with: the latest one served. */
+  /** The bootstrap document in force, which a worker started or restarted now is given. */
   private config: unknown;
 
   constructor(private readonly options: WorkerPoolOptions) {
@@ -68,6 +71,7 @@ export class WorkerPool {
     this.slots = Array.from({ length: options.concurrency }, (_, index) => ({
       index,
       worker: undefined,
+      ready: false,
       lastSnapshot: undefined,
       restartDelayMs: 100,
     }));
@@ -92,6 +96,8 @@ export class WorkerPool {
   private fork(slot: Slot): Promise<void> {
     const worker = cluster.fork({ PORTICO_WORKER_INDEX: String(slot.index) });
     slot.worker = worker;
+    slot.ready = false;
+    let startedWith = this.config;
     // A message sent to a worker that just died fails (EPIPE, channel closed) as an 'error' event: 'exit' handles the death.
     worker.on('error', (err) => this.options.log.debug(`worker ${slot.index}: ${err.message}`));
     return new Promise<void>((resolve, reject) => {
@@ -99,9 +105,10 @@ export class WorkerPool {
       worker.on('message', (message: FromWorker) => {
         switch (message.type) {
           case 'hello': {
+            startedWith = this.config;
             const start: ToWorker = {
               type: 'start',
-              config: this.config,
+              config: startedWith,
               logLevel: this.options.log.level,
               statsPushMs: this.options.statsPushMs,
               runtimeOverrides: this.options.runtimeOverrides(),
@@ -113,8 +120,11 @@ export class WorkerPool {
           }
           case 'ready':
             ready = true;
+            slot.ready = true;
             slot.restartDelayMs = 100;
             if (slot.index === 0 || this.listeners.length === 0) this.listeners = message.listeners;
+            // An update that came while it was starting went to the others only: it catches up.
+            if (startedWith !== this.config) void this.updateSlots([slot]);
             resolve();
             return;
           case 'failed':
@@ -199,14 +209,29 @@ export class WorkerPool {
   }
 
   /**
-   * Serves a new document in every worker (and in every worker started from now on); rejects with the first
-   * worker's error when one cannot apply it.
+   * Swaps a new bootstrap document (already validated) into every worker that serves, and into those that start
+   * later; resolves with the problems of the workers that could not take it (they keep the configuration they had).
    */
-  async update(config: unknown, drainMs: number): Promise<void> {
+  update(config: unknown): Promise<string[]> {
     this.config = config;
-    const live = this.slots.filter((s) => s.worker !== undefined);
-    const answers = await Promise.all(live.map((slot) => this.request(slot.worker!, 'update', { config, drainMs }, UPDATE_TIMEOUT_MS)));
-    if (answers[0] !== undefined) this.listeners = answers[0];
+    return this.updateSlots(this.slots.filter((s) => s.worker !== undefined && s.ready));
+  }
+
+  private async updateSlots(slots: Slot[]): Promise<string[]> {
+    const config = this.config;
+    const args = { config, drainMs: this.options.drainTimeMs, runtimeOverrides: this.options.runtimeOverrides() };
+    const results = await Promise.allSettled(slots.map((slot) => this.request(slot.worker!, 'update', args, UPDATE_TIMEOUT_MS)));
+    const problems: string[] = [];
+    results.forEach((result, i) => {
+      const slot = slots[i]!;
+      if (result.status === 'rejected') {
+        problems.push(`worker ${slot.index}: ${(result.reason as Error).message}`);
+        this.options.log.error(`worker ${slot.index} kept its configuration: ${(result.reason as Error).message}`);
+      } else if (config === this.config && (slot.index === 0 || this.listeners.length === 0)) {
+        this.listeners = result.value;
+      }
+    });
+    return problems;
   }
 
   /** Every worker's stats added up, with those of workers that died. */

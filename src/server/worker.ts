@@ -48,10 +48,12 @@ function handlers(running: DataPlane): Handlers {
     },
     drain: ({ drainMs }) => running.drain(drainMs),
     reopen_logs: () => running.reopenAccessLogs(),
-    update: async ({ config, drainMs }) => {
+    update: async ({ config, drainMs, runtimeOverrides }) => {
       const { bootstrap, errors } = checkBootstrap(config);
       if (errors.length > 0) throw new Error(formatConfigErrors(errors));
       await running.update(bootstrap, drainMs);
+      // The new configuration's runtime starts from its own layers: the admin's overrides carry over.
+      running.config.runtime.modify(runtimeOverrides);
       return running.listeners.map(listenerStatus);
     },
   };

@@ -57,7 +57,8 @@ export type HistogramBuckets = 'summary' | 'cumulative' | 'disjoint';
 
 export interface StatsQuery {
   usedOnly: boolean;
-  filter: RegExp | undefined;
+  /** Keeps the stats whose name it matches somewhere (Envoy's `filter=`, an RE2 regex). */
+  filter: { test(name: string): boolean } | undefined;
   type: StatsType;
   histogramBuckets: HistogramBuckets;
 }

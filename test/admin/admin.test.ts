@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { Agent, request } from 'undici';
 import { startEchoServer, type EchoServer } from '../../src/echo/echo-server.js';
 import { PACKAGE_ROOT } from '../../src/util/package-root.js';
 import { freePort } from '../support/ports.js';
+import { childrenOf } from '../support/start-process.js';
 import { httpRequest, startRecordingUpstream, type HttpResponse, type RecordingUpstream } from '../support/upstreams.js';
 
 const BIN = join(PACKAGE_ROOT, 'bin', 'portico.js');
@@ -62,19 +63,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-function childrenOf(pid: number): number[] {
-  const children = new Set<number>();
-  try {
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      const text = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
-      for (const child of text.split(/\s+/)) if (child) children.add(Number(child));
-    }
-  } catch {
-    // the process is gone
-  }
-  return [...children].sort((a, b) => a - b);
 }
 
 function bootstrap(opts: { listenerPort: number; adminPort: number; upstreamPort: number; adminLayer: boolean; extra?: string }): string {

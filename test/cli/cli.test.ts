@@ -47,6 +47,39 @@ describe('portico CLI', () => {
     assert.match(result.stderr, /typed_config\.bogus: unknown field "bogus"/);
   });
 
+  it('validate and run report a bad regex in the same pass as an unknown cluster', () => {
+    const bad = write('regex.yaml', bootstrap(1, 2).replace('cluster: echo', 'cluster: nope').replace('prefix: "/"', 'safe_regex: { regex: "/(?=x)" }'));
+    for (const command of ['validate', 'run']) {
+      const result = spawnSync(process.execPath, [BIN, command, '-c', bad], { encoding: 'utf8', timeout: 10_000 });
+      assert.equal(result.status, 1, command);
+      assert.match(result.stderr, /configuration rejected, 2 problems:/, command);
+      assert.match(result.stderr, /route\.cluster: route names unknown cluster "nope"/, command);
+      assert.match(result.stderr, /match\.safe_regex\.regex: invalid regex '\/\(\?=x\)'.*lookaround is not supported by RE2/, command);
+    }
+  });
+
+  it('every command answers --help (or -h) with its options, exits 0 and starts nothing', () => {
+    const options: Record<string, RegExp> = {
+      run: /--concurrency N/,
+      validate: /--config-yaml YAML/,
+      start: /--data-dir DIR/,
+      apply: /--dry-run/,
+      get: /--output FORMAT/,
+      delete: /--server URL/,
+      ratelimit: /--redis-url URL/,
+      echo: /--port N/,
+    };
+    for (const [command, option] of Object.entries(options)) {
+      for (const flag of ['--help', '-h']) {
+        const result = spawnSync(process.execPath, [BIN, command, flag], { encoding: 'utf8', timeout: 10_000 });
+        assert.equal(result.status, 0, `${command} ${flag}: ${result.stderr}`);
+        assert.ok(result.stdout.startsWith(`Usage: portico ${command}`), result.stdout);
+        assert.match(result.stdout, option, command);
+        assert.equal(result.stderr, '');
+      }
+    }
+  });
+
   it('validate reports a missing file and bad flags clearly', () => {
     const missing = spawnSync(process.execPath, [BIN, 'validate', '-c', join(dir, 'nope.yaml')], { encoding: 'utf8' });
     assert.equal(missing.status, 1);

@@ -149,4 +149,15 @@ describe('DataPlane.update', () => {
     await assert.rejects(httpRequest(`http://127.0.0.1:${extraPort}/`, { timeoutMs: 1000 }));
     assert.equal((await httpRequest(`http://127.0.0.1:${port}/x`)).body, 'two');
   });
+
+  it('moves a listener whose address changed: the new address serves, the old one is closed', async () => {
+    const moved = await freePort();
+    const at = (listenerPort: number) =>
+      bootstrap(simpleBootstrap({ listenerPort, routes: '- match: { prefix: "/" }\n  route: { cluster: c }', clusters: staticCluster('c', two.port) }));
+    await plane.update(at(moved), 1000);
+    assert.equal((await httpRequest(`http://127.0.0.1:${moved}/x`)).body, 'two');
+    await assert.rejects(httpRequest(`http://127.0.0.1:${port}/x`, { timeoutMs: 1000 }));
+    await plane.update(at(port), 1000);
+    assert.equal((await httpRequest(`http://127.0.0.1:${port}/x`)).body, 'two');
+  });
 });

@@ -1,24 +1,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ConfigError } from '../../src/config/errors.js';
-import {
-  captureGroupCount,
-  compileRe2,
-  compileRegexMatcher,
-  compileRegexRewrite,
-  fullMatch,
-} from '../../src/dataplane/matching/regex.js';
+import { compileRe2, compileRegexMatcher, compileRegexRewrite, type Re2 } from '../../src/dataplane/matching/regex.js';
 
-function re2(pattern: string, flags?: string): RegExp {
+function re2(pattern: string, ignoreCase?: boolean): Re2 {
   const errors: ConfigError[] = [];
-  const re = compileRe2(pattern, 'p', errors, flags);
+  const re = compileRe2(pattern, 'p', errors, ignoreCase);
   assert.deepEqual(errors, [], `unexpected errors for ${pattern}`);
   assert.ok(re);
   return re;
-}
-
-function full(pattern: string): RegExp {
-  return fullMatch(re2(pattern));
 }
 
 function re2Error(pattern: string): ConfigError {
@@ -99,40 +89,32 @@ describe('compileRe2: full-match semantics', () => {
     ['(?m)^b$', 'b', true],
     ['\\bfoo\\b', 'foo', true],
     ['^*a', 'a', true], // RE2 allows repeating an empty-width assertion
+    ['(?)a', 'a', true], // and an empty flag group
     ['\\0101', '\x081', true], // \010 octal, then a literal 1
     ['\\12', '\n', true],
   ];
   for (const [pattern, input, matches] of cases) {
     it(`${JSON.stringify(pattern)} ${matches ? 'matches' : 'does not match'} ${JSON.stringify(input)}`, () => {
-      assert.equal(full(pattern).test(input), matches);
+      assert.equal(re2(pattern).testExact(input), matches);
     });
   }
 });
 
-describe('compileRe2: translation', () => {
-  it('translates (?P<name>...) into a JS named group', () => {
-    const re = re2('(?P<service>[a-z]+)/(?P<id>\\d+)');
-    const m = re.exec('users/42');
+describe('compileRe2: captures and flags', () => {
+  it('names (?P<name>...) and (?<name>...) groups', () => {
+    const m = re2('(?P<service>[a-z]+)/(?<id>\\d+)').exec('users/42') as RegExpExecArray | null;
     assert.equal(m?.groups?.service, 'users');
     assert.equal(m?.groups?.id, '42');
   });
 
-  it('turns a leading (?i) into the JS i flag', () => {
-    assert.ok(re2('(?i)abc').flags.includes('i'));
-    assert.ok(!re2('abc').flags.includes('i'));
-    assert.ok(re2('abc', 'i').flags.includes('i'));
+  it('ignoreCase folds the whole pattern', () => {
+    assert.ok(re2('abc', true).testExact('AbC'));
+    assert.ok(!re2('abc').testExact('AbC'));
   });
 
-  it('expands a case-insensitive region instead of using the i flag', () => {
-    const re = re2('a(?i:b)');
-    assert.ok(!re.flags.includes('i'));
-    assert.ok(re.test('aB'));
-    assert.ok(!re.test('AB'));
-  });
-
-  it('always compiles in u mode and passes g/y through', () => {
-    assert.ok(re2('a').flags.includes('u'));
-    assert.ok(re2('a', 'g').flags.includes('g'));
+  it('folds case as RE2 does, beyond ASCII', () => {
+    assert.ok(re2('(?i)k').testExact('\u212a')); // KELVIN SIGN folds to k
+    assert.ok(re2('(?i)σ').testExact('ς'));
   });
 
   it('(?U) swaps greedy and lazy', () => {
@@ -148,55 +130,66 @@ describe('compileRe2: translation', () => {
   });
 
   it('(?s) scoped to a group', () => {
-    assert.ok(full('a(?s:.)b.').test('a\nbc'));
-    assert.ok(!full('a(?s:.)b.').test('a\nb\n'));
+    assert.ok(re2('a(?s:.)b.').testExact('a\nbc'));
+    assert.ok(!re2('a(?s:.)b.').testExact('a\nb\n'));
   });
 
-  it('a group name starting with a digit stays an ordinary capture', () => {
+  it('a group name starting with a digit is a capture like any other', () => {
     assert.equal(re2('(?P<1x>a)(b)').exec('ab')?.[2], 'b');
   });
 
   it('counts capture groups', () => {
-    assert.equal(captureGroupCount(re2('(a)(?:b)(?P<c>c)')), 2);
-    assert.equal(captureGroupCount(re2('abc')), 0);
+    assert.equal(re2('(a)(?:b)(?P<c>c)').groupCount(), 2);
+    assert.equal(re2('abc').groupCount(), 0);
   });
+});
+
+describe('compileRe2: linear time', () => {
+  // A backtracking engine tries every way of splitting the a's between the nested loops: 2^40 steps here.
+  const evil = 'a'.repeat(40) + '!';
+  for (const pattern of ['(a+)+', '(a|a)*', '(a*)*', '(?:a+){2,}']) {
+    it(`${pattern} rejects 40 a's and a '!' at once, and still matches the a's`, () => {
+      const re = re2(pattern);
+      assert.equal(re.testExact(evil), false);
+      assert.equal(re.testExact(evil.slice(0, -1)), true);
+    });
+  }
 });
 
 describe('compileRe2: rejects what RE2 does not support', () => {
   const cases: Array<[pattern: string, mentions: RegExp]> = [
-    ['(a)\\1', /backreference \\1/],
-    ['(a)\\9', /backreference \\9/],
-    ['(?P<x>a)(?P=x)', /backreference/],
-    ['a(?=b)', /lookahead \(\?=/],
-    ['a(?!b)', /negative lookahead \(\?!/],
-    ['(?<=a)b', /lookbehind \(\?<=/],
-    ['(?<!a)b', /negative lookbehind \(\?<!/],
-    ['a*+', /possessive quantifier/],
-    ['a++', /possessive quantifier/],
-    ['a?+', /possessive quantifier/],
-    ['(?>abc)', /atomic group/],
-    ['a**', /bad repetition operator/],
-    ['a{2}{3}', /bad repetition operator/],
-    ['a{1001}', /bad repetition operator/],
-    ['a{3,2}', /bad repetition operator/],
+    ['(a)\\1', /invalid escape sequence: \\1 \(backreferences are not supported by RE2\)/],
+    ['(a)\\9', /backreferences are not supported/],
+    ['(?P<x>a)(?P=x)', /invalid or unsupported Perl syntax: \(\?P/],
+    ['a(?=b)', /unsupported Perl syntax: \(\?= \(lookaround is not supported by RE2\)/],
+    ['a(?!b)', /lookaround is not supported/],
+    ['(?<=a)b', /lookaround is not supported/],
+    ['(?<!a)b', /lookaround is not supported/],
+    ['a*+', /invalid nested repetition operator: \*\+/], // possessive
+    ['a++', /invalid nested repetition operator/],
+    ['a?+', /invalid nested repetition operator/],
+    ['(?>abc)', /invalid or unsupported Perl syntax: \(\?>/], // atomic group
+    ['a**', /invalid nested repetition operator/],
+    ['a{2}{3}', /invalid nested repetition operator/],
+    ['a{1001}', /invalid repeat count/],
+    ['a{3,2}', /invalid repeat count/],
     ['*a', /missing argument to repetition operator/],
     ['(abc', /missing closing \)/],
     ['abc)', /unexpected \)/],
     ['[abc', /missing closing \]/],
-    ['[z-a]', /bad character class range/],
-    ['[a-\\d]', /bad character class range/],
+    ['[z-a]', /invalid character class range: z-a/],
+    ['[a-\\d]', /invalid escape sequence: \\d/],
     ['[[:foo:]]', /invalid character class range/],
     ['\\p{Klingon}', /invalid character class range/],
-    ['abc\\', /trailing \\/],
+    ['abc\\', /trailing backslash/],
     ['\\y', /invalid escape sequence: \\y/],
     ['\\Z', /invalid escape sequence/],
     ['\\C', /\\C/],
     ['\\x{110000}', /invalid escape sequence/],
     ['(?P<a>x)(?P<a>y)', /duplicate capture group name/],
-    ['(?P<a-b>x)', /invalid named capture group/],
+    ['(?P<a-b>x)', /invalid named capture/],
     ['(?x)a', /invalid or unsupported Perl syntax/],
-    ['(?)a', /invalid or unsupported Perl syntax/],
-    ['(?#comment)a', /comment group/],
+    ['(?#comment)a', /invalid or unsupported Perl syntax/],
   ];
   for (const [pattern, mentions] of cases) {
     it(`rejects ${JSON.stringify(pattern)}`, () => {
@@ -214,8 +207,8 @@ describe('compileRegexMatcher', () => {
     const errors: ConfigError[] = [];
     const re = compileRegexMatcher({ regex: '/a/\\d+' }, 'm', errors);
     assert.deepEqual(errors, []);
-    assert.ok(re?.test('/a/12'));
-    assert.ok(!re?.test('/a/12/b'));
+    assert.ok(re?.('/a/12'));
+    assert.ok(!re?.('/a/12/b'));
   });
 
   it('requires a non-empty regex', () => {
@@ -259,7 +252,7 @@ describe('compileRegexRewrite', () => {
     assert.equal(rewrite('zzz', 'y')('/unchanged/path'), '/unchanged/path');
   });
 
-  it('can be called repeatedly (global regex state is reset)', () => {
+  it('can be called repeatedly (no match state carries over)', () => {
     const fn = rewrite('/v1/', '/v2/');
     assert.equal(fn('/v1/a'), '/v2/a');
     assert.equal(fn('/v1/b/v1/'), '/v2/b/v2/');

@@ -144,8 +144,7 @@ export function compileHeaderMatcher(
     const exact = m.exact_match;
     test = exact === '' ? undefined : (v) => v === exact;
   } else if (m.safe_regex_match !== undefined) {
-    const re = compileRegexMatcher(m.safe_regex_match, childPath(path, 'safe_regex_match'), errors);
-    if (re !== undefined) test = (v) => re.test(v);
+    test = compileRegexMatcher(m.safe_regex_match, childPath(path, 'safe_regex_match'), errors);
   } else if (m.range_match !== undefined) {
     test = compileRange(m.range_match);
   } else if (m.prefix_match !== undefined) {

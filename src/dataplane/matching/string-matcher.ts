@@ -90,9 +90,7 @@ export function compileStringMatcher(
     return (v) => v.length >= len && equalsIgnoreCaseAt(v, v.length - len, lower);
   }
   if (m.safe_regex !== undefined) {
-    const re = compileRegexMatcher(m.safe_regex, childPath(path, 'safe_regex'), errors);
-    if (re === undefined) return never;
-    return (v) => re.test(v);
+    return compileRegexMatcher(m.safe_regex, childPath(path, 'safe_regex'), errors) ?? never;
   }
   if (m.contains !== undefined) {
     const contains = m.contains;

@@ -3,7 +3,7 @@ import { childPath, type ConfigError } from '../../config/errors.js';
 import { compilePerFilterConfigs, type HttpFilterChain, type PerFilterConfigs } from '../http/filter-chain.js';
 import { compileHeaderMatchers } from '../matching/header-matcher.js';
 import { compileQueryParameterMatchers, parseQuery, type QueryParams } from '../matching/query-matcher.js';
-import { compileRe2, fullMatch } from '../matching/regex.js';
+import { compileRe2, type Re2 } from '../matching/regex.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { RequestHead } from '../stream-info.js';
 import { chainMutations, compileLevelMutations, type LevelMutations, type MutationChains } from './header-mutation.js';
@@ -49,7 +49,7 @@ export class RouteMatchConditions {
   readonly pathKind: PathKind;
   /** Prefix or exact path; lower-cased when the match is case-insensitive. */
   readonly pathValue: string;
-  readonly regex: RegExp | undefined;
+  readonly regex: Re2 | undefined;
   readonly caseSensitive: boolean;
   readonly headers: ((head: RequestHead) => boolean) | undefined;
   readonly query: ((query: QueryParams) => boolean) | undefined;
@@ -72,8 +72,7 @@ export class RouteMatchConditions {
     } else if (match.safe_regex !== undefined) {
       this.pathKind = PathKind.Regex;
       this.pathValue = '';
-      const re = compileRe2(match.safe_regex.regex ?? '', `${path}.safe_regex.regex`, errors, this.caseSensitive ? '' : 'i');
-      this.regex = re && fullMatch(re);
+      this.regex = compileRe2(match.safe_regex.regex ?? '', `${path}.safe_regex.regex`, errors, !this.caseSensitive);
     } else if (match.path_separated_prefix !== undefined) {
       this.pathKind = PathKind.SeparatedPrefix;
       this.pathValue = fold(match.path_separated_prefix);
@@ -145,7 +144,7 @@ export class RouteMatchConditions {
       case PathKind.Exact:
         return this.caseSensitive ? ctx.pathOnly === value : ctx.pathOnly.toLowerCase() === value;
       case PathKind.Regex:
-        return this.regex !== undefined && this.regex.test(ctx.pathOnly);
+        return this.regex !== undefined && this.regex.testExact(ctx.pathOnly);
       case PathKind.SeparatedPrefix: {
         const path = this.caseSensitive ? ctx.pathOnly : ctx.pathOnly.toLowerCase();
         return path.startsWith(value) && (path.length === value.length || path.charCodeAt(value.length) === 47 /* / */);
