@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Pool } from 'undici';
 import { checkBootstrap, parseDocument } from '../../src/config/load.js';
@@ -9,7 +9,9 @@ import { DataPlane } from '../../src/dataplane/data-plane.js';
 import { createLogger } from '../../src/util/logger.js';
 import { freePort } from '../support/ports.js';
 import { httpRequest } from '../support/upstreams.js';
-import { simpleBootstrap, staticCluster } from '../support/portico.js';
+import { parseBootstrap, simpleBootstrap, startPortico, staticCluster } from '../support/portico.js';
+import { waitFor } from '../support/wait.js';
+import { connectWebSocket, startWebSocketServer } from '../support/websocket.js';
 import { EXTENSIONS } from '../../src/extensions/registry.js';
 
 /** An upstream answering its name; `/slow` answers after 300 ms. */
@@ -159,5 +161,53 @@ describe('DataPlane.update', () => {
     await assert.rejects(httpRequest(`http://127.0.0.1:${port}/x`, { timeoutMs: 1000 }));
     await plane.update(at(port), 1000);
     assert.equal((await httpRequest(`http://127.0.0.1:${port}/x`)).body, 'two');
+  });
+});
+
+describe('DataPlane.update of routes only', () => {
+  it('keeps keep-alive connections and WebSockets open, and serves their further requests by the new routes', async () => {
+    const ws = await startWebSocketServer({ reply: (m) => `[ws] ${m}` });
+    const [one, two] = await Promise.all([namedUpstream('one'), namedUpstream('two')]);
+    const yaml = (extraRoute: string, hcmExtra = '') =>
+      simpleBootstrap({
+        hcmExtra: `upgrade_configs: [{ upgrade_type: websocket }]\n${hcmExtra}`,
+        routes: `- match: { prefix: "/chat" }\n  route: { cluster: ws }\n${extraRoute}- match: { prefix: "/" }\n  route: { cluster: one }`,
+        clusters: staticCluster('ws', ws.port) + staticCluster('one', one.port) + staticCluster('two', two.port),
+      });
+    const gw = await startPortico(yaml(''));
+    const socket = connect(gw.port(), '127.0.0.1');
+    let received = '';
+    let closed = false;
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+    socket.on('close', () => (closed = true));
+    const ask = async (path: string, body: string): Promise<string> => {
+      const from = received.length;
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      await waitFor(() => received.slice(from).endsWith(`\r\n\r\n${body}`), () => `${path} answered ${body}, got ${JSON.stringify(received.slice(from))}`);
+      return received.slice(from);
+    };
+    try {
+      const { client } = await connectWebSocket({ port: gw.port(), path: '/chat' });
+      assert.ok(client);
+      await ask('/x', 'one');
+      await gw.plane.update(parseBootstrap(yaml('- match: { prefix: "/new" }\n  route: { cluster: two }\n')), 200);
+      // Past the drain time: nothing of the old configuration is waited for any more.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const answer = await ask('/new', 'two');
+      assert.doesNotMatch(answer, /connection: close/i);
+      assert.equal(closed, false);
+      client.send('still there');
+      assert.equal(await client.receive(), '[ws] still there');
+      // A change of the connection manager itself drains its connections, as before.
+      await gw.plane.update(parseBootstrap(yaml('', 'server_name: other')), 200);
+      assert.match(await ask('/x', 'one'), /connection: close/i);
+      await client.close();
+    } finally {
+      socket.destroy();
+      await gw.close();
+      await ws.close();
+      one.server.close();
+      two.server.close();
+    }
   });
 });

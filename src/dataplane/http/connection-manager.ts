@@ -110,8 +110,10 @@ export class HttpConnectionManager implements ServerConnectionOwner, Http2Connec
   private readonly http2Options: Http2ConnectionOptions;
   /** `codec_type`: AUTO picks HTTP/2 by ALPN or the h2c preface. */
   readonly codecType: string;
-  /** Set once this manager's filter chain is retired: picks the manager that serves further requests. */
+  /** Set once this manager's filter chain is retired or handed over: picks the manager that serves further requests. */
   private successor: ((socket: Socket) => HttpConnectionManager | undefined) | undefined;
+  /** Handed over (only the routes changed): further requests keep their connection open. */
+  private handedOver = false;
   readonly statPrefix: string;
   readonly routeTable: RouteTable;
   /** The HTTP filters, the router last. */
@@ -231,13 +233,16 @@ export class HttpConnectionManager implements ServerConnectionOwner, Http2Connec
   onRequest(connection: Http1ServerConnection | Http2ServerConnection, request: CodecRequest, response: DownstreamResponse | Http2Response): void {
     const successor = this.successor;
     if (successor !== undefined) {
-      // A request on a connection of a retired chain: served by the chain selected now, and the connection
-      // closes after it (HTTP/2: GOAWAY, its streams in flight finishing).
-      if (response instanceof Http2Response) response.connection.drain();
-      else response.keepAlive = false;
+      if (!this.handedOver) {
+        // A request on a connection of a retired chain: served by the chain selected now, and the connection
+        // closes after it (HTTP/2: GOAWAY, its streams in flight finishing).
+        if (response instanceof Http2Response) response.connection.drain();
+        else response.keepAlive = false;
+      }
       const current = successor(connection.socket);
+      // Through its onRequest: the successor may itself have been handed over or retired since.
       if (current !== undefined && current !== this) {
-        new ActiveStream(current, request, response).start();
+        current.onRequest(connection, request, response);
         return;
       }
     }
@@ -369,6 +374,22 @@ export class HttpConnectionManager implements ServerConnectionOwner, Http2Connec
    */
   retire(select: (socket: Socket) => HttpConnectionManager | undefined): void {
     this.successor = select;
+    this.handedOver = false;
+  }
+
+  /**
+   * Hands this manager's connections to `next`, the manager of a chain that differs in routes only: they stay
+   * open, and `next` serves every further request on them.
+   */
+  handOver(next: HttpConnectionManager): void {
+    this.successor = () => next;
+    this.handedOver = true;
+  }
+
+  /** Whether a request is in flight on one of this manager's connections. */
+  get busy(): boolean {
+    for (const connection of this.connections) if (!connection.idle) return true;
+    return false;
   }
 
   /**

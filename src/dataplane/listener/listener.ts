@@ -74,6 +74,14 @@ class FilterChain {
   readonly match: CompiledChainMatch;
   /** Connections accepted on this chain, so that a replaced chain knows when it has drained. */
   readonly sockets = new Set<Socket>();
+  /**
+   * The chain's configuration without its connection manager's route table: a chain of a newer configuration
+   * with the same shape differs in routes (and the clusters they name) only, and takes over the connections
+   * of this one as they are, as Envoy swaps a route table in place (see adopt).
+   */
+  readonly shape: string;
+  /** Connection managers of replaced chains of the same shape: their connections are this chain's now. */
+  private inherited: HttpConnectionManager[] = [];
 
   constructor(
     config: FilterChainConfig,
@@ -85,6 +93,7 @@ class FilterChain {
     listenerKey: string,
     bufferLimit: number | undefined,
   ) {
+    this.shape = `${bufferLimit ?? ''} ${JSON.stringify(config, (key, value) => (key === 'route_config' ? undefined : typeof value === 'bigint' ? String(value) : value))}`;
     this.match = compileChainMatch(config.filter_chain_match ?? {}, `${path}.filter_chain_match`, errors);
     const transport = config.transport_socket?.typed_config;
     this.tls = transport ? downstreamTls(transport, `${path}.transport_socket.typed_config`, errors) : undefined;
@@ -112,11 +121,36 @@ class FilterChain {
     }
   }
 
-  /** Ends the terminal filter (its stats); its connections are closed by the listener. */
+  /** Ends the terminal filter (its stats) and those of the chains it adopted; its connections are closed by the listener. */
   close(): void {
     for (const filter of this.filters) filter.release();
-    this.hcm?.close();
+    for (const manager of this.managers()) manager.close();
     this.tcpProxy?.close();
+  }
+
+  /** This chain's connection manager and those of the chains it adopted, whose connections it serves. */
+  managers(): HttpConnectionManager[] {
+    return this.hcm === undefined ? [] : [this.hcm, ...this.inherited];
+  }
+
+  /**
+   * Takes over the connections of `old`, a chain of the same shape that a new configuration replaces: they stay
+   * open, and every further request on them is served by this chain's connection manager (its routes and
+   * clusters), so a change of routes closes no client connection and no WebSocket. Requests in flight finish
+   * on the old manager, which this chain ends when it ends.
+   */
+  adopt(old: FilterChain): void {
+    for (const socket of old.sockets) {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    }
+    old.sockets.clear();
+    for (const filter of old.filters) filter.release();
+    old.tcpProxy?.close();
+    if (old.hcm !== undefined && this.hcm !== undefined) {
+      for (const manager of old.managers()) manager.handOver(this.hcm);
+      this.inherited = [...this.inherited, ...old.managers()];
+    }
   }
 
   /** Runs the network filters on a connection; false when one closed it. */
@@ -163,6 +197,15 @@ class FilterChain {
       secure.destroy();
     });
   }
+}
+
+/**
+ * Resolves once `managers` have no request in flight (the old configuration's clusters and access logs are
+ * still in use until then), or after `timeoutMs`: an upgraded connection (a WebSocket) stays open as it is.
+ */
+async function settled(managers: HttpConnectionManager[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (managers.some((m) => m.busy) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
 /** The non-terminal filters of a chain (HCM and tcp_proxy out of place are reported by validate.ts). */
@@ -387,7 +430,7 @@ export class Listener {
   /** Stops accepting; open connections close after their current response (`Connection: close`). */
   startDraining(): void {
     this.stopAccepting();
-    for (const chain of this.allChains()) chain.hcm?.startDraining();
+    for (const chain of this.allChains()) for (const manager of chain.managers()) manager.startDraining();
   }
 
   /** Stops accepting connections; open ones stay until they are drained or closed. */
@@ -398,7 +441,7 @@ export class Listener {
 
   /** Closes keep-alive connections that have no request in flight. */
   closeIdleConnections(): void {
-    for (const chain of this.allChains()) chain.hcm?.closeIdleConnections();
+    for (const chain of this.allChains()) for (const manager of chain.managers()) manager.closeIdleConnections();
   }
 
   /** Number of open downstream connections. */
@@ -414,10 +457,24 @@ export class Listener {
 
   /**
    * Serves with the filter chains of `next` (this listener compiled from a newer configuration) at once, for
-   * new connections and for every further request on open ones (see drainChains).
+   * new connections and for every further request on open ones. A new chain of the same shape as an old one
+   * (only its routes changed) adopts its connections as they are; the other old chains drain (see drainChains).
+   * Resolves once the old chains have nothing in flight any more.
    */
   replaceChains(next: Listener, drainTimeoutMs: number): Promise<void> {
     const old = this.allChains();
+    const byShape = new Map(next.allChains().map((chain) => [chain.shape, chain]));
+    const retired: FilterChain[] = [];
+    const adopted: HttpConnectionManager[] = [];
+    for (const chain of old) {
+      const successor = byShape.get(chain.shape);
+      if (successor === undefined) {
+        retired.push(chain);
+        continue;
+      }
+      adopted.push(...chain.managers());
+      successor.adopt(chain);
+    }
     this.chains = next.chains;
     this.defaultChain = next.defaultChain;
     this.listenerFilters?.close();
@@ -426,7 +483,7 @@ export class Listener {
     this.accessLogs = next.accessLogs;
     // `next` shares this listener's stats scope (same name); only its chains live on.
     this.context.stats.release(next.stats);
-    return this.drainChains(old, drainTimeoutMs);
+    return Promise.all([this.drainChains(retired, drainTimeoutMs), settled(adopted, drainTimeoutMs)]).then(() => undefined);
   }
 
   /** Stops accepting and drains every connection (a listener that a new configuration no longer has). */
@@ -445,7 +502,8 @@ export class Listener {
    * still open after `drainTimeoutMs` are closed.
    */
   private async drainChains(chains: FilterChain[], drainTimeoutMs: number): Promise<void> {
-    for (const chain of chains) chain.hcm?.retire((socket) => this.selectChain(socket, inspected.get(socket) ?? RAW_BUFFER)?.hcm);
+    const select = (socket: Socket) => this.selectChain(socket, inspected.get(socket) ?? RAW_BUFFER)?.hcm;
+    for (const chain of chains) for (const manager of chain.managers()) manager.retire(select);
     const deadline = Date.now() + drainTimeoutMs;
     while (chains.some((c) => c.sockets.size > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     for (const chain of chains) {
