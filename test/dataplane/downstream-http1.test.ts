@@ -1,6 +1,6 @@
 /**
  * The downstream HTTP/1.1 codec, end to end through a raw client socket: pipelined requests served one at a
- * time and in order, response framing (content-length, chunked with trailers, until close for HTTP/1.0),
+ * time and in order (a malformed one refused only after those before it are answered), response framing (content-length, chunked with trailers, until close for HTTP/1.0),
  * HTTP/1.0 keep-alive, `Expect: 100-continue`, repeated request headers, a request body left unread by an early
  * answer, and `max_requests_per_connection`.
  */
@@ -95,6 +95,17 @@ describe('downstream HTTP/1.1 codec', () => {
       upstream.requests.slice(before).map((r) => r.url),
       ['/slow', '/fast'],
     );
+  });
+
+  it('answers the pipelined requests before a malformed one, then refuses it with 400 and closes', async () => {
+    const before = upstream.requests.length;
+    const result = await rawRequest(gw.port(), 'GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /fast HTTP/1.1\r\nHost: a\r\n\r\nGET /bad HTTP/1.1\r\nHost: a\nX: b\r\n\r\n', {
+      responses: 3,
+    });
+    assert.deepEqual(result.responses.map((r) => r.status), [200, 200, 400]);
+    assert.deepEqual(result.responses.slice(0, 2).map((r) => r.body), ['ok /slow', 'ok /fast']);
+    assert.equal(result.closed, true);
+    assert.deepEqual(upstream.requests.slice(before).map((r) => r.url), ['/slow', '/fast']);
   });
 
   it('frames a response without a length as chunked, with its trailers, and keeps the connection', async () => {

@@ -241,6 +241,8 @@ export class Http1ServerConnection {
   /** A 101 was written: the socket belongs to the tunnel. */
   private upgraded = false;
   private closed = false;
+  /** A pipelined request after the ones in flight or waiting is malformed: refused once they are answered. */
+  private deferredError: string | undefined;
 
   constructor(
     private readonly owner: ServerConnectionOwner,
@@ -382,7 +384,11 @@ export class Http1ServerConnection {
   /** The next pipelined request, if one waits; reading resumes once none does. */
   private startNext(): void {
     const next = this.waiting.shift();
-    if (this.waiting.length === 0 && this.socket.isPaused()) this.socket.resume();
+    if (next === undefined && this.deferredError !== undefined) {
+      this.protocolError(this.deferredError);
+      return;
+    }
+    if (this.waiting.length === 0 && this.socket.isPaused() && this.deferredError === undefined) this.socket.resume();
     if (next !== undefined) this.start(next);
   }
 
@@ -414,9 +420,20 @@ export class Http1ServerConnection {
   private protocolError(code: string): void {
     const response = this.active;
     if (response !== undefined && !response.finished) {
-      this.socket.destroy();
+      if (!response.request.complete) {
+        // The request being answered is itself broken (its body): the stream is reset, as Envoy's.
+        this.socket.destroy();
+        return;
+      }
+      // A later pipelined request is malformed: the ones before it are answered first, as Envoy's codec (which
+      // parses a request only once the one before it is answered) would, then this one is refused.
+      this.deferredError = code;
+      this.parsing = undefined;
+      this.socket.removeListener('data', onSocketData);
+      this.socket.pause();
       return;
     }
+    this.deferredError = undefined;
     this.parsing = undefined;
     this.waiting.length = 0;
     this.socket.removeListener('data', onSocketData);
