@@ -159,8 +159,10 @@ describe('store replicas on PostgreSQL', () => {
     const a = await ConfigStore.open(await openPostgres(url, () => undefined));
     const b = await ConfigStore.open(await openPostgres(url, () => undefined));
     try {
-      const notified = new Promise<string>((resolve) => void b.engine.listen(NOTIFY_CHANNEL, resolve));
-      await new Promise((resolve) => setTimeout(resolve, 100)); // LISTEN is issued asynchronously
+      let onNotify!: (payload: string) => void;
+      const notified = new Promise<string>((resolve) => (onNotify = resolve));
+      // listen() resolves once LISTEN is in effect: a notification sent after it cannot be missed.
+      await b.engine.listen(NOTIFY_CHANNEL, (payload) => onNotify(payload));
       const r = await a.change([{ op: 'put', resource: mapping('shared', { prefix: '/s/', service: 's' }) }], 'a', validate);
       assert.ok(r.ok);
       assert.equal(await notified, '1');
