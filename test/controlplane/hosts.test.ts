@@ -78,9 +78,8 @@ describe('Hosts, TLS and TCPMappings through portico start', { skip: hasOpenssl 
   let echo: Server;
   let echoPort: number;
   let gw: TestGateway;
-  let httpsPort: number;
-  let tcpPort: number;
-  let tlsTcpPort: number;
+  // Ports of the HTTPS listener and of the two TCPMappings, chosen by the test.
+  let [httpsPort, tcpPort, tlsTcpPort] = [0, 0, 0];
 
   before(async () => {
     pki = makeTestPki([
