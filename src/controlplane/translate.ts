@@ -31,6 +31,7 @@ import {
   type Resource,
   resourceKey,
   type ServiceAddress,
+  splitList,
   type TCPMapping,
   compare,
 } from './resources.js';
@@ -674,18 +675,13 @@ function hashPolicy(lb: LoadBalancer | undefined): Json | undefined {
   return undefined;
 }
 
-function list(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
-  return (Array.isArray(value) ? value : value.split(',')).map((s) => s.trim()).filter(Boolean);
-}
-
 /**
  * Emissary's IRCORS: each origin an exact match (`*` included: Envoy's CORS filter treats a matcher of the literal
  * `*` as "any origin"); lists joined with `, `, strings kept as written.
  */
 function corsPolicy(cors: Cors): Json {
   const out: Json = {};
-  const origins = list(cors.origins);
+  const origins = cors.origins === undefined ? [] : splitList(cors.origins);
   if (origins.length) out.allow_origin_string_match = origins.map((exact) => ({ exact }));
   const header = (value: string | string[]): string => (Array.isArray(value) ? value.join(', ') : value);
   if (cors.methods !== undefined) out.allow_methods = header(cors.methods);
