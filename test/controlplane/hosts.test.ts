@@ -174,12 +174,15 @@ describe('Hosts, TLS and TCPMappings through portico start', { skip: hasOpenssl 
 
   it('opens the listeners Listener resources ask for, and only those', async () => {
     const [http, https] = [await freePort(), await freePort()];
-    const listener = (name: string, port: number, protocol: string) => ({ kind: 'Listener', metadata: { name }, spec: { port, protocol, securityModel: 'XFP', hostBinding: { namespace: { from: 'ALL' } } } });
-    const applied = await gw.api('/api/v1/apply', { method: 'POST', body: [listener('http', http, 'HTTP'), listener('https', https, 'HTTPS')] });
+    const listener = (name: string, port: number, protocol: string, more = {}) => ({ kind: 'Listener', metadata: { name }, spec: { port, protocol, securityModel: 'XFP', hostBinding: { namespace: { from: 'ALL' } }, ...more } });
+    // Behind one trusted proxy (l7Depth 1), whose x-forwarded-proto says whether the client used TLS.
+    const applied = await gw.api('/api/v1/apply', { method: 'POST', body: [listener('http', http, 'HTTP', { l7Depth: 1 }), listener('https', https, 'HTTPS')] });
     assert.equal(applied.status, 200, JSON.stringify(applied.json));
     assert.equal((await httpsGet(https, 'a.example.com', '/app/x', pki)).servedFor, 'a.example.com');
     const redirected = await httpRequest(`http://127.0.0.1:${http}/app/x`, { headers: { host: 'a.example.com' } });
     assert.equal(redirected.status, 301);
+    const forwarded = await httpRequest(`http://127.0.0.1:${http}/app/x`, { headers: { host: 'a.example.com', 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.7' } });
+    assert.deepEqual([forwarded.status, forwarded.body], [200, 'a.example.com https /x']);
     // The default listeners are gone; the TCPMappings keep theirs.
     await assert.rejects(httpRequest(`http://127.0.0.1:${gw.proxyPort}/app/x`, { headers: { host: 'plain.example.com' } }), { code: 'ECONNREFUSED' });
     await assert.rejects(httpsGet(httpsPort, 'a.example.com', '/app/x', pki), { code: 'ECONNREFUSED' });
