@@ -23,7 +23,8 @@ const RUN_OPTIONS = `Options of run and validate:
 const START_OPTIONS = `Options of start (docs/control-plane.md):
       --data-dir DIR           embedded store directory (default ./.portico)
       --database-url URL       PostgreSQL instead of the embedded store (or PORTICO_DATABASE_URL)
-      --proxy-host H, --proxy-port N    proxy listener (default 0.0.0.0:8080)
+      --proxy-host H, --proxy-port N    HTTP listener without Listener resources (default 0.0.0.0:8080)
+      --https-port N           HTTPS listener of Hosts with certificates, without Listener resources (default 8443)
       --api-host H, --api-port N        API (default 127.0.0.1:8888)
       --admin-host H, --admin-port N    Envoy admin (default 127.0.0.1:9901)
       --api-token TOKEN        bearer token for mutating API calls (or PORTICO_API_TOKEN)

@@ -17,6 +17,7 @@ const OPTIONS = {
   'database-url': { type: 'string' },
   'proxy-host': { type: 'string', default: '0.0.0.0' },
   'proxy-port': { type: 'string', default: '8080' },
+  'https-port': { type: 'string', default: '8443' },
   'api-host': { type: 'string', default: '127.0.0.1' },
   'api-port': { type: 'string', default: '8888' },
   'admin-host': { type: 'string', default: '127.0.0.1' },
@@ -48,6 +49,8 @@ export interface GatewayOptions {
   databaseUrl: string | undefined;
   proxyHost: string;
   proxyPort: number;
+  /** The HTTPS listener of Hosts with certificates, when no Listener resource says otherwise; none without. */
+  httpsPort?: number;
   apiHost: string;
   apiPort: number;
   adminHost: string;
@@ -109,6 +112,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       cp = await ControlPlane.start(store, {
         listenerAddress: o.proxyHost,
         listenerPort: o.proxyPort,
+        httpsPort: o.httpsPort,
         rateLimitPort: rateLimits.grpcPort,
         rateLimitService: rateLimits,
         resyncIntervalMs: o.resyncIntervalMs,
@@ -164,9 +168,13 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     const boundAdmin = await admin.listen(o.adminHost, o.adminPort);
     adminPort = boundAdmin.port;
     o.log.info(`admin listening on ${boundAdmin.address}:${boundAdmin.port}`);
-    const proxy = plane.listeners[0]!.boundAddress()!;
-    o.log.info(`proxy listening on ${proxy.address}:${proxy.port}`);
-    return { cp, xds, local, xdsPort, rateLimits, apiPort: boundApi.port, adminPort, proxyPort: proxy.port, stop, stopped };
+    for (const listener of plane.listeners) {
+      const bound = listener.boundAddress()!;
+      o.log.info(`proxy listener ${listener.name} on ${bound.address}:${bound.port}`);
+    }
+    // The first listener is the HTTP one of --proxy-port unless Listener resources say otherwise.
+    const proxyPort = plane.listeners[0]?.boundAddress()?.port ?? 0;
+    return { cp, xds, local, xdsPort, rateLimits, apiPort: boundApi.port, adminPort, proxyPort, stop, stopped };
   } catch (err) {
     await stop();
     throw err;
@@ -198,6 +206,7 @@ export async function startCommand(argv: string[]): Promise<number> {
     databaseUrl: values['database-url'] ?? process.env.PORTICO_DATABASE_URL,
     proxyHost: values['proxy-host'],
     proxyPort: number(values, 'proxy-port', 0, 65535),
+    httpsPort: number(values, 'https-port', 1, 65535),
     apiHost: values['api-host'],
     apiPort: number(values, 'api-port', 0, 65535),
     adminHost: values['admin-host'],

@@ -1,8 +1,11 @@
 /**
- * The resources users write, in Emissary's `getambassador.io/v3alpha1` shape: `Mapping`, `Module`, `AuthService`
- * and `RateLimitService`, and Ambassador Edge Stack's `Filter`, `FilterPolicy` and `RateLimit`. This file
- * says what a valid resource is; translate.ts says what it means.
+ * The resources users write, in Emissary's `getambassador.io/v3alpha1` shape: `Mapping`, `Module`, `AuthService`,
+ * `RateLimitService`, `Host`, `TLSContext`, `TCPMapping` and `Listener`, Ambassador Edge Stack's `Filter`,
+ * `FilterPolicy` and `RateLimit`, and a Kubernetes-style `Secret` holding certificates. This file says what a
+ * valid resource is; translate.ts and listeners.ts say what it means.
  */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { isIP } from 'node:net';
 import { type ConfigError, childPath } from '../config/errors.js';
 import {
@@ -215,6 +218,69 @@ export interface RateLimitSpec {
   limits: RateLimitLimit[];
 }
 
+/** TLS settings a TLSContext (or a Host's `tls`) gives the filter chains of its host names. */
+export interface TlsOptions {
+  cert_chain_file?: string;
+  private_key_file?: string;
+  ca_secret?: string;
+  cacert_chain_file?: string;
+  cert_required?: boolean;
+  alpn_protocols?: string | string[];
+  min_tls_version?: TlsVersion;
+  max_tls_version?: TlsVersion;
+  cipher_suites?: string[];
+  ecdh_curves?: string[];
+}
+export type TlsVersion = 'v1.0' | 'v1.1' | 'v1.2' | 'v1.3';
+
+export interface TLSContextSpec extends TlsOptions {
+  hosts?: string[];
+  secret?: string;
+}
+
+export type InsecureAction = 'Redirect' | 'Reject' | 'Route';
+
+export interface HostSpec {
+  hostname?: string;
+  tlsSecret?: { name: string; namespace?: string };
+  tlsContext?: { name: string; namespace?: string };
+  tls?: TlsOptions;
+  requestPolicy?: { insecure?: { action?: InsecureAction; additionalPort?: number } };
+  mappingSelector?: { matchLabels?: Record<string, string> };
+  acmeProvider?: { authority?: string };
+}
+
+export interface TCPMappingSpec {
+  port: number;
+  service: string;
+  host?: string;
+  address?: string;
+  weight?: number;
+  idle_timeout_ms?: number;
+  circuit_breakers?: CircuitBreaker[];
+}
+
+export type ListenerProtocol = 'HTTP' | 'HTTPS' | 'TCP' | 'TLS';
+
+export interface ListenerSpec {
+  port: number;
+  protocol: ListenerProtocol;
+  securityModel: 'XFP' | 'SECURE' | 'INSECURE';
+  hostBinding: { namespace?: { from: 'ALL' | 'SELF' }; selector?: { matchLabels?: Record<string, string> } };
+  statsPrefix?: string;
+  l7Depth?: number;
+}
+
+/** A Kubernetes `kubernetes.io/tls` (or `Opaque`) Secret: PEM in `tls.crt`, `tls.key`, `ca.crt`. */
+export interface SecretSpec {
+  type?: 'kubernetes.io/tls' | 'Opaque';
+  /** base64 of the PEM, as Kubernetes stores it. */
+  data?: Partial<Record<SecretKey, string>>;
+  /** The PEM as it is; wins over `data`, as in Kubernetes. */
+  stringData?: Partial<Record<SecretKey, string>>;
+}
+export type SecretKey = 'tls.crt' | 'tls.key' | 'ca.crt';
+
 export type Mapping = Resource<MappingSpec>;
 export type Module = Resource<ModuleSpec>;
 export type AuthService = Resource<AuthServiceSpec>;
@@ -222,6 +288,11 @@ export type RateLimitService = Resource<RateLimitServiceSpec>;
 export type Filter = Resource<FilterSpec>;
 export type FilterPolicy = Resource<FilterPolicySpec>;
 export type RateLimit = Resource<RateLimitSpec>;
+export type Host = Resource<HostSpec>;
+export type TLSContext = Resource<TLSContextSpec>;
+export type TCPMapping = Resource<TCPMappingSpec>;
+export type Listener = Resource<ListenerSpec>;
+export type Secret = Resource<SecretSpec>;
 
 /** Emissary's defaults (irhttpmapping.py, irambassador.py). */
 export const DEFAULTS = {
@@ -703,6 +774,276 @@ function checkMapping(spec: MappingSpec, path: string, errors: ConfigError[]): v
   }
 }
 
+/** A Host's or a TLSContext's host name: exact, `*.suffix` or `*` (SNI and `:authority` both take these). */
+const hostnameGlob = str((s, path, errors) => {
+  const body = s.startsWith('*.') ? s.slice(2) : s;
+  if (s !== '*' && !DNS_NAME.test(body)) errors.push({ code: 'invalid_value', path, message: `"${s}" is not a host name, "*.suffix" or "*"` });
+}, 253);
+
+/** Whether Node's TLS accepts a secure context with these options: how cipher and curve names are checked. */
+function acceptedByTls(options: { ciphers?: string; ecdhCurve?: string }): boolean {
+  try {
+    createSecureContext(options);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const tlsNames =
+  (option: 'ciphers' | 'ecdhCurve', what: string): Check =>
+  (value, path, errors) => {
+    const before = errors.length;
+    listOf(str(undefined, 128))(value, path, errors);
+    if (errors.length > before) return;
+    (value as string[]).forEach((name, i) => {
+      if (!acceptedByTls({ [option]: name })) errors.push({ code: 'invalid_value', path: childPath(path, i), message: `"${name}" is not ${what} this TLS library knows` });
+    });
+  };
+
+/** The ALPN protocols the data plane's codecs speak. */
+const ALPN = ['h2', 'http/1.1', 'http/1.0'];
+const alpnProtocols: Check = (value, path, errors) => {
+  const before = errors.length;
+  stringOrList(value, path, errors);
+  if (errors.length > before) return;
+  splitList(value as string | string[]).forEach((protocol, i) => {
+    if (!ALPN.includes(protocol)) errors.push({ code: 'unsupported_field', path: Array.isArray(value) ? childPath(path, i) : path, message: `ALPN protocol "${protocol}" is not supported (one of ${ALPN.join(', ')})` });
+  });
+};
+
+/** Emissary's comma-separated lists (`alpn_protocols: h2,http/1.1`), or a list. */
+export function splitList(value: string | string[]): string[] {
+  return (Array.isArray(value) ? value : value.split(',')).map((s) => s.trim()).filter(Boolean);
+}
+
+const tlsVersion = oneOf('v1.0', 'v1.1', 'v1.2', 'v1.3');
+
+export const TLS_OPTION_FIELDS: Record<keyof TlsOptions, Check> = {
+  cert_chain_file: str(undefined, 4096),
+  private_key_file: str(undefined, 4096),
+  ca_secret: str(undefined, 63),
+  cacert_chain_file: str(undefined, 4096),
+  cert_required: bool,
+  alpn_protocols: alpnProtocols,
+  min_tls_version: tlsVersion,
+  max_tls_version: tlsVersion,
+  cipher_suites: tlsNames('ciphers', 'a cipher suite'),
+  ecdh_curves: tlsNames('ecdhCurve', 'an ECDH curve'),
+};
+
+const TLS_REFUSED: Record<string, string> = {
+  crl_secret: 'certificate revocation lists are not supported by the data plane',
+  redirect_cleartext_from: "use a Host's requestPolicy.insecure.action: Redirect",
+  sni: 'TLS to upstreams is set by an https:// service',
+  secret_namespacing: 'Portico has one namespace of Secrets',
+};
+
+/** Checks of TLS options that involve several fields. */
+function checkTlsOptions(spec: Record<string, unknown>, path: string, errors: ConfigError[]): void {
+  const at = (field: string) => childPath(path, field);
+  if ((spec.cert_chain_file === undefined) !== (spec.private_key_file === undefined)) {
+    const missing = spec.cert_chain_file === undefined ? 'cert_chain_file' : 'private_key_file';
+    errors.push({ code: 'missing_required', path: at(missing), message: 'cert_chain_file and private_key_file go together' });
+  }
+  if (spec.ca_secret !== undefined && spec.cacert_chain_file !== undefined) {
+    errors.push({ code: 'oneof_conflict', path: at('cacert_chain_file'), message: 'ca_secret and cacert_chain_file exclude each other' });
+  }
+  if (spec.cert_required === true && spec.ca_secret === undefined && spec.cacert_chain_file === undefined) {
+    errors.push({ code: 'missing_required', path: at('cert_required'), message: 'cert_required needs the CA that signs client certificates: ca_secret or cacert_chain_file' });
+  }
+  if (typeof spec.min_tls_version === 'string' && typeof spec.max_tls_version === 'string' && spec.min_tls_version > spec.max_tls_version) {
+    errors.push({ code: 'invalid_value', path: at('min_tls_version'), message: `min_tls_version ${spec.min_tls_version} is above max_tls_version ${spec.max_tls_version}` });
+  }
+}
+
+function checkTls(spec: unknown, path: string, errors: ConfigError[], extra: Record<string, Check> = {}): void {
+  const rest = isObject(spec) ? refuse(spec, TLS_REFUSED, path, errors) : spec;
+  object({ fields: { ...TLS_OPTION_FIELDS, ...extra } })(rest, path, errors);
+  if (isObject(rest)) checkTlsOptions(rest, path, errors);
+}
+
+const reference = object({ fields: { name: str(undefined, 63), namespace: str(undefined, 63) }, required: ['name'] });
+const labelSelector = (path: string, value: unknown, errors: ConfigError[]): void => {
+  const rest = isObject(value) ? refuse(value, { matchExpressions: 'select with matchLabels' }, path, errors) : value;
+  object({ fields: { matchLabels: mapOf(str(undefined, 63), str(undefined, 63)) } })(rest, path, errors);
+};
+
+export const HOST_FIELDS: Record<keyof HostSpec, Check> = {
+  hostname: hostnameGlob,
+  tlsSecret: reference,
+  tlsContext: reference,
+  tls: (value, path, errors) => checkTls(value, path, errors),
+  requestPolicy: object({ fields: { insecure: object({ fields: { action: oneOf('Redirect', 'Reject', 'Route'), additionalPort: int(-1, 65535) } }) } }),
+  mappingSelector: (value, path, errors) => labelSelector(path, value, errors),
+  acmeProvider: object({
+    fields: {
+      authority: str((s, path, errors) => {
+        if (s !== 'none') errors.push({ code: 'unsupported_field', path, message: 'ACME is not supported: write "none" and give the certificate in tlsSecret' });
+      }),
+    },
+  }),
+};
+
+const HOST_REFUSED: Record<string, string> = {
+  previewUrl: 'Portico has no preview URLs',
+  selector: 'use mappingSelector',
+};
+
+function checkHost(spec: Record<string, unknown>, path: string, errors: ConfigError[]): void {
+  const rest = refuse(spec, HOST_REFUSED, path, errors);
+  object({ fields: HOST_FIELDS })(rest, path, errors);
+  if (spec.tls !== undefined && spec.tlsContext !== undefined) {
+    errors.push({ code: 'oneof_conflict', path: childPath(path, 'tls'), message: 'tls and tlsContext exclude each other' });
+  }
+  if (isObject(spec.tls) && spec.tls.cert_chain_file !== undefined && spec.tlsSecret !== undefined) {
+    errors.push({ code: 'oneof_conflict', path: childPath(childPath(path, 'tls'), 'cert_chain_file'), message: 'the certificate comes from tlsSecret or from tls.cert_chain_file, not both' });
+  }
+}
+
+export const TLS_CONTEXT_FIELDS: Record<'hosts' | 'secret', Check> = {
+  hosts: listOf(hostnameGlob),
+  secret: str(undefined, 63),
+};
+
+function checkTlsContext(spec: Record<string, unknown>, path: string, errors: ConfigError[]): void {
+  checkTls(spec, path, errors, TLS_CONTEXT_FIELDS);
+  if (spec.secret !== undefined && spec.cert_chain_file !== undefined) {
+    errors.push({ code: 'oneof_conflict', path: childPath(path, 'cert_chain_file'), message: 'the certificate comes from secret or from cert_chain_file, not both' });
+  }
+}
+
+/** A TCPMapping's upstream: `host:port`, the port written out (there is no default port for TCP). */
+const tcpService = str((s, path, errors) => {
+  const parsed = parseService(s);
+  if (typeof parsed === 'string') errors.push({ code: 'invalid_value', path, message: parsed });
+  else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s.trim())) errors.push({ code: 'unsupported_field', path, message: 'a TCPMapping service is host:port; TLS to the upstream is not supported' });
+  else if (!parsed.explicitPort) errors.push({ code: 'missing_required', path, message: `"${s}" needs a port: host:port` });
+}, 2048);
+
+export const TCP_MAPPING_FIELDS: Record<keyof TCPMappingSpec, Check> = {
+  port: int(1, 65535),
+  service: tcpService,
+  host: str((s, path, errors) => {
+    if (s === '*') errors.push({ code: 'invalid_value', path, message: 'host is a TLS server name; leave it out to take every connection' });
+    else hostnameGlob(s, path, errors);
+  }, 253),
+  address: str((s, path, errors) => {
+    if (isIP(s) === 0) errors.push({ code: 'invalid_value', path, message: `"${s}" is not an IP address` });
+  }, 64),
+  weight: int(0, 100),
+  idle_timeout_ms: int(0, 86_400_000),
+  circuit_breakers: circuitBreakers,
+};
+
+const TCP_MAPPING_REFUSED: Record<string, string> = {
+  tls: 'TLS to the upstream is not supported for TCP',
+  resolver: 'services are resolved by DNS',
+  enable_ipv4: 'services are resolved over IPv4',
+  enable_ipv6: 'services are resolved over IPv4',
+  cluster_tag: 'clusters are named after their service',
+  stats_name: 'stats are named after the cluster',
+};
+
+const listenerProtocol: Check = (value, path, errors) => {
+  if (value === 'HTTPPROXY' || value === 'HTTPSPROXY') {
+    errors.push({ code: 'unsupported_field', path, message: `${value} is not supported: the data plane does not read the PROXY protocol` });
+  } else if (value === 'UDP') {
+    errors.push({ code: 'unsupported_field', path, message: 'UDP is not supported: Portico proxies TCP' });
+  } else oneOf('HTTP', 'HTTPS', 'TCP', 'TLS')(value, path, errors);
+};
+
+export const LISTENER_FIELDS: Record<keyof ListenerSpec, Check> = {
+  port: int(1, 65535),
+  protocol: listenerProtocol,
+  securityModel: oneOf('XFP', 'SECURE', 'INSECURE'),
+  hostBinding: (value, path, errors) => {
+    const rest = isObject(value) ? { ...value } : value;
+    if (isObject(rest) && rest.selector !== undefined) {
+      labelSelector(childPath(path, 'selector'), rest.selector, errors);
+      delete rest.selector;
+    }
+    object({
+      fields: {
+        namespace: object({
+          fields: {
+            from: (from, at, errs) => {
+              if (from === 'SELECTOR') errs.push({ code: 'unsupported_field', path: at, message: 'SELECTOR is not supported: Portico has no namespace labels; use ALL or SELF with hostBinding.selector' });
+              else oneOf('ALL', 'SELF')(from, at, errs);
+            },
+          },
+          required: ['from'],
+        }),
+      },
+    })(rest, path, errors);
+  },
+  statsPrefix: str((s, path, errors) => {
+    if (!/^[A-Za-z0-9_.-]+$/.test(s)) errors.push({ code: 'invalid_value', path, message: `"${s}" may hold only letters, digits, "_", "." and "-"` });
+  }, 128),
+  l7Depth: int(0, 64),
+};
+
+const LISTENER_REFUSED: Record<string, string> = {
+  protocolStack: 'write protocol (HTTP, HTTPS, TCP or TLS)',
+  http2MaxConcurrentStreams: 'not supported yet',
+};
+
+const SECRET_KEYS: SecretKey[] = ['tls.crt', 'tls.key', 'ca.crt'];
+const secretKey = oneOf(...SECRET_KEYS);
+const BASE64 = /^[A-Za-z0-9+/\s]*={0,2}\s*$/;
+
+/** PEM as it is: lines of text (the control characters `str` refuses, line ends aside). */
+const pemText: Check = (value, path, errors) => {
+  if (typeof value !== 'string') errors.push({ code: 'wrong_type', path, message: `expected a string, got ${typeName(value)}` });
+  else if (value.length > 1024 * 1024) errors.push({ code: 'invalid_value', path, message: 'longer than 1048576 characters' });
+  else if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(value)) errors.push({ code: 'invalid_value', path, message: 'contains control characters' });
+};
+
+/** The PEM of a Secret's key (`stringData` wins over `data`), and the field it came from. */
+export function secretPem(spec: SecretSpec, key: SecretKey): { pem: string; path: string } | undefined {
+  const plain = spec.stringData?.[key];
+  if (plain !== undefined) return { pem: plain, path: childPath('spec.stringData', key) };
+  const encoded = spec.data?.[key];
+  return encoded === undefined ? undefined : { pem: Buffer.from(encoded, 'base64').toString('utf8'), path: childPath('spec.data', key) };
+}
+
+function checkSecret(spec: Record<string, unknown>, path: string, errors: ConfigError[]): void {
+  const before = errors.length;
+  object({
+    fields: {
+      type: oneOf('kubernetes.io/tls', 'Opaque'),
+      data: mapOf(secretKey, str((s, at, errs) => {
+        if (!BASE64.test(s)) errs.push({ code: 'invalid_value', path: at, message: 'data holds base64 (use stringData for PEM as it is)' });
+      }, 1024 * 1024)),
+      stringData: mapOf(secretKey, pemText),
+    },
+  })(spec, path, errors);
+  if (errors.length > before) return;
+  const secret = spec as SecretSpec;
+  if ((secret.type ?? 'kubernetes.io/tls') === 'kubernetes.io/tls') {
+    for (const key of ['tls.crt', 'tls.key'] as const) {
+      if (secretPem(secret, key) === undefined) errors.push({ code: 'missing_required', path: childPath(childPath(path, 'data'), key), message: `a kubernetes.io/tls Secret needs ${key} (in data or stringData)` });
+    }
+  }
+  let cert: X509Certificate | undefined;
+  for (const key of SECRET_KEYS) {
+    const found = secretPem(secret, key);
+    if (found === undefined) continue;
+    try {
+      if (key === 'tls.key') {
+        const privateKey = createPrivateKey(found.pem);
+        if (cert !== undefined && !cert.checkPrivateKey(privateKey)) errors.push({ code: 'invalid_value', path: found.path, message: 'tls.key is not the key of the certificate in tls.crt' });
+      } else {
+        const parsed = new X509Certificate(found.pem);
+        if (key === 'tls.crt') cert = parsed;
+      }
+    } catch (err) {
+      // The key's content never goes into a message: only what is wrong with it.
+      errors.push({ code: 'invalid_value', path: found.path, message: `${key} is not a PEM ${key === 'tls.key' ? 'private key' : 'certificate'} (${(err as Error).message})` });
+    }
+  }
+}
+
 interface KindInfo {
   /** Path segment of the v1 API: `/api/v1/mappings`. */
   plural: string;
@@ -755,7 +1096,31 @@ export const KINDS: Record<string, KindInfo> = {
     plural: 'ratelimits',
     check: (spec, path, errors) => object({ fields: RATE_LIMIT_FIELDS, required: ['limits'] })(spec, path, errors),
   },
+  Host: {
+    plural: 'hosts',
+    check: checkHost,
+  },
+  TLSContext: {
+    plural: 'tlscontexts',
+    check: checkTlsContext,
+  },
+  TCPMapping: {
+    plural: 'tcpmappings',
+    check: (spec, path, errors) => object({ fields: TCP_MAPPING_FIELDS, required: ['port', 'service'] })(refuse(spec, TCP_MAPPING_REFUSED, path, errors), path, errors),
+  },
+  Listener: {
+    plural: 'listeners',
+    check: (spec, path, errors) =>
+      object({ fields: LISTENER_FIELDS, required: ['port', 'protocol', 'securityModel', 'hostBinding'] })(refuse(spec, LISTENER_REFUSED, path, errors), path, errors),
+  },
+  Secret: {
+    plural: 'secrets',
+    check: checkSecret,
+  },
 };
+
+/** Kubernetes' Secret keeps its content beside metadata, not under spec; Portico stores it under spec. */
+const SECRET_BODY = ['type', 'data', 'stringData'];
 
 export type Kind = keyof typeof KINDS & string;
 
@@ -781,12 +1146,15 @@ export function parseResource(doc: unknown, errors: ConfigError[], expected: { k
     errors.push({ code: 'wrong_type', path: '', message: `a resource must be an object, got ${typeName(doc)}` });
     return undefined;
   }
+  const kind = doc.kind ?? expected.kind;
+  const secret = kind === 'Secret';
   for (const key of Object.keys(doc)) {
-    if (!['apiVersion', 'kind', 'metadata', 'spec', 'status'].includes(key)) errors.push({ code: 'unknown_field', path: key, message: `unknown field "${key}"` });
+    if (!['apiVersion', 'kind', 'metadata', 'spec', 'status', ...(secret ? SECRET_BODY : [])].includes(key)) errors.push({ code: 'unknown_field', path: key, message: `unknown field "${key}"` });
   }
   const apiVersion = doc.apiVersion ?? API_VERSION;
-  if (apiVersion !== API_VERSION) errors.push({ code: 'invalid_value', path: 'apiVersion', message: `apiVersion must be ${API_VERSION}` });
-  const kind = doc.kind ?? expected.kind;
+  if (apiVersion !== API_VERSION && !(secret && apiVersion === 'v1')) {
+    errors.push({ code: 'invalid_value', path: 'apiVersion', message: `apiVersion must be ${API_VERSION}${secret ? ' or v1' : ''}` });
+  }
   if (typeof kind !== 'string' || KINDS[kind] === undefined) {
     errors.push({ code: kind === undefined ? 'missing_required' : 'invalid_value', path: 'kind', message: `kind must be one of ${Object.keys(KINDS).join(', ')}` });
   } else if (expected.kind !== undefined && kind !== expected.kind) {
@@ -811,7 +1179,11 @@ export function parseResource(doc: unknown, errors: ConfigError[], expected: { k
       }
     }
   }
-  const spec = doc.spec ?? (kind === 'Module' ? {} : undefined);
+  const secretBody = secret && doc.spec === undefined ? Object.fromEntries(SECRET_BODY.filter((k) => doc[k] !== undefined).map((k) => [k, doc[k]])) : undefined;
+  if (secret && doc.spec !== undefined) {
+    for (const key of SECRET_BODY.filter((k) => doc[k] !== undefined)) errors.push({ code: 'oneof_conflict', path: key, message: `${key} goes under spec, or the whole Secret in Kubernetes' shape without spec` });
+  }
+  const spec = doc.spec ?? secretBody ?? (kind === 'Module' ? {} : undefined);
   if (spec === undefined) errors.push({ code: 'missing_required', path: 'spec', message: 'spec is required' });
   else if (!isObject(spec)) errors.push({ code: 'wrong_type', path: 'spec', message: `expected an object, got ${typeName(spec)}` });
   else if (typeof kind === 'string' && KINDS[kind] && typeof name === 'string') KINDS[kind]!.check(spec, 'spec', errors, name);
@@ -820,6 +1192,11 @@ export function parseResource(doc: unknown, errors: ConfigError[], expected: { k
   if (typeof namespace === 'string') meta.namespace = namespace;
   if (isObject(labels) && Object.keys(labels).length > 0) meta.labels = labels as Record<string, string>;
   return { apiVersion: API_VERSION, kind: kind as Kind, metadata: meta, spec: spec as Record<string, unknown> };
+}
+
+/** Code-point order, the same on every machine (localeCompare is not). */
+export function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** `Mapping/name`: how messages and error lists name a resource. */

@@ -1,6 +1,6 @@
 /**
- * Mappings, the Module, the AuthService, the RateLimitService, RateLimits, Filters and FilterPolicies → Envoy v3 resources (one HTTP listener with its
- * route table and filters, and clusters), following Emissary's translation (irhttpmapping.py, irbasemappinggroup.py, v3route.py). The output is proto3-JSON in a
+ * Mappings, the Module, the AuthService, the RateLimitService, RateLimits, Filters and FilterPolicies → Envoy v3 resources (route tables and HTTP
+ * filters, and clusters; listeners.ts puts them on the listeners that Listeners, Hosts and TCPMappings ask for), following Emissary's translation (irhttpmapping.py, irbasemappinggroup.py, v3route.py). The output is proto3-JSON in a
  * fixed key order, so the same input always gives the same bytes; `checkTranslation` then runs the data plane's
  * own validation and names, for every problem, the resource field that caused it.
  */
@@ -31,18 +31,24 @@ import {
   type Resource,
   resourceKey,
   type ServiceAddress,
+  splitList,
+  type TCPMapping,
+  compare,
 } from './resources.js';
 import { durationMs } from './schema.js';
 import { EXTENSIONS } from '../extensions/registry.js';
 import { bindFilters, enableFilters, type FilterBindings, httpFilter, jwksClusterAddress } from './filter-policies.js';
 import { compileRateLimits, type RateLimitTable } from './rate-limits.js';
+import { buildListeners, type ListenerOrigins, type RouteEntry } from './listeners.js';
 
 type Json = Record<string, unknown>;
 
 export interface TranslateOptions {
-  /** Address and port of the HTTP listener (Emissary's 8080). */
+  /** Address and port of the HTTP listener (Emissary's 8080) when no Listener resource says otherwise. */
   listenerAddress: string;
   listenerPort: number;
+  /** Port of the HTTPS listener Hosts with certificates get when no Listener resource says otherwise (Emissary's 8443); none without. */
+  httpsPort?: number;
   /** The gRPC port of Portico's own rate limit service on 127.0.0.1, which RateLimit resources configure. */
   rateLimitPort?: number;
 }
@@ -54,7 +60,7 @@ export interface ResourceError extends ConfigError {
 }
 
 /** Which resource (and field) produced an element of the output, for naming the cause of a problem. */
-interface Origin {
+export interface Origin {
   resource: string;
   /** The one field behind everything this origin produced (an AuthService's cluster: `spec.auth_service`). */
   field?: string;
@@ -72,8 +78,8 @@ export interface Translation {
   /** What the RateLimits give Portico's own rate limit service. */
   rateLimits: RateLimitTable;
   errors: ResourceError[];
-  /** Producers of routes[i], clusters[i] and http_filters[i] of the output. */
-  origins: { routes: Origin[][]; clusters: Origin[][]; filters: Origin[][] };
+  /** Producers of each route (by name), of clusters[i], http_filters[i] and listeners[i] of the output. */
+  origins: { routes: Map<string, Origin[]>; clusters: Origin[][]; filters: Origin[][]; listeners: ListenerOrigins[] };
 }
 
 const TYPE = 'type.googleapis.com/';
@@ -91,7 +97,6 @@ const IN_PROCESS_RATE_LIMIT_TIMEOUT_MS = 1000;
 /** Emissary's defaults, unioned with the AuthService's own lists (irauth.py). */
 const AUTH_REQUEST_HEADERS = ['authorization', 'cookie', 'from', 'proxy-authorization', 'user-agent', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto'];
 const AUTH_RESPONSE_HEADERS = ['authorization', 'location', 'proxy-authenticate', 'set-cookie', 'www-authenticate'];
-export const LISTENER_NAME = 'ambassador-listener';
 
 /**
  * What a Mapping contributes whatever the other Mappings are, cached per (Module, Mapping) object, plus the
@@ -207,6 +212,17 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     parts.cluster = parts.bodyKey;
     prepared.push(parts);
   }
+  // TCPMappings share the naming (and, for the same service and settings, the cluster) of Mappings.
+  const tcpMappings = resources.filter((r): r is TCPMapping => r.kind === 'TCPMapping').sort(byName);
+  const tcpBodies = new Map<string, string>();
+  for (const m of tcpMappings) {
+    const body = clusterBody({ prefix: '/', service: m.spec.service, circuit_breakers: m.spec.circuit_breakers }, parseService(m.spec.service) as ServiceAddress);
+    const bodyKey = JSON.stringify(body);
+    let entry = clusterBodies.get(bodyKey);
+    if (!entry) clusterBodies.set(bodyKey, (entry = { base: `cluster_${mangle(m.spec.service)}`, body, origins: [] }));
+    entry.origins.push({ resource: resourceKey(m), inherited: {} });
+    tcpBodies.set(resourceKey(m), bodyKey);
+  }
   const baseCount = new Map<string, number>();
   for (const { base } of clusterBodies.values()) baseCount.set(base, (baseCount.get(base) ?? 0) + 1);
   const clusterName = new Map<string, string>();
@@ -230,15 +246,18 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     if (group) group.members.push(p);
     else groups.set(p.groupKey, { members: [p], weight: p.weight });
   }
-  const routes: Json[] = [];
-  const routeOrigins: Origin[][] = [];
+  const routes: RouteEntry[] = [];
+  const routeOrigins = new Map<string, Origin[]>();
+  const addRoute = (p: Prepared, json: Json, origins: Origin[]) => {
+    routes.push({ route: json, mapping: p.mapping, spec: p.spec });
+    routeOrigins.set(p.mapping.metadata.name, origins);
+  };
   const ordered = [...groups].sort(([ka, a], [kb, b]) => compareWeights(b.weight, a.weight) || compare(ka, kb));
   for (const [, { members }] of ordered) {
     const only = members.length === 1 ? members[0]! : undefined;
     if (only !== undefined && !only.spec.shadow) {
       // The common case, a Mapping alone on its match.
-      routes.push(cachedRoute(only, module, services, undefined, undefined));
-      routeOrigins.push([only.origin]);
+      addRoute(only, cachedRoute(only, module, services, undefined, undefined), [only.origin]);
       continue;
     }
     const shadows = members.filter((m) => m.spec.shadow);
@@ -249,8 +268,7 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
     const shadow = shadows[0];
     const weights = normalizeWeights(serving, errors);
     serving.forEach((p, i) => {
-      routes.push(cachedRoute(p, module, services, weights.length > 1 ? weights[i] : undefined, shadow));
-      routeOrigins.push(shadow ? [p.origin, shadow.origin] : [p.origin]);
+      addRoute(p, cachedRoute(p, module, services, weights.length > 1 ? weights[i] : undefined, shadow), shadow ? [p.origin, shadow.origin] : [p.origin]);
     });
     if (shadow && serving.length === 0) {
       errors.push({ resource: shadow.origin.resource, code: 'invalid_value', path: 'spec.shadow', message: 'a shadow Mapping needs a non-shadow Mapping with the same match to mirror' });
@@ -283,33 +301,28 @@ export function translate(resources: readonly Resource[], options: TranslateOpti
   httpFilters.push({ name: 'envoy.filters.http.router', typed_config: router });
   filterOrigins.push([]);
 
-  const listener = {
-    name: `${LISTENER_NAME}-${options.listenerPort}`,
-    address: { socket_address: { address: options.listenerAddress, port_value: options.listenerPort } },
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': TYPE + HCM_TYPE,
-              ...connectionManager(module),
-              route_config: { name: `ambassador-routes-${options.listenerPort}`, virtual_hosts: [{ name: 'ambassador', domains: ['*'], routes }] },
-              http_filters: httpFilters,
-            },
-          },
-        ],
-      },
-    ],
-  };
+  const built = buildListeners({
+    resources,
+    routes,
+    connectionManager: (statPrefix, l7Depth, routeConfig) => {
+      const hcm: Json = { '@type': TYPE + HCM_TYPE, ...connectionManager(module) };
+      hcm.stat_prefix = statPrefix;
+      if (l7Depth !== undefined) hcm.xff_num_trusted_hops = l7Depth;
+      return { ...hcm, route_config: routeConfig, http_filters: httpFilters };
+    },
+    tcpCluster: (m) => clusterName.get(tcpBodies.get(resourceKey(m))!)!,
+    options,
+    errors,
+  });
+  for (const [name, origins] of built.routeOrigins) routeOrigins.set(name, origins);
   return {
-    listeners: [listener],
+    listeners: built.listeners,
     clusters: clusters.map((c) => envoyCluster(c.name, c.body)),
     clustersOf,
     filtersOf: new Map([...bindings.byMapping].map(([mapping, filters]) => [mapping, filters.map(resourceKey)])),
     rateLimits: ownLimits,
     errors,
-    origins: { routes: routeOrigins, clusters: clusters.map((c) => c.origins), filters: filterOrigins },
+    origins: { routes: routeOrigins, clusters: clusters.map((c) => c.origins), filters: filterOrigins, listeners: built.origins },
   };
 }
 
@@ -522,10 +535,6 @@ function compareWeights(a: RouteWeight, b: RouteWeight): number {
   return a.length - b.length;
 }
 
-/** Code-point order, the same on every machine (localeCompare is not). */
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 /**
  * Emissary's canary split (normalize_weights_in_mappings): explicit weights accumulate in order, Mappings
@@ -666,18 +675,13 @@ function hashPolicy(lb: LoadBalancer | undefined): Json | undefined {
   return undefined;
 }
 
-function list(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
-  return (Array.isArray(value) ? value : value.split(',')).map((s) => s.trim()).filter(Boolean);
-}
-
 /**
  * Emissary's IRCORS: each origin an exact match (`*` included: Envoy's CORS filter treats a matcher of the literal
  * `*` as "any origin"); lists joined with `, `, strings kept as written.
  */
 function corsPolicy(cors: Cors): Json {
   const out: Json = {};
-  const origins = list(cors.origins);
+  const origins = cors.origins === undefined ? [] : splitList(cors.origins);
   if (origins.length) out.allow_origin_string_match = origins.map((exact) => ({ exact }));
   const header = (value: string | string[]): string => (Array.isArray(value) ? value.join(', ') : value);
   if (cors.methods !== undefined) out.allow_methods = header(cors.methods);
@@ -767,9 +771,10 @@ export function checkTranslation(t: Translation, log: Logger): { bootstrap: Boot
 function attribute(error: ConfigError, t: Translation): ResourceError[] {
   const message = `${error.message} (Envoy ${error.path})`;
   const found =
-    locate(error.path, /\.routes\[(\d+)\](.*)$/, t.origins.routes, ROUTE_FIELDS) ??
-    locate(error.path, /^static_resources\.clusters\[(\d+)\](.*)$/, t.origins.clusters, CLUSTER_FIELDS, 'service') ??
-    locate(error.path, /\.http_filters\[(\d+)\](.*)$/, t.origins.filters, [[/^/, 'cors']]);
+    locate(error.path, /^(.*\.routes\[\d+\])(.*)$/, (m) => t.origins.routes.get(String(jsonAt(toBootstrap(t), m[1]!)?.name)) ?? [], ROUTE_FIELDS) ??
+    locate(error.path, /^static_resources\.clusters\[(\d+)\](.*)$/, (m) => t.origins.clusters[Number(m[1])] ?? [], CLUSTER_FIELDS, 'service') ??
+    locate(error.path, /\.http_filters\[(\d+)\](.*)$/, (m) => t.origins.filters[Number(m[1])] ?? [], [[/^/, 'cors']]) ??
+    locateListener(error.path, t.origins.listeners);
   if (found === undefined || found.length === 0) {
     // Listener-wide settings come from the Module.
     return [{ resource: 'Module/ambassador', code: error.code, path: 'spec.config', message }];
@@ -780,7 +785,7 @@ function attribute(error: ConfigError, t: Translation): ResourceError[] {
 function locate(
   path: string,
   pattern: RegExp,
-  origins: Origin[][],
+  producersOf: (m: RegExpExecArray) => Origin[],
   fields: [RegExp, keyof MappingSpec][],
   fallback = 'prefix',
 ): { resource: string; path: string }[] | undefined {
@@ -788,7 +793,7 @@ function locate(
   if (m === null) return undefined;
   const rest = m[2]!;
   const field = fields.find(([re]) => re.test(rest))?.[1] ?? (fallback as keyof MappingSpec);
-  const producers = origins[Number(m[1])] ?? [];
+  const producers = producersOf(m);
   // A mirror policy is the shadow Mapping's doing; everything else on the route is the serving Mapping's.
   const owners = field === 'shadow' ? producers.slice(1) : fields === ROUTE_FIELDS ? producers.slice(0, 1) : producers;
   return owners.map((o) => {
@@ -796,6 +801,31 @@ function locate(
     const inherited = o.inherited[field];
     return inherited ? { resource: 'Module/ambassador', path: inherited } : { resource: o.resource, path: `spec.${field}` };
   });
+}
+
+/** A listener's problem: its TLS context's (the certificate, key, CA or settings behind it), its TCPMappings', or the listener's own. */
+function locateListener(path: string, listeners: ListenerOrigins[]): { resource: string; path: string }[] | undefined {
+  const m = /^static_resources\.listeners\[(\d+)\](?:\.filter_chains\[(\d+)\](.*))?/.exec(path);
+  const listener = m && listeners[Number(m[1])];
+  if (!listener) return undefined;
+  const chain = m[2] === undefined ? undefined : listener.chains[Number(m[2])];
+  const rest = m[3] ?? '';
+  let owners = listener.listener;
+  if (chain?.tls && rest.startsWith('.transport_socket')) {
+    const tls = chain.tls;
+    owners = [/certificate_chain/.test(rest) ? tls.cert : /private_key/.test(rest) ? tls.key : /validation_context/.test(rest) ? (tls.ca ?? tls.settings) : tls.settings];
+  } else if (chain) owners = chain.filters;
+  return owners.map((o) => ({ resource: o.resource, path: o.field ?? 'spec' }));
+}
+
+/** The value at a path of the form `a.b[2].c` in a JSON document. */
+function jsonAt(root: unknown, path: string): Json | undefined {
+  let value = root;
+  for (const [, key, index] of path.matchAll(/\.?([^.[\]]+)|\[(\d+)\]/g)) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<string, unknown>)[key ?? Number(index)];
+  }
+  return typeof value === 'object' && value !== null ? (value as Json) : undefined;
 }
 
 /** A translation that passed validation, ready to serve. */

@@ -10,7 +10,7 @@ import { createLogger } from '../../src/util/logger.js';
 import { PACKAGE_ROOT } from '../../src/util/package-root.js';
 
 const GOLDEN = join(PACKAGE_ROOT, 'test/controlplane/golden');
-const OPTIONS = { listenerAddress: '0.0.0.0', listenerPort: 8080, rateLimitPort: 8081 };
+const OPTIONS = { listenerAddress: '0.0.0.0', listenerPort: 8080, httpsPort: 8443, rateLimitPort: 8081 };
 
 function load(file: string): Resource[] {
   const errors: ConfigError[] = [];
@@ -37,7 +37,7 @@ describe('translator golden files', () => {
   }
 
   it('gives the same bytes whatever the order of the input', () => {
-    for (const file of ['ordering.yaml', 'canary.yaml', 'features.yaml']) {
+    for (const file of ['ordering.yaml', 'canary.yaml', 'features.yaml', 'hosts.yaml', 'listeners.yaml']) {
       const resources = load(file);
       assert.equal(render([...resources].reverse()), render(resources), file);
       assert.equal(render([...resources.slice(3), ...resources.slice(0, 3)]), render(resources), file);
@@ -45,7 +45,7 @@ describe('translator golden files', () => {
   });
 
   it('produces configurations the data plane accepts for every supported field', () => {
-    for (const file of ['seed.yaml', 'ordering.yaml', 'canary.yaml', 'module.yaml', 'ratelimits.yaml']) {
+    for (const file of ['seed.yaml', 'ordering.yaml', 'canary.yaml', 'module.yaml', 'ratelimits.yaml', 'hosts.yaml', 'listeners.yaml']) {
       assert.deepEqual(JSON.parse(render(load(file))).errors, [], file);
     }
   });

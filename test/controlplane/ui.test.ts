@@ -190,8 +190,10 @@ describe('the dashboard in Chromium', () => {
       assert.equal((await row(page, 'api'))[9], '–');
       assert.equal(await page.locator('#mappings tr[data-name="api"] .chip.inactive').count(), 3);
       assert.match(await page.locator('#overview').innerText(), /no AuthService: every mapping is open/);
+      assert.match(await page.locator('#overview').innerText(), /no Host: every mapping serves every host name/);
 
       const services = JSON.stringify([
+        { kind: 'Host', metadata: { name: 'shop' }, spec: { hostname: 'shop.example.com' } },
         { kind: 'AuthService', metadata: { name: 'authn' }, spec: { auth_service: 'auth.example:3000' } },
         { kind: 'RateLimitService', metadata: { name: 'limits' }, spec: { service: 'rls.example:8081' } },
       ]);
@@ -210,6 +212,7 @@ describe('the dashboard in Chromium', () => {
       assert.match(overview, /http auth\.example:3000 · 1 protected, 1 bypass/);
       assert.match(overview, /RateLimitService limits/);
       assert.match(overview, /domain ambassador · 1 mappings labelled/);
+      assert.match(overview, /1 hosts\s+shop\.example\.com/);
 
       // A FilterPolicy binding a JWT Filter to the api Mapping: shown in its Auth cell, before the AuthService's check.
       const filters = JSON.stringify([

@@ -7,12 +7,17 @@ import {
   API_KEY_FIELDS,
   AUTH_SERVICE_FIELDS,
   FILTER_POLICY_FIELDS,
+  HOST_FIELDS,
   JWT_FIELDS,
+  LISTENER_FIELDS,
   MAPPING_FIELDS,
   MODULE_CONFIG_FIELDS,
   RATE_LIMIT_FIELDS,
   RATE_LIMIT_LIMIT_FIELDS,
   RATE_LIMIT_SERVICE_FIELDS,
+  TCP_MAPPING_FIELDS,
+  TLS_CONTEXT_FIELDS,
+  TLS_OPTION_FIELDS,
 } from '../../src/controlplane/resources.js';
 import { PACKAGE_ROOT } from '../../src/util/package-root.js';
 
@@ -52,7 +57,9 @@ describe('documentation', () => {
     const flags = [...flagsOf('src/cli/start.ts'), ...flagsOf('src/cli/client.ts')];
     assert.ok(flags.length >= 16, `found ${flags.join(', ')}`);
     assert.deepEqual(flags.filter((flag) => !doc.includes(`--${flag}`)), []);
-    const fields = [MAPPING_FIELDS, MODULE_CONFIG_FIELDS, AUTH_SERVICE_FIELDS, RATE_LIMIT_SERVICE_FIELDS, RATE_LIMIT_FIELDS, JWT_FIELDS, API_KEY_FIELDS, FILTER_POLICY_FIELDS].flatMap((f) => Object.keys(f));
+    const fields = [MAPPING_FIELDS, MODULE_CONFIG_FIELDS, AUTH_SERVICE_FIELDS, RATE_LIMIT_SERVICE_FIELDS, RATE_LIMIT_FIELDS, JWT_FIELDS, API_KEY_FIELDS, FILTER_POLICY_FIELDS, HOST_FIELDS, TLS_OPTION_FIELDS, TLS_CONTEXT_FIELDS, TCP_MAPPING_FIELDS, LISTENER_FIELDS].flatMap((f) =>
+      Object.keys(f),
+    );
     fields.push(...Object.keys(RATE_LIMIT_LIMIT_FIELDS).map((f) => `limits[].${f}`));
     assert.deepEqual(fields.filter((field) => !doc.includes(`\`${field}\``)), []);
   });

@@ -82,6 +82,8 @@ const state = {
   /** The AuthService and RateLimitService in use (one of each at most: the translation refuses a second). */
   authService: undefined as Resource | undefined,
   rateLimitService: undefined as Resource | undefined,
+  hosts: [] as Resource[],
+  tlsContexts: [] as Resource[],
   /** Filter name → its kind (`JWT`, `APIKey`); Mapping name → the Filters it runs (`/api/v1/bindings`). */
   filterKinds: new Map<string, string>(),
   bindings: {} as Record<string, string[]>,
@@ -210,7 +212,7 @@ function setupToken(): void {
 
 /** The mappings and the first page of history: after a change, and whenever the version moved. */
 async function loadConfig(): Promise<void> {
-  const [list, auth, rls, rateLimits, filters, bindings, history] = await Promise.all([
+  const [list, auth, rls, rateLimits, filters, bindings, history, hosts, tlsContexts] = await Promise.all([
     call<{ version: number; items: Resource[] }>('GET', '/api/v1/mappings'),
     call<{ items: Resource[] }>('GET', '/api/v1/authservices'),
     call<{ items: Resource[] }>('GET', '/api/v1/ratelimitservices'),
@@ -218,7 +220,11 @@ async function loadConfig(): Promise<void> {
     call<{ items: Resource[] }>('GET', '/api/v1/filters'),
     call<{ mappings: Record<string, string[]> }>('GET', '/api/v1/bindings'),
     call<History>('GET', `/api/v1/history?limit=${HISTORY_PAGE}`),
+    call<{ items: Resource[] }>('GET', '/api/v1/hosts'),
+    call<{ items: Resource[] }>('GET', '/api/v1/tlscontexts'),
   ]);
+  if (hosts.status === 200) state.hosts = hosts.body.items;
+  if (tlsContexts.status === 200) state.tlsContexts = tlsContexts.body.items;
   if (list.status === 200) state.mappings = list.body.items;
   if (filters.status === 200) state.filterKinds = new Map(filters.body.items.map((f) => [f.metadata.name, Object.keys(f.spec)[0] ?? '']));
   if (bindings.status === 200) state.bindings = bindings.body.mappings;
@@ -292,6 +298,7 @@ function renderOverview(): void {
       inSync ? undefined : 'warn',
     ),
     nodesCard(),
+    hostsCard(),
     authCard(),
     rateLimitCard(),
     card('Upstream members', `${healthy} / ${total}`, 'healthy / total, over all mappings', total === 0 ? undefined : healthy === total ? 'good' : healthy === 0 ? 'bad' : 'warn'),
@@ -335,6 +342,18 @@ function renderNodes(): void {
   if (rows.length === 0) rows.push(h('tr', {}, h('td', { colspan: 6, class: 'empty' }, 'No data plane has connected.')));
   byId('nodes').querySelector('tbody')!.replaceChildren(...rows);
   byId('nodes-note').textContent = `xDS: ${state.nodes.filter((n) => n.streams > 0).length} connected`;
+}
+
+/** The Hosts and whether each has TLS (its own settings, or a TLSContext listing its name). */
+function hostsCard(): HTMLElement {
+  if (state.hosts.length === 0) return card('Hosts', 'none', 'no Host: every mapping serves every host name');
+  const tlsNames = new Set(state.tlsContexts.flatMap((c) => (Array.isArray(c.spec.hosts) ? c.spec.hosts.map(String) : [])));
+  const names = state.hosts.map((host) => {
+    const name = String(host.spec.hostname ?? '*');
+    const tls = host.spec.tlsSecret !== undefined || host.spec.tlsContext !== undefined || host.spec.tls !== undefined || tlsNames.has(name);
+    return tls ? `${name} (TLS)` : name;
+  });
+  return card('Hosts', `${state.hosts.length} hosts`, names.join(', '));
 }
 
 function authCard(): HTMLElement {

@@ -40,17 +40,22 @@ export class XdsSnapshot {
   ) {}
 
   /**
-   * The socket listeners bound to `port` instead of their own: several data planes on one machine each take a
-   * port of their own this way (node metadata `listener_port`), since Node cannot share a port between processes
-   * that are not one cluster.
+   * The socket listeners moved to `port`: several data planes on one machine each take ports of their own this
+   * way (node metadata `listener_port`), since Node cannot share a port between processes that are not one
+   * cluster. The first listener (the HTTP one) goes to `port`, every other one as far as the first moved, so a
+   * gateway's HTTPS and TCP listeners keep their distance from it; one that would leave 1–65535 keeps its port.
    */
   listenersOnPort(port: number): ReadonlyMap<string, XdsResource> {
     let listeners = this.listenersByPort.get(port);
     if (listeners === undefined) {
       listeners = new Map();
+      const portOf = (json: Json) => Number(((json.address as Json | undefined)?.socket_address as Json | undefined)?.port_value ?? 0);
+      const first = this.listenerJson.values().next().value;
+      const offset = port - (first === undefined ? 0 : portOf(first));
       for (const [name, json] of this.listenerJson) {
         const address = json.address as Json | undefined;
-        const socket = { ...(address?.socket_address as Json | undefined), port_value: port };
+        const moved = json === first ? port : portOf(json) + offset;
+        const socket = { ...(address?.socket_address as Json | undefined), port_value: moved >= 1 && moved <= 65535 ? moved : portOf(json) };
         listeners.set(name, this.encode(LISTENER_TYPE, name, { ...json, address: { ...address, socket_address: socket } }, `port ${port}`));
       }
       this.listenersByPort.set(port, listeners);
