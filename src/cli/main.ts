@@ -138,8 +138,12 @@ async function main(argv: string[]): Promise<number> {
 }
 
 
+const command = process.argv[2];
 main(process.argv.slice(2)).then(
   (code) => {
+    // The servers have shut down in order when their command returns: what may still hold the event loop (a
+    // gRPC channel's reconnect, a socket in TIME_WAIT handling) must not keep the process.
+    if (command === 'run' || command === 'start') process.exit(code);
     if (code !== 0) process.exitCode = code;
   },
   (err: Error) => {
