@@ -359,18 +359,9 @@ function variantOf(api: envoy.config.core.v3.ApiConfigSource): XdsVariant {
   return api.api_type === 'DELTA_GRPC' || api.api_type === 'AGGREGATED_DELTA_GRPC' ? 'delta' : 'sotw';
 }
 
-/** A config source inside a resource, still proto3-JSON: only which kind it is matters here. */
+/** A config source inside a resource (proto3-JSON), decoded as the bootstrap's own are. */
 function decodeConfigSource(json: unknown): ConfigSource {
-  const config = (json ?? {}) as Json;
-  if (config.ads !== undefined) return { ads: {} };
-  if (config.self !== undefined) return { self: {} };
-  const api = (config.api_config_source ?? config.apiConfigSource) as Json | undefined;
-  if (api !== undefined) {
-    const services = (api.grpc_services ?? api.grpcServices ?? []) as Json[];
-    return { api_config_source: { api_type: (api.api_type ?? api.apiType) as never, grpc_services: services as never } };
-  }
-  const path = (config.path_config_source ?? config.pathConfigSource) as Json | undefined;
-  return { path_config_source: { path: String(path?.path ?? config.path ?? '') } };
+  return decodeMessage<ConfigSource>('envoy.config.core.v3.ConfigSource', json ?? {}, '', []);
 }
 
 function connectionManagers(listener: Json): Json[] {
@@ -512,13 +503,7 @@ class GrpcSource implements Source {
     if (call === undefined || sameNames(type.names, type.told)) return;
     const first = type.told === undefined;
     if (this.variant === 'sotw') {
-      call.write({
-        node: this.client.nodeMessage(),
-        version_info: type.acceptedVersion,
-        resource_names: type.names === 'wildcard' ? [] : [...type.names],
-        type_url: typeUrl,
-        ...(type.lastNonce !== undefined && !first ? { response_nonce: type.lastNonce } : {}),
-      });
+      call.write(this.sotwRequest(typeUrl, type, first ? undefined : type.lastNonce));
     } else {
       const before = type.told === undefined || type.told === 'wildcard' ? new Set<string>() : type.told;
       const after = type.names === 'wildcard' ? new Set<string>() : type.names;
@@ -561,17 +546,21 @@ class GrpcSource implements Source {
     const error_detail = error === undefined ? undefined : { code: INVALID_ARGUMENT, message: error };
     type.lastNonce = nonce;
     if (this.variant === 'sotw') {
-      call.write({
-        node: this.client.nodeMessage(),
-        version_info: type.acceptedVersion,
-        resource_names: type.names === 'wildcard' ? [] : [...type.names],
-        type_url: typeUrl,
-        response_nonce: nonce,
-        ...(error_detail ? { error_detail } : {}),
-      });
+      call.write({ ...this.sotwRequest(typeUrl, type, nonce), ...(error_detail ? { error_detail } : {}) });
     } else {
       call.write({ type_url: typeUrl, response_nonce: nonce, ...(error_detail ? { error_detail } : {}) });
     }
+  }
+
+  /** A state-of-the-world request: the subscription of the moment, the version accepted, and the nonce answered. */
+  private sotwRequest(typeUrl: string, type: StreamType, nonce: string | undefined): Json {
+    return {
+      node: this.client.nodeMessage(),
+      version_info: type.acceptedVersion,
+      resource_names: type.names === 'wildcard' ? [] : [...type.names],
+      type_url: typeUrl,
+      ...(nonce !== undefined ? { response_nonce: nonce } : {}),
+    };
   }
 }
 

@@ -280,8 +280,15 @@ class XdsStream {
     }
     node.acked[typeUrl] = sub.sentVersion;
     delete node.rejected[typeUrl];
+    this.reportApplied();
+  }
+
+  /** Tells the server when the client has answered everything and holds all the current snapshot has for it. */
+  private reportApplied(): void {
     const snapshot = this.server.current;
-    if (snapshot !== undefined && [...this.subs.values()].every((s) => !s.pending) && this.upToDate(snapshot)) this.server.applied(node, snapshot.version);
+    if (this.node !== undefined && snapshot !== undefined && [...this.subs.values()].every((s) => !s.pending) && this.upToDate(snapshot)) {
+      this.server.applied(this.node, snapshot.version);
+    }
   }
 
   /** Whether everything the client subscribes to is what the snapshot holds (the client has it all). */
@@ -303,10 +310,7 @@ class XdsStream {
       if (this.method.variant === 'delta') this.sendDelta(typeUrl, sub, []);
       else this.sendSotw(typeUrl, sub, false);
     }
-    const snapshot = this.server.current;
-    if (this.node !== undefined && snapshot !== undefined && [...this.subs.values()].every((s) => !s.pending) && this.upToDate(snapshot)) {
-      this.server.applied(this.node, snapshot.version);
-    }
+    this.reportApplied();
   }
 
   private select(snapshot: XdsSnapshot, typeUrl: string, sub: Subscription): XdsResource[] {
