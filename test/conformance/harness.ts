@@ -8,10 +8,9 @@
  * one declaration into a node:test suite. Nothing here edits the corpus: every rewrite is applied to the parsed
  * JSON in memory (or to a copy in a temporary directory for `portico run` subprocesses).
  */
-import { freePort } from '../support/ports.js';
+import { connectError, freePort } from '../support/ports.js';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -418,23 +417,12 @@ async function waitUntilReady(
     if (port !== undefined) {
       const ok = viaAdmin
         ? await fetchText(`http://127.0.0.1:${port}/ready`, { timeoutMs: 1000 }).then((r) => r.status === 200, () => false)
-        : await tcpAccepts(port);
+        : (await connectError(port)) === undefined;
       if (ok) return;
     }
     await sleep(50);
   }
   throw new Error(`${id}: portico run was not ready within 10 s:\n${stderr()}`);
-}
-
-function tcpAccepts(port: number): Promise<boolean> {
-  return new Promise((resolveConnect) => {
-    const socket = netConnect({ port, host: '127.0.0.1' });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolveConnect(true);
-    });
-    socket.once('error', () => resolveConnect(false));
-  });
 }
 
 async function stopChild(child: ChildProcess, exited: Promise<number | null>): Promise<void> {

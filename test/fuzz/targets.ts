@@ -21,7 +21,7 @@ import { compileBootstrap } from '../../src/dataplane/data-plane.js';
 import { compileRe2 } from '../../src/dataplane/matching/regex.js';
 import { EXTENSIONS } from '../../src/extensions/registry.js';
 import { createLogger } from '../../src/util/logger.js';
-import { simpleBootstrap, startPortico, staticCluster, type RunningPortico } from '../support/portico.js';
+import { httpListener, simpleBootstrap, startPortico, staticCluster, type RunningPortico } from '../support/portico.js';
 import { rawRequest } from '../support/upstreams.js';
 
 export interface FuzzTarget {
@@ -164,34 +164,12 @@ export const HTTP1: FuzzTarget = {
 // ---------------------------------------------------------------------------------------------------------------
 // Configuration decoding, checking and compiling
 
-const BASE = JSON.parse(
-  JSON.stringify({
-    static_resources: {
-      listeners: [
-        {
-          name: 'l',
-          address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
-          filter_chains: [
-            {
-              filters: [
-                {
-                  name: 'envoy.filters.network.http_connection_manager',
-                  typed_config: {
-                    '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-                    stat_prefix: 'f',
-                    route_config: { virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'c', timeout: '1s' } }] }] },
-                    http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
-                  },
-                },
-              ],
-            },
-          ],
-        },
-      ],
-      clusters: [{ name: 'c', type: 'STATIC', load_assignment: { cluster_name: 'c', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 1 } } } }] }] } }],
-    },
-  }),
-) as Record<string, unknown>;
+const BASE: Record<string, unknown> = {
+  static_resources: {
+    listeners: [{ name: 'l', ...httpListener({ virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'c', timeout: '1s' } }] }] }) }],
+    clusters: [{ name: 'c', type: 'STATIC', load_assignment: { cluster_name: 'c', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 1 } } } }] }] } }],
+  },
+};
 
 /** Every path (as keys) to an object or array inside `value`. */
 function paths(value: unknown, prefix: (string | number)[] = []): (string | number)[][] {

@@ -18,6 +18,7 @@ import {
 } from 'node:net';
 import type { Readable } from 'node:stream';
 import { Agent, request as undiciRequest } from 'undici';
+import { connectError } from './ports.js';
 
 export interface StartedUpstream {
   port: number;
@@ -309,23 +310,12 @@ export async function startMisbehavingUpstream(mode: MisbehaviorMode): Promise<M
 export async function refusedPort(): Promise<number> {
   while (nextRefusedCandidate < 1024) {
     const port = nextRefusedCandidate++;
-    if (await connectionRefused(port)) return port;
+    if ((await connectError(port))?.code === 'ECONNREFUSED') return port;
   }
   throw new Error('no privileged port on 127.0.0.1 refuses connections');
 }
 
 let nextRefusedCandidate = 1;
-
-function connectionRefused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = netConnect({ port, host: '127.0.0.1' });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
-  });
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Raw client

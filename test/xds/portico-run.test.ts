@@ -9,7 +9,7 @@
  * The corpus examples skip when ../shared is absent.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,39 +20,13 @@ import { CORPUS_FOUND, corpusPath, SKIP_MESSAGE } from '../conformance/harness.j
 import { FakeXdsServer, packAny, TYPES } from '../support/fake-xds-server.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { freePort } from '../support/ports.js';
-import { BIN } from '../support/start-process.js';
+import { BIN, startRun, type LiveProcess } from '../support/start-process.js';
+import { waitFor } from '../support/wait.js';
 import { httpRequest } from '../support/upstreams.js';
 
-interface Run {
-  child: ChildProcess;
-  output(): string;
-  stop(): Promise<void>;
-}
-
-function portico(args: string[]): Run {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output += d));
-  child.stderr!.on('data', (d: Buffer) => (output += d));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    child,
-    output: () => output,
-    stop: () => {
-      child.kill('SIGTERM');
-      return exited;
-    },
-  };
-}
-
-/** Polls `check` until it returns true; fails with `what` and the process output after `ms`. */
-async function eventually(what: string, check: () => Promise<boolean>, run?: Run, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`${what} did not happen within ${ms} ms\n${run?.output() ?? ''}`);
+/** waitFor with the data plane's output in the failure; a check that throws (a refused connection) is a no. */
+function until(what: string, check: () => Promise<boolean>, run: LiveProcess, timeoutMs = 15_000): Promise<void> {
+  return waitFor(() => check().catch(() => false), () => `${what}\n${run.output()}`, { timeoutMs });
 }
 
 const answeredBy = async (port: number, name: string) => (await httpRequest(`http://127.0.0.1:${port}/`, { timeoutMs: 2000 })).headers['x-echo-name'] === name;
@@ -69,7 +43,7 @@ describe('portico run from a control plane the test writes (dynamic-config-cp)',
   let xdsPort: number;
   let listenerPort: number;
   let adminPort: number;
-  let run: Run;
+  let run: LiveProcess;
 
   const cluster = (port: number) =>
     packAny(TYPES.cluster, {
@@ -135,8 +109,8 @@ describe('portico run from a control plane the test writes (dynamic-config-cp)',
     Object.assign(address, { address: '127.0.0.1', port_value: xdsPort });
     bootstrap.admin.address.socket_address = { address: '127.0.0.1', port_value: adminPort };
     writeFileSync(join(dir, 'envoy.yaml'), YAML.stringify(bootstrap));
-    run = portico(['run', '-c', join(dir, 'envoy.yaml'), '--concurrency', '2', '--drain-time-s', '1']);
-    await eventually('the admin endpoint', async () => (await httpRequest(`http://127.0.0.1:${adminPort}/ready`)).status > 0, run);
+    // Live (the admin answering) before any control plane is reachable.
+    run = await startRun(join(dir, 'envoy.yaml'), ['--concurrency', '2', '--drain-time-s', '1']);
   });
 
   after(async () => {
@@ -157,12 +131,12 @@ describe('portico run from a control plane the test writes (dynamic-config-cp)',
   it('serves version 1 once the control plane answers, and acknowledges every type', async () => {
     snapshot('1', service1.port);
     await fake.start(xdsPort);
-    await eventually('service1 answering', () => answeredBy(listenerPort, 'service1'), run);
+    await until('service1 answering', () => answeredBy(listenerPort, 'service1'), run);
     const [dynamic] = await configDump(adminPort, 'dynamic_active_clusters');
     assert.equal(dynamic.version_info, '1');
     assert.equal(dynamic.cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value, service1.port);
     for (const type of [TYPES.cluster, TYPES.listener, TYPES.route]) {
-      await eventually(`an ACK of ${type}`, async () => fake.answers(type).some((a) => a.version_info === '1' && a.error_detail === undefined), run);
+      await until(`an ACK of ${type}`, async () => fake.answers(type).some((a) => a.version_info === '1' && a.error_detail === undefined), run);
     }
     // The route table comes over its own RDS stream, as the listener's api_config_source says.
     assert.ok(fake.requests.some((r) => r.service === 'rds' && r.resource_names.includes('local_route')));
@@ -174,7 +148,7 @@ describe('portico run from a control plane the test writes (dynamic-config-cp)',
   it('refuses an invalid listener with a NACK that names the problem, and keeps serving', async () => {
     const before = fake.answers(TYPES.listener).length;
     fake.serve('bad', { [TYPES.listener]: [{ name: 'listener_0', any: listener([]) }] });
-    await eventually('a NACK', async () => fake.answers(TYPES.listener).slice(before).some((a) => a.error_detail !== undefined), run);
+    await until('a NACK', async () => fake.answers(TYPES.listener).slice(before).some((a) => a.error_detail !== undefined), run);
     const nack = fake.answers(TYPES.listener).slice(before).find((a) => a.error_detail !== undefined)!;
     assert.match(nack.error_detail!.message ?? '', /http_filters/);
     // A NACK carries the last version accepted.
@@ -190,7 +164,7 @@ describe('portico run from a control plane the test writes (dynamic-config-cp)',
     snapshot('2', service2.port);
     await fake.start(xdsPort);
     // The server restarted with the listener of version 2 again: the refused one is gone.
-    await eventually('service2 answering', () => answeredBy(listenerPort, 'service2'), run, 30_000);
+    await until('service2 answering', () => answeredBy(listenerPort, 'service2'), run, 30_000);
     assert.equal((await configDump(adminPort, 'dynamic_active_clusters'))[0].version_info, '2');
     const stats = (await httpRequest(`http://127.0.0.1:${adminPort}/stats?filter=^(control_plane|listener_manager.lds)`)).body;
     assert.match(stats, /control_plane\.connected_state: 1/);
@@ -204,7 +178,7 @@ describe('portico run from discovery files (dynamic-config-fs)', { skip: CORPUS_
   let service2: EchoServer;
   let listenerPort: number;
   let adminPort: number;
-  let run: Run;
+  let run: LiveProcess;
   let cds: any;
 
   before(async () => {
@@ -222,7 +196,7 @@ describe('portico run from discovery files (dynamic-config-fs)', { skip: CORPUS_
     writeFileSync(join(dir, 'envoy.yaml'), YAML.stringify(bootstrap));
     writeFileSync(join(dir, 'lds.yaml'), YAML.stringify(lds));
     writeFileSync(join(dir, 'cds.yaml'), YAML.stringify(cds));
-    run = portico(['run', '-c', join(dir, 'envoy.yaml'), '--concurrency', '1', '--drain-time-s', '1']);
+    run = await startRun(join(dir, 'envoy.yaml'), ['--concurrency', '1', '--drain-time-s', '1']);
   });
 
   after(async () => {
@@ -233,7 +207,7 @@ describe('portico run from discovery files (dynamic-config-fs)', { skip: CORPUS_
   });
 
   it('serves the files, and lists the cluster under dynamic_active_clusters', async () => {
-    await eventually('service1 answering', () => answeredBy(listenerPort, 'service1'), run);
+    await until('service1 answering', () => answeredBy(listenerPort, 'service1'), run);
     const [dynamic] = await configDump(adminPort, 'dynamic_active_clusters');
     assert.equal(dynamic.cluster.name, 'example_proxy_cluster');
     assert.equal(dynamic.cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value, service1.port);
@@ -243,7 +217,7 @@ describe('portico run from discovery files (dynamic-config-fs)', { skip: CORPUS_
     cds.resources[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value = service2.port;
     writeFileSync(join(dir, 'cds.yaml.new'), YAML.stringify(cds));
     renameSync(join(dir, 'cds.yaml.new'), join(dir, 'cds.yaml'));
-    await eventually('service2 answering', () => answeredBy(listenerPort, 'service2'), run, 10_000);
+    await until('service2 answering', () => answeredBy(listenerPort, 'service2'), run, 10_000);
     const [dynamic] = await configDump(adminPort, 'dynamic_active_clusters');
     assert.equal(dynamic.cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value, service2.port);
   });
@@ -253,17 +227,17 @@ describe('data planes of portico start, over incremental xDS, two on one machine
   const dir = mkdtempSync(join(tmpdir(), 'portico-xds-dp-'));
   let gw: TestGateway;
   let echo: EchoServer;
-  const planes: { run: Run; port: number; admin: number }[] = [];
+  const planes: { run: LiveProcess; port: number; admin: number }[] = [];
 
   before(async () => {
     echo = await startEchoServer({ name: 'backend', host: '127.0.0.1', port: 0 });
     gw = await startTestGateway();
     for (const node of ['edge-a', 'edge-b']) {
       const [port, admin] = [await freePort(), await freePort()];
-      const printed = portico(['bootstrap', '--node', node, '--xds-server', `127.0.0.1:${gw.xdsPort}`, '--delta', '--admin-port', String(admin), '--listener-port', String(port)]);
-      await new Promise((r) => printed.child.once('exit', r));
-      writeFileSync(join(dir, `${node}.yaml`), printed.output());
-      planes.push({ run: portico(['run', '-c', join(dir, `${node}.yaml`), '--concurrency', '1', '--drain-time-s', '1']), port, admin });
+      const printed = spawnSync(process.execPath, [BIN, 'bootstrap', '--node', node, '--xds-server', `127.0.0.1:${gw.xdsPort}`, '--delta', '--admin-port', String(admin), '--listener-port', String(port)], { encoding: 'utf8' });
+      assert.equal(printed.status, 0, printed.stderr);
+      writeFileSync(join(dir, `${node}.yaml`), printed.stdout);
+      planes.push({ run: await startRun(join(dir, `${node}.yaml`), ['--concurrency', '1', '--drain-time-s', '1']), port, admin });
     }
   });
 
@@ -281,14 +255,14 @@ describe('data planes of portico start, over incremental xDS, two on one machine
     });
     assert.equal(put.status, 201, put.body);
     for (const plane of planes) {
-      await eventually(`node on ${plane.port} serving /app/`, async () => (await httpRequest(`http://127.0.0.1:${plane.port}/app/x`)).headers['x-echo-name'] === 'backend', plane.run);
+      await until(`node on ${plane.port} serving /app/`, async () => (await httpRequest(`http://127.0.0.1:${plane.port}/app/x`)).headers['x-echo-name'] === 'backend', plane.run);
     }
     const { json } = await gw.api('/api/v1/nodes');
     const ids = json.nodes.map((n: { id: string }) => n.id);
     assert.ok(ids.includes('edge-a') && ids.includes('edge-b'), ids.join());
     assert.equal((await gw.api('/api/v1/mappings/app', { method: 'DELETE' })).status, 200);
     for (const plane of planes) {
-      await eventually(`node on ${plane.port} no longer serving /app/`, async () => (await httpRequest(`http://127.0.0.1:${plane.port}/app/x`)).status === 404, plane.run);
+      await until(`node on ${plane.port} no longer serving /app/`, async () => (await httpRequest(`http://127.0.0.1:${plane.port}/app/x`)).status === 404, plane.run);
     }
   });
 });
